@@ -1,0 +1,83 @@
+"""Build the MD5 dictionaries (image MD5 and product hash -> {category_id: count}) of a training BSON.
+
+One pass over the pictures in file order. Prints the totals: images, unique
+images, label conflicts (an MD5 seen with several categories) and refined
+(single-label) images, and the same for products.
+"""
+import argparse
+import logging
+
+import numpy as np
+from tqdm import tqdm
+
+from data.bson_index import BsonIndex
+from data.common import Timer, UserError, atomic_outputs, check_input_file, check_outputs_free, run_cli
+from data.md5_dict import KEY_DTYPE, Md5Dictionary, image_md5, product_key
+
+log = logging.getLogger(__name__)
+
+
+def hash_images(index):
+    """MD5 of every image and product key of every product, in file order, in one pass."""
+    image_digests = np.zeros(index.num_images, dtype=KEY_DTYPE)
+    product_keys = np.zeros(len(index), dtype=KEY_DTYPE)
+    with tqdm(total=index.num_images, unit="img", desc="md5") as bar:
+        for product, pictures in index.iter_product_images():
+            digests = [image_md5(p) for p in pictures]
+            first = int(index.products["first_image"][product])
+            image_digests[first:first + len(digests)] = digests
+            product_keys[product] = product_key(digests)
+            bar.update(len(digests))
+    return image_digests, product_keys
+
+
+def build_dictionary(index):
+    if not index.has_labels:
+        raise UserError(f"{index.path}: products without category_id (a test BSON?); "
+                        "the MD5 dictionary needs a labelled training BSON")
+    image_digests, product_keys = hash_images(index)
+    image_categories = np.repeat(index.products["category_id"], index.products["num_imgs"])
+    return Md5Dictionary.build(image_digests, image_categories, product_keys,
+                               index.products["category_id"], source=index.path)
+
+
+def log_totals(meta):
+    log.info("total images: %d", meta["total_images"])
+    log.info("unique images: %d", meta["unique_images"])
+    log.info("label conflicts (an image MD5 with more than one category): %d", meta["image_label_conflicts"])
+    log.info("refined images (MD5 with a single category): %d", meta["refined_images"])
+    log.info("total products: %d, unique product hashes: %d, product label conflicts: %d, refined products: %d",
+             meta["total_products"], meta["unique_product_hashes"], meta["product_label_conflicts"],
+             meta["refined_products"])
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(prog="python -m data.bson_md5_dict", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--bson", required=True, help="labelled training BSON (e.g. train_train.bson)")
+    parser.add_argument("--out", required=True, help="output dictionary (.npz, no pickle)")
+    parser.add_argument("--skip-corrupt", action="store_true",
+                        help="skip unreadable documents (reported) instead of stopping")
+    parser.add_argument("--force", action="store_true", help="overwrite an existing output")
+    return parser
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    check_input_file(args.bson, "BSON")
+    check_outputs_free([args.out], args.force)
+    timer = Timer()
+    index = BsonIndex.open(args.bson, skip_corrupt=args.skip_corrupt)
+    dictionary = build_dictionary(index)
+    with atomic_outputs(args.out) as (tmp,):
+        dictionary.save(tmp)
+    log_totals(dictionary.meta)
+    log.info("in: %d products, %d images%s; out: %s (%d image MD5s, %d product hashes); %.1f s",
+             len(index), index.num_images,
+             f", skipped {len(index.skipped)} corrupt documents" if index.skipped else "",
+             args.out, len(dictionary.images), len(dictionary.products), timer.seconds)
+    return 0
+
+
+if __name__ == "__main__":
+    run_cli(main)

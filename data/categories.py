@@ -1,0 +1,95 @@
+"""Kaggle's `category_names.csv`: category_id <-> class_id, and the level-1/level-2 groups.
+
+`class_id` is the 0-based row order of the file (header skipped), the label every
+`.rec` file and every model output uses. Level-1 and level-2 ids are 0-based in
+order of first appearance in the file.
+"""
+import csv
+import os
+
+import numpy as np
+
+from data.common import UserError
+
+HEADER = ["category_id", "category_level1", "category_level2", "category_level3"]
+
+
+def default_category_csv():
+    return os.path.join(os.environ.get("DATA_DIR", "data_dir"), "category_names.csv")
+
+
+class Categories:
+    """The category table. `class_of(category_id)` and `category_of(class_id)` map both ways."""
+
+    def __init__(self, category_ids, level1_names, level2_names, level3_names, path="<memory>"):
+        self.path = path
+        self.category_ids = np.asarray(category_ids, dtype=np.int64)
+        self.level3_names = list(level3_names)
+        self._class_by_category = {int(c): i for i, c in enumerate(self.category_ids)}
+        self.level1_names, self.level1_ids = _first_appearance_ids(level1_names)
+        self.level2_names, self.level2_ids = _first_appearance_ids(list(zip(level1_names, level2_names)))
+
+    @classmethod
+    def load(cls, path):
+        if not os.path.isfile(path):
+            raise UserError(f"{path}: category CSV not found (set --category-csv or DATA_DIR)")
+        ids, level1, level2, level3 = [], [], [], []
+        seen = {}
+        with open(path, newline="", encoding="utf-8") as fh:
+            reader = csv.reader(fh)
+            header = next(reader, None)
+            if header is None or [h.strip().lstrip("\ufeff") for h in header] != HEADER:
+                raise UserError(f"{path}: line 1: header must be {','.join(HEADER)}, got {header}")
+            for row in reader:
+                line = reader.line_num
+                if not row:
+                    continue
+                if len(row) != 4:
+                    raise UserError(f"{path}: line {line}: expected 4 fields, got {len(row)}")
+                try:
+                    category_id = int(row[0])
+                except ValueError:
+                    raise UserError(f"{path}: line {line}: category_id {row[0]!r} is not an integer") from None
+                if category_id in seen:
+                    raise UserError(f"{path}: line {line}: duplicate category_id {category_id} "
+                                    f"(first at line {seen[category_id]})")
+                seen[category_id] = line
+                ids.append(category_id)
+                level1.append(row[1])
+                level2.append(row[2])
+                level3.append(row[3])
+        if not ids:
+            raise UserError(f"{path}: no categories")
+        return cls(ids, level1, level2, level3, path=path)
+
+    def __len__(self):
+        return len(self.category_ids)
+
+    def __contains__(self, category_id):
+        return int(category_id) in self._class_by_category
+
+    def class_of(self, category_id, product_id=None, source=None):
+        """class_id of a category_id; an unknown one is an error naming the product."""
+        try:
+            return self._class_by_category[int(category_id)]
+        except KeyError:
+            where = f"{source}: " if source else ""
+            who = f"product _id {product_id}: " if product_id is not None else ""
+            raise UserError(f"{where}{who}category_id {category_id} is not in {self.path}") from None
+
+    def classes_of(self, category_ids):
+        """Vectorised class_of; -1 where unknown."""
+        return np.array([self._class_by_category.get(int(c), -1) for c in category_ids], dtype=np.int64)
+
+    def category_of(self, class_id):
+        return int(self.category_ids[class_id])
+
+
+def _first_appearance_ids(keys):
+    names, ids, table = [], [], {}
+    for key in keys:
+        if key not in table:
+            table[key] = len(names)
+            names.append(key)
+        ids.append(table[key])
+    return names, np.array(ids, dtype=np.int64)

@@ -1,0 +1,110 @@
+"""Shared plumbing for every command of the project: logging, errors, safe outputs.
+
+Each script is `main(argv)` over small functions; `run_cli` turns a `UserError`
+into a one-line message and a non-zero exit, so bad input never ends in a bare
+traceback.
+"""
+import contextlib
+import logging
+import os
+import sys
+import time
+
+log = logging.getLogger("cdiscount")
+
+
+class UserError(Exception):
+    """A problem with the user's input or environment, reported as one line."""
+
+
+def setup_logging(verbose=False):
+    """Timestamped logging to stderr, once per process."""
+    root = logging.getLogger()
+    if not any(getattr(h, "_cdiscount", False) for h in root.handlers):
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%d %H:%M:%S"))
+        handler._cdiscount = True
+        root.addHandler(handler)
+    root.setLevel(logging.DEBUG if verbose else logging.INFO)
+
+
+def run_cli(main, argv=None):
+    """Run `main(argv)`; print a UserError as `error: ...` and exit 2."""
+    setup_logging()
+    try:
+        code = main(argv)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    except OSError as exc:  # disk full, permissions: one line naming the file
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"error: {where}{exc.strerror or exc}", file=sys.stderr)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        sys.exit(130)
+    sys.exit(code or 0)
+
+
+def check_outputs_free(paths, force):
+    """Refuse to overwrite existing outputs unless --force; checked before any work."""
+    for path in paths:
+        if path and os.path.exists(path) and not force:
+            raise UserError(f"{path}: output exists; pass --force to overwrite it")
+
+
+def check_input_file(path, what="input"):
+    if not os.path.isfile(path):
+        raise UserError(f"{path}: {what} file not found")
+
+
+def temp_name(path):
+    """Name an output is written under until it is complete."""
+    directory, base = os.path.split(os.path.abspath(path))
+    return os.path.join(directory, f".{base}.tmp-{os.getpid()}")
+
+
+@contextlib.contextmanager
+def atomic_outputs(*paths):
+    """Yield temporary names for `paths`; rename them all into place only if the block succeeds.
+
+    On any exception the temporary files are removed and nothing appears under the
+    final names, so an interrupted or failed run never leaves a partial output.
+    """
+    temps = [temp_name(p) for p in paths]
+    for p in paths:
+        parent = os.path.dirname(os.path.abspath(p))
+        if not os.path.isdir(parent):
+            raise UserError(f"{p}: output directory {parent} does not exist")
+    try:
+        yield temps
+        for t in temps:
+            if os.path.exists(t):
+                with open(t, "rb+") as fh:
+                    os.fsync(fh.fileno())
+        for t, p in zip(temps, paths):
+            os.replace(t, p)
+    except BaseException:
+        for t in temps:
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(t)
+        raise
+
+
+class Timer:
+    """Wall time of a stage, for the summary lines."""
+
+    def __init__(self):
+        self.start = time.perf_counter()
+
+    @property
+    def seconds(self):
+        return time.perf_counter() - self.start
+
+
+def human_bytes(n):
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if abs(n) < 1024 or unit == "TB":
+            return f"{n:.1f} {unit}" if unit != "B" else f"{n} B"
+        n /= 1024
+    return f"{n} B"

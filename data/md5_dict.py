@@ -1,0 +1,167 @@
+"""MD5 dictionaries of the training images and products: hash -> {category_id: count}.
+
+Two tables, built in one pass over a labelled BSON:
+- image MD5 (16-byte digest of the JPEG bytes) -> {category_id: count};
+- product hash -> {category_id: count}, where the product hash is the sorted set
+  of the product's image MD5s (hex), joined by "_". On disk and in lookups a
+  product is keyed by the 16-byte MD5 of that string, which keeps keys fixed-size.
+
+Saved as an uncompressed `.npz` of plain arrays (sorted keys, CSR offsets,
+category ids, counts) and loaded with `allow_pickle=False`: no code can run from
+a dictionary file, and 8 million entries load in about a second.
+"""
+import hashlib
+import json
+import logging
+import os
+
+import numpy as np
+
+from data.common import UserError
+
+log = logging.getLogger(__name__)
+
+FORMAT = "cdiscount-md5-dict"
+FORMAT_VERSION = 1
+KEY_DTYPE = np.dtype("S16")
+
+
+def image_md5(jpeg):
+    """16-byte MD5 digest of one picture's bytes."""
+    return hashlib.md5(jpeg).digest()
+
+
+def product_hash(image_digests):
+    """The product hash: sorted set of its image MD5s (hex), joined by '_'."""
+    return "_".join(sorted({d.hex() for d in image_digests}))
+
+
+def product_key(image_digests):
+    """16-byte key of a product hash, as stored in the dictionary."""
+    return hashlib.md5(product_hash(image_digests).encode()).digest()
+
+
+class HashTable:
+    """Sorted 16-byte keys, each with a small {category_id: count} in CSR form."""
+
+    def __init__(self, keys, ptr, category_ids, counts):
+        self.keys = keys
+        self.ptr = ptr
+        self.category_ids = category_ids
+        self.counts = counts
+
+    @classmethod
+    def from_pairs(cls, keys, category_ids):
+        """Count (key, category_id) occurrences; `keys` is an S16 array, one per item."""
+        if len(keys) == 0:
+            empty = np.zeros(0, dtype=np.int64)
+            return cls(np.zeros(0, dtype=KEY_DTYPE), np.zeros(1, dtype=np.int64), empty, empty)
+        pairs = np.empty(len(keys), dtype=[("key", KEY_DTYPE), ("category_id", "<i8")])
+        pairs["key"] = keys
+        pairs["category_id"] = category_ids
+        unique_pairs, counts = np.unique(pairs, return_counts=True)  # sorted by key, then category
+        starts = np.flatnonzero(np.r_[True, unique_pairs["key"][1:] != unique_pairs["key"][:-1]])
+        ptr = np.r_[starts, len(unique_pairs)].astype(np.int64)
+        return cls(unique_pairs["key"][starts].copy(), ptr, unique_pairs["category_id"].copy(),
+                   counts.astype(np.int64))
+
+    def __len__(self):
+        return len(self.keys)
+
+    def find(self, keys):
+        """Position of each key in the table, -1 where absent (vectorised)."""
+        query = np.asarray(keys, dtype=KEY_DTYPE)
+        if len(self.keys) == 0:
+            return np.full(len(query), -1, dtype=np.int64)
+        pos = np.searchsorted(self.keys, query)
+        pos_clipped = np.minimum(pos, len(self.keys) - 1)
+        found = self.keys[pos_clipped] == query
+        return np.where(found, pos_clipped, -1).astype(np.int64)
+
+    def num_categories(self):
+        """Distinct categories per key."""
+        return np.diff(self.ptr)
+
+    def entry(self, position):
+        """{category_id: count} of the key at `position`."""
+        lo, hi = self.ptr[position], self.ptr[position + 1]
+        return {int(c): int(n) for c, n in zip(self.category_ids[lo:hi], self.counts[lo:hi])}
+
+    def get(self, key):
+        pos = self.find([key])[0]
+        return None if pos < 0 else self.entry(pos)
+
+    def unique_category(self, keys):
+        """Category of each key that maps to exactly one category, else -1."""
+        pos = self.find(keys)
+        result = np.full(len(pos), -1, dtype=np.int64)
+        hit = pos >= 0
+        single = np.zeros(len(pos), dtype=bool)
+        single[hit] = self.num_categories()[pos[hit]] == 1
+        result[single] = self.category_ids[self.ptr[pos[single]]]
+        return result
+
+
+class Md5Dictionary:
+    """Image and product tables plus the build's totals."""
+
+    def __init__(self, images, products, meta=None):
+        self.images = images
+        self.products = products
+        self.meta = meta or {}
+
+    @classmethod
+    def build(cls, digests, image_categories, product_keys, product_categories, source=""):
+        images = HashTable.from_pairs(np.asarray(digests, dtype=KEY_DTYPE), image_categories)
+        products = HashTable.from_pairs(np.asarray(product_keys, dtype=KEY_DTYPE), product_categories)
+        meta = {"format": FORMAT, "version": FORMAT_VERSION, "source": source}
+        meta.update(summarise(images, products, len(digests), len(product_keys)))
+        return cls(images, products, meta)
+
+    def save(self, path):
+        arrays = {}
+        for name, table in (("image", self.images), ("product", self.products)):
+            arrays[f"{name}_keys"] = table.keys
+            arrays[f"{name}_ptr"] = table.ptr
+            arrays[f"{name}_category_ids"] = table.category_ids
+            arrays[f"{name}_counts"] = table.counts
+        arrays["meta"] = np.frombuffer(json.dumps(self.meta).encode(), dtype=np.uint8)
+        with open(path, "wb") as fh:
+            np.savez(fh, **arrays)
+
+    @classmethod
+    def load(cls, path):
+        if not os.path.isfile(path):
+            raise UserError(f"{path}: MD5 dictionary not found")
+        try:
+            with np.load(path, allow_pickle=False) as npz:
+                meta = json.loads(bytes(npz["meta"]).decode())
+                if meta.get("format") != FORMAT:
+                    raise ValueError("not an MD5 dictionary written by data.bson_md5_dict")
+                if meta.get("version") != FORMAT_VERSION:
+                    raise ValueError(f"format version {meta.get('version')}, expected {FORMAT_VERSION}")
+                tables = [HashTable(npz[f"{n}_keys"], npz[f"{n}_ptr"], npz[f"{n}_category_ids"], npz[f"{n}_counts"])
+                          for n in ("image", "product")]
+        except (ValueError, KeyError, OSError, EOFError) as exc:
+            # np.load refuses pickled objects (allow_pickle=False); a pickle lands here too.
+            raise UserError(f"{path}: not a readable MD5 dictionary ({exc})") from None
+        for name, table in zip(("image", "product"), tables):
+            if table.keys.dtype != KEY_DTYPE or len(table.ptr) != len(table.keys) + 1:
+                raise UserError(f"{path}: malformed {name} table")
+        return cls(tables[0], tables[1], meta)
+
+
+def summarise(images, products, total_images, total_products):
+    """The totals the original printed: images, unique, conflicts, refined; same for products."""
+    image_labels = images.num_categories()
+    product_labels = products.num_categories()
+    return {
+        "total_images": int(total_images),
+        "unique_images": int(len(images)),
+        "image_label_conflicts": int((image_labels > 1).sum()),
+        "refined_images": int((image_labels == 1).sum()),
+        "total_products": int(total_products),
+        "unique_product_hashes": int(len(products)),
+        "product_label_conflicts": int((product_labels > 1).sum()),
+        "refined_products": int((product_labels == 1).sum()),
+    }

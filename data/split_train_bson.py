@@ -1,0 +1,103 @@
+"""Split a Kaggle BSON by product into training and validation BSONs (seeded).
+
+The choice of validation products is exactly the original solution's, so that the
+same `train.bson` and seed give the same DATASET_A / DATASET_B:
+ids in file order; random.seed(seed); random.shuffle(ids);
+n_val = int(len(ids) * val_ratio); val = set(random.sample(ids, n_val)).
+
+Documents are copied as raw bytes in the input's file order, never decoded and
+re-encoded; with the offset index cached, the input is read once.
+"""
+import argparse
+import logging
+import random
+
+from tqdm import tqdm
+
+from data.bson_index import BsonIndex
+from data.common import Timer, UserError, atomic_outputs, check_input_file, check_outputs_free, human_bytes, run_cli
+
+log = logging.getLogger(__name__)
+
+
+def choose_validation_ids(product_ids, val_ratio, seed):
+    """The original split: shuffle then sample, both from one `random` state seeded with `seed`."""
+    if not 0.0 <= val_ratio < 1.0:
+        raise UserError(f"--val-ratio {val_ratio}: must be in [0, 1)")
+    ids = [int(i) for i in product_ids]
+    random.seed(seed)
+    random.shuffle(ids)
+    n_val = int(len(ids) * val_ratio)
+    return set(random.sample(ids, n_val))
+
+
+def write_split(index, val_ids, train_path, val_path):
+    """Copy each document to the train or validation file; returns per-file (products, bytes)."""
+    counts = {"train": [0, 0], "val": [0, 0]}
+    total = int(index.products["length"].sum())
+    with atomic_outputs(train_path, val_path) as (train_tmp, val_tmp), \
+            open(train_tmp, "wb", buffering=8 << 20) as train_out, \
+            open(val_tmp, "wb", buffering=8 << 20) as val_out, \
+            tqdm(total=total, unit="B", unit_scale=True, desc="split") as bar:
+        ids = index.products["product_id"]
+        for product, raw in index.iter_documents():
+            side = "val" if int(ids[product]) in val_ids else "train"
+            (val_out if side == "val" else train_out).write(raw)
+            counts[side][0] += 1
+            counts[side][1] += len(raw)
+            bar.update(len(raw))
+    return counts
+
+
+def check_split(index, val_ids, counts):
+    """train + val = input and no product on both sides; raises if not."""
+    n_in = len(index)
+    n_train, n_val = counts["train"][0], counts["val"][0]
+    if n_train + n_val != n_in:
+        raise UserError(f"split lost products: {n_train} train + {n_val} val != {n_in} input")
+    ids = set(index.products["product_id"].tolist())
+    if not val_ids <= ids or n_val != len(val_ids):
+        raise UserError(f"split mismatch: {n_val} validation products written, {len(val_ids)} chosen")
+    bytes_in = int(index.products["length"].sum())
+    if counts["train"][1] + counts["val"][1] != bytes_in:
+        raise UserError("split bytes written do not add up to the input's documents")
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(prog="python -m data.split_train_bson", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--input-bson", required=True, help="Kaggle train.bson to split")
+    parser.add_argument("--val-ratio", type=float, default=0.05, help="fraction of products for validation")
+    parser.add_argument("--random-seed", type=int, default=0xC0FFEE,
+                        help="seed of Python's random (12648430 = 0xC0FFEE: DATASET_A; 1: DATASET_B)")
+    parser.add_argument("--save-train-bson", required=True, help="output BSON of training products")
+    parser.add_argument("--save-val-bson", required=True, help="output BSON of validation products")
+    parser.add_argument("--skip-corrupt", action="store_true",
+                        help="skip unreadable documents (reported) instead of stopping")
+    parser.add_argument("--force", action="store_true", help="overwrite existing outputs")
+    return parser
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    check_input_file(args.input_bson, "BSON")
+    check_outputs_free([args.save_train_bson, args.save_val_bson], args.force)
+    timer = Timer()
+    index = BsonIndex.open(args.input_bson, skip_corrupt=args.skip_corrupt)
+    val_ids = choose_validation_ids(index.products["product_id"], args.val_ratio, args.random_seed)
+    log.info("seed %d, val ratio %g: %d of %d products for validation",
+             args.random_seed, args.val_ratio, len(val_ids), len(index))
+    counts = write_split(index, val_ids, args.save_train_bson, args.save_val_bson)
+    check_split(index, val_ids, counts)
+    log.info("in: %d products (%s)%s", len(index), human_bytes(int(index.products["length"].sum())),
+             f"; skipped {len(index.skipped)} corrupt documents" if index.skipped else "")
+    log.info("out: train %d products (%s) -> %s", counts["train"][0], human_bytes(counts["train"][1]),
+             args.save_train_bson)
+    log.info("out: val   %d products (%s) -> %s", counts["val"][0], human_bytes(counts["val"][1]),
+             args.save_val_bson)
+    log.info("check: train + val = input (%d), no product in both; %.1f s", len(index), timer.seconds)
+    return 0
+
+
+if __name__ == "__main__":
+    run_cli(main)

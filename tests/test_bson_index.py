@@ -1,0 +1,170 @@
+import os
+import struct
+
+import bson
+import numpy as np
+import pytest
+
+from data.bson_index import BsonFormatError, BsonIndex
+from tests.helpers import make_jpeg, product, read_docs, write_bson
+
+
+def test_index_matches_pymongo_on_kaggle_example(example_bson):
+    index = BsonIndex.open(example_bson)
+    docs = read_docs(example_bson)
+    assert len(index) == len(docs) == 82
+    assert index.num_images == 110
+    assert index.products["product_id"].tolist() == [d["_id"] for d in docs]
+    assert index.products["category_id"].tolist() == [d["category_id"] for d in docs]
+    assert index.products["num_imgs"].tolist() == [len(d["imgs"]) for d in docs]
+    pictures = [img["picture"] for d in docs for img in d["imgs"]]
+    assert [index.read_image(j) for j in range(index.num_images)] == pictures
+    assert [p for _, pics in index.iter_product_images() for p in pics] == pictures
+    assert index.has_labels
+    # Offsets tile the file exactly, and each document round-trips through pymongo.
+    ends = index.products["offset"] + index.products["length"]
+    assert index.products["offset"][0] == 0 and ends[-1] == os.path.getsize(example_bson)
+    assert (index.products["offset"][1:] == ends[:-1]).all()
+    assert bson.decode(index.read_document(5)) == docs[5]
+
+
+def test_index_reads_a_small_part_of_the_file(example_bson):
+    # The walker skips picture bytes: the index reads a few % of the file, not all of it.
+    before = _rchar()
+    BsonIndex.build(example_bson, progress=False)
+    read = _rchar() - before
+    assert read < 0.2 * os.path.getsize(example_bson)
+
+
+def _rchar():
+    with open("/proc/self/io") as fh:
+        return int(next(line for line in fh if line.startswith("rchar")).split()[1])
+
+
+def test_cache_is_reused_and_rebuilt_when_the_file_changes(tmp_path, monkeypatch):
+    path = write_bson(tmp_path / "a.bson", [product(1, [make_jpeg(1)], 10), product(2, [make_jpeg(2)], 11)])
+    first = BsonIndex.open(path)
+    assert os.path.exists(path + ".index.npz")
+
+    def no_build(*args, **kwargs):
+        raise AssertionError("index rebuilt although the cache is fresh")
+
+    monkeypatch.setattr(BsonIndex, "build", classmethod(no_build))
+    assert BsonIndex.open(path).products.tolist() == first.products.tolist()
+    monkeypatch.undo()
+
+    with open(path, "ab") as fh:
+        fh.write(bson.encode(product(3, [make_jpeg(3), make_jpeg(4)], 12)))
+    grown = BsonIndex.open(path)
+    assert grown.products["product_id"].tolist() == [1, 2, 3]
+    assert grown.num_images == 4
+
+
+def test_cache_goes_to_user_cache_for_read_only_folder(tmp_path, monkeypatch):
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    path = write_bson(folder / "a.bson", [product(1, [make_jpeg(1)], 10)])
+    folder.chmod(0o555)
+    cache_dir = tmp_path / "cache"
+    monkeypatch.setenv("CDISCOUNT_CACHE_DIR", str(cache_dir))
+    try:
+        BsonIndex.open(path)
+        assert not os.path.exists(path + ".index.npz")
+        assert len(list(cache_dir.iterdir())) == 1
+    finally:
+        folder.chmod(0o755)
+
+
+def test_test_bson_has_no_labels_and_empty_imgs_is_valid(tmp_path):
+    path = write_bson(tmp_path / "t.bson", [product(5, [make_jpeg(1)]), product(6, [])])
+    index = BsonIndex.open(path)
+    assert index.products["category_id"].tolist() == [-1, -1]
+    assert index.products["num_imgs"].tolist() == [1, 0]
+    assert not index.has_labels
+
+
+def test_shards_cover_every_product_once(example_bson):
+    index = BsonIndex.open(example_bson)
+    covered = []
+    for i in range(5):
+        start, stop = index.shard(i, 5)
+        covered.extend(range(start, stop))
+    assert covered == list(range(len(index)))
+
+
+def _good_docs():
+    return [product(1, [make_jpeg(1)], 10), product(2, [make_jpeg(2), make_jpeg(3)], 11),
+            product(3, [make_jpeg(4)], 12)]
+
+
+def _corrupt_cases():
+    good = [bson.encode(d) for d in _good_docs()]
+    off2 = len(good[0]) + len(good[1])  # byte offset of the third document
+    bad_type = bson.encode({"_id": 3, "imgs": [], "category_id": "x"})
+    no_id = bson.encode({"imgs": [{"picture": bson.Binary(b"x")}], "category_id": 1})
+    no_imgs = bson.encode({"_id": 3, "category_id": 1})
+    # A document whose inner picture length lies about its size.
+    lying = bytearray(good[2])
+    pos = lying.index(b"picture\x00") + len(b"picture\x00")
+    lying[pos:pos + 4] = struct.pack("<i", 10 ** 6)
+    return {
+        "truncated_prefix": (good[0] + good[1] + good[2][:2], off2, "truncated length prefix"),
+        "truncated_body": (good[0] + good[1] + good[2][:-7], off2, "runs past the end of the file"),
+        "length_larger_than_file": (good[0] + good[1] + struct.pack("<i", 10 ** 9) + good[2][4:], off2,
+                                    "runs past the end of the file"),
+        "zero_length": (good[0] + good[1] + struct.pack("<i", 0) + good[2][4:], off2, "invalid document length 0"),
+        "negative_length": (good[0] + good[1] + struct.pack("<i", -8) + good[2][4:], off2, "invalid document length"),
+        "garbage": (good[0] + good[1] + b"\x0b\x00\x00\x00\xabx\x00\x01\x02\x03\x00", off2, "unknown BSON element type 0xab"),
+        "category_wrong_type": (good[0] + good[1] + bad_type, off2, "category_id has BSON type 0x02"),
+        "no_id": (good[0] + good[1] + no_id, off2, "no _id"),
+        "no_imgs": (good[0] + good[1] + no_imgs, off2, "no imgs"),
+        "inner_length_lies": (good[0] + good[1] + bytes(lying), off2, "runs past the end"),
+        "duplicate_id": (good[0] + good[1] + good[0], off2, "duplicate product _id 1"),
+    }
+
+
+@pytest.mark.parametrize("case", sorted(_corrupt_cases()))
+def test_corrupt_document_is_a_clear_error_naming_the_offset(tmp_path, case):
+    data, offset, reason = _corrupt_cases()[case]
+    path = tmp_path / f"{case}.bson"
+    path.write_bytes(data)
+    with pytest.raises(BsonFormatError) as err:
+        BsonIndex.open(str(path))
+    message = str(err.value)
+    assert message.startswith(f"{path}: byte offset {offset}")
+    assert reason in message
+    assert "\n" not in message
+    if case in ("category_wrong_type", "no_imgs", "duplicate_id", "inner_length_lies"):
+        assert "product _id" in message
+
+
+@pytest.mark.parametrize("case", sorted(_corrupt_cases()))
+def test_skip_corrupt_keeps_the_good_documents_and_reports(tmp_path, case):
+    data, offset, _ = _corrupt_cases()[case]
+    path = tmp_path / f"{case}.bson"
+    path.write_bytes(data)
+    index = BsonIndex.open(str(path), skip_corrupt=True)
+    assert index.products["product_id"].tolist() == [1, 2]
+    assert [s[0] for s in index.skipped] == [offset]
+    # The cached index remembers the skip: opening without --skip-corrupt still fails.
+    with pytest.raises(BsonFormatError):
+        BsonIndex.open(str(path))
+
+
+def test_corrupt_first_document_without_skip_reports_offset_zero(tmp_path):
+    path = tmp_path / "zero.bson"
+    path.write_bytes(b"\x03\x00")
+    with pytest.raises(BsonFormatError, match=r"byte offset 0: truncated length prefix"):
+        BsonIndex.open(str(path))
+
+
+def test_index_is_consistent_for_many_random_products(tmp_path):
+    rng = np.random.default_rng(7)
+    docs = [product(int(i) * 3 + 1, [make_jpeg(int(s)) for s in rng.integers(0, 10 ** 6, rng.integers(0, 5))],
+                    int(rng.integers(10, 20)))
+            for i in range(200)]
+    path = write_bson(tmp_path / "many.bson", docs)
+    index = BsonIndex.open(path)
+    for k in (0, 17, 199):
+        assert index.read_document(k) == bson.encode(docs[k])
+    assert index.num_images == sum(len(d["imgs"]) for d in docs)

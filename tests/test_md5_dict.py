@@ -1,0 +1,90 @@
+import logging
+import os
+import pickle
+
+import numpy as np
+import pytest
+
+from data import bson_md5_dict
+from data.common import UserError
+from data.md5_dict import Md5Dictionary, image_md5, product_hash, product_key
+from tests.helpers import make_jpeg, product, read_docs, write_bson
+
+
+def test_totals_on_kaggle_example(example_bson, tmp_path, caplog):
+    out = tmp_path / "dict.npz"
+    with caplog.at_level(logging.INFO):
+        bson_md5_dict.main(["--bson", example_bson, "--out", str(out)])
+    dictionary = Md5Dictionary.load(str(out))
+    assert dictionary.meta["total_images"] == 110
+    assert dictionary.meta["unique_images"] == 109
+    assert dictionary.meta["image_label_conflicts"] == 0
+    assert dictionary.meta["refined_images"] == 109
+    assert dictionary.meta["total_products"] == 82
+    assert "unique images: 109" in caplog.text
+    # Every picture and product of the file is found with its category.
+    for doc in read_docs(example_bson):
+        digests = [image_md5(img["picture"]) for img in doc["imgs"]]
+        for d in digests:
+            assert doc["category_id"] in dictionary.images.get(d)
+        assert doc["category_id"] in dictionary.products.get(product_key(digests))
+
+
+def test_counts_conflicts_and_product_hashes(tmp_path):
+    shared, a, b = make_jpeg(0), make_jpeg(1), make_jpeg(2)
+    path = write_bson(tmp_path / "c.bson", [
+        product(1, [shared, a], 10), product(2, [a, shared], 10),  # same image set, other order
+        product(3, [shared], 20), product(4, [b, b], 30)])
+    bson_md5_dict.main(["--bson", path, "--out", str(tmp_path / "d.npz")])
+    d = Md5Dictionary.load(str(tmp_path / "d.npz"))
+    assert d.images.get(image_md5(shared)) == {10: 2, 20: 1}
+    assert d.images.get(image_md5(a)) == {10: 2}
+    assert d.images.get(image_md5(b)) == {30: 2}
+    assert d.images.get(image_md5(make_jpeg(9))) is None
+    assert d.meta["image_label_conflicts"] == 1 and d.meta["refined_images"] == 2
+    assert d.products.get(product_key([image_md5(a), image_md5(shared)])) == {10: 2}
+    assert d.products.get(product_key([image_md5(b)])) == {30: 1}  # a set: b twice is b once
+    unique = d.images.unique_category([image_md5(shared), image_md5(a), image_md5(make_jpeg(9))])
+    assert unique.tolist() == [-1, 10, -1]
+
+
+def test_product_hash_is_sorted_set_joined():
+    x, y = image_md5(b"x"), image_md5(b"y")
+    assert product_hash([y, x, y]) == "_".join(sorted([x.hex(), y.hex()]))
+    assert product_key([x, y]) == product_key([y, x])
+
+
+def test_test_bson_is_refused(tmp_path):
+    path = write_bson(tmp_path / "t.bson", [product(1, [make_jpeg(1)])])
+    with pytest.raises(UserError, match="without category_id"):
+        bson_md5_dict.main(["--bson", path, "--out", str(tmp_path / "d.npz")])
+
+
+class _Exploit:
+    def __reduce__(self):
+        return (os.system, ("touch pwned_marker",))
+
+
+def test_a_pickle_is_refused_not_executed(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    evil = tmp_path / "evil.npz"
+    evil.write_bytes(pickle.dumps(_Exploit()))
+    with pytest.raises(UserError, match="not a readable MD5 dictionary"):
+        Md5Dictionary.load(str(evil))
+    # An .npz holding a pickled object array is refused as well.
+    np.savez(tmp_path / "evil2.npz", meta=np.array([_Exploit()], dtype=object))
+    with pytest.raises(UserError, match="not a readable MD5 dictionary"):
+        Md5Dictionary.load(str(tmp_path / "evil2.npz"))
+    assert not (tmp_path / "pwned_marker").exists()
+
+
+def test_large_dictionary_round_trip(tmp_path):
+    # 1M random keys: the arrays round-trip exactly and lookups stay vectorised.
+    rng = np.random.default_rng(0)
+    keys = rng.integers(0, 256, (1_000_000, 16), dtype=np.uint8).view("S16").ravel()
+    cats = rng.integers(0, 50, len(keys))
+    d = Md5Dictionary.build(keys, cats, keys[:1000], cats[:1000])
+    d.save(str(tmp_path / "big.npz"))
+    loaded = Md5Dictionary.load(str(tmp_path / "big.npz"))
+    assert len(loaded.images) == len(np.unique(keys))
+    assert (loaded.images.unique_category(keys[:5000]) == cats[:5000]).all()

@@ -1,0 +1,95 @@
+import os
+import random
+import subprocess
+import sys
+
+import bson
+import pytest
+
+from data import split_train_bson
+from data.bson_index import BsonIndex
+from data.common import UserError
+from tests.helpers import read_docs
+
+
+def reference_validation_ids(path, ratio, seed):
+    """The original algorithm, fed by pymongo's decoder rather than our index."""
+    ids = [d["_id"] for d in read_docs(path)]
+    random.seed(seed)
+    random.shuffle(ids)
+    return set(random.sample(ids, int(len(ids) * ratio)))
+
+
+def run_split(bson_path, tmp_path, seed, ratio="0.2", extra=()):
+    train, val = tmp_path / f"train_{seed}.bson", tmp_path / f"val_{seed}.bson"
+    split_train_bson.main(["--input-bson", bson_path, "--val-ratio", ratio, "--random-seed", str(seed),
+                           "--save-train-bson", str(train), "--save-val-bson", str(val), *extra])
+    return str(train), str(val)
+
+
+@pytest.mark.parametrize("seed", [0xC0FFEE, 1])
+def test_split_is_the_original_algorithm_and_loses_nothing(example_bson, tmp_path, seed):
+    train, val = run_split(example_bson, tmp_path, seed)
+    docs_in = read_docs(example_bson)
+    train_docs, val_docs = read_docs(train), read_docs(val)
+    val_ids = {d["_id"] for d in val_docs}
+    assert val_ids == reference_validation_ids(example_bson, 0.2, seed)
+    assert len(val_docs) == int(82 * 0.2)
+    assert len(train_docs) + len(val_docs) == len(docs_in)
+    assert not val_ids & {d["_id"] for d in train_docs}
+    # File order kept on both sides, documents unchanged.
+    assert [d for d in docs_in if d["_id"] in val_ids] == val_docs
+    assert [d for d in docs_in if d["_id"] not in val_ids] == train_docs
+
+
+def test_documents_are_copied_byte_for_byte(example_bson, tmp_path):
+    train, val = run_split(example_bson, tmp_path, 5)
+    index = BsonIndex.open(example_bson)
+    raw = {int(index.products["product_id"][k]): doc for k, doc in index.iter_documents()}
+    for out in (train, val):
+        out_index = BsonIndex.open(out)
+        for k, doc in out_index.iter_documents():
+            assert doc == raw[int(out_index.products["product_id"][k])]
+
+
+def test_other_seed_gives_other_products(example_bson, tmp_path):
+    _, val_a = run_split(example_bson, tmp_path, 0xC0FFEE)
+    _, val_b = run_split(example_bson, tmp_path, 1)
+    assert {d["_id"] for d in read_docs(val_a)} != {d["_id"] for d in read_docs(val_b)}
+
+
+def test_existing_outputs_need_force(example_bson, tmp_path):
+    train, val = run_split(example_bson, tmp_path, 3)
+    before = os.path.getmtime(train)
+    with pytest.raises(UserError, match="output exists; pass --force"):
+        run_split(example_bson, tmp_path, 3)
+    assert os.path.getmtime(train) == before
+    run_split(example_bson, tmp_path, 3, extra=["--force"])
+
+
+def test_failure_mid_write_leaves_no_output(example_bson, tmp_path, monkeypatch):
+    original = BsonIndex.iter_documents
+
+    def failing(self, *args, **kwargs):
+        for n, item in enumerate(original(self, *args, **kwargs)):
+            if n == 40:
+                raise OSError(28, "No space left on device", "train.bson")
+            yield item
+
+    monkeypatch.setattr(BsonIndex, "iter_documents", failing)
+    with pytest.raises(OSError):
+        run_split(example_bson, tmp_path, 3)
+    leftovers = [p for p in os.listdir(tmp_path) if "train_3" in p or "val_3" in p]
+    assert leftovers == []
+
+
+def test_cli_corrupt_input_is_one_line_and_nonzero(tmp_path):
+    bad = tmp_path / "bad.bson"
+    bad.write_bytes(bson.encode({"_id": 1, "imgs": [], "category_id": 3})[:-3])
+    result = subprocess.run([sys.executable, "-m", "data.split_train_bson", "--input-bson", str(bad),
+                             "--save-train-bson", str(tmp_path / "t.bson"), "--save-val-bson",
+                             str(tmp_path / "v.bson")], capture_output=True, text=True)
+    assert result.returncode == 2
+    last = result.stderr.strip().splitlines()[-1].split("\r")[-1]  # after progress-bar redraws
+    assert last.startswith(f"error: {bad}: byte offset 0:") and "Traceback" not in result.stderr
+    assert not (tmp_path / "t.bson").exists() and not (tmp_path / "v.bson").exists()
