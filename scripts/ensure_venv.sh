@@ -7,9 +7,14 @@ REQUIREMENTS="${REQUIREMENTS:-requirements.txt}"
 PYTHON_BIN="${PYTHON_BIN:-$(command -v python3.11 || command -v python3)}"
 
 ensure_venv() {
-  local stamp="$VENV_DIR/.requirements.sha256"
+  local stamp="$VENV_DIR/.requirements.stamp"
   local want
-  want="$(cd "$REPO_ROOT" && cat "$REQUIREMENTS" requirements.txt | sha256sum | cut -d' ' -f1)"
+  want="$REQUIREMENTS $(sha256sum < "$REPO_ROOT/$REQUIREMENTS" | cut -d' ' -f1)"
+  # CPU and GPU wheels both install the package `mxnet`: switching builds starts a fresh venv.
+  if [ -f "$stamp" ] && [ "$(cut -d' ' -f1 "$stamp")" != "$REQUIREMENTS" ]; then
+    echo "[venv] switching to $REQUIREMENTS: recreating $VENV_DIR"
+    rm -rf "$VENV_DIR"
+  fi
   if [ ! -x "$VENV_DIR/bin/python" ]; then
     echo "[venv] creating $VENV_DIR with $("$PYTHON_BIN" --version 2>&1)"
     "$PYTHON_BIN" -m venv "$VENV_DIR"
@@ -20,4 +25,10 @@ ensure_venv() {
     echo "$want" > "$stamp"
   fi
   export PATH="$VENV_DIR/bin:$PATH"
+  # The GPU wheel finds cuDNN, NCCL and the CUDA runtime in the nvidia-* packages.
+  local nvidia_libs
+  nvidia_libs="$(compgen -G "$VENV_DIR/lib/python3*/site-packages/nvidia/*/lib" | paste -sd: - || true)"
+  if [ -n "$nvidia_libs" ]; then
+    export LD_LIBRARY_PATH="$nvidia_libs${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+  fi
 }

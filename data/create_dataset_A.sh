@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# DATASET_A: products of train.bson split 0.95 / 0.05 with seed 0xC0FFEE, every image converted to .rec.
+# Inputs: $DATA_DIR/train.bson and $DATA_DIR/category_names.csv. Outputs: $DATA_DIR/dataset_A/.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DATA_DIR="${DATA_DIR:-data_dir}"            # folder with Kaggle's train.bson and category_names.csv
+DATASET_DIR="$DATA_DIR/dataset_A"           # where the split BSONs and .rec files go
+RANDOM_SEED=12648430                        # 0xC0FFEE: the product split of DATASET_A
+VAL_RATIO=0.05                              # fraction of products for validation
+SHUFFLE_SEED=12648430                       # order of the records in the .rec files
+BSON2REC_OPTIONS=""                         # all images
+
+export DATA_DIR DATASET_DIR RANDOM_SEED VAL_RATIO SHUFFLE_SEED BSON2REC_OPTIONS
+data/split_and_convert.sh

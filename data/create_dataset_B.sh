@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# DATASET_B: like DATASET_A but the product split uses seed 1 (other validation products).
+# Inputs: $DATA_DIR/train.bson and $DATA_DIR/category_names.csv. Outputs: $DATA_DIR/dataset_B/.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DATA_DIR="${DATA_DIR:-data_dir}"            # folder with Kaggle's train.bson and category_names.csv
+DATASET_DIR="$DATA_DIR/dataset_B"           # where the split BSONs and .rec files go
+RANDOM_SEED=1                               # 0x1: the product split of DATASET_B
+VAL_RATIO=0.05                              # fraction of products for validation
+SHUFFLE_SEED=1                              # order of the records in the .rec files
+BSON2REC_OPTIONS=""                         # all images
+
+export DATA_DIR DATASET_DIR RANDOM_SEED VAL_RATIO SHUFFLE_SEED BSON2REC_OPTIONS
+data/split_and_convert.sh
