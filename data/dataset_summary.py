@@ -1,0 +1,57 @@
+"""Summarise a data folder: products and images of each BSON, records of each .rec, MD5 dictionary totals.
+
+Reads only offset indexes, `.idx` files and dictionary metadata, so it is quick on the full data.
+"""
+import argparse
+import glob
+import os
+
+from data.bson_index import BsonIndex
+from data.common import UserError, human_bytes, run_cli
+from data.md5_dict import Md5Dictionary
+
+
+def bson_rows(data_dir):
+    for path in sorted(glob.glob(os.path.join(data_dir, "**", "*.bson"), recursive=True)):
+        index = BsonIndex.open(path)
+        labels = "labelled" if index.has_labels else "no labels"
+        yield (os.path.relpath(path, data_dir), f"{len(index):,} products", f"{index.num_images:,} images",
+               f"{labels}, {human_bytes(os.path.getsize(path))}")
+
+
+def rec_rows(data_dir):
+    for path in sorted(glob.glob(os.path.join(data_dir, "**", "*.rec"), recursive=True)):
+        idx = path[:-4] + ".idx"
+        with open(idx) as fh:
+            records = sum(1 for _ in fh)
+        yield os.path.relpath(path, data_dir), f"{records:,} records", "", human_bytes(os.path.getsize(path))
+
+
+def dict_rows(data_dir):
+    for path in sorted(glob.glob(os.path.join(data_dir, "**", "md5_dict*.npz"), recursive=True)):
+        meta = Md5Dictionary.load(path).meta
+        yield (os.path.relpath(path, data_dir), f"{meta['unique_images']:,} image MD5s",
+               f"{meta['image_label_conflicts']:,} conflicts",
+               f"{meta['refined_images']:,} refined; {meta['unique_product_hashes']:,} product hashes")
+
+
+def summary_lines(data_dir):
+    rows = [*bson_rows(data_dir), *rec_rows(data_dir), *dict_rows(data_dir)]
+    widths = [max(len(r[i]) for r in rows) for i in range(4)] if rows else [0] * 4
+    return ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m data.dataset_summary", description=__doc__)
+    parser.add_argument("--data-dir", required=True, help="folder with train.bson, dataset_A/ ...")
+    args = parser.parse_args(argv)
+    if not os.path.isdir(args.data_dir):
+        raise UserError(f"{args.data_dir}: not a folder")
+    print(f"data in {args.data_dir}:")
+    for line in summary_lines(args.data_dir):
+        print("  " + line)
+    return 0
+
+
+if __name__ == "__main__":
+    run_cli(main)
