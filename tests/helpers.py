@@ -31,3 +31,25 @@ def write_bson(path, docs):
 def read_docs(path):
     with open(path, "rb") as fh:
         return list(bson.decode_file_iter(fh))
+
+
+def write_category_csv(path, category_ids):
+    """A category_names.csv in Kaggle's format for the given ids."""
+    with open(path, "w", encoding="utf-8") as fh:
+        fh.write("category_id,category_level1,category_level2,category_level3\n")
+        for i, cid in enumerate(category_ids):
+            fh.write(f"{cid},LEVEL1 {i % 2},LEVEL2 {i % 3},CATEGORY {i}\n")
+    return str(path)
+
+
+def colour_products(num_classes, per_class, size=32, seed=0, first_category=1000000000):
+    """Products whose single picture is a noisy patch of a class colour: learnable in a few batches."""
+    rng = np.random.default_rng(seed)
+    colours = rng.integers(0, 256, (num_classes, 3))
+    docs = []
+    for n in range(num_classes * per_class):
+        c = n % num_classes
+        image = np.clip(colours[c] + rng.normal(0, 25, (size, size, 3)), 0, 255).astype(np.uint8)
+        ok, buf = cv2.imencode(".jpg", image)
+        docs.append(product(n, [buf.tobytes()], first_category + c))
+    return docs

@@ -1,0 +1,142 @@
+"""Training input: command-line groups for data and augmentation, and the iterators built from them.
+
+The `.rec` files of the data stage are read with MXNet's `ImageRecordIter` (JPEG
+decoding and augmentation in C++ threads). `--benchmark 1` swaps in synthetic
+batches to measure compute alone.
+"""
+import logging
+import os
+
+import mxnet as mx
+import numpy as np
+
+from data.common import UserError
+
+log = logging.getLogger(__name__)
+
+
+def add_data_args(parser):
+    data = parser.add_argument_group("Data", "the .rec files and how images are fed to the network")
+    data.add_argument("--data-train", help="training .rec (its .idx beside it)")
+    data.add_argument("--data-val", help="validation .rec (optional)")
+    data.add_argument("--rgb-mean", default="0,0,0",
+                      help="per-channel mean subtracted (the solution fed raw 0-255 RGB: 0,0,0)")
+    data.add_argument("--rgb-scale", type=float, default=1.0, help="multiplier after the mean (solution: 1.0)")
+    data.add_argument("--image-shape", default="3,180,180", help="network input C,H,W")
+    data.add_argument("--resize", type=int, default=0,
+                      help="resize the shorter edge to this before cropping (0: keep; needed when "
+                           "--image-shape is smaller than the stored 180x180 pictures)")
+    data.add_argument("--num-classes", type=int, default=5270, help="number of categories")
+    data.add_argument("--num-examples", type=int, default=0,
+                      help="training images per epoch (0: count the records in the .idx)")
+    data.add_argument("--data-nthreads", type=int, default=4, help="decoding threads")
+    data.add_argument("--benchmark", type=int, default=0, help="1: train on synthetic data (compute speed)")
+    data.add_argument("--test-io", type=int, default=0, help="1: only read the data and report images/s")
+    return data
+
+
+def add_data_aug_args(parser):
+    aug = parser.add_argument_group("Augmentation", "the solution used only --random-mirror 1")
+    aug.add_argument("--random-crop", type=int, default=0, help="1: random crop (solution: 0)")
+    aug.add_argument("--random-mirror", type=int, default=1, help="1: random horizontal flip (solution: 1)")
+    aug.add_argument("--max-random-h", type=int, default=0, help="max hue change in HSL")
+    aug.add_argument("--max-random-s", type=int, default=0, help="max saturation change in HSL")
+    aug.add_argument("--max-random-l", type=int, default=0, help="max lightness change in HSL")
+    aug.add_argument("--max-random-rotate-angle", type=int, default=0, help="max rotation in degrees")
+    aug.add_argument("--max-random-shear-ratio", type=float, default=0.0, help="max shear")
+    aug.add_argument("--max-random-scale", type=float, default=1.0, help="max scale of the image")
+    aug.add_argument("--min-random-scale", type=float, default=1.0, help="min scale of the image")
+    aug.add_argument("--max-random-aspect-ratio", type=float, default=0.0, help="max aspect-ratio change")
+    aug.add_argument("--pad-size", type=int, default=0, help="pixels of padding before cropping")
+    return aug
+
+
+def image_shape(args):
+    try:
+        shape = tuple(int(v) for v in args.image_shape.split(","))
+    except ValueError:
+        shape = ()
+    if len(shape) != 3:
+        raise UserError(f"--image-shape {args.image_shape}: expected C,H,W such as 3,180,180")
+    return shape
+
+
+def rgb_mean(args):
+    values = [float(v) for v in args.rgb_mean.split(",")]
+    if len(values) != 3:
+        raise UserError(f"--rgb-mean {args.rgb_mean}: expected three numbers R,G,B")
+    return values
+
+
+def count_records(rec_path):
+    """Images in a .rec, from the lines of its .idx (no decoding)."""
+    idx = os.path.splitext(rec_path)[0] + ".idx"
+    if not os.path.isfile(idx):
+        raise UserError(f"{idx}: index of {rec_path} not found (written by data.bson2rec)")
+    with open(idx) as fh:
+        return sum(1 for line in fh if line.strip())
+
+
+def _rec_iter(args, rec_path, train, kv):
+    if not os.path.isfile(rec_path):
+        raise UserError(f"{rec_path}: .rec file not found")
+    mean_r, mean_g, mean_b = rgb_mean(args)
+    num_parts, part_index = (kv.num_workers, kv.rank) if kv is not None else (1, 0)
+    common = dict(path_imgrec=rec_path, path_imgidx=os.path.splitext(rec_path)[0] + ".idx",
+                  label_width=1, data_name="data", label_name="softmax_label", data_shape=image_shape(args),
+                  batch_size=args.batch_size, preprocess_threads=args.data_nthreads,
+                  mean_r=mean_r, mean_g=mean_g, mean_b=mean_b, scale=args.rgb_scale,
+                  resize=args.resize if args.resize > 0 else -1,
+                  num_parts=num_parts, part_index=part_index, dtype="float32")
+    if not train:
+        return mx.io.ImageRecordIter(rand_crop=False, rand_mirror=False, round_batch=False, **common)
+    return mx.io.ImageRecordIter(
+        shuffle=True, seed=args.seed if hasattr(args, "seed") else 0, round_batch=True,
+        pad=args.pad_size, fill_value=127, rand_crop=bool(args.random_crop), rand_mirror=bool(args.random_mirror),
+        max_random_scale=args.max_random_scale, min_random_scale=args.min_random_scale,
+        max_aspect_ratio=args.max_random_aspect_ratio, random_h=args.max_random_h,
+        random_s=args.max_random_s, random_l=args.max_random_l, max_rotate_angle=args.max_random_rotate_angle,
+        max_shear_ratio=args.max_random_shear_ratio, **common)
+
+
+class SyntheticDataIter(mx.io.DataIter):
+    """Random images and labels resident in memory: training speed without any input cost."""
+
+    def __init__(self, num_classes, data_shape, batches_per_epoch, dtype="float32"):
+        super().__init__(batch_size=data_shape[0])
+        self.batches_per_epoch = batches_per_epoch
+        self.cursor = 0
+        rng = np.random.default_rng(0)
+        self.data = mx.nd.array(rng.uniform(0, 255, data_shape), dtype=dtype)
+        self.label = mx.nd.array(rng.integers(0, num_classes, data_shape[0]), dtype="float32")
+
+    @property
+    def provide_data(self):
+        return [mx.io.DataDesc("data", self.data.shape, self.data.dtype)]
+
+    @property
+    def provide_label(self):
+        return [mx.io.DataDesc("softmax_label", self.label.shape, np.float32)]
+
+    def next(self):
+        if self.cursor >= self.batches_per_epoch:
+            raise StopIteration
+        self.cursor += 1
+        return mx.io.DataBatch(data=[self.data], label=[self.label], pad=0, index=None,
+                               provide_data=self.provide_data, provide_label=self.provide_label)
+
+    def reset(self):
+        self.cursor = 0
+
+
+def get_iterators(args, kv=None):
+    """(train, val) iterators; val is None without --data-val."""
+    if args.benchmark:
+        batches = max(1, args.num_examples // args.batch_size) if args.num_examples else 20
+        shape = (args.batch_size,) + image_shape(args)
+        return SyntheticDataIter(args.num_classes, shape, batches), None
+    if not args.data_train:
+        raise UserError("--data-train is required (or --benchmark 1)")
+    train = _rec_iter(args, args.data_train, True, kv)
+    val = _rec_iter(args, args.data_val, False, kv) if args.data_val else None
+    return train, val

@@ -1,0 +1,82 @@
+"""Fine-tuning: cut a network at its feature layer, attach a new classifier, keep the loaded weights.
+
+Works on published ImageNet checkpoints (`NAME-symbol.json` + `NAME-0000.params`)
+and on our own networks from `train/symbols`. The new head is
+[Dropout] -> FullyConnected(num_classes, name="fc") -> SoftmaxOutput(smooth_alpha);
+its parameters are initialised fresh, and every loaded parameter past the feature
+layer (the old 1000-class classifier) is dropped.
+"""
+import json
+import logging
+import os
+
+import mxnet as mx
+
+from data.common import UserError
+
+log = logging.getLogger(__name__)
+
+
+def load_symbol(path):
+    if not os.path.isfile(path):
+        raise UserError(f"{path}: symbol file not found")
+    try:
+        with open(path) as fh:
+            json.load(fh)  # a clear message for a file that is not JSON at all
+        return mx.sym.load(path)
+    except (ValueError, mx.base.MXNetError) as exc:
+        raise UserError(f"{path}: not a readable MXNet symbol JSON ({str(exc).splitlines()[0]})") from None
+
+
+def cut_at(symbol, layer, source="the network"):
+    """The output of `layer` (a node name, with or without `_output`)."""
+    internals = symbol.get_internals()
+    outputs = internals.list_outputs()
+    name = layer if layer.endswith("_output") else f"{layer}_output"
+    if name not in outputs:
+        tail = [o[:-len("_output")] for o in outputs if o.endswith("_output")][-6:]
+        raise UserError(f"--feature-layer {layer}: no such layer in {source}; its last layers are {', '.join(tail)}")
+    return internals[name]
+
+
+def attach_classifier(features, num_classes, dropout_ratio=0.0, smooth_alpha=0.0, float16=False):
+    net = features
+    if float16:
+        net = mx.sym.Cast(net, dtype="float32")  # classifier and softmax in float32
+    if dropout_ratio > 0:
+        net = mx.sym.Dropout(net, p=dropout_ratio, name="dropout")
+    net = mx.sym.FullyConnected(net, num_hidden=num_classes, name="fc")  # flattens (N,C,1,1) itself
+    return mx.sym.SoftmaxOutput(net, name="softmax", smooth_alpha=smooth_alpha)
+
+
+def float16_input(symbol):
+    """Feed `symbol` float16 data: cast the float32 input at the start (GPU mixed precision)."""
+    data = mx.sym.var("data")
+    return symbol(data=mx.sym.Cast(data, dtype="float16"))
+
+
+def select_params(symbol, data_shape, arg_params, aux_params, ignore_names=(), source="parameters"):
+    """Keep the loaded parameters the new network uses; shapes must fit, the rest is dropped and logged."""
+    arg_shapes, _, aux_shapes = symbol.infer_shape(data=data_shape)
+    wanted = dict(zip(symbol.list_arguments(), arg_shapes))
+    wanted.update(zip(symbol.list_auxiliary_states(), aux_shapes))
+    kept_args, kept_aux, dropped = {}, {}, []
+    for loaded, kept in ((arg_params, kept_args), (aux_params, kept_aux)):
+        for name, value in loaded.items():
+            if name in ignore_names or name not in wanted:
+                dropped.append(name)
+                continue
+            if tuple(value.shape) != tuple(wanted[name]):
+                raise UserError(f"{source}: parameter {name} has shape {tuple(value.shape)}, "
+                                f"the network needs {tuple(wanted[name])}")
+            kept[name] = value
+    missing = [n for n in wanted if n not in kept_args and n not in kept_aux
+               and n not in ("data", "softmax_label")]
+    log.info("loaded %d parameters, dropped %d (%s), initialising %d new (%s)",
+             len(kept_args) + len(kept_aux), len(dropped), _short(dropped), len(missing), _short(missing))
+    return kept_args, kept_aux, missing
+
+
+def _short(names, most=6):
+    names = sorted(names)
+    return ", ".join(names[:most]) + (f", ... {len(names) - most} more" if len(names) > most else "") or "none"

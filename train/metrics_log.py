@@ -1,0 +1,133 @@
+"""Per-epoch metrics of a training run: a CSV row per epoch and a training-curve PNG at the end.
+
+Module.fit reports training metrics through batch callbacks, then checkpoints
+(epoch_end_callback), then scores the validation set (eval_end_callback); the
+recorder joins them into one row per epoch.
+"""
+import csv
+import logging
+import os
+import time
+
+log = logging.getLogger(__name__)
+
+COLUMNS = ["epoch", "lr", "train_accuracy", "train_top_k_accuracy", "train_cross_entropy",
+           "val_accuracy", "val_top_k_accuracy", "val_cross_entropy", "images_per_sec", "seconds"]
+
+
+def _metric_values(eval_metric):
+    """{'accuracy': .., 'top_k_accuracy': .., 'cross_entropy': ..} from a composite metric."""
+    values = {}
+    for name, value in eval_metric.get_name_value():
+        key = "top_k_accuracy" if name.startswith("top_k_accuracy") else name.replace("-", "_")
+        values[key] = value
+    return values
+
+
+class EpochRecorder:
+    def __init__(self, prefix, batch_size, optimizer, begin_epoch=0, has_validation=True):
+        self.has_validation = has_validation
+        self.csv_path = f"{prefix}-metrics.csv" if prefix else None
+        self.png_path = f"{prefix}-curve.png" if prefix else None
+        self.batch_size = batch_size
+        self.optimizer = optimizer
+        self.rows = []
+        self._pending = None
+        self._epoch_start = None
+        self._batches = 0
+        self._train = {}
+        if self.csv_path and begin_epoch and os.path.exists(self.csv_path):
+            self.rows = [r for r in _read_rows(self.csv_path) if int(r["epoch"]) <= begin_epoch]
+
+    def batch_end(self, param):
+        if param.nbatch == 0 or self._epoch_start is None:
+            self._epoch_start, self._batches = time.perf_counter(), 0
+        self._batches = param.nbatch  # batches since the timer started at the end of the first one
+        if param.eval_metric is not None:
+            self._train = _metric_values(param.eval_metric)
+
+    def epoch_end(self, epoch, symbol=None, arg_params=None, aux_params=None):
+        seconds = time.perf_counter() - (self._epoch_start or time.perf_counter())
+        row = {"epoch": epoch + 1, "lr": self.optimizer.lr_scheduler(self.optimizer.num_update),
+               "images_per_sec": self._batches * self.batch_size / seconds if seconds > 0 else 0.0,
+               "seconds": seconds}
+        for key, value in self._train.items():
+            row[f"train_{key}"] = value
+        self._pending = row
+        self._epoch_start = None
+        if not self.has_validation:  # else eval_end completes the row
+            self._commit()
+
+    def eval_end(self, param):
+        if self._pending is None:
+            return
+        for key, value in _metric_values(param.eval_metric).items():
+            self._pending[f"val_{key}"] = value
+        self._commit()
+
+    def _commit(self):
+        row = self._pending
+        self._pending = None
+        self.rows.append(row)
+        log.info("epoch %d: lr %g, train acc %.4f, val acc %s, %.1f images/s", row["epoch"], row["lr"],
+                 row.get("train_accuracy", float("nan")),
+                 f"{row['val_accuracy']:.4f}" if "val_accuracy" in row else "-", row["images_per_sec"])
+        if self.csv_path:
+            _write_rows(self.csv_path, self.rows)
+
+    def finish(self):
+        """Flush a row still waiting for validation (none given) and draw the curve."""
+        if self._pending is not None:
+            self._commit()
+        if self.png_path and self.rows:
+            plot_curves(self.rows, self.png_path)
+
+
+def _write_rows(path, rows):
+    tmp = f"{path}.tmp-{os.getpid()}"
+    with open(tmp, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=COLUMNS, extrasaction="ignore")
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: row.get(k, "") for k in COLUMNS})
+    os.replace(tmp, path)
+
+
+def _read_rows(path):
+    with open(path, newline="") as fh:
+        return [{k: v for k, v in row.items() if v != ""} for row in csv.DictReader(fh)]
+
+
+def plot_curves(rows, png_path):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = [int(r["epoch"]) for r in rows]
+
+    def series(key):
+        return [float(r[key]) if key in r and r[key] != "" else float("nan") for r in rows]
+
+    fig, (ax_acc, ax_loss) = plt.subplots(1, 2, figsize=(11, 4))
+    ax_acc.plot(epochs, series("train_accuracy"), "o-", label="train top-1")
+    ax_acc.plot(epochs, series("val_accuracy"), "o-", label="val top-1")
+    ax_acc.plot(epochs, series("val_top_k_accuracy"), "o--", label="val top-k")
+    ax_acc.set_xlabel("epoch")
+    ax_acc.set_ylabel("accuracy")
+    ax_acc.grid(alpha=0.3)
+    ax_acc.legend()
+    ax_loss.plot(epochs, series("train_cross_entropy"), "o-", label="train")
+    ax_loss.plot(epochs, series("val_cross_entropy"), "o-", label="val")
+    ax_loss.set_xlabel("epoch")
+    ax_loss.set_ylabel("cross-entropy")
+    ax_loss.grid(alpha=0.3)
+    ax_loss.legend()
+    lr_axis = ax_loss.twinx()
+    lr_axis.step(epochs, series("lr"), where="mid", color="grey", alpha=0.5)
+    lr_axis.set_ylabel("learning rate", color="grey")
+    lr_axis.set_yscale("log")
+    fig.tight_layout()
+    tmp = f"{png_path}.tmp-{os.getpid()}.png"
+    fig.savefig(tmp, dpi=90)
+    plt.close(fig)
+    os.replace(tmp, png_path)

@@ -1,0 +1,100 @@
+"""Train or fine-tune a CNN on the `.rec` files of the data stage (MXNet Module API).
+
+    python -m train.train_model --symbol resnext-101 --params resnext-101-0000.params \\
+        --data-train dataset_A/train.rec --data-val dataset_A/valid.rec --model-prefix models/M10 \\
+        --optimizer nadam --lr 0.0001 --lr-factor 0.2 --lr-step-epochs 10,13 --smooth-alpha 0.1
+
+`--symbol` is a network of `train/symbols` (see --list-symbols) or a published
+`*-symbol.json`; with `--params` the network is cut at its feature layer and gets
+a new classifier (fine-tuning). Every network ends in FullyConnected `fc` and
+SoftmaxOutput `softmax` with label smoothing `--smooth-alpha`.
+"""
+import argparse
+import logging
+import os
+
+from data.common import UserError, run_cli
+from train import symbols
+from train.data import add_data_args, add_data_aug_args, image_shape
+from train.finetune import attach_classifier, cut_at, float16_input, load_symbol, select_params
+from train.fit import add_fit_args, fit, load_params
+
+log = logging.getLogger(__name__)
+
+
+def add_network_args(parser):
+    net = parser.add_argument_group("Network", "which network, and where its weights come from")
+    net.add_argument("--symbol", help="a name from train/symbols (e.g. resnext-101, dpn-92, densenet-161) "
+                                      "or a *-symbol.json path")
+    net.add_argument("--params", help=".params file to start from (published ImageNet or our own checkpoint)")
+    net.add_argument("--feature-layer", help="layer to cut at before the new classifier "
+                                             "(default: the family's, e.g. flatten0, flatten, pool5)")
+    net.add_argument("--smooth-alpha", type=float, default=0.1, help="label smoothing of SoftmaxOutput")
+    net.add_argument("--dropout-ratio", type=float, default=0.0, help="Dropout before the classifier (0: none)")
+    net.add_argument("--ignore-arg-names", default="", help="comma-separated parameters not to load")
+    net.add_argument("--list-symbols", action="store_true", help="print the network names and exit")
+    return net
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(prog="python -m train.train_model", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_network_args(parser)
+    add_fit_args(parser)
+    add_data_args(parser)
+    add_data_aug_args(parser)
+    return parser
+
+
+def feature_symbol(args):
+    """(features, where they came from) for --symbol and --feature-layer."""
+    if args.symbol.endswith(".json") or os.path.sep in args.symbol:
+        if not args.feature_layer:
+            raise UserError(f"{args.symbol}: a symbol file needs --feature-layer "
+                            "(flatten0 for ResNet/ResNeXt/SE-ResNeXt, flatten for DPN, pool5 for DenseNet)")
+        return cut_at(load_symbol(args.symbol), args.feature_layer, args.symbol), args.symbol
+    network = symbols.get_symbol(args.symbol, num_classes=args.num_classes)
+    layer = args.feature_layer or symbols.feature_layer(args.symbol)
+    return cut_at(network, layer, f"symbol {args.symbol}"), args.symbol
+
+
+def build_network(args):
+    features, _ = feature_symbol(args)
+    float16 = args.dtype == "float16"
+    network = attach_classifier(features, args.num_classes, args.dropout_ratio, args.smooth_alpha, float16)
+    return float16_input(network) if float16 else network
+
+
+def check_args(args):
+    if not args.symbol:
+        raise UserError("--symbol is required (see --list-symbols)")
+    if args.dtype == "float16" and not args.gpus.strip():
+        raise UserError("--dtype float16 needs --gpus: MXNet has no float16 GEMM on the CPU")
+    if not 0.0 <= args.smooth_alpha < 1.0:
+        raise UserError(f"--smooth-alpha {args.smooth_alpha}: must be in [0, 1)")
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    if args.list_symbols:
+        print("\n".join(symbols.list_symbols()))
+        return 0
+    check_args(args)
+    network = build_network(args)
+    arg_params = aux_params = None
+    if args.params and not args.load_epoch:
+        loaded_args, loaded_aux = load_params(args.params)
+        ignore = {n for n in args.ignore_arg_names.split(",") if n}
+        arg_params, aux_params, _ = select_params(network, (1,) + image_shape(args), loaded_args, loaded_aux,
+                                                  ignore, source=args.params)
+    recorder = fit(args, network, arg_params, aux_params, allow_missing=True)
+    if recorder and recorder.rows:
+        last = recorder.rows[-1]
+        log.info("done: %d epochs; last epoch train accuracy %.4f, validation accuracy %s", len(recorder.rows),
+                 float(last.get("train_accuracy", "nan")),
+                 f"{float(last['val_accuracy']):.4f}" if "val_accuracy" in last else "-")
+    return 0
+
+
+if __name__ == "__main__":
+    run_cli(main)
