@@ -55,8 +55,10 @@ def float16_input(symbol):
     return symbol(data=mx.sym.Cast(data, dtype="float16"))
 
 
-def select_params(symbol, data_shape, arg_params, aux_params, ignore_names=(), source="parameters"):
-    """Keep the loaded parameters the new network uses; shapes must fit, the rest is dropped and logged."""
+def select_params(symbol, data_shape, arg_params, aux_params, ignore_names=(), source="parameters",
+                  ignore_mismatched=False):
+    """Keep the loaded parameters the new network uses; shapes must fit (or, with `ignore_mismatched`,
+    misfits are dropped with a warning); the rest is dropped and logged."""
     arg_shapes, _, aux_shapes = symbol.infer_shape(data=data_shape)
     wanted = dict(zip(symbol.list_arguments(), arg_shapes))
     wanted.update(zip(symbol.list_auxiliary_states(), aux_shapes))
@@ -67,6 +69,11 @@ def select_params(symbol, data_shape, arg_params, aux_params, ignore_names=(), s
                 dropped.append(name)
                 continue
             if tuple(value.shape) != tuple(wanted[name]):
+                if ignore_mismatched:
+                    log.warning("%s: not loading %s: shape %s, the network needs %s", source, name,
+                                tuple(value.shape), tuple(wanted[name]))
+                    dropped.append(name)
+                    continue
                 raise UserError(f"{source}: parameter {name} has shape {tuple(value.shape)}, "
                                 f"the network needs {tuple(wanted[name])}")
             kept[name] = value

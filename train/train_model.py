@@ -32,6 +32,9 @@ def add_network_args(parser):
     net.add_argument("--smooth-alpha", type=float, default=0.1, help="label smoothing of SoftmaxOutput")
     net.add_argument("--dropout-ratio", type=float, default=0.0, help="Dropout before the classifier (0: none)")
     net.add_argument("--ignore-arg-names", default="", help="comma-separated parameters not to load")
+    net.add_argument("--ignore-mismatched-params", action="store_true",
+                     help="skip (with a warning) loaded parameters whose shapes differ from the network's, "
+                          "e.g. SE-ResNeXt-101-64x4d from a 32x4d ResNeXt checkpoint")
     net.add_argument("--list-symbols", action="store_true", help="print the network names and exit")
     return net
 
@@ -86,7 +89,8 @@ def main(argv=None):
         loaded_args, loaded_aux = load_params(args.params)
         ignore = {n for n in args.ignore_arg_names.split(",") if n}
         arg_params, aux_params, _ = select_params(network, (1,) + image_shape(args), loaded_args, loaded_aux,
-                                                  ignore, source=args.params)
+                                                  ignore, source=args.params,
+                                                  ignore_mismatched=args.ignore_mismatched_params)
     recorder = fit(args, network, arg_params, aux_params, allow_missing=True)
     if recorder and recorder.rows:
         last = recorder.rows[-1]
