@@ -25,13 +25,22 @@ PUBLISHED = [
 DATA_SHAPE = (2, 3, 180, 180)
 
 
+def fresh_value(name, shape, rng):
+    """He-initialised weights, unit BatchNorm: a freshly initialised network, as MXNet would make it."""
+    if name.endswith("weight") and len(shape) >= 2:
+        return rng.normal(0, np.sqrt(2.0 / np.prod(shape[1:])), shape)
+    if name.endswith(("gamma", "moving_var")):
+        return np.ones(shape)
+    return np.zeros(shape)  # beta, bias, moving_mean
+
+
 def save_published_params(symbol, path, seed=0):
     """Fresh ImageNet-shaped weights saved like MXNet's published checkpoints (arg:/aux: names)."""
     rng = np.random.default_rng(seed)
     arg_shapes, _, aux_shapes = symbol.infer_shape(data=(1, 3, 224, 224))
-    saved = {f"arg:{n}": mx.nd.array(rng.normal(0, 0.01, s).astype(np.float32))
+    saved = {f"arg:{n}": mx.nd.array(fresh_value(n, s, rng).astype(np.float32))
              for n, s in zip(symbol.list_arguments(), arg_shapes) if n not in ("data", "softmax_label")}
-    saved.update({f"aux:{n}": mx.nd.array(rng.uniform(0.5, 1.5, s).astype(np.float32))
+    saved.update({f"aux:{n}": mx.nd.array(fresh_value(n, s, rng).astype(np.float32))
                   for n, s in zip(symbol.list_auxiliary_states(), aux_shapes)})
     mx.nd.save(path, saved)
 

@@ -70,6 +70,8 @@ def rgb_mean(args):
 
 def count_records(rec_path):
     """Images in a .rec, from the lines of its .idx (no decoding)."""
+    if not os.path.isfile(rec_path):
+        raise UserError(f"{rec_path}: .rec file not found")
     idx = os.path.splitext(rec_path)[0] + ".idx"
     if not os.path.isfile(idx):
         raise UserError(f"{idx}: index of {rec_path} not found (written by data.bson2rec)")
