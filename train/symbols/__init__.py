@@ -1,0 +1,90 @@
+"""The networks of the solution, by name: `get_symbol("dpn-92", num_classes=5270)`.
+
+Names: `resnext-D` (32x4d, the MXNet model zoo's `resnext-D`), `resnext-D-64x4d`,
+`se-resnext-D[-GxWd]`, `dpn-D`, `densenet-D`. Every network ends in a FullyConnected
+classifier and SoftmaxOutput `softmax`; `FEATURE_LAYERS` names, per family, the layer
+that fine-tuning cuts at (the input of the classifier). Keyword arguments (`smooth_alpha`,
+`dropout_ratio`, `image_shape`, `dtype`) go to the family's `get_symbol`.
+"""
+from data.common import UserError
+from train.symbols import densenet, dpn, resnext
+
+FEATURE_LAYERS = {
+    "resnext": "flatten0",
+    "se-resnext": "flatten0",
+    "dpn": "flatten",
+    "densenet": "pool5",
+}
+
+_BUILDERS = {
+    "resnext": resnext.get_symbol,
+    "se-resnext": resnext.get_symbol,
+    "dpn": dpn.get_symbol,
+    "densenet": densenet.get_symbol,
+}
+
+
+def _resnext(depth, groups=32, width=4, se=False):
+    family = "se-resnext" if se else "resnext"
+    return family, dict(num_layers=depth, num_group=groups, bottleneck_width=width, use_se=se)
+
+
+# name -> (family, the builder's architecture arguments)
+_REGISTRY = {
+    # demo-sized (fast on a CPU): ResNeXt 32x4d with one / two units per stage
+    "resnext-14": _resnext(14),
+    "resnext-26": _resnext(26),
+    "resnext-50": _resnext(50),
+    "resnext-101": _resnext(101),
+    "resnext-152": _resnext(152),
+    "resnext-50-64x4d": _resnext(50, groups=64),
+    "resnext-101-64x4d": _resnext(101, groups=64),
+    "se-resnext-50": _resnext(50, se=True),
+    "se-resnext-101": _resnext(101, se=True),
+    "se-resnext-152": _resnext(152, se=True),
+    # the layout of SENet.mxnet's published se-resnext-imagenet-50 graph
+    "se-resnext-50-64x2d": _resnext(50, groups=64, width=2, se=True),
+    "se-resnext-101-64x4d": _resnext(101, groups=64, se=True),
+    # demo-sized (fast on a CPU): a narrow DPN with two blocks per stage
+    "dpn-26": ("dpn", dict(num_layers=26)),
+    "dpn-68": ("dpn", dict(num_layers=68)),
+    "dpn-92": ("dpn", dict(num_layers=92)),
+    "dpn-98": ("dpn", dict(num_layers=98)),
+    "dpn-107": ("dpn", dict(num_layers=107)),
+    "dpn-131": ("dpn", dict(num_layers=131)),
+    # demo-sized (fast on a CPU): a narrow DenseNet with 3, 4, 8, 3 layers per block
+    "densenet-41": ("densenet", dict(num_layers=41)),
+    "densenet-121": ("densenet", dict(num_layers=121)),
+    "densenet-161": ("densenet", dict(num_layers=161)),
+    "densenet-169": ("densenet", dict(num_layers=169)),
+    "densenet-201": ("densenet", dict(num_layers=201)),
+}
+
+
+def list_symbols():
+    return list(_REGISTRY)
+
+
+def _lookup(name):
+    if name not in _REGISTRY:
+        raise UserError(f"unknown network {name!r}; known: {', '.join(_REGISTRY)}")
+    return _REGISTRY[name]
+
+
+def family(name):
+    """The family of network `name`: resnext, se-resnext, dpn or densenet."""
+    return _lookup(name)[0]
+
+
+def feature_layer(name):
+    """The layer before the classifier of network `name` (where fine-tuning cuts)."""
+    return FEATURE_LAYERS[family(name)]
+
+
+def get_symbol(name, num_classes, **kwargs):
+    """Network `name` with a `num_classes` classifier; kwargs go to the family's builder."""
+    family_name, architecture = _lookup(name)
+    clash = set(architecture) & set(kwargs)
+    if clash:
+        raise UserError(f"{name}: {', '.join(sorted(clash))} is fixed by the name")
+    return _BUILDERS[family_name](num_classes, **architecture, **kwargs)
