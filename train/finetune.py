@@ -13,6 +13,7 @@ import os
 import mxnet as mx
 
 from data.common import UserError
+from train.symbols.common import classifier
 
 log = logging.getLogger(__name__)
 
@@ -40,13 +41,9 @@ def cut_at(symbol, layer, source="the network"):
 
 
 def attach_classifier(features, num_classes, dropout_ratio=0.0, smooth_alpha=0.0, float16=False):
-    net = features
-    if float16:
-        net = mx.sym.Cast(net, dtype="float32")  # classifier and softmax in float32
-    if dropout_ratio > 0:
-        net = mx.sym.Dropout(net, p=dropout_ratio, name="dropout")
-    net = mx.sym.FullyConnected(net, num_hidden=num_classes, name="fc")  # flattens (N,C,1,1) itself
-    return mx.sym.SoftmaxOutput(net, name="softmax", smooth_alpha=smooth_alpha)
+    """The solution's head on `features`: [Dropout] -> FullyConnected `fc` -> SoftmaxOutput `softmax`."""
+    return classifier(features, num_classes, fc_name="fc", dtype="float16" if float16 else "float32",
+                      dropout_ratio=dropout_ratio, smooth_alpha=smooth_alpha)
 
 
 def float16_input(symbol):

@@ -1,0 +1,135 @@
+"""Training benchmark: input pipeline vs compute, side by side in one run, on the CPU.
+
+Part 1, for each demo network at its demo input size on a generated `.rec`:
+  - `--test-io 1`: images/s the ImageRecordIter delivers (decode + augment only);
+  - `--benchmark 1`: training images/s on synthetic in-memory batches (compute only);
+  - real data: training images/s reading the `.rec` (what a user gets);
+  and the ratio real / synthetic (target >= 0.9: the input never starves the network).
+Part 2: forward+backward images/s of each of the solution's networks at 3x180x180, batch 32.
+
+Each speed is the median of `--repeats` epochs after a warm-up epoch.
+Run from the repository root:  python -m benchmarks.bench_train [--markdown OUT.md]
+"""
+import argparse
+import logging
+import os
+import statistics
+import time
+
+import mxnet as mx
+import numpy as np
+
+from data import bson2rec
+from data.make_demo_data import generate_demo_dataset
+from train import symbols, train_model
+from train.fit import fit, test_io
+from train.data import get_iterators
+
+DEMO_NETWORKS = [("resnext-14", 64), ("densenet-41", 64), ("dpn-26", 64)]
+SOLUTION_NETWORKS = ["resnext-101", "resnext-101-64x4d", "se-resnext-101-64x4d", "dpn-92", "dpn-98", "dpn-107",
+                     "dpn-131", "densenet-161"]
+
+
+def make_rec(work_dir):
+    """A demo train.rec of about 2,000 images (reused when present)."""
+    rec = os.path.join(work_dir, "bench_train.rec")
+    if os.path.exists(rec):
+        return rec
+    data_dir = os.path.join(work_dir, "demo")
+    if not os.path.exists(os.path.join(data_dir, "train.bson")):
+        generate_demo_dataset(data_dir, num_categories=40, num_train_products=1150, num_test_products=10, seed=5,
+                              progress=False)
+    bson2rec.main(["--bson", os.path.join(data_dir, "train.bson"), "--out-rec", rec,
+                   "--category-csv", os.path.join(data_dir, "category_names.csv")])
+    return rec
+
+
+def train_args(network, size, rec, batch_size, epochs, extra=()):
+    return train_model.build_parser().parse_args(
+        ["--symbol", network, "--data-train", rec, "--image-shape", f"3,{size},{size}", "--resize", str(size),
+         "--num-classes", "40", "--batch-size", str(batch_size), "--num-epochs", str(epochs),
+         "--disp-batches", "1000000", "--data-nthreads", "2", "--top-k", "0", *extra])
+
+
+def training_speed(network, size, rec, batch_size, epochs, synthetic):
+    """Median training images/s over the epochs after the first (warm-up) one."""
+    extra = ["--benchmark", "1", "--num-examples", str(count_images(rec))] if synthetic else []
+    args = train_args(network, size, rec, batch_size, epochs, extra)
+    recorder = fit(args, train_model.build_network(args))
+    return statistics.median(float(r["images_per_sec"]) for r in recorder.rows[1:])
+
+
+def count_images(rec):
+    with open(os.path.splitext(rec)[0] + ".idx") as fh:
+        return sum(1 for _ in fh)
+
+
+def io_speed(size, rec, batch_size, repeats):
+    args = train_args("resnext-14", size, rec, batch_size, 1)
+    train, _ = get_iterators(args)
+    speeds = []
+    for _ in range(repeats + 1):
+        train.reset()
+        speeds.append(test_io(train, disp=10 ** 9))
+    return statistics.median(speeds[1:])
+
+
+def forward_backward_speed(network, batch_size=32, size=180, batches=2):
+    """Images/s of forward+backward at 3 x size x size (after one warm-up batch)."""
+    net = symbols.get_symbol(network, num_classes=5270)
+    module = mx.mod.Module(net, context=mx.cpu())
+    module.bind(data_shapes=[("data", (batch_size, 3, size, size))], label_shapes=[("softmax_label", (batch_size,))])
+    module.init_params(mx.init.MSRAPrelu())
+    batch = mx.io.DataBatch([mx.nd.random.uniform(0, 255, (batch_size, 3, size, size))],
+                            [mx.nd.array(np.random.randint(0, 5270, batch_size))])
+    times = []
+    for _ in range(batches + 1):
+        start = time.perf_counter()
+        module.forward_backward(batch)
+        for grads in module._exec_group.grad_arrays:
+            grads[0].wait_to_read()
+        times.append(time.perf_counter() - start)
+    return batch_size / statistics.median(times[1:])
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--work-dir", default="/tmp/cdiscount_bench_train", help="generated data goes here")
+    parser.add_argument("--batch-size", type=int, default=32, help="batch of the demo-network runs")
+    parser.add_argument("--repeats", type=int, default=3, help="measured epochs (after one warm-up)")
+    parser.add_argument("--skip-solution-networks", action="store_true", help="only part 1")
+    parser.add_argument("--markdown", help="also write the tables as markdown here")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+    os.makedirs(args.work_dir, exist_ok=True)
+    rec = make_rec(args.work_dir)
+    print(f"data: {rec} ({count_images(rec)} images), batch {args.batch_size}, {os.cpu_count()} CPU cores, "
+          f"MXNet {mx.__version__}")
+
+    lines = ["| network | input | test-io img/s | synthetic train img/s | real-data train img/s | real / synthetic |",
+             "|---|---|---|---|---|---|"]
+    for network, size in DEMO_NETWORKS:
+        io = io_speed(size, rec, args.batch_size, args.repeats)
+        synthetic = training_speed(network, size, rec, args.batch_size, args.repeats + 1, synthetic=True)
+        real = training_speed(network, size, rec, args.batch_size, args.repeats + 1, synthetic=False)
+        verdict = "PASS" if real / synthetic >= 0.9 else "FAIL"
+        lines.append(f"| {network} | 3x{size}x{size} | {io:,.0f} | {synthetic:,.1f} | {real:,.1f} | "
+                     f"{real / synthetic:.2f} ({verdict} >= 0.9) |")
+        print(lines[-1], flush=True)
+    tables = ["\n".join(lines)]
+    if not args.skip_solution_networks:
+        lines = ["| network | forward+backward img/s (3x180x180, batch 32, CPU) |", "|---|---|"]
+        for network in SOLUTION_NETWORKS:
+            lines.append(f"| {network} | {forward_backward_speed(network):.2f} |")
+            print(lines[-1], flush=True)
+        tables.append("\n".join(lines))
+    print()
+    print("\n\n".join(tables))
+    if args.markdown:
+        with open(args.markdown, "w") as fh:
+            fh.write("\n\n".join(tables) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
