@@ -1,0 +1,1 @@
+"""Benchmarks of the project's commands against naive baselines and the physical limit."""
