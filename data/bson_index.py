@@ -16,6 +16,7 @@ a product or a single JPEG, sharding by product range, sequential streaming of r
 documents. It is cached beside the BSON (or in a user cache folder when that
 directory is read-only) and rebuilt when the file's size or mtime changes.
 """
+import errno
 import hashlib
 import json
 import logging
@@ -191,6 +192,57 @@ def _scan_images(reader, offset, length):
     return images
 
 
+# Kaggle's own layout, read with a few fixed-offset checks (the generic walker handles anything else):
+# _id int32/int64, imgs = [{picture: binary}, ...], then category_id int32 (train) or nothing (test).
+_ID32, _ID64, _IMGS = b"\x10_id\x00", b"\x12_id\x00", b"\x04imgs\x00"
+_PICTURE, _CATEGORY32 = b"\x05picture\x00", b"\x10category_id\x00"
+_IMAGE_KEYS = [str(k).encode() + b"\x00" for k in range(64)]
+
+
+def _scan_kaggle_layout(fd, offset, length):
+    """(product_id, category_id, images) like _scan_document, or None when the document is laid out
+    otherwise (or is corrupt): the caller then runs the generic walker, which names the problem."""
+    head = os.pread(fd, 64, offset)
+    if head[4:9] == _ID32:
+        product_id, pos = _INT32.unpack_from(head, 9)[0], 13
+    elif head[4:9] == _ID64:
+        product_id, pos = _INT64.unpack_from(head, 9)[0], 17
+    else:
+        return None
+    if head[pos:pos + 6] != _IMGS or len(head) < pos + 10:
+        return None
+    array_start = offset + pos + 6
+    array_end = array_start + _INT32.unpack_from(head, pos + 6)[0]  # just past the array's NUL
+    doc_end = offset + length
+    if not array_start + 5 <= array_end <= doc_end - 1:
+        return None
+    images, cursor, buf, buf_start = [], array_start + 4, head, offset
+    while cursor < array_end - 1:
+        rel = cursor - buf_start
+        if rel + 32 > len(buf):
+            buf, buf_start, rel = os.pread(fd, 32, cursor), cursor, 0
+        if len(images) >= len(_IMAGE_KEYS):
+            return None
+        key = _IMAGE_KEYS[len(images)]
+        at = rel + 1 + len(key)
+        if buf[rel] != 0x03 or buf[rel + 1:at] != key or buf[at + 4:at + 13] != _PICTURE or len(buf) < at + 18:
+            return None
+        doc_length = _INT32.unpack_from(buf, at)[0]
+        picture_length = _INT32.unpack_from(buf, at + 13)[0]
+        if picture_length < 0 or doc_length != 4 + len(_PICTURE) + 5 + picture_length + 1:
+            return None  # the image document holds more than its picture, or lies about a length
+        images.append((cursor + 1 + len(key) + 4 + len(_PICTURE) + 5, picture_length))
+        cursor += 1 + len(key) + doc_length
+    if cursor != array_end - 1:
+        return None
+    tail = os.pread(fd, doc_end - cursor, cursor) if doc_end - cursor <= 32 else b""
+    if tail == b"\x00\x00":  # the array's NUL, then the document's: a test product
+        return product_id, NO_CATEGORY, images
+    if len(tail) == 2 + len(_CATEGORY32) + 4 and tail[1:14] == _CATEGORY32 and tail[0] == 0 and tail[-1] == 0:
+        return product_id, _INT32.unpack_from(tail, 14)[0], images
+    return None
+
+
 def _read_length(fd, offset, file_size):
     """(length, None) of the document at `offset`, or (None, reason) when its prefix is unusable."""
     left = file_size - offset
@@ -255,7 +307,8 @@ class BsonIndex:
                         skipped.append((offset, f"{framing_error}; skipped the last {file_size - offset} bytes"))
                         break
                     try:
-                        product_id, category_id, images = _scan_document(reader, offset, length)
+                        scanned = _scan_kaggle_layout(fd, offset, length)
+                        product_id, category_id, images = scanned or _scan_document(reader, offset, length)
                         if product_id in first_seen:
                             raise _Corrupt(f"duplicate product _id {product_id} "
                                            f"(first seen at byte offset {first_seen[product_id]})")
@@ -384,9 +437,10 @@ class BsonIndex:
     def iter_documents(self, start=0, stop=None, buffer_size=16 << 20):
         """Yield (product, raw document bytes) in file order through one large read buffer."""
         stop = len(self.products) if stop is None else stop
+        offsets = self.products["offset"][start:stop].tolist()  # plain ints: no numpy scalar per product
+        lengths = self.products["length"][start:stop].tolist()
         with open(self.path, "rb", buffering=buffer_size) as fh:
-            for product in range(start, stop):
-                offset, length = int(self.products["offset"][product]), int(self.products["length"][product])
+            for product, offset, length in zip(range(start, stop), offsets, lengths):
                 if fh.tell() != offset:  # only after a document skipped as corrupt
                     fh.seek(offset)
                 raw = fh.read(length)
@@ -396,8 +450,33 @@ class BsonIndex:
 
     def iter_product_images(self, start=0, stop=None):
         """Yield (product, [JPEG bytes of each image]) in file order, from one sequential read."""
-        for product, raw in self.iter_documents(start, stop):
-            base = int(self.products["offset"][product])
-            positions = self.image_range(product)
-            yield product, [raw[int(self.image_offset[k]) - base:int(self.image_offset[k]) - base
-                                + int(self.image_length[k])] for k in positions]
+        stop = len(self.products) if stop is None else stop
+        bases = self.products["offset"][start:stop].tolist()
+        firsts = self.products["first_image"][start:stop].tolist()
+        counts = self.products["num_imgs"][start:stop].tolist()
+        image_offsets, image_lengths = self.image_offset.tolist(), self.image_length.tolist()
+        for (product, raw), base, first, count in zip(self.iter_documents(start, stop), bases, firsts, counts):
+            pictures = []
+            for k in range(first, first + count):
+                at = image_offsets[k] - base
+                pictures.append(raw[at:at + image_lengths[k]])
+            yield product, pictures
+
+    def copy_documents(self, out_fd, start, stop):
+        """Copy documents [start, stop) (consecutive in the file) to `out_fd` as raw bytes, in the kernel
+        where it can (copy_file_range, as cp does); returns the bytes copied."""
+        offset = int(self.products["offset"][start])
+        end = int(self.products["offset"][stop - 1] + self.products["length"][stop - 1])
+        fd, left = self._file(), end - offset
+        while left > 0:
+            try:
+                copied = os.copy_file_range(fd, out_fd, min(left, 1 << 30), offset)
+            except OSError as exc:
+                if exc.errno not in (errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP):
+                    raise
+                copied = os.write(out_fd, os.pread(fd, min(left, 16 << 20), offset))  # e.g. across filesystems
+            if copied == 0:
+                raise BsonFormatError(self.path, offset, "file shrank since it was indexed")
+            offset += copied
+            left -= copied
+        return end - int(self.products["offset"][start])

@@ -12,7 +12,7 @@ from tqdm import tqdm
 
 from data.bson_index import BsonIndex
 from data.common import Timer, UserError, atomic_outputs, check_input_file, check_outputs_free, run_cli
-from data.md5_dict import KEY_DTYPE, Md5Dictionary, image_md5, product_key
+from data.md5_dict import KEY_DTYPE, Md5Dictionary, iter_image_digests, product_key
 
 log = logging.getLogger(__name__)
 
@@ -21,10 +21,10 @@ def hash_images(index):
     """MD5 of every image and product key of every product, in file order, in one pass."""
     image_digests = np.zeros(index.num_images, dtype=KEY_DTYPE)
     product_keys = np.zeros(len(index), dtype=KEY_DTYPE)
+    first_image = index.products["first_image"].tolist()
     with tqdm(total=index.num_images, unit="img", desc="md5") as bar:
-        for product, pictures in index.iter_product_images():
-            digests = [image_md5(p) for p in pictures]
-            first = int(index.products["first_image"][product])
+        for product, pictures, digests in iter_image_digests(index):
+            first = first_image[product]
             image_digests[first:first + len(digests)] = digests
             product_keys[product] = product_key(digests)
             bar.update(len(digests))

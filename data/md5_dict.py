@@ -41,6 +41,37 @@ def product_key(image_digests):
     return hashlib.md5(product_hash(image_digests).encode()).digest()
 
 
+def iter_image_digests(index, batch_images=4096):
+    """Yield (product, pictures, digests) in file order; MD5s computed on two threads
+    (hashlib releases the GIL on pictures over 2 KB) while the main thread reads."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def digest_all(pictures):
+        return [hashlib.md5(p).digest() for p in pictures]
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        batch, images = [], 0
+        for product, pictures in index.iter_product_images():
+            batch.append((product, pictures))
+            images += len(pictures)
+            if images >= batch_images:
+                yield from _digest_batch(batch, pool, digest_all)
+                batch, images = [], 0
+        if batch:
+            yield from _digest_batch(batch, pool, digest_all)
+
+
+def _digest_batch(batch, pool, digest_all):
+    flat = [picture for _, pictures in batch for picture in pictures]
+    half = len(flat) // 2
+    first, second = pool.submit(digest_all, flat[:half]), pool.submit(digest_all, flat[half:])
+    digests = first.result() + second.result()
+    at = 0
+    for product, pictures in batch:
+        yield product, pictures, digests[at:at + len(pictures)]
+        at += len(pictures)
+
+
 class HashTable:
     """Sorted 16-byte keys, each with a small {category_id: count} in CSR form."""
 

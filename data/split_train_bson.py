@@ -10,7 +10,10 @@ re-encoded; with the offset index cached, the input is read once.
 """
 import argparse
 import logging
+import os
 import random
+
+import numpy as np
 
 from tqdm import tqdm
 
@@ -31,21 +34,35 @@ def choose_validation_ids(product_ids, val_ratio, seed):
     return set(random.sample(ids, n_val))
 
 
+def document_runs(index, is_val):
+    """(start, stop, is_val) runs of consecutive products on one side and back to back in the file."""
+    products = index.products
+    boundary = np.flatnonzero((is_val[1:] != is_val[:-1])
+                              | (products["offset"][1:] != products["offset"][:-1] + products["length"][:-1])) + 1
+    starts = np.r_[0, boundary].tolist()
+    stops = np.r_[boundary, len(products)].tolist()
+    return [(start, stop, bool(is_val[start])) for start, stop in zip(starts, stops)] if len(products) else []
+
+
 def write_split(index, val_ids, train_path, val_path):
     """Copy each document to the train or validation file; returns per-file (products, bytes)."""
+    is_val = np.isin(index.products["product_id"], np.fromiter(val_ids, dtype=np.int64, count=len(val_ids)))
     counts = {"train": [0, 0], "val": [0, 0]}
     total = int(index.products["length"].sum())
     with atomic_outputs(train_path, val_path) as (train_tmp, val_tmp), \
-            open(train_tmp, "wb", buffering=8 << 20) as train_out, \
-            open(val_tmp, "wb", buffering=8 << 20) as val_out, \
             tqdm(total=total, unit="B", unit_scale=True, desc="split") as bar:
-        ids = index.products["product_id"]
-        for product, raw in index.iter_documents():
-            side = "val" if int(ids[product]) in val_ids else "train"
-            (val_out if side == "val" else train_out).write(raw)
-            counts[side][0] += 1
-            counts[side][1] += len(raw)
-            bar.update(len(raw))
+        out = {side: os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+               for side, tmp in (("train", train_tmp), ("val", val_tmp))}
+        try:
+            for start, stop, run_is_val in document_runs(index, is_val):
+                side = "val" if run_is_val else "train"
+                copied = index.copy_documents(out[side], start, stop)
+                counts[side][0] += stop - start
+                counts[side][1] += copied
+                bar.update(copied)
+        finally:
+            for fd in out.values():
+                os.close(fd)
     return counts
 
 

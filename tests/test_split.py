@@ -9,7 +9,7 @@ import pytest
 from data import split_train_bson
 from data.bson_index import BsonIndex
 from data.common import UserError
-from tests.helpers import read_docs
+from tests.helpers import make_jpeg, product, read_docs, write_bson
 
 
 def reference_validation_ids(path, ratio, seed):
@@ -68,15 +68,16 @@ def test_existing_outputs_need_force(example_bson, tmp_path):
 
 
 def test_failure_mid_write_leaves_no_output(example_bson, tmp_path, monkeypatch):
-    original = BsonIndex.iter_documents
+    original = BsonIndex.copy_documents
+    calls = []
 
-    def failing(self, *args, **kwargs):
-        for n, item in enumerate(original(self, *args, **kwargs)):
-            if n == 40:
-                raise OSError(28, "No space left on device", "train.bson")
-            yield item
+    def failing(self, out_fd, start, stop):
+        calls.append(start)
+        if len(calls) == 3:  # disk full after two runs of documents were written
+            raise OSError(28, "No space left on device", "train.bson")
+        return original(self, out_fd, start, stop)
 
-    monkeypatch.setattr(BsonIndex, "iter_documents", failing)
+    monkeypatch.setattr(BsonIndex, "copy_documents", failing)
     with pytest.raises(OSError):
         run_split(example_bson, tmp_path, 3)
     leftovers = [p for p in os.listdir(tmp_path) if "train_3" in p or "val_3" in p]
@@ -93,3 +94,13 @@ def test_cli_corrupt_input_is_one_line_and_nonzero(tmp_path):
     last = result.stderr.strip().splitlines()[-1].split("\r")[-1]  # after progress-bar redraws
     assert last.startswith(f"error: {bad}: byte offset 0:") and "Traceback" not in result.stderr
     assert not (tmp_path / "t.bson").exists() and not (tmp_path / "v.bson").exists()
+
+
+def test_skip_corrupt_split_copies_around_the_bad_document(tmp_path):
+    docs = [bson.encode(product(i, [make_jpeg(i)], 10 + i)) for i in range(30)]
+    bad = bson.encode({"_id": 99, "imgs": [], "category_id": "x"})
+    path = write_bson(tmp_path / "gap.bson", docs[:10] + [bad] + docs[10:])
+    train, val = run_split(path, tmp_path, 4, ratio="0.3", extra=["--skip-corrupt"])
+    out = read_docs(train) + read_docs(val)
+    assert sorted(d["_id"] for d in out) == list(range(30))
+    assert len(read_docs(val)) == 9
