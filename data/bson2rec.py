@@ -22,6 +22,7 @@ from data.bson_index import NO_CATEGORY, BsonIndex
 from data.categories import Categories, default_category_csv
 from data.common import Timer, UserError, atomic_outputs, check_input_file, check_outputs_free, run_cli
 from data.md5_dict import KEY_DTYPE, Md5Dictionary, image_md5
+from data.recordio import IndexedRecordWriter, pack_header
 
 log = logging.getLogger(__name__)
 
@@ -110,27 +111,22 @@ def select_images(index, image_classes, skipped, unique_md5=False, md5_dict=None
 
 
 def write_records(index, order, image_classes, image_products, rec_path, idx_path, skipped, check_jpeg=True):
-    """Write the records of `order` through an indexed RecordIO; returns the number written."""
-    import mxnet as mx  # imported here: the rest of the data stage does not need MXNet
-
+    """Write the records of `order` to an indexed RecordIO (as MXNet writes it); returns the number written."""
     written = 0
-    with atomic_outputs(rec_path, idx_path) as (rec_tmp, idx_tmp):
-        writer = mx.recordio.MXIndexedRecordIO(idx_tmp, rec_tmp, "w")
-        try:
-            for j in tqdm(order.tolist(), unit="img", desc=f"write {os.path.basename(rec_path)}"):
-                picture = index.read_image(j)
-                problem = jpeg_problem(picture) if check_jpeg else None
-                if problem:
-                    skipped[problem] += 1
-                    continue
-                product = int(image_products[j])
-                row = index.products[product]
-                header = mx.recordio.IRHeader(0, float(image_classes[j]), int(row["product_id"]),
-                                              j - int(row["first_image"]))
-                writer.write_idx(written, mx.recordio.pack(header, picture))
-                written += 1
-        finally:
-            writer.close()
+    product_ids = index.products["product_id"]
+    first_images = index.products["first_image"]
+    with atomic_outputs(rec_path, idx_path) as (rec_tmp, idx_tmp), IndexedRecordWriter(rec_tmp, idx_tmp) as writer:
+        for j in tqdm(order.tolist(), unit="img", desc=f"write {os.path.basename(rec_path)}"):
+            picture = index.read_image(j)
+            problem = jpeg_problem(picture) if check_jpeg else None
+            if problem:
+                skipped[problem] += 1
+                continue
+            product = int(image_products[j])
+            # mx.recordio.pack's header: flag 0, label, id = product _id, id2 = image index in the product.
+            header = pack_header(float(image_classes[j]), int(product_ids[product]), j - int(first_images[product]))
+            writer.write(written, header + picture)
+            written += 1
     return written
 
 

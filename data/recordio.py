@@ -1,0 +1,102 @@
+"""MXNet indexed RecordIO (`.rec` + `.idx`) written in pure Python, without importing MXNet.
+
+The output is byte for byte what `mx.recordio.MXIndexedRecordIO(idx, rec, "w")` with
+`write_idx(key, mx.recordio.pack(header, payload))` writes (dmlc-core's RecordIO):
+
+  .rec  each record is  uint32 magic 0xced7230a | uint32 lrec = cflag << 29 | length
+        | data | zero padding of the record to a multiple of 4 bytes (little-endian).
+        A record holding the magic word at a 4-byte-aligned offset is cut there into
+        parts (cflag 1 first, 2 middle, 3 last; 0 for a record in one piece), the
+        magic word itself being left out: the reader puts it back between the parts.
+  .idx  one text line `key<TAB>offset` per record, in write order, where offset is
+        the position in the .rec of the record's first magic word.
+
+Writes go through large buffers instead of one ctypes call per record.
+"""
+import struct
+
+MAGIC = 0xCED7230A
+MAGIC_BYTES = struct.pack("<I", MAGIC)
+MAX_RECORD_BYTES = (1 << 29) - 1  # dmlc-core refuses records of 2^29 bytes or more
+BUFFER_BYTES = 8 << 20
+
+_FRAME = struct.Struct("<II")          # magic, lrec
+_IR_HEADER = struct.Struct("<IfQQ")    # mx.recordio.IRHeader: flag, label, id, id2
+_PADDING = (b"", b"\0\0\0", b"\0\0", b"\0")  # indexed by len % 4
+
+
+def pack_header(label, record_id, record_id2=0):
+    """The 24-byte header `mx.recordio.pack` puts before the payload for a scalar label (flag 0)."""
+    return _IR_HEADER.pack(0, label, record_id, record_id2)
+
+
+def split_at_magic(record):
+    """The (cflag, data) parts of `record` as dmlc-core's RecordIOWriter::WriteRecord cuts them."""
+    cuts = []
+    i = record.find(MAGIC_BYTES)
+    while i >= 0:
+        if i % 4 == 0:  # only aligned occurrences are cut; unaligned ones stay in the data
+            cuts.append(i)
+            i = record.find(MAGIC_BYTES, i + 4)
+        else:
+            i = record.find(MAGIC_BYTES, i + 1)
+    if not cuts:
+        return [(0, record)]
+    parts, start = [], 0
+    for n, cut in enumerate(cuts):
+        parts.append((1 if n == 0 else 2, record[start:cut]))
+        start = cut + 4
+    parts.append((3, record[start:]))
+    return parts
+
+
+class IndexedRecordWriter:
+    """Writes `rec_path` and `idx_path` like MXIndexedRecordIO in "w" mode; a context manager.
+
+        with IndexedRecordWriter("train.rec", "train.idx") as writer:
+            writer.write(0, pack_header(label, product_id, image_index) + jpeg_bytes)
+    """
+
+    def __init__(self, rec_path, idx_path, buffer_bytes=BUFFER_BYTES):
+        self.position = 0  # bytes written to the .rec so far
+        self._rec = open(rec_path, "wb", buffering=buffer_bytes)
+        try:
+            self._idx = open(idx_path, "w", encoding="utf-8", newline="\n", buffering=1 << 20)
+        except BaseException:
+            self._rec.close()
+            raise
+
+    def write(self, key, record):
+        """Append one record (bytes) and its index line `key<TAB>offset`."""
+        size = len(record)
+        if size > MAX_RECORD_BYTES:
+            raise ValueError(f"record {key}: {size} bytes, RecordIO takes at most {MAX_RECORD_BYTES}")
+        position = self.position
+        write = self._rec.write
+        if MAGIC_BYTES not in record:  # the usual case: one part
+            write(_FRAME.pack(MAGIC, size))
+            write(record)
+            written = 8 + size
+        else:
+            parts = split_at_magic(record)
+            for cflag, data in parts:
+                write(_FRAME.pack(MAGIC, cflag << 29 | len(data)))
+                write(data)
+            written = 8 * len(parts) + size - 4 * (len(parts) - 1)  # the cut magic words are not written
+        padding = _PADDING[size & 3]  # parts before the last are multiples of 4: only the end is padded
+        if padding:
+            write(padding)
+        self._idx.write(f"{key}\t{position}\n")
+        self.position = position + written + len(padding)
+
+    def close(self):
+        try:
+            self._rec.close()
+        finally:
+            self._idx.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self.close()
