@@ -21,7 +21,7 @@ from tqdm import tqdm
 from data.bson_index import NO_CATEGORY, BsonIndex
 from data.categories import Categories, default_category_csv
 from data.common import Timer, UserError, atomic_outputs, check_input_file, check_outputs_free, run_cli
-from data.md5_dict import KEY_DTYPE, Md5Dictionary, image_md5
+from data.md5_dict import KEY_DTYPE, Md5Dictionary, iter_image_digests
 from data.recordio import IndexedRecordWriter, pack_header
 
 log = logging.getLogger(__name__)
@@ -62,12 +62,12 @@ def scan_md5(index):
     """MD5 and JPEG check of every image in file order (one sequential pass)."""
     digests = np.zeros(index.num_images, dtype=KEY_DTYPE)
     problems = [None] * index.num_images
+    first_image = index.products["first_image"].tolist()
     with tqdm(total=index.num_images, unit="img", desc="md5 pre-pass") as bar:
-        for product, pictures in index.iter_product_images():
-            first = int(index.products["first_image"][product])
-            for k, picture in enumerate(pictures):
-                digests[first + k] = image_md5(picture)
-                problems[first + k] = jpeg_problem(picture)
+        for product, pictures, product_digests in iter_image_digests(index):
+            first = first_image[product]
+            digests[first:first + len(pictures)] = product_digests
+            problems[first:first + len(pictures)] = [jpeg_problem(p) for p in pictures]
             bar.update(len(pictures))
     return digests, problems
 
