@@ -1,0 +1,44 @@
+"""run_demo.sh end to end on a small demo (slow: RUN_SLOW=1 ./run_tests.sh)."""
+import csv
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import REPO_ROOT
+
+
+@pytest.mark.slow
+def test_run_demo_end_to_end(tmp_path):
+    demo_dir = tmp_path / "demo"
+    env = dict(os.environ, DEMO_DIR=str(demo_dir), NUM_CATEGORIES="10", NUM_TRAIN_PRODUCTS="600",
+               NUM_TEST_PRODUCTS="50", EPOCHS_1="2", EPOCHS_2="1", FINETUNE_EPOCHS="1",
+               PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"])
+    result = subprocess.run([os.path.join(REPO_ROOT, "run_demo.sh")], env=env, capture_output=True, text=True,
+                            timeout=1800)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "chance:" in result.stdout
+    for name in ("model1", "model2", "finetune"):
+        with open(demo_dir / "models" / name / f"{name}-metrics.csv", newline="") as fh:
+            rows = list(csv.DictReader(fh))
+        assert rows and 0.0 <= float(rows[-1]["val_accuracy"]) <= 1.0
+    # The fine-tune started from model 1's weights: its first epoch trains far better than model 1's first.
+    with open(demo_dir / "models" / "model1" / "model1-metrics.csv", newline="") as fh:
+        first_of_model1 = float(next(csv.DictReader(fh))["train_accuracy"])
+    with open(demo_dir / "models" / "finetune" / "finetune-metrics.csv", newline="") as fh:
+        first_of_finetune = float(next(csv.DictReader(fh))["train_accuracy"])
+    assert first_of_finetune > first_of_model1
+    # Re-running over its own folder works (the demo owns it).
+    again = subprocess.run([os.path.join(REPO_ROOT, "run_demo.sh")], env=dict(env, EPOCHS_1="1", EPOCHS_2="1"),
+                           capture_output=True, text=True, timeout=1800)
+    assert again.returncode == 0, again.stderr[-3000:]
+
+
+def test_run_demo_refuses_a_folder_it_did_not_make(tmp_path):
+    (tmp_path / "precious.txt").write_text("keep me")
+    env = dict(os.environ, DEMO_DIR=str(tmp_path), PATH=os.path.dirname(sys.executable) + os.pathsep
+               + os.environ["PATH"])
+    result = subprocess.run([os.path.join(REPO_ROOT, "run_demo.sh")], env=env, capture_output=True, text=True)
+    assert result.returncode == 2 and "was not made by run_demo.sh" in result.stderr
+    assert (tmp_path / "precious.txt").read_text() == "keep me"
