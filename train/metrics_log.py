@@ -102,6 +102,7 @@ def plot_curves(rows, png_path):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     epochs = [int(r["epoch"]) for r in rows]
 
@@ -126,6 +127,8 @@ def plot_curves(rows, png_path):
     lr_axis.step(epochs, series("lr"), where="mid", color="grey", alpha=0.5)
     lr_axis.set_ylabel("learning rate", color="grey")
     lr_axis.set_yscale("log")
+    for ax in (ax_acc, ax_loss):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     fig.tight_layout()
     tmp = f"{png_path}.tmp-{os.getpid()}.png"
     fig.savefig(tmp, dpi=90)
