@@ -9,7 +9,8 @@ import pytest
 from data import bson2rec
 from data.common import UserError
 from train import train_model
-from train.fit import lr_at_epoch, make_optimizer
+from train.data import get_iterators
+from train.fit import eval_metrics, lr_at_epoch, make_optimizer
 from tests.conftest import shared_file
 from tests.helpers import colour_products, write_bson, write_category_csv
 from tests.test_finetune import save_published_params
@@ -130,3 +131,29 @@ def test_float16_graph_types():
     types = dict(zip(network.list_arguments(), arg_types))
     assert types["conv0_weight"] == np.float16  # the body runs in float16 ...
     assert types["fc_weight"] == np.float32 and out_types == [np.float32]  # ... the classifier in float32
+
+
+def test_validation_counts_each_image_once(colour_rec):
+    # 96 images in batches of 20: the last batch holds 16 real images and 4 of padding.
+    args = train_model.build_parser().parse_args(
+        ["--symbol", "densenet-41", "--data-train", colour_rec, "--data-val", colour_rec,
+         "--image-shape", "3,32,32", "--batch-size", "20"])
+    _, val = get_iterators(args)
+    for _ in range(2):  # the same on every epoch
+        val.reset()
+        batches = list(val)
+        assert [b.pad for b in batches] == [0, 0, 0, 0, 4]
+        labels = np.concatenate([b.label[0].asnumpy()[:20 - b.pad] for b in batches])
+        assert len(labels) == 96 and labels.min() >= 0
+        assert (batches[-1].label[0].asnumpy()[16:] == -1).all()
+
+
+def test_metrics_skip_padding():
+    args = train_model.build_parser().parse_args(["--symbol", "densenet-41", "--top-k", "2"])
+    metric = eval_metrics(args)
+    predictions = mx.nd.array([[0.1, 0.9, 0.0], [0.2, 0.1, 0.7], [0.9, 0.05, 0.05]])
+    metric.update([mx.nd.array([1, 0, -1])], [predictions])  # the third sample is padding
+    values = dict(metric.get_name_value())
+    assert values["accuracy"] == pytest.approx(0.5)
+    assert values["top_k_accuracy_2"] == pytest.approx(1.0)  # 0.2 is the second-best score of sample 2
+    assert values["cross-entropy"] == pytest.approx(-(np.log(0.9) + np.log(0.2)) / 2, rel=1e-4)

@@ -131,6 +131,45 @@ class SyntheticDataIter(mx.io.DataIter):
         self.cursor = 0
 
 
+class CountedIter(mx.io.DataIter):
+    """Marks the samples past the end of the data in the last batch as padding, with label -1.
+
+    ImageRecordIter fills its last batch up to the batch size and reports pad 0 (even with
+    round_batch=0), with arbitrary labels there; counting the records is reliable."""
+
+    def __init__(self, inner, num_samples):
+        super().__init__(batch_size=inner.batch_size)
+        self.inner = inner
+        self.num_samples = num_samples
+        self.seen = 0
+
+    @property
+    def provide_data(self):
+        return self.inner.provide_data
+
+    @property
+    def provide_label(self):
+        return self.inner.provide_label
+
+    def reset(self):
+        self.inner.reset()
+        self.seen = 0
+
+    def next(self):
+        batch = self.inner.next()
+        size = batch.data[0].shape[0]
+        valid = min(size, self.num_samples - self.seen)
+        self.seen += size
+        if valid <= 0:
+            raise StopIteration
+        if valid == size:
+            return batch
+        label = batch.label[0].copy()
+        label[valid:] = -1
+        return mx.io.DataBatch(data=batch.data, label=[label], pad=size - valid, index=batch.index,
+                               provide_data=self.provide_data, provide_label=self.provide_label)
+
+
 def get_iterators(args, kv=None):
     """(train, val) iterators; val is None without --data-val."""
     if args.benchmark:
@@ -140,5 +179,7 @@ def get_iterators(args, kv=None):
     if not args.data_train:
         raise UserError("--data-train is required (or --benchmark 1)")
     train = _rec_iter(args, args.data_train, True, kv)
-    val = _rec_iter(args, args.data_val, False, kv) if args.data_val else None
+    val = None
+    if args.data_val:  # every worker scores the whole validation set
+        val = CountedIter(_rec_iter(args, args.data_val, False, None), count_records(args.data_val))
     return train, val

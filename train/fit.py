@@ -11,6 +11,7 @@ import os
 import time
 
 import mxnet as mx
+import numpy as np
 
 from data.common import UserError
 from train.data import count_records, get_iterators
@@ -152,10 +153,40 @@ def load_params(params_path):
     return arg_params, aux_params
 
 
+class _SkipPadding:
+    """Metric mixin: samples labelled -1 (padding of the last validation batch) are not counted."""
+
+    def update(self, labels, preds):
+        kept_labels, kept_preds = [], []
+        for label, pred in zip(labels, preds):
+            label_np = label.asnumpy()
+            keep = np.flatnonzero(label_np >= 0)
+            if len(keep) == len(label_np):
+                kept_labels.append(label)
+                kept_preds.append(pred)
+            elif len(keep):
+                kept_labels.append(mx.nd.array(label_np[keep]))
+                kept_preds.append(mx.nd.array(pred.asnumpy()[keep]))
+        if kept_labels:
+            super().update(kept_labels, kept_preds)
+
+
+class Accuracy(_SkipPadding, mx.metric.Accuracy):
+    pass
+
+
+class TopKAccuracy(_SkipPadding, mx.metric.TopKAccuracy):
+    pass
+
+
+class CrossEntropy(_SkipPadding, mx.metric.CrossEntropy):
+    pass
+
+
 def eval_metrics(args):
-    metrics = [mx.metric.Accuracy(), mx.metric.CrossEntropy()]
+    metrics = [Accuracy(name="accuracy"), CrossEntropy(name="cross-entropy")]
     if args.top_k > 1:
-        metrics.insert(1, mx.metric.TopKAccuracy(top_k=args.top_k))
+        metrics.insert(1, TopKAccuracy(top_k=args.top_k, name="top_k_accuracy"))
     return mx.metric.CompositeEvalMetric(metrics)
 
 
