@@ -1,0 +1,75 @@
+"""MD5 product overrides: test products whose set of pictures is a training product's get its category.
+
+A product's hash is the sorted set of its image MD5s (data.md5_dict.product_key).
+Each test product whose hash is in the training product table with exactly one
+category gets a row `_id,category_id` in the output; hashes seen with several
+categories are skipped. The training table comes from a dictionary built by
+data.bson_md5_dict (--md5-dict) or is built here from the training BSON
+(--train-bson). predict.postprocess_product applies the rows to a submission.
+"""
+import argparse
+import logging
+
+from data.bson_index import BsonIndex
+from data.bson_md5_dict import build_dictionary, hash_images
+from data.common import Timer, check_input_file, check_outputs_free, run_cli
+from data.md5_dict import Md5Dictionary
+from predict.submission import write_submission
+
+log = logging.getLogger(__name__)
+
+
+def product_overrides(product_table, test_index):
+    """(product_ids, category_ids, counts) of the test products the training product table decides.
+
+    `product_table` is a data.md5_dict.HashTable of product keys; counts has the totals logged at the end.
+    """
+    _, keys = hash_images(test_index)
+    # A product without pictures has no hash to share (its key would be that of the empty set).
+    has_images = test_index.products["num_imgs"] > 0
+    matched = (product_table.find(keys) >= 0) & has_images
+    categories = product_table.unique_category(keys)  # -1 where absent or seen with several categories
+    single = (categories >= 0) & has_images
+    counts = {"test_products": len(test_index), "matched": int(matched.sum()),
+              "single_category": int(single.sum()), "conflicting": int((matched & ~single).sum())}
+    return test_index.products["product_id"][single], categories[single], counts
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(prog="python -m predict.md5_predict", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--train-bson", help="labelled training BSON: build its product table in memory")
+    source.add_argument("--md5-dict", help="dictionary .npz written by data.bson_md5_dict")
+    parser.add_argument("--test-bson", required=True, help="the test BSON")
+    parser.add_argument("--output", required=True, help="overrides CSV _id,category_id (.gz for gzip)")
+    parser.add_argument("--skip-corrupt", action="store_true",
+                        help="skip unreadable BSON documents (reported) instead of stopping")
+    parser.add_argument("--force", action="store_true", help="overwrite an existing output")
+    return parser
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    check_input_file(args.test_bson, "BSON")
+    if args.train_bson:
+        check_input_file(args.train_bson, "BSON")
+    check_outputs_free([args.output], args.force)
+    timer = Timer()
+    if args.md5_dict:
+        dictionary = Md5Dictionary.load(args.md5_dict)
+    else:
+        dictionary = build_dictionary(BsonIndex.open(args.train_bson, skip_corrupt=args.skip_corrupt))
+    log.info("training product table: %d product hashes", len(dictionary.products))
+    test_index = BsonIndex.open(args.test_bson, skip_corrupt=args.skip_corrupt)
+    product_ids, category_ids, counts = product_overrides(dictionary.products, test_index)
+    write_submission(args.output, product_ids, category_ids)
+    log.info("test products: %d; hash found in training: %d; single category, written: %d; "
+             "several categories, skipped: %d", counts["test_products"], counts["matched"],
+             counts["single_category"], counts["conflicting"])
+    log.info("out: %s, %d overrides; %.1f s", args.output, len(product_ids), timer.seconds)
+    return 0
+
+
+if __name__ == "__main__":
+    run_cli(main)

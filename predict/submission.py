@@ -1,0 +1,145 @@
+"""Kaggle submission files: `_id,category_id`, one row per test product (gzip when the name ends in .gz).
+
+Shared by every command that writes or reads one: prediction, shard merging, MD5
+overrides, post-processing and the checker.
+"""
+import gzip
+import os
+import re
+
+import numpy as np
+
+from data.common import UserError, atomic_outputs
+
+HEADER = "_id,category_id"
+_ROW = re.compile(r"(\d+),(\d+)", re.ASCII)  # plain non-negative integers: no signs, spaces or underscores
+_WRITE_CHUNK = 1 << 16  # rows formatted per write: bounded memory for 1.8M rows
+_SHOW = 5  # ids quoted in a problem line
+
+
+def _open_for_write(temp_path, final_path):
+    """Text handle on the temporary name; gzip is chosen from the final name."""
+    if final_path.endswith(".gz"):
+        raw = open(temp_path, "wb")
+        # mtime=0 and no file name inside: the same rows give the same bytes.
+        return gzip.GzipFile(filename="", mode="wb", fileobj=raw, compresslevel=6, mtime=0), raw
+    return open(temp_path, "wb"), None
+
+
+def write_submission(path, product_ids, category_ids):
+    """Write `_id,category_id` rows in the given order, atomically (temporary name, then rename).
+
+    The caller checks an existing `path` against --force (data.common.check_outputs_free).
+    """
+    product_ids = np.asarray(product_ids, dtype=np.int64)
+    category_ids = np.asarray(category_ids, dtype=np.int64)
+    if product_ids.shape != category_ids.shape or product_ids.ndim != 1:
+        raise ValueError(f"{len(product_ids)} product ids but {len(category_ids)} category ids")
+    with atomic_outputs(path) as (tmp,):
+        fh, raw = _open_for_write(tmp, path)
+        try:
+            fh.write((HEADER + "\n").encode())
+            for start in range(0, len(product_ids), _WRITE_CHUNK):
+                ids = product_ids[start:start + _WRITE_CHUNK].tolist()
+                cats = category_ids[start:start + _WRITE_CHUNK].tolist()
+                fh.write("".join(f"{p},{c}\n" for p, c in zip(ids, cats)).encode())
+        finally:
+            fh.close()
+            if raw is not None:
+                raw.close()
+
+
+def _read_text(path):
+    if not os.path.isfile(path):
+        raise UserError(f"{path}: file not found")
+    with open(path, "rb") as fh:
+        data = fh.read()
+    if data[:2] == b"\x1f\x8b":  # gzip by content, whatever the name
+        try:
+            data = gzip.decompress(data)
+        except (OSError, EOFError) as exc:
+            raise UserError(f"{path}: unreadable gzip data ({exc})") from None
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise UserError(f"{path}: not UTF-8 text (byte {exc.start})") from None
+
+
+def read_submission(path):
+    """(product_ids, category_ids) as int64 arrays in file order. Blank lines are ignored;
+    a wrong header or a malformed row is a UserError naming the file and line."""
+    lines = _read_text(path).splitlines()
+    if not lines or lines[0].strip() != HEADER:
+        got = repr(lines[0][:80]) if lines else "an empty file"
+        raise UserError(f"{path}: line 1: header must be {HEADER}, got {got}")
+    product_ids, category_ids = [], []
+    match = _ROW.fullmatch
+    for number, line in enumerate(lines[1:], start=2):
+        row = match(line.strip())
+        if row is None:
+            if not line.strip():
+                continue
+            raise UserError(f"{path}: line {number}: expected two non-negative integers _id,category_id, "
+                            f"got {line[:80]!r}")
+        product_ids.append(int(row.group(1)))
+        category_ids.append(int(row.group(2)))
+    return np.array(product_ids, dtype=np.int64), np.array(category_ids, dtype=np.int64)
+
+
+def _first(values):
+    """'1, 2, 3, 4, 5, ...' of the first few values."""
+    shown = ", ".join(str(int(v)) for v in values[:_SHOW])
+    return shown + (", ..." if len(values) > _SHOW else "")
+
+
+def positions_in_bson(index, product_ids):
+    """Position of each product id in the BSON index (file order), -1 where absent (vectorised)."""
+    bson_ids = index.products["product_id"]
+    query = np.asarray(product_ids, dtype=np.int64)
+    if len(bson_ids) == 0:
+        return np.full(len(query), -1, dtype=np.int64)
+    order = np.argsort(bson_ids, kind="stable")
+    at = np.minimum(np.searchsorted(bson_ids[order], query), len(order) - 1)
+    return np.where(bson_ids[order][at] == query, order[at], -1).astype(np.int64)
+
+
+def duplicated_ids(product_ids):
+    """Ids that occur more than once, in order of their first repeat."""
+    product_ids = np.asarray(product_ids, dtype=np.int64)
+    _, first = np.unique(product_ids, return_index=True)
+    repeat = np.ones(len(product_ids), dtype=bool)
+    repeat[first] = False
+    repeated = product_ids[repeat]
+    _, keep = np.unique(repeated, return_index=True)
+    return repeated[np.sort(keep)]
+
+
+def submission_problems(product_ids, category_ids, index, categories):
+    """One line per problem of a submission against the test BSON `index` (data.bson_index.BsonIndex)
+    and `categories` (data.categories.Categories); an empty list when it is valid."""
+    product_ids = np.asarray(product_ids, dtype=np.int64)
+    category_ids = np.asarray(category_ids, dtype=np.int64)
+    bson_name = os.path.basename(index.path)
+    problems = []
+    if len(product_ids) != len(index):
+        problems.append(f"{len(product_ids)} rows, expected {len(index)} (the products of {bson_name})")
+    positions = positions_in_bson(index, product_ids)
+    seen = np.zeros(len(index), dtype=bool)
+    seen[positions[positions >= 0]] = True
+    missing = index.products["product_id"][~seen]
+    if len(missing):
+        problems.append(f"{len(missing)} products of {bson_name} have no row: _id {_first(missing)}")
+    repeated = duplicated_ids(product_ids)
+    if len(repeated):
+        problems.append(f"{len(repeated)} product ids have more than one row: _id {_first(repeated)}")
+    unknown_ids = product_ids[positions < 0]
+    if len(unknown_ids):
+        problems.append(f"{len(unknown_ids)} rows have an _id not in {bson_name}: _id {_first(unknown_ids)}")
+    unknown_category = ~np.isin(category_ids, categories.category_ids)
+    if unknown_category.any():
+        pairs = ", ".join(f"_id {p} -> {c}" for p, c in zip(product_ids[unknown_category][:_SHOW].tolist(),
+                                                            category_ids[unknown_category][:_SHOW].tolist()))
+        more = ", ..." if unknown_category.sum() > _SHOW else ""
+        problems.append(f"{int(unknown_category.sum())} rows have a category_id not in "
+                        f"{os.path.basename(categories.path)}: {pairs}{more}")
+    return problems
