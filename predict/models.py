@@ -1,0 +1,84 @@
+"""Trained networks for inference: load a `*-symbol.json` and its `.params`, output probabilities."""
+import json
+import logging
+import os
+
+import mxnet as mx
+import numpy as np
+
+from data.common import UserError
+from train.fit import load_params
+
+log = logging.getLogger(__name__)
+
+
+def probability_symbol(symbol):
+    """The network with its training head replaced by a plain softmax (no label input needed)."""
+    graph = json.loads(symbol.tojson())
+    head = graph["nodes"][graph["heads"][0][0]]
+    if head["op"] == "SoftmaxOutput":
+        return mx.sym.softmax(symbol.get_children()[0], axis=1, name="prob")
+    return symbol
+
+
+def contexts(gpus):
+    """mx.gpu(i) for each id of '--gpus 0,1', else the CPU."""
+    ids = [int(g) for g in gpus.split(",") if g.strip()] if gpus else []
+    return [mx.gpu(i) for i in ids] or [mx.cpu()]
+
+
+class Model:
+    """One bound network: `probabilities(batch)` of a float32 NCHW batch of `batch_size`."""
+
+    def __init__(self, symbol_path, params_path, batch_size, data_shape, context, num_classes):
+        if not os.path.isfile(symbol_path):
+            raise UserError(f"{symbol_path}: symbol file not found")
+        try:
+            symbol = probability_symbol(mx.sym.load(symbol_path))
+        except mx.base.MXNetError as exc:
+            raise UserError(f"{symbol_path}: not an MXNet symbol file ({str(exc).splitlines()[0]})") from None
+        arg_params, aux_params = load_params(params_path)
+        self.name = os.path.basename(params_path)
+        self.module = mx.mod.Module(symbol, data_names=["data"], label_names=None, context=context)
+        self.module.bind(data_shapes=[("data", (batch_size, *data_shape))], for_training=False)
+        try:
+            self.module.set_params(arg_params, aux_params, allow_missing=False, allow_extra=True)
+        except (RuntimeError, AssertionError, mx.base.MXNetError) as exc:
+            raise UserError(f"{params_path}: does not fit {symbol_path} ({str(exc).splitlines()[0]})") from None
+        outputs = self.module.output_shapes[0][1]
+        if outputs[-1] != num_classes:
+            raise UserError(f"{symbol_path}: the network has {outputs[-1]} outputs, the category file "
+                            f"{num_classes} categories")
+
+    def forward(self, batch):
+        """Start the forward pass (MXNet runs it asynchronously)."""
+        self.module.forward(mx.io.DataBatch([batch]), is_train=False)
+
+    def outputs(self):
+        return self.module.get_outputs()[0].asnumpy()
+
+
+def load_models(symbol_paths, params_paths, batch_size, data_shape, gpus, num_classes):
+    if len(symbol_paths) == 1 and len(params_paths) > 1:  # one architecture, several checkpoints
+        symbol_paths = symbol_paths * len(params_paths)
+    if len(symbol_paths) != len(params_paths):
+        raise UserError(f"{len(symbol_paths)} --symbol files for {len(params_paths)} --params files")
+    context = contexts(gpus)
+    models = []
+    for symbol_path, params_path in zip(symbol_paths, params_paths):
+        models.append(Model(symbol_path, params_path, batch_size, data_shape, context, num_classes))
+        log.info("model %d: %s + %s", len(models), symbol_path, params_path)
+    return models
+
+
+def normaliser(rgb_mean, rgb_scale):
+    """uint8 NCHW numpy -> float32 mx.nd with the training's mean and scale."""
+    mean = mx.nd.array(np.asarray(rgb_mean, dtype=np.float32).reshape(1, 3, 1, 1))
+
+    def normalise(batch_uint8):
+        batch = mx.nd.array(batch_uint8, dtype=np.float32)
+        if any(rgb_mean):
+            batch = mx.nd.broadcast_sub(batch, mean)
+        return batch * rgb_scale if rgb_scale != 1.0 else batch
+
+    return normalise

@@ -1,0 +1,183 @@
+"""The coordinating side of the prediction pipeline: start the reader and the workers, receive
+prepared products, watch the processes, and stop every one of them on any exit.
+
+    reader --PUSH/PULL--> K workers --PUSH/PULL--> this process (the models)
+          \\______________ control (PUSH/PULL) ______________/
+
+Sockets are `ipc://` files in a private temporary folder (two runs never share one) or
+`tcp://127.0.0.1` on ports the kernel picks; nothing listens beyond this machine. Each
+queue is bounded by ZeroMQ high-water marks, so the reader runs only a little ahead.
+"""
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+import zmq
+
+from data.common import UserError
+from predict import messages
+
+log = logging.getLogger(__name__)
+
+TRANSPORTS = ("ipc", "tcp")
+_STOP_SECONDS = 5  # a stopped child gets this long before SIGKILL
+
+
+class PipelineError(UserError):
+    """A process of the pipeline failed; the message says which and why."""
+
+
+class PreparedProduct:
+    """One product as a worker prepared it."""
+
+    __slots__ = ("product", "num_images", "num_views", "valid", "views", "digests")
+
+    def __init__(self, frames):
+        header = messages.decode_header(frames[0], required=("product", "num_images", "num_views", "valid", "shape"))
+        self.product = int(header["product"])
+        self.num_images = int(header["num_images"])
+        self.num_views = int(header["num_views"])
+        self.valid = [bool(v) for v in header["valid"]]
+        self.views = messages.array_from_frame(frames[1], header["shape"], np.uint8)
+        digest_frame = bytes(frames[2])
+        if len(digest_frame) != 16 * self.num_images or len(self.valid) != self.num_images:
+            raise messages.MessageError(f"product {self.product}: digests or flags do not match its images")
+        if len(self.views) != sum(self.valid) * self.num_views:
+            raise messages.MessageError(f"product {self.product}: {len(self.views)} views for "
+                                        f"{sum(self.valid)} pictures x {self.num_views}")
+        self.digests = [digest_frame[i:i + 16] for i in range(0, len(digest_frame), 16)]
+
+
+def describe_exit(returncode):
+    if returncode < 0:
+        try:
+            return f"killed by {signal.Signals(-returncode).name}"
+        except ValueError:
+            return f"killed by signal {-returncode}"
+    return f"exited with status {returncode}"
+
+
+class Pipeline:
+    """Context manager; iterate `products()` to receive every product of [start, stop) once."""
+
+    def __init__(self, bson_path, start, stop, num_workers, data_shape, multi_view, resize=0,
+                 transport="ipc", skip_corrupt=False, queue=16, poll_ms=200):
+        if transport not in TRANSPORTS:
+            raise UserError(f"--transport {transport}: expected one of {TRANSPORTS}")
+        if num_workers < 1:
+            raise UserError("--num-procs must be at least 1")
+        self.bson_path, self.start, self.stop = bson_path, start, stop
+        self.num_workers, self.data_shape, self.multi_view, self.resize = num_workers, data_shape, multi_view, resize
+        self.transport, self.skip_corrupt, self.queue, self.poll_ms = transport, skip_corrupt, queue, poll_ms
+        self.processes = {}  # name -> Popen
+        self._context = self._tmp = self._views = self._control = None
+
+    # ---- set-up and tear-down -------------------------------------------------
+    def _endpoint(self, name):
+        if self.transport == "ipc":
+            return f"ipc://{os.path.join(self._tmp, name)}"
+        return "tcp://127.0.0.1:*"
+
+    def _spawn(self, name, role, *extra):
+        command = [sys.executable, "-m", "predict.pipeline_worker", role, "--control", self._control_endpoint,
+                   "--parent-pid", str(os.getpid()), "--name", name, "--queue", str(self.queue), *extra]
+        self.processes[name] = subprocess.Popen(command, stdin=subprocess.DEVNULL)
+
+    def __enter__(self):
+        try:
+            self._open()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def _open(self):
+        self._tmp = tempfile.mkdtemp(prefix="cdiscount-predict-")
+        os.chmod(self._tmp, 0o700)  # ipc sockets are files: only this user reaches them
+        self._context = zmq.Context()
+        self._control = self._context.socket(zmq.PULL)
+        self._control.bind(self._endpoint("control"))
+        self._control_endpoint = self._control.getsockopt_string(zmq.LAST_ENDPOINT)
+        self._views = self._context.socket(zmq.PULL)
+        self._views.setsockopt(zmq.RCVHWM, self.queue)
+        self._views.bind(self._endpoint("views"))
+        views_endpoint = self._views.getsockopt_string(zmq.LAST_ENDPOINT)
+        self._spawn("reader", "reader", "--bson", self.bson_path, "--start", str(self.start), "--stop",
+                    str(self.stop), "--bind", self._endpoint("products"),
+                    *(["--skip-corrupt"] if self.skip_corrupt else []))
+        products_endpoint = self._wait_ready("reader")
+        for k in range(1, self.num_workers + 1):
+            self._spawn(f"worker {k}", "worker", "--products", products_endpoint, "--views", views_endpoint,
+                        "--data-shape", ",".join(map(str, self.data_shape)), "--multi-view", str(self.multi_view),
+                        "--resize", str(self.resize))
+        log.info("pipeline: reader + %d workers over %s", self.num_workers, self.transport)
+
+    def _wait_ready(self, name, timeout=60.0):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._control.poll(self.poll_ms):
+                frames = self._control.recv_multipart()
+                self._raise_if_failed(frames)
+                if frames[0] == messages.READY:
+                    return frames[2].decode()
+            self.check_processes()
+        raise PipelineError(f"{name} did not start within {timeout:.0f} s")
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def close(self):
+        """Stop every child (SIGTERM, then SIGKILL), close the sockets, remove the socket folder."""
+        for process in self.processes.values():
+            if process.poll() is None:
+                process.terminate()
+        deadline = time.monotonic() + _STOP_SECONDS
+        for process in self.processes.values():
+            try:
+                process.wait(max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        if self._context is not None:
+            self._context.destroy(linger=0)
+            self._context = None
+        if self._tmp:
+            shutil.rmtree(self._tmp, ignore_errors=True)
+            self._tmp = None
+
+    # ---- running ------------------------------------------------------------------
+    def _raise_if_failed(self, frames):
+        if frames[0] == messages.FAILED and len(frames) >= 3:
+            name, reason = frames[1].decode(errors="replace"), frames[2].decode(errors="replace")
+            raise PipelineError(f"{name} failed: {reason}")
+
+    def check_processes(self):
+        """Fail if a child died: any worker at any time, the reader unless it finished cleanly."""
+        for name, process in self.processes.items():
+            returncode = process.poll()
+            if returncode is None or (name == "reader" and returncode == 0):
+                continue
+            if self._control.poll(0):  # its own report says more than the exit status
+                self._raise_if_failed(self._control.recv_multipart())
+            raise PipelineError(f"{name} (pid {process.pid}) {describe_exit(returncode)}")
+
+    def receive(self, max_messages=64):
+        """Prepared products that arrived within one poll interval (possibly none); checks the children."""
+        received = []
+        if self._control.poll(0):
+            self._raise_if_failed(self._control.recv_multipart())
+        if self._views.poll(self.poll_ms):
+            while len(received) < max_messages:
+                try:
+                    frames = self._views.recv_multipart(flags=zmq.NOBLOCK, copy=False)
+                except zmq.Again:
+                    break
+                received.append(PreparedProduct([f.buffer for f in frames]))
+        self.check_processes()
+        return received

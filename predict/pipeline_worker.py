@@ -1,0 +1,130 @@
+"""The reader and the preprocessing workers of the prediction pipeline, each its own process.
+
+Started by `predict.pipeline` (never by hand):
+  python -m predict.pipeline_worker reader --bson B --start I --stop J --bind ENDPOINT --control C
+  python -m predict.pipeline_worker worker --products P --views V --control C --data-shape 3,H,W ...
+
+reader: products [I, J) of the BSON in file order, through its offset index, one
+  message per product: [header {product, _id}, jpeg, jpeg, ...] on a PUSH socket
+  (bound; the workers connect). It reports its endpoint on the control socket, and
+  stays until the parent stops it.
+worker: PULLs products, decodes and prepares the views, MD5s each picture, and PUSHes
+  [header {product, num_images, num_views, valid}, views uint8 (N,3,H,W), digests].
+
+Both die with their parent (PR_SET_PDEATHSIG), ignore Ctrl-C (the parent stops them),
+and report an exception as one line on the control socket before exiting non-zero.
+"""
+import argparse
+import ctypes
+import hashlib
+import os
+import signal
+import sys
+import time
+
+import zmq
+
+from predict import messages
+
+_PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent(parent_pid):
+    """SIGTERM this process when its parent dies, so that no worker outlives a killed run."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):  # not Linux: the parent's cleanup is all there is
+        pass
+    if os.getppid() != parent_pid:  # the parent died before prctl took effect
+        sys.exit(1)
+
+
+def run_reader(args, context, control):
+    from data.bson_index import BsonIndex  # numpy only: the reader stays light
+
+    sender = context.socket(zmq.PUSH)
+    sender.setsockopt(zmq.SNDHWM, args.queue)
+    sender.setsockopt(zmq.LINGER, -1)  # deliver everything before exiting
+    sender.bind(args.bind)
+    endpoint = sender.getsockopt(zmq.LAST_ENDPOINT)
+    control.send_multipart([messages.READY, b"reader", endpoint])
+    index = BsonIndex.open(args.bson, skip_corrupt=args.skip_corrupt, progress=False)
+    product_ids = index.products["product_id"][args.start:args.stop].tolist()
+    for (product, pictures), product_id in zip(index.iter_product_images(args.start, args.stop), product_ids):
+        sender.send_multipart([messages.encode_header(product=product, _id=product_id), *pictures], copy=False)
+    # Stay connected until the parent stops us: a worker drops the messages still queued from
+    # a peer that has disconnected, so leaving now would lose the last products.
+    while True:
+        time.sleep(3600)
+
+
+def run_worker(args, context, control):
+    from predict.preprocess import MULTI_VIEWS, product_views
+
+    _, height, width = (int(n) for n in args.data_shape.split(","))
+    num_views = len(MULTI_VIEWS[args.multi_view])
+    receiver = context.socket(zmq.PULL)
+    receiver.setsockopt(zmq.RCVHWM, 2)  # small: products stay with the reader until a worker is free
+    receiver.connect(args.products)
+    sender = context.socket(zmq.PUSH)
+    sender.setsockopt(zmq.SNDHWM, args.queue)
+    sender.connect(args.views)
+    while True:
+        frames = receiver.recv_multipart(copy=True)
+        header = messages.decode_header(frames[0], required=("product",))
+        pictures = frames[1:]
+        views, valid = product_views(pictures, height, width, args.multi_view, args.resize)
+        digests = b"".join(hashlib.md5(p).digest() for p in pictures)
+        out = messages.encode_header(product=header["product"], num_images=len(pictures), num_views=num_views,
+                                     valid=valid, shape=list(views.shape))
+        sender.send_multipart([out, views, digests], copy=False)
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(prog="python -m predict.pipeline_worker", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("role", choices=("reader", "worker"))
+    parser.add_argument("--control", required=True, help="the parent's control endpoint")
+    parser.add_argument("--parent-pid", type=int, default=None)
+    parser.add_argument("--name", default=None, help="name in error reports (e.g. worker 2)")
+    parser.add_argument("--queue", type=int, default=16, help="send high-water mark (messages)")
+    # reader
+    parser.add_argument("--bson")
+    parser.add_argument("--start", type=int, default=0)
+    parser.add_argument("--stop", type=int, default=None)
+    parser.add_argument("--bind", help="endpoint for the product socket (tcp://127.0.0.1:* or ipc://...)")
+    parser.add_argument("--skip-corrupt", action="store_true")
+    # worker
+    parser.add_argument("--products", help="the reader's endpoint")
+    parser.add_argument("--views", help="the predictor's endpoint")
+    parser.add_argument("--data-shape", default="3,180,180")
+    parser.add_argument("--multi-view", type=int, default=1)
+    parser.add_argument("--resize", type=int, default=0)
+    return parser
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    name = args.name or args.role
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group; the parent stops us
+    signal.signal(signal.SIGTERM, lambda *_: os._exit(0))  # stopped by the parent: nothing to flush
+    if args.parent_pid:
+        die_with_parent(args.parent_pid)
+    context = zmq.Context()
+    control = context.socket(zmq.PUSH)
+    control.setsockopt(zmq.LINGER, 2000)
+    control.connect(args.control)
+    try:
+        (run_reader if args.role == "reader" else run_worker)(args, context, control)
+    except Exception as exc:  # reported to the parent as one line, then a non-zero exit
+        reason = f"{type(exc).__name__}: {exc}".replace("\n", " ")
+        control.send_multipart([messages.FAILED, name.encode(), reason.encode()])
+        control.close()
+        return 1
+    control.close()
+    context.term()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

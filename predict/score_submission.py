@@ -1,0 +1,55 @@
+"""Score submissions against a ground-truth CSV of the same format (e.g. the demo's test_ground_truth.csv).
+
+Prints one line per submission: its accuracy over the ground truth's products (Kaggle's
+metric for this competition) and how many of them it covers. A submission missing a
+product of the ground truth counts it as wrong and says so.
+"""
+import argparse
+import logging
+
+import numpy as np
+
+from data.common import run_cli
+from predict.submission import read_submission
+
+log = logging.getLogger(__name__)
+
+
+def accuracy(truth_ids, truth_categories, product_ids, category_ids):
+    """(accuracy over the ground-truth products, number of them the submission covers)."""
+    order = np.argsort(product_ids, kind="stable")
+    sorted_ids = product_ids[order]
+    at = np.minimum(np.searchsorted(sorted_ids, truth_ids), len(sorted_ids) - 1) if len(sorted_ids) else None
+    if at is None:
+        return 0.0, 0
+    found = sorted_ids[at] == truth_ids
+    predicted = category_ids[order][at]
+    correct = found & (predicted == truth_categories)
+    return float(correct.mean()) if len(truth_ids) else 0.0, int(found.sum())
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(prog="python -m predict.score_submission", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--truth", required=True, help="_id,category_id of the true categories")
+    parser.add_argument("--label", action="append", default=[],
+                        help="name of each submission in the table (in order; default: the file name)")
+    parser.add_argument("submissions", nargs="+", help="submission CSVs to score")
+    return parser
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    truth_ids, truth_categories = read_submission(args.truth)
+    labels = args.label + args.submissions[len(args.label):]
+    width = max(len(label) for label in labels)
+    print(f"{'submission':<{width}}  accuracy  products")
+    for label, path in zip(labels, args.submissions):
+        score, covered = accuracy(truth_ids, truth_categories, *read_submission(path))
+        note = "" if covered == len(truth_ids) else f"  ({len(truth_ids) - covered} missing: counted wrong)"
+        print(f"{label:<{width}}  {score:8.4f}  {covered:>8}{note}")
+    return 0
+
+
+if __name__ == "__main__":
+    run_cli(main)
