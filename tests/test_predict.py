@@ -1,0 +1,229 @@
+"""Prediction arithmetic without processes: views, product means, ensembles, MD5 overrides, views."""
+import types
+
+import numpy as np
+import pytest
+
+from data.categories import Categories
+from data.md5_dict import HashTable, Md5Dictionary
+from predict import messages, probability
+from predict.predictor import Md5Override, Predictor, make_variants
+from predict.preprocess import fit_to_input, make_views, product_views
+from predict.predict import variant_path
+from tests.helpers import make_jpeg
+
+
+# ---- probability arithmetic on hand-made arrays ---------------------------------------
+def test_view_mean_averages_each_images_views():
+    views = np.array([[0.8, 0.2], [0.4, 0.6],   # image 0: original, flip
+                      [0.0, 1.0], [0.2, 0.8]])  # image 1
+    np.testing.assert_allclose(probability.view_mean(views, 2), [[0.6, 0.4], [0.1, 0.9]])
+
+
+def test_product_means_can_disagree():
+    # One picture sure of class 1, three fairly sure of class 0.
+    images = np.array([[0.001, 0.999], [0.9, 0.1], [0.9, 0.1], [0.9, 0.1]])
+    arithmetic = probability.product_mean(images, "arithmetic")
+    geometric = probability.product_mean(images, "geometric")
+    np.testing.assert_allclose(arithmetic, [0.67525, 0.32475])
+    expected = np.exp(np.log(images).mean(axis=0))
+    np.testing.assert_allclose(geometric, expected / expected.sum())
+    assert np.argmax(arithmetic) == 0 and np.argmax(geometric) == 1
+
+
+def test_geometric_mean_survives_a_one_hot_override():
+    images = np.array([[1.0, 0.0, 0.0], [0.2, 0.7, 0.1]])
+    geometric = probability.product_mean(images, "geometric")
+    assert np.isfinite(geometric).all() and geometric.sum() == pytest.approx(1.0)
+
+
+def test_ensemble_prefix_means():
+    models = np.array([[0.7, 0.3], [0.1, 0.9], [0.4, 0.6]])
+    means = probability.ensemble_prefix_means(models, [1, 2, 3])
+    np.testing.assert_allclose(means[1], [0.7, 0.3])
+    np.testing.assert_allclose(means[2], [0.4, 0.6])
+    np.testing.assert_allclose(means[3], [0.4, 0.6])
+
+
+@pytest.mark.parametrize("kind, class_ids, counts, expected", [
+    ("unique", [2], [5], [0, 0, 1, 0]),
+    ("unique", [2, 3], [5, 1], None),                     # conflicting labels: the model decides
+    ("majority", [2, 3], [1, 5], [0, 0, 0, 1]),
+    ("majority", [2, 3], [3, 3], [0, 0, 1, 0]),           # a tie goes to the first listed
+    ("l1", [0, 3], [1, 3], [0.25, 0, 0, 0.75]),
+    ("l2", [0, 3], [3, 4], [0.6, 0, 0, 0.8]),
+    ("softmax", [1, 2], [1, 2], [0, 1 / (1 + np.e), np.e / (1 + np.e), 0]),
+    ("none", [2], [5], None),
+    ("unique", [], [], None),
+])
+def test_md5_override_kinds(kind, class_ids, counts, expected):
+    result = probability.md5_override(np.array(class_ids, dtype=int), counts, 4, kind)
+    if expected is None:
+        assert result is None
+    else:
+        np.testing.assert_allclose(result, expected, rtol=1e-6)
+
+
+def test_first_occurrences():
+    assert probability.first_occurrences([b"a", b"b", b"a", b"c", b"b"]) == [0, 1, 3]
+
+
+# ---- views ---------------------------------------------------------------------------
+def test_views_are_the_picture_and_its_flips():
+    rgb = np.arange(4 * 6 * 3, dtype=np.uint8).reshape(4, 6, 3)
+    views = make_views(rgb, 2)
+    assert views.shape == (3, 3, 4, 6)
+    np.testing.assert_array_equal(views[0], rgb.transpose(2, 0, 1))
+    np.testing.assert_array_equal(views[1], rgb[:, ::-1].transpose(2, 0, 1))
+    np.testing.assert_array_equal(views[2], rgb[::-1].transpose(2, 0, 1))
+    assert make_views(rgb, 3).shape == (4, 3, 4, 6)
+
+
+def test_fit_to_input_resizes_the_shorter_edge_then_crops_the_centre():
+    rgb = np.zeros((180, 240, 3), np.uint8)
+    rgb[:, 120:] = 255  # right half white
+    fitted = fit_to_input(rgb, 64, 64, resize=64)
+    assert fitted.shape == (64, 64, 3)
+    assert fitted[:, :20].max() == 0 and fitted[:, 44:].min() == 255  # centre crop keeps the split centred
+    assert fit_to_input(np.zeros((180, 180, 3), np.uint8), 160, 160).shape == (160, 160, 3)  # centre crop
+
+
+def test_product_views_decode_rgb_and_flag_bad_pictures():
+    import cv2
+    blue_bgr = np.zeros((8, 8, 3), np.uint8)
+    blue_bgr[..., 0] = 255  # OpenCV writes BGR: this picture is blue
+    jpeg = cv2.imencode(".png", blue_bgr)[1].tobytes()
+    views, valid = product_views([jpeg, b"not a picture", make_jpeg(1, 8)], 8, 8, multi_view=1)
+    assert valid == [True, False, True]
+    assert views.shape == (4, 3, 8, 8)
+    assert views[0, 2].min() == 255 and views[0, 0].max() == 0  # channel order RGB: blue is channel 2
+
+
+def test_array_frames_are_checked_against_their_shape():
+    array = np.arange(24, dtype=np.uint8).reshape(2, 3, 4)
+    np.testing.assert_array_equal(messages.array_from_frame(array.tobytes(), [2, 3, 4], np.uint8), array)
+    with pytest.raises(messages.MessageError):
+        messages.array_from_frame(array.tobytes(), [2, 3, 5], np.uint8)
+    with pytest.raises(messages.MessageError):
+        messages.decode_header(b"\x80\x03pickle", required=("product",))
+
+
+def test_variant_paths():
+    variants = make_variants(3, [1, 2])
+    assert [v.tag for v in variants] == ["e3.m0", "e1.m0", "e1.m1", "e2.m0", "e2.m1"]
+    assert variant_path("out/sub.csv", variants[3]) == "out/sub.e2.m0.csv"
+    assert variant_path("sub.csv.gz", variants[2]) == "sub.e1.m1.csv.gz"
+
+
+# ---- the predictor with stand-in models -----------------------------------------------
+class TableModel:
+    """Stands in for a network: each view's first pixel value selects a row of `table`."""
+
+    def __init__(self, table):
+        self.table = np.asarray(table, dtype=np.float32)
+
+    def forward(self, batch):
+        self.batch = batch
+
+    def outputs(self):
+        return self.table[self.batch[:, 0, 0, 0].astype(int)]
+
+
+def prepared(product, pixel_values, digests=None, valid=None, num_views=1):
+    """A prepared product whose views are 1x1 pictures holding `pixel_values`."""
+    views = np.array(pixel_values, dtype=np.uint8).reshape(-1, 1, 1, 1).repeat(3, axis=1)
+    num_images = len(valid) if valid is not None else len(pixel_values) // num_views
+    return types.SimpleNamespace(product=product, num_images=num_images, num_views=num_views,
+                                 valid=valid or [True] * num_images, views=views,
+                                 digests=digests or [bytes([product, i]) * 8 for i in range(num_images)])
+
+
+def run_predictor(models, products, ensembles=(), batch_size=3, md5_override=None, unique_md5=False,
+                  num_classes=2):
+    variants = make_variants(len(models), list(ensembles))
+    predictor = Predictor(models, lambda batch: batch, batch_size, num_classes, variants, 10, len(products),
+                          md5_override, unique_md5)
+    for item in products:
+        predictor.add(item)
+    predictor.flush()
+    return variants, predictor
+
+
+def test_first_k_models_make_each_ensemble():
+    models = [TableModel([[0.7, 0.3]]), TableModel([[0.1, 0.9]]), TableModel([[0.6, 0.4]])]
+    variants, predictor = run_predictor(models, [prepared(10, [0]), prepared(11, [0, 0])], ensembles=[1, 2])
+    by_tag = dict(zip([v.tag for v in variants], predictor.class_ids.tolist()))
+    assert by_tag["e1.m0"] == [0, 0]   # model 1 alone
+    assert by_tag["e2.m0"] == [1, 1]   # models 1-2: (0.4, 0.6)
+    assert by_tag["e3.m0"] == [1, 1]   # all three: (0.467, 0.533)
+
+
+def test_products_spanning_batches_and_both_product_means():
+    # table rows: 0 -> sure of class 1; 1 -> fairly sure of class 0
+    model = TableModel([[0.001, 0.999], [0.9, 0.1]])
+    products = [prepared(10, [0, 1, 1, 1]), prepared(11, [0]), prepared(12, [1, 1])]
+    variants, predictor = run_predictor([model], products, ensembles=[1], batch_size=3)
+    by_tag = dict(zip([v.tag for v in variants], predictor.class_ids.tolist()))
+    assert by_tag["e1.m0"] == [0, 1, 0]  # arithmetic over the 4 pictures of product 10
+    assert by_tag["e1.m1"] == [1, 1, 0]  # geometric: the sure picture wins
+    assert predictor.completed == 3 and predictor.images == 7
+
+
+def test_flip_views_are_averaged_per_image():
+    model = TableModel([[0.9, 0.1], [0.0, 1.0], [0.45, 0.55]])
+    # one image, two views: rows 0 and 1 average to (0.45, 0.55) -> class 1
+    _, predictor = run_predictor([model], [prepared(10, [0, 1], num_views=2)])
+    assert predictor.class_ids[0].tolist() == [1]
+
+
+def _override(entries, kind):
+    """An Md5Override over an in-memory dictionary: {digest: [category_id, ...]}."""
+    keys = [d for d, cats in entries.items() for _ in cats]
+    cats = [c for cats in entries.values() for c in cats]
+    table = HashTable.from_pairs(np.array(keys, dtype="S16"), np.array(cats))
+    categories = Categories([1000, 1001], ["a", "a"], ["b", "b"], ["c0", "c1"])
+    return Md5Override(Md5Dictionary(table, HashTable.from_pairs(np.zeros(0, "S16"), np.zeros(0))), categories,
+                       kind, 2)
+
+
+def test_md5_override_replaces_a_known_picture():
+    model = TableModel([[0.8, 0.2]])
+    known, unknown, conflicted = b"k" * 16, b"u" * 16, b"c" * 16
+    override = _override({known: [1001, 1001], conflicted: [1000, 1001]}, "unique")
+    products = [prepared(10, [0], digests=[known]),       # one-hot class 1 replaces the model's 0
+                prepared(11, [0], digests=[unknown]),     # not in the dictionary
+                prepared(12, [0], digests=[conflicted])]  # two categories: unique leaves it
+    _, predictor = run_predictor([model], products, md5_override=override)
+    assert predictor.class_ids[0].tolist() == [1, 0, 0]
+    assert predictor.images_overridden == 1
+    _, majority = run_predictor([model], products, md5_override=_override({conflicted: [1001, 1001, 1000]},
+                                                                          "majority"))
+    assert majority.class_ids[0].tolist() == [0, 0, 1]
+
+
+def test_undecodable_pictures_fall_back_to_the_dictionary_or_the_others():
+    model = TableModel([[0.8, 0.2]])
+    known = b"k" * 16
+    override = _override({known: [1001]}, "unique")
+    products = [prepared(10, [], digests=[known], valid=[False]),            # only the dictionary knows it
+                prepared(11, [0], digests=[b"x" * 16, b"y" * 16], valid=[False, True])]
+    _, predictor = run_predictor([model], products, md5_override=override)
+    assert predictor.class_ids[0].tolist() == [1, 0]
+    _, alone = run_predictor([model], products[:1])
+    assert alone.products_without_picture == 1 and alone.completed == 1
+
+
+def test_product_unique_md5_counts_a_repeated_picture_once():
+    model = TableModel([[0.9, 0.1], [0.0, 1.0]])
+    same = b"s" * 16
+    # the class-0 picture appears twice, the class-1 picture once
+    item = prepared(10, [0, 0, 1], digests=[same, same, b"o" * 16])
+    _, repeated = run_predictor([model], [item])
+    _, unique = run_predictor([model], [item], unique_md5=True)
+    assert repeated.class_ids[0].tolist() == [0] and unique.class_ids[0].tolist() == [1]
+
+
+def test_a_product_received_twice_is_refused():
+    model = TableModel([[0.9, 0.1]])
+    with pytest.raises(ValueError, match="twice"):
+        run_predictor([model], [prepared(10, [0]), prepared(10, [0])])

@@ -1,0 +1,249 @@
+"""The prediction pipeline with real processes: end to end, shards, real Kaggle pictures, failures."""
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import cv2
+import mxnet as mx
+import numpy as np
+import pytest
+
+from data import bson_md5_dict
+from data.bson_index import BsonIndex
+from predict import check_submission, merge_shards, predict
+from predict.pipeline import Pipeline, PipelineError
+from predict.submission import read_submission
+from tests.conftest import REPO_ROOT
+from tests.helpers import colour_products, product, write_bson, write_category_csv
+
+NUM_CLASSES = 6
+FIRST_CATEGORY = 1000000000
+
+
+def save_model(prefix, weight, bias, data_shape):
+    """A checkpoint like training writes: global average colour -> fc -> SoftmaxOutput."""
+    data = mx.sym.Variable("data")
+    pooled = mx.sym.Pooling(data, global_pool=True, pool_type="avg", kernel=(1, 1), name="pool")
+    fc = mx.sym.FullyConnected(mx.sym.flatten(pooled), num_hidden=len(bias), name="fc")
+    symbol = mx.sym.SoftmaxOutput(fc, name="softmax", smooth_alpha=0.1)
+    args = {"fc_weight": mx.nd.array(weight), "fc_bias": mx.nd.array(bias)}
+    mx.model.save_checkpoint(prefix, 1, symbol, args, {})
+    return f"{prefix}-symbol.json", f"{prefix}-0001.params"
+
+
+def colour_centroid_model(prefix, seed=0):
+    """The nearest-colour classifier of colour_products' pictures, in RGB as the network sees them:
+    logits = 2 c.x - |c|^2 (scaled), so only a correct decode and channel order score well."""
+    colours_bgr = np.random.default_rng(seed).integers(0, 256, (NUM_CLASSES, 3))  # as colour_products draws
+    centroids = colours_bgr[:, ::-1].astype(np.float64)  # OpenCV wrote BGR; the network gets RGB
+    scale = 0.05
+    return save_model(prefix, 2 * scale * centroids, -scale * (centroids ** 2).sum(axis=1), None)
+
+
+@pytest.fixture
+def colour_run(tmp_path):
+    """A labelled BSON of colour patches, its category CSV, and the matching model."""
+    docs = colour_products(NUM_CLASSES, 8, seed=0, first_category=FIRST_CATEGORY)
+    # a few products of two or three pictures (the same colour)
+    docs = [product(d["_id"], [d["imgs"][0]["picture"]] * (1 + i % 3), d["category_id"])
+            for i, d in enumerate(docs)]
+    bson_path = write_bson(tmp_path / "val.bson", docs)
+    csv_path = write_category_csv(tmp_path / "categories.csv", [FIRST_CATEGORY + c for c in range(NUM_CLASSES)])
+    symbol, params = colour_centroid_model(str(tmp_path / "colour"))
+    return {"bson": bson_path, "csv": csv_path, "symbol": symbol, "params": params, "docs": docs,
+            "dir": tmp_path}
+
+
+def predict_args(run, output, *extra):
+    return ["--bson", run["bson"], "--csv", run["csv"], "--symbol", run["symbol"], "--params", run["params"],
+            "--data-shape", "3,32,32", "--batch-size", "8", "--num-procs", "2", "--output", str(output), *extra]
+
+
+def test_predicts_every_product_once_and_correctly(colour_run, capsys):
+    output = colour_run["dir"] / "sub.csv.gz"
+    assert predict.main(predict_args(colour_run, output, "--ensembles", "1")) == 0
+    ids, categories = read_submission(str(output))
+    truth = {d["_id"]: d["category_id"] for d in colour_run["docs"]}
+    assert sorted(ids.tolist()) == sorted(truth) and len(ids) == len(set(ids.tolist()))
+    assert ids.tolist() == [d["_id"] for d in colour_run["docs"]]  # BSON order
+    accuracy = np.mean([truth[i] == c for i, c in zip(ids.tolist(), categories.tolist())])
+    assert accuracy >= 0.95
+    table = capsys.readouterr().out.splitlines()  # the accuracy of each output on this labelled BSON
+    assert [line.split()[0] for line in table[1:]] == ["e1.m0", "e1.m0", "e1.m1"]
+    assert all(float(line.split()[-1]) >= 0.95 for line in table[1:])
+    for tag in ("e1.m0", "e1.m1"):
+        assert os.path.exists(colour_run["dir"] / f"sub.{tag}.csv.gz")
+
+
+def test_wrong_channel_order_is_visible(colour_run):
+    """The colour model only works on RGB input: feeding it BGR (by a mean trick) drops accuracy."""
+    output = colour_run["dir"] / "sub.csv"
+    predict.main(predict_args(colour_run, output, "--multi-view", "0", "--rgb-mean", "0,0,0"))
+    _, good = read_submission(str(output))
+    swapped = colour_run["dir"] / "bgr"
+    colours_bgr = np.random.default_rng(0).integers(0, 256, (NUM_CLASSES, 3)).astype(np.float64)
+    symbol, params = save_model(str(swapped), 0.1 * colours_bgr, -0.05 * (colours_bgr ** 2).sum(axis=1), None)
+    predict.main(predict_args({**colour_run, "symbol": symbol, "params": params}, output, "--force"))
+    _, bad = read_submission(str(output))
+    truth = np.array([d["category_id"] for d in colour_run["docs"]])
+    assert (good == truth).mean() > (bad == truth).mean()
+
+
+def test_shards_merge_into_the_full_run(colour_run):
+    out = colour_run["dir"]
+    predict.main(predict_args(colour_run, out / "full.csv", "--multi-view", "0"))
+    for i in range(3):
+        predict.main(predict_args(colour_run, out / f"shard{i}.csv", "--multi-view", "0", "--shard", f"{i}/3"))
+    assert merge_shards.main(["--bson", colour_run["bson"], "--output", str(out / "merged.csv"),
+                              *(str(out / f"shard{i}.csv") for i in (2, 0, 1))]) == 0
+    assert (out / "merged.csv").read_text() == (out / "full.csv").read_text()
+
+
+def test_cut_and_existing_output(colour_run):
+    output = colour_run["dir"] / "cut.csv"
+    predict.main(predict_args(colour_run, output, "--cut", "5"))
+    ids, _ = read_submission(str(output))
+    assert ids.tolist() == [d["_id"] for d in colour_run["docs"][:5]]
+    with pytest.raises(Exception, match="exists"):
+        predict.main(predict_args(colour_run, output))
+
+
+def test_real_kaggle_pictures_with_the_md5_dictionary(example_bson, category_csv, tmp_path):
+    """Kaggle's 82 real products: a random network over 5270 classes, then every picture found in the
+    dictionary built from the same file, so `unique` overrides make every product right."""
+    rng = np.random.default_rng(0)
+    symbol, params = save_model(str(tmp_path / "random"), rng.normal(0, 0.01, (5270, 3)), np.zeros(5270), None)
+    md5_dict = str(tmp_path / "md5.npz")
+    assert bson_md5_dict.main(["--bson", example_bson, "--out", md5_dict]) == 0
+    base = ["--bson", example_bson, "--csv", category_csv, "--symbol", symbol, "--params", params,
+            "--data-shape", "3,180,180", "--batch-size", "16", "--num-procs", "2"]
+    predict.main(base + ["--output", str(tmp_path / "plain.csv")])
+    predict.main(base + ["--md5-dict", md5_dict, "--md5-dict-type", "unique", "--output", str(tmp_path / "md5.csv"),
+                         "--print-summary", str(tmp_path / "summary.csv")])
+    index = BsonIndex.open(example_bson)
+    truth = index.products["category_id"]
+    ids, plain = read_submission(str(tmp_path / "plain.csv"))
+    _, with_md5 = read_submission(str(tmp_path / "md5.csv"))
+    assert ids.tolist() == index.products["product_id"].tolist()
+    assert (with_md5 == truth).mean() > (plain == truth).mean()
+    assert (with_md5 == truth).mean() >= 0.95  # a few pictures are shared across categories
+    assert check_submission.main(["--bson", example_bson, "--csv", category_csv, str(tmp_path / "md5.csv")]) == 0
+    summary = (tmp_path / "summary.csv").read_text().splitlines()
+    assert summary[0].startswith("category_id,class_id,products,correct,accuracy,most_confused")
+    assert sum(int(line.split(",")[2]) for line in summary[1:]) == 82
+
+
+# ---- failures --------------------------------------------------------------------------------
+def children_of(pid):
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as fh:
+                    fields = fh.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid and fields[0] != "Z":
+                found.append(int(entry))
+    return found
+
+
+def alive(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.fixture
+def long_run(tmp_path):
+    """Enough tiny products that a run lasts several seconds."""
+    jpeg = cv2.imencode(".jpg", np.full((8, 8, 3), 128, np.uint8))[1].tobytes()
+    bson_path = write_bson(tmp_path / "long.bson", [product(i, [jpeg], FIRST_CATEGORY) for i in range(40000)])
+    csv_path = write_category_csv(tmp_path / "categories.csv", [FIRST_CATEGORY + c for c in range(NUM_CLASSES)])
+    symbol, params = save_model(str(tmp_path / "tiny"), np.zeros((NUM_CLASSES, 3)), np.zeros(NUM_CLASSES), None)
+    BsonIndex.open(bson_path, progress=False)
+    return {"bson": bson_path, "csv": csv_path, "symbol": symbol, "params": params, "dir": tmp_path}
+
+
+def test_a_killed_worker_ends_the_run_with_a_message(long_run):
+    with Pipeline(long_run["bson"], 0, 40000, 2, (3, 8, 8), 1) as pipeline:
+        pids = [p.pid for p in pipeline.processes.values()]
+        pipeline.receive()
+        os.kill(pipeline.processes["worker 2"].pid, signal.SIGKILL)
+        start = time.monotonic()
+        with pytest.raises(PipelineError, match=r"worker 2 \(pid \d+\) killed by SIGKILL"):
+            while time.monotonic() - start < 20:
+                pipeline.receive()
+        assert time.monotonic() - start < 5
+    assert not any(alive(pid) for pid in pids)
+
+
+def test_a_reader_error_is_reported(long_run):
+    index_size = os.path.getsize(long_run["bson"])
+    with open(long_run["bson"], "r+b") as fh:  # the file shrinks after it was indexed
+        fh.truncate(index_size // 2 + 7)  # mid-document
+    os.utime(long_run["bson"], (1, 1))
+    os.utime(long_run["bson"], None)
+    with pytest.raises(PipelineError, match="reader"):
+        with Pipeline(long_run["bson"], 0, 40000, 1, (3, 8, 8), 0) as pipeline:
+            start = time.monotonic()
+            while time.monotonic() - start < 20:
+                pipeline.receive()
+
+
+def test_two_runs_at_once_do_not_collide(colour_run):
+    count = len(colour_run["docs"])
+    with Pipeline(colour_run["bson"], 0, count, 1, (3, 32, 32), 0) as first, \
+            Pipeline(colour_run["bson"], 0, count, 1, (3, 32, 32), 0, transport="tcp") as second:
+        got = {id(first): [], id(second): []}
+        deadline = time.monotonic() + 30
+        while (len(got[id(first)]) < count or len(got[id(second)]) < count) and time.monotonic() < deadline:
+            for pipeline in (first, second):
+                got[id(pipeline)] += [p.product for p in pipeline.receive()]
+    assert sorted(got[id(first)]) == list(range(count)) == sorted(got[id(second)])
+
+
+def _start_cli(run, output, **popen):
+    command = [sys.executable, "-m", "predict.predict", "--bson", run["bson"], "--csv", run["csv"],
+               "--symbol", run["symbol"], "--params", run["params"], "--data-shape", "3,8,8",
+               "--batch-size", "4", "--num-procs", "2", "--output", str(output)]
+    return subprocess.Popen(command, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            **popen)
+
+
+def _wait_for_children(pid, count, timeout=60):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        children = children_of(pid)
+        if len(children) >= count:
+            return children
+        time.sleep(0.1)
+    raise AssertionError(f"{count} children of {pid} did not appear")
+
+
+def test_ctrl_c_stops_every_process(long_run):
+    process = _start_cli(long_run, long_run["dir"] / "sub.csv", start_new_session=True)
+    children = _wait_for_children(process.pid, 3)  # reader + 2 workers
+    time.sleep(0.5)
+    os.killpg(process.pid, signal.SIGINT)  # what the terminal does on Ctrl-C
+    _, stderr = process.communicate(timeout=20)
+    assert process.returncode == 130, stderr
+    assert "interrupted" in stderr
+    time.sleep(0.2)
+    assert not any(alive(pid) for pid in children)
+    assert not os.path.exists(long_run["dir"] / "sub.csv")
+
+
+def test_a_killed_parent_leaves_no_orphans(long_run):
+    process = _start_cli(long_run, long_run["dir"] / "sub.csv")
+    children = _wait_for_children(process.pid, 3)
+    process.kill()
+    process.communicate()
+    deadline = time.monotonic() + 10
+    while any(alive(pid) for pid in children) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not any(alive(pid) for pid in children)
