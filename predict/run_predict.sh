@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# The solution's final submission: 14 models with flip TTA, the MD5 `unique` override, extra
+# outputs of the first 8 and 11 models, then product-hash post-processing; checks the result.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DATA_DIR="${DATA_DIR:-data_dir}"        # Kaggle's test.bson, category_names.csv, md5_dict_train.npz
+MODEL_DIR="${MODEL_DIR:-models}"        # MODEL_DIR/Mxx/Mxx-symbol.json and Mxx-00EE.params from train/Mxx.sh
+GPUS="${GPUS-0,1,2,3,4,5,6,7}"          # empty: CPU
+OUT_DIR="${OUT_DIR:-submissions}"
+
+BSON="$DATA_DIR/test.bson"
+CATEGORY_CSV="$DATA_DIR/category_names.csv"
+MD5_DICT="$DATA_DIR/md5_dict_train.npz"  # from the whole train.bson (data/create_train_md5_dict.sh)
+# name:epoch in ensemble order; the first k form the write-up's ensembles (8: M07-M14, 11: M04-M14, 14: all)
+MODELS="${MODELS:-M14:20 M13:13 M12:17 M11:15 M10:19 M09:15 M08:18 M07:15 M06:11 M05:20 M04:20 M03:13 M02:13 M01:23}"
+ENSEMBLES="${ENSEMBLES:-8 11 14}"                      # extra outputs of the first k models
+BATCH_SIZE="${BATCH_SIZE:-256}"                           # views per forward pass (over all GPUs)
+DATA_SHAPE="${DATA_SHAPE:-3,180,180}"                     # as in training
+RESIZE=0                                 # the pictures are already 180x180
+RGB_MEAN=0,0,0                           # raw 0-255 RGB, as in training
+RGB_SCALE=1.0
+MULTI_VIEW=1                             # original + horizontal flip (more views lowered accuracy)
+MD5_DICT_TYPE=unique                     # one-hot where the picture's MD5 has a single category
+NUM_PROCS="${NUM_PROCS:-8}"                              # preprocessing workers
+OUTPUT="$OUT_DIR/submission.csv.gz"      # + submission.e{k}.m{0,1}.csv.gz per ensemble and product mean
+OVERRIDES="$OUT_DIR/md5_product_overrides.csv"
+FINAL="$OUT_DIR/submission_final.csv.gz" # what to upload
+
+export DATA_DIR MODEL_DIR GPUS BSON CATEGORY_CSV MD5_DICT MODELS ENSEMBLES BATCH_SIZE DATA_SHAPE RESIZE RGB_MEAN \
+  RGB_SCALE MULTI_VIEW MD5_DICT_TYPE NUM_PROCS OUTPUT OVERRIDES FINAL
+predict/predict_and_postprocess.sh
+python -m predict.check_submission --bson "$BSON" --csv "$CATEGORY_CSV" "$FINAL"
+echo "submission: $FINAL"

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# The final run on DATASET_A's held-out 5% (labelled), with the dictionary of its training part
+# only: prints the accuracy of each output, before and after product-hash post-processing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DATA_DIR="${DATA_DIR:-data_dir}"        # dataset_A/ from data/create_dataset_A.sh, category_names.csv
+MODEL_DIR="${MODEL_DIR:-models}"        # MODEL_DIR/Mxx/Mxx-symbol.json and Mxx-00EE.params from train/Mxx.sh
+GPUS="${GPUS-0,1,2,3,4,5,6,7}"          # empty: CPU
+OUT_DIR="${OUT_DIR:-validation}"
+
+BSON="$DATA_DIR/dataset_A/train_valid.bson"
+CATEGORY_CSV="$DATA_DIR/category_names.csv"
+MD5_DICT="$DATA_DIR/dataset_A/md5_dict_train_train.npz"  # no held-out picture leaks into the dictionary
+# name:epoch in ensemble order; the first k form the write-up's ensembles (8: M07-M14, 11: M04-M14, 14: all)
+MODELS="${MODELS:-M14:20 M13:13 M12:17 M11:15 M10:19 M09:15 M08:18 M07:15 M06:11 M05:20 M04:20 M03:13 M02:13 M01:23}"
+ENSEMBLES="${ENSEMBLES:-8 11 14}"                      # extra outputs of the first k models
+BATCH_SIZE="${BATCH_SIZE:-256}"                           # views per forward pass (over all GPUs)
+DATA_SHAPE="${DATA_SHAPE:-3,180,180}"                     # as in training
+RESIZE=0                                 # the pictures are already 180x180
+RGB_MEAN=0,0,0                           # raw 0-255 RGB, as in training
+RGB_SCALE=1.0
+MULTI_VIEW=1                             # original + horizontal flip
+MD5_DICT_TYPE=unique                     # one-hot where the picture's MD5 has a single category
+NUM_PROCS="${NUM_PROCS:-8}"                              # preprocessing workers
+OUTPUT="$OUT_DIR/valid.csv"
+OVERRIDES="$OUT_DIR/md5_product_overrides.csv"
+FINAL="$OUT_DIR/valid_final.csv"
+SUMMARY="$OUT_DIR/per_category.csv"      # per-category accuracy and most-confused category
+EXTRA_PREDICT_ARGS="--print-summary $SUMMARY"
+
+export DATA_DIR MODEL_DIR GPUS BSON CATEGORY_CSV MD5_DICT MODELS ENSEMBLES BATCH_SIZE DATA_SHAPE RESIZE RGB_MEAN \
+  RGB_SCALE MULTI_VIEW MD5_DICT_TYPE NUM_PROCS OUTPUT OVERRIDES FINAL EXTRA_PREDICT_ARGS
+predict/predict_and_postprocess.sh
+python -m predict.score_submission --truth-bson "$BSON" --label "ensemble of all" --label "+ product hashes" \
+  "$OUTPUT" "$FINAL"
