@@ -29,6 +29,15 @@ def test_run_demo_end_to_end(tmp_path):
     with open(demo_dir / "models" / "finetune" / "finetune-metrics.csv", newline="") as fh:
         first_of_finetune = float(next(csv.DictReader(fh))["train_accuracy"])
     assert first_of_finetune > first_of_model1
+    # Prediction: every technique scored, and a valid submission at the end.
+    assert "OK: 50 products" in result.stdout
+    scores = {line[:31].strip(): float(line.split()[-2]) for line in result.stdout.splitlines()
+              if line.startswith(("model 1 alone", "ensemble of 3", "+ "))}
+    assert len(scores) == 5 and all(0.0 <= v <= 1.0 for v in scores.values())
+    assert scores["+ product-hash post-processing"] > 1 / 10  # far above chance over 10 categories
+    submission = demo_dir / "submissions" / "submission.csv"
+    assert result.stdout.rstrip().endswith(f"submission: {submission}")
+    assert len(submission.read_text().splitlines()) == 51
     # Re-running over its own folder works (the demo owns it).
     again = subprocess.run([os.path.join(REPO_ROOT, "run_demo.sh")], env=dict(env, EPOCHS_1="1", EPOCHS_2="1"),
                            capture_output=True, text=True, timeout=1800)

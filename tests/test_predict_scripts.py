@@ -1,0 +1,55 @@
+"""predict/run_validate.sh and predict/run_predict.sh on a tiny setup (two colour models as M14 and M13)."""
+import os
+import subprocess
+import sys
+
+from data import bson_md5_dict
+from predict.submission import read_submission
+from tests.conftest import REPO_ROOT
+from tests.helpers import colour_products, write_bson, write_category_csv
+from tests.test_predict_pipeline import FIRST_CATEGORY, NUM_CLASSES, colour_centroid_model
+
+
+def test_validate_and_predict_scripts(tmp_path):
+    data_dir, model_dir = tmp_path / "data", tmp_path / "models"
+    (data_dir / "dataset_A").mkdir(parents=True)
+    docs = colour_products(NUM_CLASSES, 6, seed=0, first_category=FIRST_CATEGORY)
+    write_bson(data_dir / "dataset_A" / "train_train.bson", docs[:24])
+    write_bson(data_dir / "dataset_A" / "train_valid.bson", docs[24:])
+    write_bson(data_dir / "train.bson", docs)
+    test_docs = [{k: v for k, v in d.items() if k != "category_id"} for d in docs[24:]]
+    write_bson(data_dir / "test.bson", test_docs)
+    write_category_csv(data_dir / "category_names.csv", [FIRST_CATEGORY + c for c in range(NUM_CLASSES)])
+    bson_md5_dict.main(["--bson", str(data_dir / "dataset_A" / "train_train.bson"),
+                        "--out", str(data_dir / "dataset_A" / "md5_dict_train_train.npz")])
+    bson_md5_dict.main(["--bson", str(data_dir / "train.bson"), "--out", str(data_dir / "md5_dict_train.npz")])
+    for name in ("M14", "M13"):
+        (model_dir / name).mkdir(parents=True)
+        colour_centroid_model(str(model_dir / name / name))  # writes NAME-symbol.json and NAME-0001.params
+    env = dict(os.environ, DATA_DIR=str(data_dir), MODEL_DIR=str(model_dir), GPUS="", MODELS="M14:1 M13:1",
+               ENSEMBLES="1", DATA_SHAPE="3,32,32", BATCH_SIZE="16", NUM_PROCS="1",
+               PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"])
+
+    validate = subprocess.run(["predict/run_validate.sh"], cwd=REPO_ROOT, capture_output=True, text=True,
+                              env=dict(env, OUT_DIR=str(tmp_path / "validation")), timeout=300)
+    assert validate.returncode == 0, validate.stderr[-2000:]
+    scores = [line for line in validate.stdout.splitlines() if line.startswith(("ensemble of all", "+ product"))]
+    assert len(scores) == 2 and all(float(line.split()[-2]) >= 0.95 for line in scores)
+    assert (tmp_path / "validation" / "per_category.csv").exists()
+
+    run = subprocess.run(["predict/run_predict.sh"], cwd=REPO_ROOT, capture_output=True, text=True,
+                         env=dict(env, OUT_DIR=str(tmp_path / "subs")), timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    final = tmp_path / "subs" / "submission_final.csv.gz"
+    assert f"OK: {len(test_docs)} products" in run.stdout and f"submission: {final}" in run.stdout
+    ids, categories = read_submission(str(final))
+    truth = {d["_id"]: d["category_id"] for d in docs}
+    assert sorted(ids.tolist()) == sorted(d["_id"] for d in test_docs)
+    assert all(truth[i] == c for i, c in zip(ids.tolist(), categories.tolist()))  # all in the dictionary too
+    for tag in ("e1.m0", "e1.m1"):
+        assert (tmp_path / "subs" / f"submission.{tag}.csv.gz").exists()
+
+    # a missing checkpoint is named
+    missing = subprocess.run(["predict/run_predict.sh"], cwd=REPO_ROOT, capture_output=True, text=True,
+                             env=dict(env, MODELS="M14:1 M14:3", OUT_DIR=str(tmp_path / "other")), timeout=60)
+    assert missing.returncode == 2 and "M14-0003.params not found" in missing.stderr
