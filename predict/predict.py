@@ -19,6 +19,7 @@ import csv
 import logging
 import os
 import time
+import types
 
 import numpy as np
 from tqdm import tqdm
@@ -151,8 +152,8 @@ def write_category_summary(path, categories, predicted, labels):
                              categories.level3_names[class_id]])
 
 
-def main(argv=None):
-    args = build_parser().parse_args(argv)
+def run(args):
+    """Everything up to the outputs: check the arguments, load, predict. Returns the run's parts."""
     data_shape = parse_data_shape(args.data_shape)
     rgb_mean = parse_rgb_mean(args.rgb_mean)
     if args.batch_size < 1:
@@ -199,7 +200,17 @@ def main(argv=None):
                 bar.update(1)
         predictor.flush()
     seconds = time.perf_counter() - started
+    return types.SimpleNamespace(index=index, categories=categories, variants=variants, predictor=predictor,
+                                 outputs=outputs, start=start, stop=stop, seconds=seconds, timer=timer,
+                                 num_views=len(MULTI_VIEWS[args.multi_view]))
 
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    result = run(args)
+    index, categories, variants, predictor = result.index, result.categories, result.variants, result.predictor
+    start, stop, seconds, outputs = result.start, result.stop, result.seconds, result.outputs
+    num_products = stop - start
     # Products in = rows out, each exactly once.
     if predictor.completed != num_products or (predictor.class_ids < 0).any():
         raise UserError(f"internal: {predictor.completed} of {num_products} products predicted")
@@ -209,7 +220,7 @@ def main(argv=None):
     log.info("predicted %d products, %d images (%d overridden by MD5, %d products without a usable picture) "
              "with %d models x %d views in %.1f s: %.1f images/s, forward %.0f%% of the time",
              num_products, predictor.images, predictor.images_overridden, predictor.products_without_picture,
-             num_models, len(MULTI_VIEWS[args.multi_view]), seconds, predictor.images / seconds,
+             len(predictor.models), result.num_views, seconds, predictor.images / seconds,
              100 * predictor.forward_seconds / seconds)
     if index.has_labels:
         labels = categories.classes_of(index.products["category_id"][start:stop])
@@ -221,7 +232,7 @@ def main(argv=None):
         log.warning("--print-summary needs category_id in the BSON; %s has none", args.bson)
     for path in outputs:
         log.info("wrote %s", path)
-    log.info("done in %.1f s", timer.seconds)
+    log.info("done in %.1f s", result.timer.seconds)
     return 0
 
 
