@@ -1,13 +1,18 @@
 """Training benchmark: input pipeline vs compute, side by side in one run, on the CPU.
 
-Part 1, for each demo network at its demo input size on a generated `.rec`:
+Part 1, for each demo network at its demo input size on a generated `.rec` (about 650 images):
   - `--test-io 1`: images/s the ImageRecordIter delivers (decode + augment only);
   - `--benchmark 1`: training images/s on synthetic in-memory batches (compute only);
   - real data: training images/s reading the `.rec` (what a user gets);
   and the ratio real / synthetic (target >= 0.9: the input never starves the network).
-Part 2: forward+backward images/s of each of the solution's networks at 3x180x180, batch 32.
-
-Each speed is the median of `--repeats` epochs after a warm-up epoch.
+  Synthetic and real-data epochs train one and the same module and alternate
+  (synthetic, real, synthetic, real, ...), so that a slow spell of a shared machine
+  hits both sides alike; each speed is the median of `--repeats` epochs after one
+  warm-up epoch of each. The epoch loop is Module.fit's (forward_backward, update,
+  update_metric with the training metrics, next batch), and an epoch's speed counts
+  the batches after its first, as `train.metrics_log.EpochRecorder` does.
+Part 2: forward+backward images/s of each of the solution's networks at 3x180x180, batch 32
+(median of 2 batches after a warm-up batch).
 Run from the repository root:  python -m benchmarks.bench_train [--markdown OUT.md]
 """
 import argparse
@@ -22,7 +27,7 @@ import numpy as np
 from data import bson2rec
 from data.make_demo_data import generate_demo_dataset
 from train import symbols, train_model
-from train.fit import fit, test_io
+from train.fit import eval_metrics, make_optimizer, test_io, updates_per_epoch
 from train.data import get_iterators
 
 DEMO_NETWORKS = [("resnext-14", 64), ("densenet-41", 64), ("dpn-26", 64)]
@@ -31,32 +36,69 @@ SOLUTION_NETWORKS = ["resnext-101", "resnext-101-64x4d", "se-resnext-101-64x4d",
 
 
 def make_rec(work_dir):
-    """A demo train.rec of about 2,000 images (reused when present)."""
+    """A demo train.rec of about 650 images (reused when present)."""
     rec = os.path.join(work_dir, "bench_train.rec")
     if os.path.exists(rec):
         return rec
     data_dir = os.path.join(work_dir, "demo")
     if not os.path.exists(os.path.join(data_dir, "train.bson")):
-        generate_demo_dataset(data_dir, num_categories=40, num_train_products=1150, num_test_products=10, seed=5,
+        generate_demo_dataset(data_dir, num_categories=40, num_train_products=380, num_test_products=10, seed=5,
                               progress=False)
     bson2rec.main(["--bson", os.path.join(data_dir, "train.bson"), "--out-rec", rec,
                    "--category-csv", os.path.join(data_dir, "category_names.csv")])
     return rec
 
 
-def train_args(network, size, rec, batch_size, epochs, extra=()):
+def train_args(network, size, rec, batch_size, nthreads, extra=()):
     return train_model.build_parser().parse_args(
         ["--symbol", network, "--data-train", rec, "--image-shape", f"3,{size},{size}", "--resize", str(size),
-         "--num-classes", "40", "--batch-size", str(batch_size), "--num-epochs", str(epochs),
-         "--disp-batches", "1000000", "--data-nthreads", "2", "--top-k", "0", *extra])
+         "--num-classes", "40", "--batch-size", str(batch_size), "--disp-batches", "1000000",
+         "--data-nthreads", str(nthreads), "--top-k", "0", *extra])
 
 
-def training_speed(network, size, rec, batch_size, epochs, synthetic):
-    """Median training images/s over the epochs after the first (warm-up) one."""
-    extra = ["--benchmark", "1", "--num-examples", str(count_images(rec))] if synthetic else []
-    args = train_args(network, size, rec, batch_size, epochs, extra)
-    recorder = fit(args, train_model.build_network(args))
-    return statistics.median(float(r["images_per_sec"]) for r in recorder.rows[1:])
+def train_epoch(module, data, metric):
+    """One epoch of Module.fit's loop; images/s over the batches after the first one."""
+    data.reset()
+    metric.reset()
+    batches = iter(data)
+    batch, start, timed = next(batches), None, 0
+    while batch is not None:
+        module.forward_backward(batch)
+        module.update()
+        module.update_metric(metric, batch.label)  # reads the outputs back: waits for the batch
+        if start is None:
+            start = time.perf_counter()
+        else:
+            timed += batch.data[0].shape[0]
+        batch = next(batches, None)
+        if batch is not None:
+            module.prepare(batch)
+    return timed / (time.perf_counter() - start)
+
+
+def training_speeds(network, size, rec, batch_size, repeats, nthreads):
+    """(synthetic, real-data) training images/s: medians of `repeats` alternating epochs after a warm-up."""
+    num_examples = count_images(rec)
+    args = train_args(network, size, rec, batch_size, nthreads, ["--num-examples", str(num_examples)])
+    synthetic_args = train_args(network, size, rec, batch_size, nthreads,
+                                ["--benchmark", "1", "--num-examples", str(num_examples)])
+    real_data, _ = get_iterators(args)
+    synthetic_data, _ = get_iterators(synthetic_args)
+    module = mx.mod.Module(train_model.build_network(args), context=mx.cpu())
+    module.bind(data_shapes=real_data.provide_data, label_shapes=real_data.provide_label)
+    mx.random.seed(args.seed)
+    module.init_params(mx.init.MSRAPrelu())
+    module.init_optimizer(kvstore="local", optimizer=make_optimizer(args, updates_per_epoch(args, None), 0))
+    metric = eval_metrics(args)
+    speeds = {"synthetic": [], "real": []}
+    for repeat in range(repeats + 1):  # the first round warms up
+        for kind, data in (("synthetic", synthetic_data), ("real", real_data)):
+            speed = train_epoch(module, data, metric)
+            if repeat:
+                speeds[kind].append(speed)
+    print(f"  {network}: synthetic epochs {', '.join(f'{v:.1f}' for v in speeds['synthetic'])}; "
+          f"real-data epochs {', '.join(f'{v:.1f}' for v in speeds['real'])} img/s", flush=True)
+    return statistics.median(speeds["synthetic"]), statistics.median(speeds["real"])
 
 
 def count_images(rec):
@@ -64,8 +106,8 @@ def count_images(rec):
         return sum(1 for _ in fh)
 
 
-def io_speed(size, rec, batch_size, repeats):
-    args = train_args("resnext-14", size, rec, batch_size, 1)
+def io_speed(size, rec, batch_size, repeats, nthreads):
+    args = train_args("resnext-14", size, rec, batch_size, nthreads)
     train, _ = get_iterators(args)
     speeds = []
     for _ in range(repeats + 1):
@@ -96,34 +138,38 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--work-dir", default="/tmp/cdiscount_bench_train", help="generated data goes here")
     parser.add_argument("--batch-size", type=int, default=32, help="batch of the demo-network runs")
-    parser.add_argument("--repeats", type=int, default=3, help="measured epochs (after one warm-up)")
+    parser.add_argument("--repeats", type=int, default=3,
+                        help="measured epochs of each kind (after one warm-up epoch of each)")
+    parser.add_argument("--data-nthreads", type=int, default=2, help="decoding threads of the ImageRecordIter")
     parser.add_argument("--skip-solution-networks", action="store_true", help="only part 1")
     parser.add_argument("--markdown", help="also write the tables as markdown here")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     os.makedirs(args.work_dir, exist_ok=True)
+    started = time.perf_counter()
     rec = make_rec(args.work_dir)
-    print(f"data: {rec} ({count_images(rec)} images), batch {args.batch_size}, {os.cpu_count()} CPU cores, "
-          f"MXNet {mx.__version__}")
+    setting = (f"{count_images(rec)} images, batch {args.batch_size}, {args.data_nthreads} decoding threads, "
+               f"medians of {args.repeats} epochs of each kind after a warm-up epoch of each, "
+               f"{os.cpu_count()} CPU cores, MXNet {mx.__version__}")
+    print(f"data: {rec}; {setting}", flush=True)
 
     lines = ["| network | input | test-io img/s | synthetic train img/s | real-data train img/s | real / synthetic |",
              "|---|---|---|---|---|---|"]
     for network, size in DEMO_NETWORKS:
-        io = io_speed(size, rec, args.batch_size, args.repeats)
-        synthetic = training_speed(network, size, rec, args.batch_size, args.repeats + 1, synthetic=True)
-        real = training_speed(network, size, rec, args.batch_size, args.repeats + 1, synthetic=False)
+        io = io_speed(size, rec, args.batch_size, args.repeats, args.data_nthreads)
+        synthetic, real = training_speeds(network, size, rec, args.batch_size, args.repeats, args.data_nthreads)
         verdict = "PASS" if real / synthetic >= 0.9 else "FAIL"
         lines.append(f"| {network} | 3x{size}x{size} | {io:,.0f} | {synthetic:,.1f} | {real:,.1f} | "
                      f"{real / synthetic:.2f} ({verdict} >= 0.9) |")
         print(lines[-1], flush=True)
-    tables = ["\n".join(lines)]
+    tables = [f"Demo `.rec`: {setting}.\n\n" + "\n".join(lines)]
     if not args.skip_solution_networks:
         lines = ["| network | forward+backward img/s (3x180x180, batch 32, CPU) |", "|---|---|"]
         for network in SOLUTION_NETWORKS:
             lines.append(f"| {network} | {forward_backward_speed(network):.2f} |")
             print(lines[-1], flush=True)
         tables.append("\n".join(lines))
-    print()
+    print(f"\ntotal {time.perf_counter() - started:.0f} s\n")
     print("\n\n".join(tables))
     if args.markdown:
         with open(args.markdown, "w") as fh:

@@ -51,11 +51,10 @@ class Model:
                             f"{num_classes} categories")
 
     def forward(self, batch):
-        """Start the forward pass (MXNet runs it asynchronously)."""
+        """Start the forward pass; returns its probabilities as an NDArray still being computed
+        (a copy: the next forward overwrites the module's own output)."""
         self.module.forward(mx.io.DataBatch([batch]), is_train=False)
-
-    def outputs(self):
-        return self.module.get_outputs()[0].asnumpy()
+        return self.module.get_outputs()[0].copy()
 
 
 def load_models(symbol_paths, params_paths, batch_size, data_shape, gpus, num_classes):

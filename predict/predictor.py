@@ -85,6 +85,8 @@ class Predictor:
         self.seen = np.zeros(num_products, dtype=bool)
         self.queue = collections.deque()  # (pending, first view row not yet batched)
         self.queued_rows = 0
+        self.in_flight = None  # (outputs being computed, their slots)
+        self.means = sorted({v.product_mean for v in variants}, key=probability.PRODUCT_MEANS.index)
         self.completed = 0
         self.images = 0
         self.images_overridden = 0
@@ -109,6 +111,9 @@ class Predictor:
     def flush(self):
         while self.queued_rows:
             self._run_batch()
+        if self.in_flight is not None:
+            previous, self.in_flight = self.in_flight, None
+            self._scatter(*previous)
 
     def _run_batch(self):
         parts, slots, rows = [], [], 0
@@ -126,11 +131,19 @@ class Predictor:
         batch = np.concatenate(parts) if len(parts) > 1 else parts[0]
         if rows < self.batch_size:  # the last batch: pad to the bound shape
             batch = np.concatenate([batch, np.zeros((self.batch_size - rows, *batch.shape[1:]), np.uint8)])
+        # Double buffering: start this batch's forward passes (MXNet runs them asynchronously),
+        # then reduce the previous batch's products while they compute.
         start = time.perf_counter()
         data = self.normalise(batch)
-        for model in self.models:
-            model.forward(data)
-        outputs = [model.outputs() for model in self.models]
+        outputs = [model.forward(data) for model in self.models]
+        self.forward_seconds += time.perf_counter() - start
+        previous, self.in_flight = self.in_flight, (outputs, slots)
+        if previous is not None:
+            self._scatter(*previous)
+
+    def _scatter(self, outputs, slots):
+        start = time.perf_counter()
+        outputs = [output.asnumpy() for output in outputs]  # waits for the forward passes
         self.forward_seconds += time.perf_counter() - start
         at = 0
         for pending, first, take in slots:
@@ -162,13 +175,13 @@ class Predictor:
         if positions:
             stacked = np.stack([per_image[p] for p in positions], axis=1)  # (models, images, C)
             product_probs = {mean: np.stack([probability.product_mean(stacked[m], mean) for m in range(num_models)])
-                             for mean in probability.PRODUCT_MEANS}
+                             for mean in self.means}
         else:  # no usable picture and no dictionary entry: nothing to go on
             self.products_without_picture += 1
             uniform = np.full((num_models, self.num_classes), 1.0 / self.num_classes, dtype=np.float32)
-            product_probs = {mean: uniform for mean in probability.PRODUCT_MEANS}
+            product_probs = {mean: uniform for mean in self.means}
         row = prepared.product - self.first_product
         for v, variant in enumerate(self.variants):
-            ensemble = probability.ensemble_prefix_means(product_probs[variant.product_mean], [variant.num_models])
-            self.class_ids[v, row] = int(np.argmax(ensemble[variant.num_models]))
+            ensemble_probs = product_probs[variant.product_mean][:variant.num_models].mean(axis=0)
+            self.class_ids[v, row] = int(np.argmax(ensemble_probs))
         self.completed += 1

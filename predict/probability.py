@@ -27,12 +27,6 @@ def product_mean(image_probs, kind="arithmetic"):
     raise ValueError(f"unknown product mean {kind!r}; expected one of {PRODUCT_MEANS}")
 
 
-def ensemble_prefix_means(model_probs, sizes):
-    """(num_models, C) -> {k: mean of the first k models} for each k in `sizes`."""
-    cumulative = np.cumsum(model_probs, axis=0)
-    return {k: cumulative[k - 1] / k for k in sizes}
-
-
 def md5_override(class_ids, counts, num_classes, kind):
     """The probability an image gets from the training dictionary, or None to keep the model's.
 

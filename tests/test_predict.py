@@ -37,14 +37,6 @@ def test_geometric_mean_survives_a_one_hot_override():
     assert np.isfinite(geometric).all() and geometric.sum() == pytest.approx(1.0)
 
 
-def test_ensemble_prefix_means():
-    models = np.array([[0.7, 0.3], [0.1, 0.9], [0.4, 0.6]])
-    means = probability.ensemble_prefix_means(models, [1, 2, 3])
-    np.testing.assert_allclose(means[1], [0.7, 0.3])
-    np.testing.assert_allclose(means[2], [0.4, 0.6])
-    np.testing.assert_allclose(means[3], [0.4, 0.6])
-
-
 @pytest.mark.parametrize("kind, class_ids, counts, expected", [
     ("unique", [2], [5], [0, 0, 1, 0]),
     ("unique", [2, 3], [5, 1], None),                     # conflicting labels: the model decides
@@ -123,10 +115,8 @@ class TableModel:
         self.table = np.asarray(table, dtype=np.float32)
 
     def forward(self, batch):
-        self.batch = batch
-
-    def outputs(self):
-        return self.table[self.batch[:, 0, 0, 0].astype(int)]
+        rows = self.table[batch[:, 0, 0, 0].astype(int)]
+        return types.SimpleNamespace(asnumpy=lambda: rows)
 
 
 def prepared(product, pixel_values, digests=None, valid=None, num_views=1):
