@@ -108,3 +108,31 @@ def human_bytes(n):
             return f"{n:.1f} {unit}" if unit != "B" else f"{n} B"
         n /= 1024
     return f"{n} B"
+
+
+# ---- child processes (prediction pipeline, distributed launcher) ----------------------------
+_PR_SET_PDEATHSIG = 1
+
+
+def set_parent_death_signal(sig=None):
+    """Have the kernel send `sig` (SIGTERM) to this process when its parent dies (Linux), so that
+    no child outlives a killed run. Returns False where unsupported."""
+    import ctypes
+    import signal
+
+    try:
+        return ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, sig or signal.SIGTERM) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+def describe_exit(returncode):
+    """'exited with status 3' or 'killed by SIGKILL' for a child's return code."""
+    import signal
+
+    if returncode < 0:
+        try:
+            return f"killed by {signal.Signals(-returncode).name}"
+        except ValueError:
+            return f"killed by signal {-returncode}"
+    return f"exited with status {returncode}"

@@ -11,7 +11,6 @@ queue is bounded by ZeroMQ high-water marks, so the reader runs only a little ah
 import logging
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -20,7 +19,7 @@ import time
 import numpy as np
 import zmq
 
-from data.common import UserError
+from data.common import UserError, describe_exit
 from predict import messages
 
 log = logging.getLogger(__name__)
@@ -52,15 +51,6 @@ class PreparedProduct:
             raise messages.MessageError(f"product {self.product}: {len(self.views)} views for "
                                         f"{sum(self.valid)} pictures x {self.num_views}")
         self.digests = [digest_frame[i:i + 16] for i in range(0, len(digest_frame), 16)]
-
-
-def describe_exit(returncode):
-    if returncode < 0:
-        try:
-            return f"killed by {signal.Signals(-returncode).name}"
-        except ValueError:
-            return f"killed by signal {-returncode}"
-    return f"exited with status {returncode}"
 
 
 class Pipeline:

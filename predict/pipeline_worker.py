@@ -15,7 +15,6 @@ Both die with their parent (PR_SET_PDEATHSIG), ignore Ctrl-C (the parent stops t
 and report an exception as one line on the control socket before exiting non-zero.
 """
 import argparse
-import ctypes
 import hashlib
 import os
 import signal
@@ -24,17 +23,12 @@ import time
 
 import zmq
 
+from data.common import set_parent_death_signal
 from predict import messages
-
-_PR_SET_PDEATHSIG = 1
-
 
 def die_with_parent(parent_pid):
     """SIGTERM this process when its parent dies, so that no worker outlives a killed run."""
-    try:
-        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-    except (OSError, AttributeError):  # not Linux: the parent's cleanup is all there is
-        pass
+    set_parent_death_signal()  # not Linux: the parent's cleanup is all there is
     if os.getppid() != parent_pid:  # the parent died before prctl took effect
         sys.exit(1)
 

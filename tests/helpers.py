@@ -1,4 +1,6 @@
-"""Builders of small hand-made Kaggle-format BSONs for the tests."""
+"""Builders of small hand-made Kaggle-format BSONs for the tests; process look-ups in /proc."""
+import os
+
 import bson
 import cv2
 import numpy as np
@@ -53,3 +55,26 @@ def colour_products(num_classes, per_class, size=32, seed=0, first_category=1000
         ok, buf = cv2.imencode(".jpg", image)
         docs.append(product(n, [buf.tobytes()], first_category + c))
     return docs
+
+
+# ---- processes -----------------------------------------------------------------------------
+def children_of(pid):
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as fh:
+                    fields = fh.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid and fields[0] != "Z":
+                found.append(int(entry))
+    return found
+
+
+def alive(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False

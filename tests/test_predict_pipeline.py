@@ -16,7 +16,7 @@ from predict import check_submission, merge_shards, predict
 from predict.pipeline import Pipeline, PipelineError
 from predict.submission import read_submission
 from tests.conftest import REPO_ROOT
-from tests.helpers import colour_products, product, write_bson, write_category_csv
+from tests.helpers import alive, children_of, colour_products, product, write_bson, write_category_csv
 
 NUM_CLASSES = 6
 FIRST_CATEGORY = 1000000000
@@ -136,28 +136,6 @@ def test_real_kaggle_pictures_with_the_md5_dictionary(example_bson, category_csv
 
 
 # ---- failures --------------------------------------------------------------------------------
-def children_of(pid):
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as fh:
-                    fields = fh.read().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[1]) == pid and fields[0] != "Z":
-                found.append(int(entry))
-    return found
-
-
-def alive(pid):
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
-
-
 @pytest.fixture
 def long_run(tmp_path):
     """Enough tiny products that a run lasts several seconds."""

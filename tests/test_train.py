@@ -10,7 +10,8 @@ from data import bson2rec
 from data.common import UserError
 from train import train_model
 from train.data import get_iterators
-from train.fit import eval_metrics, lr_at_epoch, make_optimizer
+from train.fit import eval_metrics, make_optimizer
+from train.lr_schedule import lr_at_epoch
 from tests.conftest import shared_file
 from tests.helpers import colour_products, write_bson, write_category_csv
 from tests.test_finetune import save_published_params

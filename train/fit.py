@@ -15,6 +15,7 @@ import numpy as np
 
 from data.common import UserError
 from train.data import count_records, get_iterators
+from train.lr_schedule import EpochStepScheduler, lr_at_epoch
 from train.metrics_log import EpochRecorder
 
 log = logging.getLogger(__name__)
@@ -61,25 +62,6 @@ def step_epochs(args):
         return sorted(int(e) for e in args.lr_step_epochs.split(","))
     except ValueError:
         raise UserError(f"--lr-step-epochs {args.lr_step_epochs}: expected epochs such as 10,13") from None
-
-
-def lr_at_epoch(base_lr, factor, steps, epoch):
-    """Learning rate of 0-based `epoch`: multiplied by `factor` once per step epoch already finished."""
-    return base_lr * factor ** sum(1 for s in steps if epoch >= s)
-
-
-class EpochStepScheduler(mx.lr_scheduler.LRScheduler):
-    """lr as a function of the epoch, read from the optimizer's global update count."""
-
-    def __init__(self, base_lr, factor, steps, updates_per_epoch):
-        super().__init__(base_lr=base_lr)
-        self.factor = factor
-        self.steps = list(steps)
-        self.updates_per_epoch = updates_per_epoch
-
-    def __call__(self, num_update):
-        epoch = max(0, num_update - 1) // self.updates_per_epoch
-        return lr_at_epoch(self.base_lr, self.factor, self.steps, epoch)
 
 
 def updates_per_epoch(args, kv):
@@ -185,7 +167,7 @@ class CrossEntropy(_SkipPadding, mx.metric.CrossEntropy):
 
 def eval_metrics(args):
     metrics = [Accuracy(name="accuracy"), CrossEntropy(name="cross-entropy")]
-    if args.top_k > 1:
+    if 1 < args.top_k < args.num_classes:  # top-k of k or more classes is always 1
         metrics.insert(1, TopKAccuracy(top_k=args.top_k, name="top_k_accuracy"))
     return mx.metric.CompositeEvalMetric(metrics)
 
@@ -245,4 +227,5 @@ def fit(args, symbol, arg_params=None, aux_params=None, allow_missing=False):
                                    recorder.batch_end],
                epoch_end_callback=epoch_end, eval_end_callback=recorder.eval_end)
     recorder.finish()
+    recorder.module, recorder.kvstore = module, kv  # for callers that inspect the trained state
     return recorder

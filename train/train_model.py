@@ -12,6 +12,8 @@ SoftmaxOutput `softmax` with label smoothing `--smooth-alpha`.
 import argparse
 import logging
 import os
+import sys
+import traceback
 
 from data.common import UserError, run_cli
 from train import symbols
@@ -79,6 +81,27 @@ def check_args(args):
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
+    if "dist" in args.kv_store and os.environ.get("DMLC_ROLE") == "worker":
+        return exit_hard_on_error(_main, args)
+    return _main(args)
+
+
+def exit_hard_on_error(run, args):
+    """A distributed worker that fails must end now: a normal interpreter exit waits for the
+    parameter servers to say goodbye, which they never do after an error; the launcher then
+    sees the non-zero exit and stops the run."""
+    try:
+        return run(args)
+    except BaseException as exc:  # noqa: B902
+        if isinstance(exc, UserError):
+            print(f"error: {exc}", file=sys.stderr, flush=True)
+        else:
+            traceback.print_exc()
+        sys.stdout.flush()
+        os._exit(2 if isinstance(exc, UserError) else 1)
+
+
+def _main(args):
     if args.list_symbols:
         print("\n".join(symbols.list_symbols()))
         return 0
