@@ -90,9 +90,11 @@ def make_kvstore(args):
     if "dist" not in args.kv_store and len(devices) == 1:
         return None  # one device: no kvstore needed
     try:
-        return mx.kvstore.create(args.kv_store)
+        kv = mx.kvstore.create(args.kv_store)
     except mx.base.MXNetError as exc:
         raise UserError(f"--kv-store {args.kv_store}: {str(exc).splitlines()[0]}") from None
+    log.info("kvstore %s: worker %d of %d", kv.type, kv.rank, kv.num_workers)
+    return kv
 
 
 def checkpoint_paths(prefix, epoch):

@@ -48,7 +48,7 @@ class EpochRecorder:
 
     def epoch_end(self, epoch, symbol=None, arg_params=None, aux_params=None):
         seconds = time.perf_counter() - (self._epoch_start or time.perf_counter())
-        row = {"epoch": epoch + 1, "lr": self.optimizer.lr_scheduler(self.optimizer.num_update),
+        row = {"epoch": epoch + 1, "lr": self._lr_of(epoch),
                "images_per_sec": self._batches * self.batch_size / seconds if seconds > 0 else 0.0,
                "seconds": seconds}
         for key, value in self._train.items():
@@ -57,6 +57,13 @@ class EpochRecorder:
         self._epoch_start = None
         if not self.has_validation:  # else eval_end completes the row
             self._commit()
+
+    def _lr_of(self, epoch):
+        """The epoch's learning rate from the schedule itself: with a distributed kvstore the
+        updates (and their count) happen on the servers, not in this process's optimizer."""
+        scheduler = self.optimizer.lr_scheduler
+        per_epoch = getattr(scheduler, "updates_per_epoch", None)
+        return scheduler(epoch * per_epoch + 1) if per_epoch else scheduler(self.optimizer.num_update)
 
     def eval_end(self, param):
         if self._pending is None:

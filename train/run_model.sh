@@ -15,7 +15,7 @@ PREFIX="$MODEL_DIR/$MODEL_NAME/$MODEL_NAME"
 fail() { echo "error: $*" >&2; exit 2; }
 [ -f "$TRAIN_REC" ] || fail "$TRAIN_REC not found: run data/create_${DATASET}.sh first"
 case "$SYMBOL" in
-  *.json) [ -f "$SYMBOL" ] || fail "$SYMBOL not found; download it from ${PRETRAINED_SOURCE:-the model's publisher}" ;;
+  *.json) [ -f "$SYMBOL" ] || fail "$SYMBOL not found; download it from ${PRETRAINED_SOURCE:-its publisher}" ;;
 esac
 if [ -n "${PARAMS:-}" ] && [ "$LOAD_EPOCH" = "0" ] && [ ! -f "$PARAMS" ]; then
   fail "$PARAMS not found; ${PRETRAINED_SOURCE:+download it from $PRETRAINED_SOURCE}"
@@ -25,10 +25,19 @@ mkdir -p "$(dirname "$PREFIX")"
 # MXNet's cuDNN autotune can hang on some GPUs (as in the original scripts).
 export MXNET_CUDNN_AUTOTUNE_DEFAULT="${MXNET_CUDNN_AUTOTUNE_DEFAULT:-0}"
 
-python -m train.train_model \
+# Under train/launch_dist.sh: the same command on every worker of a distributed run.
+TRAIN=(python -m train.train_model)
+KV="${KV_STORE:-device}"
+if [ -n "${DIST_WORKERS:-}" ]; then
+  TRAIN=(python -m train.launch -n "$DIST_WORKERS" -s "${DIST_SERVERS:-$DIST_WORKERS}" --launcher "${DIST_LAUNCHER:-ssh}"
+         ${DIST_HOSTFILE:+-H "$DIST_HOSTFILE"} --log-dir "$(dirname "$PREFIX")/launch_logs" -- "${TRAIN[@]}")
+  KV="${DIST_KV_STORE:-dist_sync}"
+fi
+
+"${TRAIN[@]}" \
   --symbol "$SYMBOL" ${PARAMS:+--params "$PARAMS"} ${FEATURE_LAYER:+--feature-layer "$FEATURE_LAYER"} \
   ${EXTRA_NETWORK_ARGS:-} \
-  --gpus "$GPUS" --kv-store "${KV_STORE:-device}" --dtype "${DTYPE:-float32}" \
+  --gpus "$GPUS" --kv-store "$KV" --dtype "${DTYPE:-float32}" \
   --data-train "$TRAIN_REC" --data-val "$VAL_REC" --model-prefix "$PREFIX" --load-epoch "$LOAD_EPOCH" \
   --image-shape "${IMAGE_SHAPE:-3,180,180}" --resize "${RESIZE:-0}" --num-classes "${NUM_CLASSES:-5270}" \
   --data-nthreads "${DATA_NTHREADS:-6}" --batch-size "${BATCH_SIZE:-512}" --num-epochs "$NUM_EPOCHS" \

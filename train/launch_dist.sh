@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Run one of the model scripts on several machines with MXNet's parameter-server kvstore:
+#   HOSTFILE=hosts NUM_WORKERS=4 train/launch_dist.sh train/M10.sh
+# Each worker machine runs the script's training command on its own GPUs and reads its own part
+# of the .rec; BATCH_SIZE in the model script is per machine. The repository, the .venv, DATA_DIR,
+# PRETRAINED_DIR and MODEL_DIR must be at the same paths on every host (e.g. a shared disk).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+MODEL_SCRIPT="${1:?usage: train/launch_dist.sh train/Mxx.sh}"
+HOSTFILE="${HOSTFILE:-hosts}"                   # one host per line: host or host:ssh_port
+NUM_WORKERS="${NUM_WORKERS:-2}"                 # worker machines (processes with --launcher local)
+NUM_SERVERS="${NUM_SERVERS:-$NUM_WORKERS}"      # parameter servers, spread over the hosts like the workers
+LAUNCHER="${LAUNCHER:-ssh}"                     # ssh; local runs every process on this machine
+KV_STORE_DIST="${KV_STORE_DIST:-dist_sync}"     # dist_device_sync aggregates on the GPUs first
+
+if [ "$LAUNCHER" = ssh ] && [ ! -f "$HOSTFILE" ]; then
+  echo "error: $HOSTFILE not found: list the machines, one per line (or set HOSTFILE)" >&2
+  exit 2
+fi
+export DIST_WORKERS="$NUM_WORKERS" DIST_SERVERS="$NUM_SERVERS" DIST_LAUNCHER="$LAUNCHER" DIST_KV_STORE="$KV_STORE_DIST"
+if [ "$LAUNCHER" = ssh ]; then export DIST_HOSTFILE="$HOSTFILE"; fi
+exec "$MODEL_SCRIPT"
