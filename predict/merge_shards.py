@@ -13,7 +13,8 @@ import numpy as np
 
 from data.bson_index import BsonIndex
 from data.common import Timer, UserError, check_input_file, check_outputs_free, run_cli
-from predict.submission import duplicated_ids, positions_in_bson, read_submission, write_submission
+from predict.submission import (duplicated_ids, positions_in_bson, read_submission, variant_path,
+                                variant_tags_beside, write_submission)
 
 log = logging.getLogger(__name__)
 _SHOW = 5  # ids named per problem
@@ -67,6 +68,27 @@ def merge_problems(index, product_ids, sources, positions, paths):
     return problems
 
 
+def shared_variant_tags(shards):
+    """The ensemble tags every shard has; a tag only some shards have is an error naming them."""
+    tags = [set(variant_tags_beside(path)) for path in shards]
+    for tag in sorted(set().union(*tags)):
+        lacking = [path for path, have in zip(shards, tags) if tag not in have]
+        if lacking:
+            raise UserError(f"ensemble output {tag} is missing beside {', '.join(lacking)}")
+    return sorted(tags[0])
+
+
+def merged_rows(index, shards):
+    """(product_ids, category_ids) of the shards in BSON order, after proving they cover it exactly once."""
+    product_ids, category_ids, sources = read_shards(shards)
+    positions = positions_in_bson(index, product_ids)
+    problems = merge_problems(index, product_ids, sources, positions, shards)
+    if problems:
+        raise UserError("shards do not cover the BSON exactly once: " + "; ".join(problems))
+    order = np.argsort(positions)  # a permutation: each BSON position occurs exactly once
+    return product_ids[order], category_ids[order]
+
+
 def build_parser():
     parser = argparse.ArgumentParser(prog="python -m predict.merge_shards", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -75,6 +97,9 @@ def build_parser():
     parser.add_argument("--output", required=True, help="merged submission (.csv, or .csv.gz for gzip)")
     parser.add_argument("--skip-corrupt", action="store_true",
                         help="skip unreadable BSON documents (reported) instead of stopping")
+    parser.add_argument("--variants", action="store_true",
+                        help="also merge every ensemble output (SHARD.e{k}.m{j}) found beside all the shards "
+                             "into OUTPUT.e{k}.m{j}")
     parser.add_argument("--force", action="store_true", help="overwrite an existing output")
     return parser
 
@@ -89,18 +114,18 @@ def main(argv=None):
         if real in seen:
             raise UserError(f"{path}: shard file given twice (also as {seen[real]})")
         seen[real] = path
-    check_outputs_free([args.output], args.force)
+    jobs = [(args.output, args.shards)]
+    if args.variants:
+        tags = shared_variant_tags(args.shards)
+        jobs += [(variant_path(args.output, tag), [variant_path(s, tag) for s in args.shards]) for tag in tags]
+    check_outputs_free([output for output, _ in jobs], args.force)
     timer = Timer()
     index = BsonIndex.open(args.bson, skip_corrupt=args.skip_corrupt)
-    product_ids, category_ids, sources = read_shards(args.shards)
-    positions = positions_in_bson(index, product_ids)
-    problems = merge_problems(index, product_ids, sources, positions, args.shards)
-    if problems:
-        raise UserError("shards do not cover the BSON exactly once: " + "; ".join(problems))
-    order = np.argsort(positions)  # a permutation: each BSON position occurs exactly once
-    write_submission(args.output, product_ids[order], category_ids[order])
-    log.info("in: %d shard files, %d rows; out: %s, %d rows in BSON order; %.1f s",
-             len(args.shards), len(product_ids), args.output, len(order), timer.seconds)
+    merged = [merged_rows(index, shards) for _, shards in jobs]  # every file checked before any is written
+    for (output, shards), (product_ids, category_ids) in zip(jobs, merged):
+        write_submission(output, product_ids, category_ids)
+        log.info("out: %s, %d rows in BSON order from %d shard files", output, len(product_ids), len(shards))
+    log.info("merged %d outputs of %d shards; %.1f s", len(jobs), len(args.shards), timer.seconds)
     return 0
 
 

@@ -32,7 +32,7 @@ from predict import probability
 from predict.pipeline import TRANSPORTS, Pipeline
 from predict.predictor import Md5Override, Predictor, make_variants
 from predict.preprocess import MULTI_VIEWS
-from predict.submission import write_submission
+from predict.submission import variant_path, write_submission
 
 log = logging.getLogger(__name__)
 
@@ -92,14 +92,6 @@ def product_range(index, shard, cut):
     if cut:
         stop = min(stop, start + cut)
     return start, stop
-
-
-def variant_path(output, variant):
-    """OUTPUT with .e{k}.m{j} before its extension: sub.csv -> sub.e8.m0.csv."""
-    for ext in (".csv.gz", ".csv", ".gz"):
-        if output.endswith(ext):
-            return f"{output[:-len(ext)]}.{variant.tag}{ext}"
-    return f"{output}.{variant.tag}"
 
 
 def parse_data_shape(text):
@@ -163,7 +155,7 @@ def run(args):
     if bad:
         raise UserError(f"--ensembles {bad}: each k must be between 1 and the {num_models} models given")
     variants = make_variants(num_models, args.ensembles)
-    outputs = [args.output] + [variant_path(args.output, v) for v in variants[1:]]
+    outputs = [args.output] + [variant_path(args.output, v.tag) for v in variants[1:]]
     check_outputs_free(outputs + [args.print_summary], args.force)
 
     timer = Timer()

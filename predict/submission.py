@@ -143,3 +143,29 @@ def submission_problems(product_ids, category_ids, index, categories):
         problems.append(f"{int(unknown_category.sum())} rows have a category_id not in "
                         f"{os.path.basename(categories.path)}: {pairs}{more}")
     return problems
+
+
+_EXTENSIONS = (".csv.gz", ".csv", ".gz")
+_VARIANT_TAG = re.compile(r"e\d+\.m\d")
+
+
+def variant_path(output, tag):
+    """OUTPUT with an ensemble tag before its extension: sub.csv, e8.m0 -> sub.e8.m0.csv."""
+    for ext in _EXTENSIONS:
+        if output.endswith(ext):
+            return f"{output[:-len(ext)]}.{tag}{ext}"
+    return f"{output}.{tag}"
+
+
+def variant_tags_beside(path):
+    """The ensemble tags (e.g. e8.m0) of the variant files written beside submission `path`."""
+    directory = os.path.dirname(path) or "."
+    base = os.path.basename(path)
+    for ext in _EXTENSIONS:
+        if base.endswith(ext):
+            stem, suffix = base[:-len(ext)], ext
+            break
+    else:
+        stem, suffix = base, ""
+    pattern = re.compile(re.escape(stem + ".") + r"(e\d+\.m\d)" + re.escape(suffix) + "$")
+    return sorted({m.group(1) for m in map(pattern.match, os.listdir(directory)) if m})

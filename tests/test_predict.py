@@ -9,7 +9,7 @@ from data.md5_dict import HashTable, Md5Dictionary
 from predict import messages, probability
 from predict.predictor import Md5Override, Predictor, make_variants
 from predict.preprocess import fit_to_input, make_views, product_views
-from predict.predict import variant_path
+from predict.submission import variant_path
 from tests.helpers import make_jpeg
 
 
@@ -103,8 +103,8 @@ def test_array_frames_are_checked_against_their_shape():
 def test_variant_paths():
     variants = make_variants(3, [1, 2])
     assert [v.tag for v in variants] == ["e3.m0", "e1.m0", "e1.m1", "e2.m0", "e2.m1"]
-    assert variant_path("out/sub.csv", variants[3]) == "out/sub.e2.m0.csv"
-    assert variant_path("sub.csv.gz", variants[2]) == "sub.e1.m1.csv.gz"
+    assert variant_path("out/sub.csv", variants[3].tag) == "out/sub.e2.m0.csv"
+    assert variant_path("sub.csv.gz", variants[2].tag) == "sub.e1.m1.csv.gz"
 
 
 # ---- the predictor with stand-in models -----------------------------------------------

@@ -92,13 +92,24 @@ def test_wrong_channel_order_is_visible(colour_run):
 
 
 def test_shards_merge_into_the_full_run(colour_run):
+    """Sharded prediction (as on several machines), merged, equals the unsharded run row for row,
+    for the main output and every ensemble output."""
     out = colour_run["dir"]
-    predict.main(predict_args(colour_run, out / "full.csv", "--multi-view", "0"))
+    extra = ["--multi-view", "0", "--ensembles", "1"]
+    predict.main(predict_args(colour_run, out / "full.csv", *extra))
     for i in range(3):
-        predict.main(predict_args(colour_run, out / f"shard{i}.csv", "--multi-view", "0", "--shard", f"{i}/3"))
-    assert merge_shards.main(["--bson", colour_run["bson"], "--output", str(out / "merged.csv"),
+        predict.main(predict_args(colour_run, out / f"shard{i}.csv", *extra, "--shard", f"{i}/3"))
+    assert merge_shards.main(["--bson", colour_run["bson"], "--output", str(out / "merged.csv"), "--variants",
                               *(str(out / f"shard{i}.csv") for i in (2, 0, 1))]) == 0
-    assert (out / "merged.csv").read_text() == (out / "full.csv").read_text()
+    for name in ("merged.csv", "merged.e1.m0.csv", "merged.e1.m1.csv"):
+        full = name.replace("merged", "full")
+        assert (out / name).read_text() == (out / full).read_text()
+    # a variant missing beside one shard is named
+    os.remove(out / "shard1.e1.m1.csv")
+    with pytest.raises(Exception, match="e1.m1 is missing beside .*shard1.csv"):
+        merge_shards.main(["--bson", colour_run["bson"], "--output", str(out / "again.csv"), "--variants",
+                           *(str(out / f"shard{i}.csv") for i in range(3))])
+    assert not (out / "again.csv").exists()
 
 
 def test_cut_and_existing_output(colour_run):
