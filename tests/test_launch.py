@@ -100,6 +100,26 @@ def test_each_worker_reads_its_own_part(colour_rec):
     assert seen == [6, 6]  # 96 images: 48 per worker, 6 batches of 8
 
 
+def test_workers_run_equal_batches_every_epoch(tmp_path):
+    """857 images in 2 parts of 429 and 428: ImageRecordIter alone gives the two workers 14, 13, 14,
+    13, 14 and 14, 13, 14, 13, 13 batches in epochs 1-5, and under dist_sync the worker with the
+    extra batch waits forever for the other's push. Each must run exactly ceil(857 / 2 / 32) = 14."""
+    csv_path = write_category_csv(tmp_path / "c.csv", [1000000000 + c for c in range(NUM_CLASSES)])
+    bson_path = write_bson(tmp_path / "t.bson", colour_products(NUM_CLASSES, 215, size=8)[:857])
+    rec = str(tmp_path / "t.rec")
+    bson2rec.main(["--bson", bson_path, "--out-rec", rec, "--category-csv", csv_path])
+    args = train_model.build_parser().parse_args(
+        ["--symbol", "densenet-41", "--data-train", rec, "--image-shape", "3,8,8", "--batch-size", "32",
+         "--data-nthreads", "1"])
+    for rank in (0, 1):
+        train, _ = get_iterators(args, types.SimpleNamespace(num_workers=2, rank=rank))
+        counts = []
+        for _ in range(5):
+            train.reset()
+            counts.append(sum(1 for _ in train))
+        assert counts == [14] * 5
+
+
 def test_hostfile_and_ssh_command(tmp_path):
     hostfile = tmp_path / "hosts"
     hostfile.write_text("# cluster\nnode1\nnode2:2222\n\n")

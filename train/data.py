@@ -5,6 +5,7 @@ decoding and augmentation in C++ threads). `--benchmark 1` swaps in synthetic
 batches to measure compute alone.
 """
 import logging
+import math
 import os
 
 import mxnet as mx
@@ -170,6 +171,13 @@ class CountedIter(mx.io.DataIter):
                                provide_data=self.provide_data, provide_label=self.provide_label)
 
 
+def updates_per_epoch(args, kv):
+    """Batches one worker runs per epoch: its share of the images, the last batch rounded up."""
+    workers = kv.num_workers if kv is not None else 1
+    num_examples = args.num_examples if args.num_examples > 0 else count_records(args.data_train)
+    return max(1, math.ceil(num_examples / workers / args.batch_size))
+
+
 def get_iterators(args, kv=None):
     """(train, val) iterators; val is None without --data-val."""
     if args.benchmark:
@@ -179,6 +187,11 @@ def get_iterators(args, kv=None):
     if not args.data_train:
         raise UserError("--data-train is required (or --benchmark 1)")
     train = _rec_iter(args, args.data_train, True, kv)
+    if kv is not None and kv.num_workers > 1:
+        # Workers' parts can differ by an image, and with round_batch each part's batches per
+        # epoch drift differently (14, 13, 14, 13, 14 vs 14, 13, 14, 13, 13); under dist_sync the
+        # worker with the extra batch then waits forever. Every worker runs exactly its share.
+        train = mx.io.ResizeIter(train, updates_per_epoch(args, kv))
     val = None
     if args.data_val:  # every worker scores the whole validation set
         val = CountedIter(_rec_iter(args, args.data_val, False, None), count_records(args.data_val))

@@ -6,7 +6,6 @@ at `load_epoch * updates_per_epoch`, so a resumed run follows exactly the
 schedule of an uninterrupted one.
 """
 import logging
-import math
 import os
 import time
 
@@ -14,7 +13,7 @@ import mxnet as mx
 import numpy as np
 
 from data.common import UserError
-from train.data import count_records, get_iterators
+from train.data import count_records, get_iterators, updates_per_epoch
 from train.lr_schedule import EpochStepScheduler, lr_at_epoch
 from train.metrics_log import EpochRecorder
 
@@ -62,12 +61,6 @@ def step_epochs(args):
         return sorted(int(e) for e in args.lr_step_epochs.split(","))
     except ValueError:
         raise UserError(f"--lr-step-epochs {args.lr_step_epochs}: expected epochs such as 10,13") from None
-
-
-def updates_per_epoch(args, kv):
-    """Batches one worker runs per epoch: the iterator rounds the last batch up (round_batch)."""
-    workers = kv.num_workers if kv is not None else 1
-    return max(1, math.ceil(args.num_examples / workers / args.batch_size))
 
 
 def make_optimizer(args, epoch_updates, begin_epoch, sync_workers=1):
