@@ -138,6 +138,16 @@ def test_hostfile_and_ssh_command(tmp_path):
     assert remote.endswith("python -m train.train_model --lr 1e-4")
 
 
+def test_a_hung_run_is_stopped(tmp_path):
+    """Workers alive but silent (as in a ps-lite hang) for longer than --stall-timeout."""
+    start = time.monotonic()
+    process = run_launcher(["-n", "2", "-s", "1", "--launcher", "local", "--log-dir", str(tmp_path / "logs"),
+                            "--stall-timeout", "3", "--", sys.executable, "-c", "import time; time.sleep(120)"])
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 2 and "no worker wrote to its log for 3 s" in stderr
+    assert time.monotonic() - start < 30
+
+
 def test_launcher_refuses_bad_arguments(tmp_path):
     with pytest.raises(Exception, match="no worker command"):
         launch.main(["-n", "2", "--log-dir", str(tmp_path)])

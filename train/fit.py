@@ -222,5 +222,10 @@ def fit(args, symbol, arg_params=None, aux_params=None, allow_missing=False):
                                    recorder.batch_end],
                epoch_end_callback=epoch_end, eval_end_callback=recorder.eval_end)
     recorder.finish()
+    if kv is not None and "dist" in kv.type:
+        # Every worker finishes all its work before any starts shutting the kvstore down: a worker
+        # still waiting on the servers while another entered ps-lite's exit barrier hung at exit.
+        mx.nd.waitall()
+        kv._barrier()
     recorder.module, recorder.kvstore = module, kv  # for callers that inspect the trained state
     return recorder

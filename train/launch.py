@@ -129,10 +129,18 @@ class Launch:
         for _, process, _ in self.processes:  # descendants left in a group whose leader is gone
             _signal_group(process, signal.SIGKILL)
 
-    def wait(self, poll_seconds=0.2):
+    def wait(self, poll_seconds=0.2, stall_seconds=0):
         workers = [(n, p, f) for n, p, f in self.processes if n.startswith("worker")]
         workers_done_at = None
+        last_output, last_size = time.monotonic(), -1
         while True:
+            if stall_seconds:  # a hang (e.g. in ps-lite) shows as logs that stop growing
+                size = sum(_size(f) for _, _, f in workers)
+                if size != last_size:
+                    last_output, last_size = time.monotonic(), size
+                elif time.monotonic() - last_output > stall_seconds:
+                    raise UserError(f"no worker wrote to its log for {stall_seconds:.0f} s: stopping the run "
+                                    f"as hung (--stall-timeout); logs in {self.log_dir}")
             for name, process, path in self.processes:
                 code = process.poll()
                 if code is not None and code != 0:
@@ -158,6 +166,13 @@ def _signal_group(process, sig):
         pass
 
 
+def _size(path):
+    try:
+        return os.path.getsize(path)
+    except OSError:
+        return 0
+
+
 def _last_line(path):
     try:
         with open(path, "rb") as fh:
@@ -180,6 +195,9 @@ def build_parser():
                         help="this machine's address the others reach (ssh; default: found from the route)")
     parser.add_argument("--interface", default=None, help="DMLC_INTERFACE, e.g. eth0 (local: lo)")
     parser.add_argument("--log-dir", default="launch_logs", help="one log file per process here")
+    parser.add_argument("--stall-timeout", type=float, default=3600,
+                        help="stop the run when no worker log grows for this many seconds (0: never); "
+                             "keep it above the time between two log lines (--disp-batches)")
     parser.add_argument("command", nargs=argparse.REMAINDER, help="-- then the worker command")
     return parser
 
@@ -228,7 +246,7 @@ def main(argv=None):
             start(f"server {i}", "server", i, PS_COMMAND)
         for i in range(args.num_workers):
             start(f"worker {i}", "worker", i, command)
-        code = launch.wait()
+        code = launch.wait(stall_seconds=args.stall_timeout)
         log.info("distributed run finished; logs in %s", args.log_dir)
         return code
     finally:
