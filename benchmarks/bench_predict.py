@@ -21,6 +21,7 @@ import time
 import mxnet as mx
 import numpy as np
 
+from benchmarks.report import print_tables
 from data.make_demo_data import generate_demo_dataset
 from predict import predict
 from predict.models import Model, contexts, normaliser
@@ -118,11 +119,7 @@ def main(argv=None):
         lines.append(f"| {num_procs} | {statistics.median(speeds):,.1f} |")
         print(lines[-1], flush=True)
     tables.append("\n".join(lines))
-    print()
-    print("\n\n".join(tables))
-    if args.markdown:
-        with open(args.markdown, "w") as fh:
-            fh.write("\n\n".join(tables) + "\n")
+    print_tables(tables, args.markdown)
     return 0
 
 

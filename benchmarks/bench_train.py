@@ -24,6 +24,7 @@ import time
 import mxnet as mx
 import numpy as np
 
+from benchmarks.report import print_tables
 from data import bson2rec
 from data.make_demo_data import generate_demo_dataset
 from train import symbols, train_model
@@ -169,11 +170,8 @@ def main(argv=None):
             lines.append(f"| {network} | {forward_backward_speed(network):.2f} |")
             print(lines[-1], flush=True)
         tables.append("\n".join(lines))
-    print(f"\ntotal {time.perf_counter() - started:.0f} s\n")
-    print("\n\n".join(tables))
-    if args.markdown:
-        with open(args.markdown, "w") as fh:
-            fh.write("\n\n".join(tables) + "\n")
+    print(f"\ntotal {time.perf_counter() - started:.0f} s")
+    print_tables(tables, args.markdown)
     return 0
 
 
