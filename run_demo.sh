@@ -79,7 +79,8 @@ step "7/10 train $MODEL_2 on DATASET_A"
 train model2 "$MODEL_2" "$EPOCHS_2"
 
 step "8/10 fine-tune: $MODEL_1 from model 1's checkpoint, new classifier"
-train finetune "$MODEL_1" "$FINETUNE_EPOCHS" --params "$MODEL_DIR/model1/model1-$(printf %04d "$EPOCHS_1").params"
+train finetune "$MODEL_1" "$FINETUNE_EPOCHS" --params "$MODEL_DIR/model1/model1-$(printf %04d "$EPOCHS_1").params" \
+  --ignore-arg-names fc_weight,fc_bias   # keep the features, start a new classifier
 
 step "9/10 predict test.bson: one model vs the ensemble, without and with flip TTA and the MD5 override"
 mkdir -p "$SUB_DIR"
