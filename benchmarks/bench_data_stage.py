@@ -7,14 +7,24 @@ the same input (the physical limit: GNU cp copies with copy_file_range, in the
 kernel, with no interpreter to start). The input is a demo `train.bson` of at least
 300 MB generated once into the work dir by `data.make_demo_data` and reused.
 
-Every measurement runs with the page cache warm (the input is read just before),
-on fresh outputs, and is repeated; the table gives medians. The offset index of
-the BSON is cached beside it, so the first-run cost is reported on its own rows:
-building the index, and split with a cold index (build + split).
+By default every measurement runs with the page cache warm (the input is read just
+before), on fresh outputs, and is repeated; the table gives medians. The offset
+index of the BSON is cached beside it, so the first-run cost is reported on its own
+rows: building the index, and split with a cold index (build + split).
 
-Run from the repository root:  python -m benchmarks.bench_data_stage
+With --cold, the page cache is cold instead, as it is for the real 58 GB train.bson,
+which never fits in memory: before every run (of cp, ours and naive alike) all
+dirty data is written back (sync) and every file of the work dir (the input, its
+index cache, category_names.csv and any existing outputs) is dropped from the page
+cache with posix_fadvise(POSIX_FADV_DONTNEED), which needs no root. That the drop
+worked is checked with mincore(2) before every run and, once at the start, by
+timing a read of the input warm and after the drop. A "cp + sync of the copy" row
+is added: cp leaves its copy in the page cache, while our commands fsync theirs.
+
+Run from the repository root:  python -m benchmarks.bench_data_stage [--cold]
 """
 import argparse
+import ctypes
 import dataclasses
 import os
 import re
@@ -86,6 +96,82 @@ def warm_page_cache(path):
             pass
 
 
+def evict_page_cache(paths):
+    """Write back all dirty data, then drop `paths` from the page cache (no root needed).
+
+    DONTNEED does not drop dirty pages, hence the sync first (it also keeps the
+    write-back of the previous run's outputs out of the next measured run).
+    """
+    os.sync()
+    for path in paths:
+        if os.path.isfile(path):
+            fd = os.open(path, os.O_RDONLY)
+            try:
+                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+            finally:
+                os.close(fd)
+
+
+def resident_fraction(path):
+    """Fraction of `path`'s pages in the page cache, by mincore(2) over a mapping that is
+    never touched (so it reads nothing and adds nothing to this process's RSS); None if
+    mincore cannot be used here."""
+    size = os.path.getsize(path)
+    if size == 0:
+        return 0.0
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.mmap.restype = ctypes.c_void_p
+        libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int,
+                              ctypes.c_long]
+        libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+        libc.mincore.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_char_p]
+    except (OSError, AttributeError):
+        return None
+    page = os.sysconf("SC_PAGE_SIZE")
+    pages = (size + page - 1) // page
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        addr = libc.mmap(None, size, 1, 1, fd, 0)  # PROT_READ, MAP_SHARED
+        if addr is None or addr == ctypes.c_void_p(-1).value:
+            return None
+        try:
+            vec = ctypes.create_string_buffer(pages)
+            if libc.mincore(addr, size, vec) != 0:
+                return None
+            return sum(b & 1 for b in vec.raw[:pages]) / pages
+        finally:
+            libc.munmap(addr, size)
+    finally:
+        os.close(fd)
+
+
+def timed_read(path):
+    start = time.perf_counter()
+    warm_page_cache(path)
+    return time.perf_counter() - start
+
+
+def check_eviction(path, all_paths):
+    """Read `path` warm, drop it, read it again: (verified, description)."""
+    warm_page_cache(path)
+    warm_before = resident_fraction(path)
+    warm_s = timed_read(path)
+    evict_page_cache(all_paths)
+    after = resident_fraction(path)
+    cold_s = timed_read(path)
+    size = os.path.getsize(path)
+    pct = lambda f: "unknown (mincore unavailable)" if f is None else f"{100 * f:.1f}%"  # noqa: E731
+    description = (f"resident after a read {pct(warm_before)}, after the drop {pct(after)} (mincore); "
+                   f"reading it took {warm_s:.2f} s warm ({size / MB / warm_s:.0f} MB/s) and {cold_s:.2f} s "
+                   f"after the drop ({size / MB / cold_s:.0f} MB/s), {cold_s / warm_s:.1f}x as long")
+    if after is not None:
+        verified = after < 0.01 and (warm_before is None or warm_before > 0.99)
+    else:
+        verified = cold_s > 3 * warm_s
+    return verified, description
+
+
 def remove(paths):
     for path in paths:
         if os.path.exists(path):
@@ -112,7 +198,7 @@ def ensure_dataset(work_dir, num_products, num_categories, seed):
     return bson_path, csv_path
 
 
-def build_cases(bson_path, csv_path, work_dir):
+def build_cases(bson_path, csv_path, work_dir, cold=False):
     py = [sys.executable, "-m"]
     out = lambda name: os.path.join(work_dir, name)  # noqa: E731
     index_cache = bson_path + ".index.npz"
@@ -124,6 +210,9 @@ def build_cases(bson_path, csv_path, work_dir):
                       "--save-val-bson", split_out[1], "--force"]
     return [
         Case("cp of the input", "cp", ["cp", bson_path, out("cp_copy.bson")], [out("cp_copy.bson")]),
+        *([Case("cp + sync of the copy", "cp",
+                ["sh", "-c", 'cp "$0" "$1" && sync "$1"', bson_path, out("cp_copy.bson")],
+                [out("cp_copy.bson")])] if cold else []),
         Case("python imports (numpy, bson, mxnet)", "-",
              [sys.executable, "-c", "import numpy, tqdm, bson, mxnet"], []),
         Case("index build (first run only)", "ours",
@@ -192,6 +281,9 @@ def build_parser():
     parser.add_argument("--seed", type=int, default=0, help="seed of the data generator")
     parser.add_argument("--repeats", type=int, default=3, help="runs of each measurement (medians reported)")
     parser.add_argument("--markdown", default=None, metavar="OUT.md", help="also write the results as markdown")
+    parser.add_argument("--cold", action="store_true",
+                        help="page cache cold: sync and drop the input, its index and all outputs from the page "
+                             "cache before every run (posix_fadvise DONTNEED), instead of reading the input first")
     return parser
 
 
@@ -202,19 +294,42 @@ def main(argv=None):
     input_size = os.path.getsize(bson_path)
     log_dir = os.path.join(work_dir, "logs")
     os.makedirs(log_dir, exist_ok=True)
-    cases = build_cases(bson_path, csv_path, work_dir)
+    cases = build_cases(bson_path, csv_path, work_dir, cold=args.cold)
+    work_files = lambda: [os.path.join(work_dir, n) for n in sorted(os.listdir(work_dir))]  # noqa: E731
 
+    if args.cold:
+        verified, check = check_eviction(bson_path, work_files())
+        print(f"eviction check of {bson_path}: {check}"
+              + ("" if verified else "\nWARNING: the page cache was NOT emptied; the runs are not cold"), flush=True)
+    resident_max = 0.0
     for repeat in range(args.repeats):
         for case in cases:
             remove(case.stale)
-            warm_page_cache(bson_path)
+            if args.cold:
+                evict_page_cache(work_files())
+                fraction = resident_fraction(bson_path)
+                resident_max = None if fraction is None or resident_max is None else max(resident_max, fraction)
+            else:
+                warm_page_cache(bson_path)
             case.runs.append(measure(case.argv, os.path.join(log_dir, f"{case.slug}.log")))
             m = case.runs[-1]
             print(f"[{repeat + 1}/{args.repeats}] {case.command} ({case.variant}): {m.wall_s:.2f} s, "
                   f"rchar {m.rchar / MB:.0f} MB, peak RSS {m.max_rss / MB:.0f} MB", flush=True)
 
-    report = [f"Input: `{os.path.basename(bson_path)}`, {input_size / MB:.1f} MB, page cache warm; "
-              f"medians of {args.repeats} runs on {os.cpu_count()} CPUs. rchar counts every read() of the "
+    if args.cold:
+        at_start = ("unknown (mincore unavailable)" if resident_max is None
+                    else f"at most {100 * resident_max:.1f}% of the input was resident (mincore)")
+        verified = verified and resident_max is not None and resident_max < 0.01
+        cache = "page cache COLD"
+        details = ("Before every run: `sync`, then the input, its index cache, category_names.csv and every "
+                   "output dropped from the page cache (posix_fadvise DONTNEED); Python's own modules stay "
+                   f"cached. At the start of a run {at_start}. Eviction check of the input: {check}. "
+                   + ("Eviction verified. " if verified else
+                      "WARNING: eviction NOT verified; these runs may not be cold. "))
+    else:
+        cache, details = "page cache warm", ""
+    report = [f"Input: `{os.path.basename(bson_path)}`, {input_size / MB:.1f} MB, {cache}; "
+              f"medians of {args.repeats} runs on {os.cpu_count()} CPUs. {details}rchar counts every read() of the "
               "process, including the interpreter's imports (see the `python imports` row); peak RSS has a "
               "floor of about 10 MB, the benchmark process's own (`cp` row).",
               "", format_table(cases, input_size), "", "Targets:", ""]
