@@ -196,10 +196,10 @@ def test_two_runs_at_once_do_not_collide(colour_run):
     assert sorted(got[id(first)]) == list(range(count)) == sorted(got[id(second)])
 
 
-def _start_cli(run, output, **popen):
+def _start_cli(run, output, extra=(), **popen):
     command = [sys.executable, "-m", "predict.predict", "--bson", run["bson"], "--csv", run["csv"],
                "--symbol", run["symbol"], "--params", run["params"], "--data-shape", "3,8,8",
-               "--batch-size", "4", "--num-procs", "2", "--output", str(output)]
+               "--batch-size", "4", "--num-procs", "2", "--output", str(output), *extra]
     return subprocess.Popen(command, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             **popen)
 
@@ -215,7 +215,10 @@ def _wait_for_children(pid, count, timeout=60):
 
 
 def test_ctrl_c_stops_every_process(long_run):
-    process = _start_cli(long_run, long_run["dir"] / "sub.csv", start_new_session=True)
+    # A shell's background jobs start with SIGINT ignored, and Python keeps it so: restore the
+    # terminal's default so that the test behaves the same in any runner.
+    process = _start_cli(long_run, long_run["dir"] / "sub.csv", start_new_session=True,
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     children = _wait_for_children(process.pid, 3)  # reader + 2 workers
     time.sleep(0.5)
     os.killpg(process.pid, signal.SIGINT)  # what the terminal does on Ctrl-C
