@@ -84,10 +84,13 @@ def atomic_outputs(*paths):
                     os.fsync(fh.fileno())
         for t, p in zip(temps, paths):
             os.replace(t, p)
-    except BaseException:
+    except BaseException as exc:
         for t in temps:
             with contextlib.suppress(FileNotFoundError):
                 os.remove(t)
+        if isinstance(exc, OSError) and not exc.filename and exc.errno:
+            # a failed write (disk full) carries no file name: name the outputs being written
+            raise OSError(exc.errno, f"{exc.strerror} while writing it", " and ".join(paths)) from exc
         raise
 
 
