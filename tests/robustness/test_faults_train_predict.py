@@ -1,0 +1,75 @@
+"""Faults in training and prediction: SIGKILL of training mid-epoch then --load-epoch; a killed
+prediction re-runs to completion; a full disk while writing the submission."""
+import csv
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import mxnet as mx
+import pytest
+
+from tests.conftest import REPO_ROOT
+from tests.robustness.test_faults import limited_writes
+from tests.test_predict_pipeline import _start_cli, _wait_for_children
+from tests.test_predict_pipeline import colour_run, long_run  # noqa: F401 - fixtures, used by name
+from tests.test_train import colour_rec, resnet18, train_argv  # noqa: F401 - fixtures, used by name
+
+
+def read_rows(prefix):
+    with open(f"{prefix}-metrics.csv", newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def test_training_killed_mid_epoch_resumes_on_schedule(colour_rec, resnet18, tmp_path):  # noqa: F811
+    symbol, params = resnet18
+    prefix = str(tmp_path / "m" / "m")
+    argv = train_argv(colour_rec, prefix, symbol, params, epochs=3)
+    process = subprocess.Popen([sys.executable, "-m", "train.train_model", *argv], cwd=REPO_ROOT,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not os.path.exists(f"{prefix}-0001.params") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.5)  # into epoch 2
+    assert process.poll() is None, "training ended before it could be killed"
+    process.send_signal(signal.SIGKILL)
+    process.communicate()
+    assert not os.path.exists(f"{prefix}-0003.params")
+    done = sorted(f for f in os.listdir(tmp_path / "m") if f.endswith(".params"))
+    for name in done:  # checkpoints appear whole or not at all
+        assert mx.nd.load(str(tmp_path / "m" / name))
+    last = max(int(f[-11:-7]) for f in done)
+    resumed = subprocess.run([sys.executable, "-m", "train.train_model", *argv, "--load-epoch", str(last)],
+                             cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    rows = read_rows(prefix)
+    assert [int(r["epoch"]) for r in rows] == [1, 2, 3]
+    assert [float(r["lr"]) for r in rows] == pytest.approx([0.001, 0.001, 0.0001])  # as if never stopped
+    assert os.path.exists(f"{prefix}-0003.params")
+
+
+def test_a_killed_prediction_reruns_to_completion(long_run):  # noqa: F811
+    output = long_run["dir"] / "sub.csv"
+    process = _start_cli(long_run, output, extra=["--cut", "3000"])
+    children = _wait_for_children(process.pid, 3)
+    process.kill()
+    process.communicate()
+    assert not output.exists() and children
+    again = _start_cli(long_run, output, extra=["--cut", "3000"])
+    _, stderr = again.communicate(timeout=120)
+    assert again.returncode == 0, stderr[-2000:]
+    assert len(output.read_text().splitlines()) == 3001
+
+
+def test_a_full_disk_while_writing_the_submission(colour_run):  # noqa: F811
+    output = colour_run["dir"] / "sub.csv"
+    command = [sys.executable, "-m", "predict.predict", "--bson", colour_run["bson"], "--csv", colour_run["csv"],
+               "--symbol", colour_run["symbol"], "--params", colour_run["params"], "--data-shape", "3,32,32",
+               "--num-procs", "1", "--output", str(output)]
+    process = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=120,
+                             preexec_fn=limited_writes(300))
+    assert process.returncode == 2
+    last = process.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"error: {output}") and "File too large" in last, last
+    assert [p for p in os.listdir(colour_run["dir"]) if p.startswith(("sub", ".sub"))] == []
