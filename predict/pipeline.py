@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 
 TRANSPORTS = ("ipc", "tcp")
 _STOP_SECONDS = 5  # a stopped child gets this long before SIGKILL
+_IPC_PATH_MAX = 100  # sockaddr_un holds 107 bytes
 
 
 class PipelineError(UserError):
@@ -89,6 +90,12 @@ class Pipeline:
 
     def _open(self):
         self._tmp = tempfile.mkdtemp(prefix="cdiscount-predict-")
+        if self.transport == "ipc" and len(os.path.join(self._tmp, "products")) > _IPC_PATH_MAX:
+            # a socket path must fit sockaddr_un (107 bytes): a long TMPDIR falls back to /tmp
+            os.rmdir(self._tmp)
+            self._tmp = tempfile.mkdtemp(prefix="cdiscount-predict-", dir="/tmp")
+            if len(os.path.join(self._tmp, "products")) > _IPC_PATH_MAX:
+                raise UserError(f"{self._tmp}: too long for ipc:// sockets; use --transport tcp")
         os.chmod(self._tmp, 0o700)  # ipc sockets are files: only this user reaches them
         self._context = zmq.Context()
         self._control = self._context.socket(zmq.PULL)
