@@ -158,13 +158,14 @@ def long_run(tmp_path):
     return {"bson": bson_path, "csv": csv_path, "symbol": symbol, "params": params, "dir": tmp_path}
 
 
-def test_a_killed_worker_ends_the_run_with_a_message(long_run):
+@pytest.mark.parametrize("victim", ["worker 2", "reader"])
+def test_a_killed_process_ends_the_run_with_a_message(long_run, victim):
     with Pipeline(long_run["bson"], 0, 40000, 2, (3, 8, 8), 1) as pipeline:
         pids = [p.pid for p in pipeline.processes.values()]
         pipeline.receive()
-        os.kill(pipeline.processes["worker 2"].pid, signal.SIGKILL)
+        os.kill(pipeline.processes[victim].pid, signal.SIGKILL)
         start = time.monotonic()
-        with pytest.raises(PipelineError, match=r"worker 2 \(pid \d+\) killed by SIGKILL"):
+        with pytest.raises(PipelineError, match=rf"{victim} \(pid \d+\) killed by SIGKILL"):
             while time.monotonic() - start < 20:
                 pipeline.receive()
         assert time.monotonic() - start < 5
