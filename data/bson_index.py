@@ -96,6 +96,12 @@ class _PositionedReader:
         raise _Corrupt("element name runs past the end of its document")
 
 
+def _shown_name(name, most=40):
+    """An element name from a damaged file, safe for a one-line message: escaped and shortened."""
+    shown = repr(name[:most])[1:]  # b'...' -> '...' with control bytes escaped
+    return shown + ("..." if len(name) > most else "")
+
+
 def _int_value(kind, raw):
     if kind == 0x10:
         return _INT32.unpack(raw)[0]
@@ -141,7 +147,7 @@ def _elements(reader, start, length):
         name = reader.get(pos + 1, name_end - pos - 2)
         size = _value_size(reader, kind, name_end, end)
         if size < 0 or name_end + size > end:
-            raise _Corrupt(f"element '{name.decode('latin-1')}' runs past the end of its document")
+            raise _Corrupt(f"element {_shown_name(name)} runs past the end of its document")
         yield kind, name, name_end, size
         pos = name_end + size
 

@@ -1,5 +1,5 @@
-"""Seeded mutation fuzzing of the BSON reader and index: random flips, truncations, insertions and
-length-prefix edits of Kaggle's real sample file. Every outcome must be a clean index or the
+"""Seeded fuzzing of the BSON reader and index: random files, and random flips, truncations,
+insertions and length-prefix edits of Kaggle's real sample file. Every outcome must be a clean index or the
 documented error (BsonFormatError, a one-line UserError naming the file and byte offset)."""
 import logging
 import os
@@ -18,7 +18,12 @@ SECONDS = float(os.environ.get("FUZZ_SECONDS", "8"))  # bounded: CI runs it on e
 
 def mutate(data, rng):
     data = bytearray(data)
-    kind = rng.integers(6)
+    kind = rng.integers(7)
+    if kind == 6:  # not BSON at all: random bytes, sometimes starting with a plausible length
+        noise = rng.integers(0, 256, rng.integers(1, 4096), dtype=np.uint8).tobytes()
+        if rng.integers(2):
+            noise = struct.pack("<i", len(noise)) + noise[4:]
+        return noise
     if kind == 0:  # flip a few bytes
         for at in rng.integers(0, len(data), rng.integers(1, 8)):
             data[at] = rng.integers(256)
