@@ -26,7 +26,7 @@ import struct
 import numpy as np
 from tqdm import tqdm
 
-from data.common import UserError
+from data.common import UserError, atomic_outputs
 
 log = logging.getLogger(__name__)
 
@@ -378,17 +378,14 @@ class BsonIndex:
         cache = self.cache_path(self.path)
         meta = {"version": INDEX_VERSION, "size": stat.st_size, "mtime_ns": stat.st_mtime_ns,
                 "skipped": [list(s) for s in self.skipped]}
-        tmp = f"{cache}.tmp-{os.getpid()}.npz"
         try:
             os.makedirs(os.path.dirname(cache), exist_ok=True)
-            np.savez(tmp, products=self.products, image_offset=self.image_offset,
-                     image_length=self.image_length,
-                     meta=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8))
-            os.replace(tmp, cache)
-        except OSError as exc:  # a cache we cannot write only costs a rebuild next time
+            with atomic_outputs(cache) as (tmp,), open(tmp, "wb") as fh:
+                np.savez(fh, products=self.products, image_offset=self.image_offset,
+                         image_length=self.image_length,
+                         meta=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8))
+        except (OSError, ValueError) as exc:  # a cache we cannot write only costs a rebuild next time
             log.warning("could not write index cache %s: %s", cache, exc)
-            if os.path.exists(tmp):
-                os.remove(tmp)
 
     # ---- queries ----------------------------------------------------------------
     def __len__(self):

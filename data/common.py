@@ -58,24 +58,54 @@ def check_input_file(path, what="input"):
         raise UserError(f"{path}: {what} file not found")
 
 
-def temp_name(path):
-    """Name an output is written under until it is complete."""
+def temp_name(path, suffix=""):
+    """Name an output is written under until it is complete (`suffix`: an extension some writers need)."""
     directory, base = os.path.split(os.path.abspath(path))
-    return os.path.join(directory, f".{base}.tmp-{os.getpid()}")
+    return os.path.join(directory, f".{base}.tmp-{os.getpid()}{suffix}")
+
+
+def remove_stale_temps(path):
+    """Remove temporary files of `path` left by runs that were killed (their process is gone)."""
+    directory, base = os.path.split(os.path.abspath(path))
+    prefix = f".{base}.tmp-"
+    try:
+        names = [n for n in os.listdir(directory) if n.startswith(prefix)]
+    except OSError:
+        return
+    for name in names:
+        pid = name[len(prefix):].split(".", 1)[0]
+        if not pid.isdigit() or _alive(int(pid)):
+            continue
+        with contextlib.suppress(OSError):
+            os.remove(os.path.join(directory, name))
+            log.info("removed %s, left by an interrupted run", os.path.join(directory, name))
+
+
+def _alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 @contextlib.contextmanager
-def atomic_outputs(*paths):
+def atomic_outputs(*paths, keep_suffix=False):
     """Yield temporary names for `paths`; rename them all into place only if the block succeeds.
 
     On any exception the temporary files are removed and nothing appears under the
     final names, so an interrupted or failed run never leaves a partial output.
+    Temporary files of earlier runs that were killed are removed first.
     """
-    temps = [temp_name(p) for p in paths]
+    temps = [temp_name(p, os.path.splitext(p)[1] if keep_suffix else "") for p in paths]
     for p in paths:
         parent = os.path.dirname(os.path.abspath(p))
         if not os.path.isdir(parent):
             raise UserError(f"{p}: output directory {parent} does not exist")
+    for p in paths:
+        remove_stale_temps(p)
     try:
         yield temps
         for t in temps:

@@ -12,7 +12,7 @@ import time
 import mxnet as mx
 import numpy as np
 
-from data.common import UserError
+from data.common import UserError, atomic_outputs
 from train.data import count_records, get_iterators, updates_per_epoch
 from train.lr_schedule import EpochStepScheduler, lr_at_epoch
 from train.metrics_log import EpochRecorder
@@ -97,13 +97,11 @@ def checkpoint_paths(prefix, epoch):
 def save_checkpoint(prefix, epoch, symbol, arg_params, aux_params):
     """PREFIX-symbol.json and PREFIX-%04d.params, each written to a temporary name then renamed."""
     symbol_path, params_path = checkpoint_paths(prefix, epoch)
-    tmp_symbol, tmp_params = f"{symbol_path}.tmp-{os.getpid()}", f"{params_path}.tmp-{os.getpid()}"
-    symbol.save(tmp_symbol)
     saved = {f"arg:{k}": v.as_in_context(mx.cpu()) for k, v in arg_params.items()}
     saved.update({f"aux:{k}": v.as_in_context(mx.cpu()) for k, v in aux_params.items()})
-    mx.nd.save(tmp_params, saved)
-    os.replace(tmp_symbol, symbol_path)
-    os.replace(tmp_params, params_path)
+    with atomic_outputs(symbol_path, params_path) as (tmp_symbol, tmp_params):
+        symbol.save(tmp_symbol)
+        mx.nd.save(tmp_params, saved)
     log.info("saved checkpoint %s", params_path)
 
 

@@ -9,6 +9,8 @@ import logging
 import os
 import time
 
+from data.common import atomic_outputs
+
 log = logging.getLogger(__name__)
 
 COLUMNS = ["epoch", "lr", "train_accuracy", "train_top_k_accuracy", "train_cross_entropy",
@@ -91,13 +93,11 @@ class EpochRecorder:
 
 
 def _write_rows(path, rows):
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w", newline="") as fh:
+    with atomic_outputs(path) as (tmp,), open(tmp, "w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=COLUMNS, extrasaction="ignore")
         writer.writeheader()
         for row in rows:
             writer.writerow({k: row.get(k, "") for k in COLUMNS})
-    os.replace(tmp, path)
 
 
 def _read_rows(path):
@@ -137,7 +137,6 @@ def plot_curves(rows, png_path):
     for ax in (ax_acc, ax_loss):
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     fig.tight_layout()
-    tmp = f"{png_path}.tmp-{os.getpid()}.png"
-    fig.savefig(tmp, dpi=90)
+    with atomic_outputs(png_path, keep_suffix=True) as (tmp,):  # savefig picks the format by extension
+        fig.savefig(tmp, dpi=90)
     plt.close(fig)
-    os.replace(tmp, png_path)

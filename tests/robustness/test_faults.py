@@ -94,3 +94,20 @@ def test_sigkill_then_rerun_gives_the_uninterrupted_output(big_demo, tmp_path, n
     for done, redone in zip(outputs, outputs_again):
         with open(done, "rb") as a, open(redone, "rb") as b:
             assert a.read() == b.read(), f"{redone} differs from an uninterrupted run"
+
+
+def test_a_rerun_removes_what_a_killed_run_left(tmp_path):
+    """Temporary files of a killed run (its process gone) are removed by the next write of that output;
+    those of a run still going are left alone."""
+    from data.common import atomic_outputs
+
+    output = tmp_path / "out.csv"
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    stale = tmp_path / f".out.csv.tmp-{int(dead.stdout)}"
+    stale.write_text("partial")
+    running = tmp_path / f".out.csv.tmp-{os.getppid()}"  # a live process: perhaps a concurrent run
+    running.write_text("in progress")
+    with atomic_outputs(str(output)) as (tmp,):
+        with open(tmp, "w") as fh:
+            fh.write("done")
+    assert output.read_text() == "done" and not stale.exists() and running.exists()
