@@ -29,10 +29,12 @@ from data.categories import Categories, default_category_csv
 from data.common import (Timer, UserError, atomic_outputs, check_input_file, check_outputs_free, run_cli)
 from data.md5_dict import Md5Dictionary
 from predict import probability
+from predict.models import load_models, normaliser
 from predict.pipeline import TRANSPORTS, Pipeline
 from predict.predictor import Md5Override, Predictor, make_variants
 from predict.preprocess import MULTI_VIEWS
 from predict.submission import variant_path, write_submission
+from train.data import parse_image_shape, parse_rgb_mean
 
 log = logging.getLogger(__name__)
 
@@ -94,26 +96,6 @@ def product_range(index, shard, cut):
     return start, stop
 
 
-def parse_data_shape(text):
-    try:
-        shape = tuple(int(n) for n in text.split(","))
-    except ValueError:
-        shape = ()
-    if len(shape) != 3 or shape[0] != 3 or min(shape) <= 0:
-        raise UserError(f"--data-shape {text}: expected 3,H,W")
-    return shape
-
-
-def parse_rgb_mean(text):
-    try:
-        values = [float(v) for v in text.split(",")]
-    except ValueError:
-        values = []
-    if len(values) != 3:
-        raise UserError(f"--rgb-mean {text}: expected three numbers R,G,B")
-    return values
-
-
 def accuracy_table(variants, class_ids, labels):
     lines = [f"{'output':<8} {'models':>6} {'product mean':<12} {'accuracy':>9}"]
     for variant, predicted in zip(variants, class_ids):
@@ -146,7 +128,7 @@ def write_category_summary(path, categories, predicted, labels):
 
 def run(args):
     """Everything up to the outputs: check the arguments, load, predict. Returns the run's parts."""
-    data_shape = parse_data_shape(args.data_shape)
+    data_shape = parse_image_shape(args.data_shape, "--data-shape")
     rgb_mean = parse_rgb_mean(args.rgb_mean)
     if args.batch_size < 1:
         raise UserError("--batch-size must be at least 1")
@@ -175,7 +157,6 @@ def run(args):
         md5_override = Md5Override(dictionary, categories, args.md5_dict_type, len(categories))
         log.info("MD5 dictionary %s: %d images (%s)", args.md5_dict, len(dictionary.images), args.md5_dict_type)
 
-    from predict.models import load_models, normaliser  # mxnet: only once the arguments are known good
     models = load_models(args.symbol, args.params, args.batch_size, data_shape, args.gpus, len(categories))
     predictor = Predictor(models, normaliser(rgb_mean, args.rgb_scale), args.batch_size, len(categories), variants,
                           start, num_products, md5_override, args.product_unique_md5)

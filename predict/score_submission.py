@@ -11,20 +11,17 @@ import numpy as np
 
 from data.bson_index import BsonIndex
 from data.common import UserError, run_cli
-from predict.submission import read_submission
+from predict.submission import positions_of, read_submission
 
 log = logging.getLogger(__name__)
 
 
 def accuracy(truth_ids, truth_categories, product_ids, category_ids):
     """(accuracy over the ground-truth products, number of them the submission covers)."""
-    order = np.argsort(product_ids, kind="stable")
-    sorted_ids = product_ids[order]
-    at = np.minimum(np.searchsorted(sorted_ids, truth_ids), len(sorted_ids) - 1) if len(sorted_ids) else None
-    if at is None:
-        return 0.0, 0
-    found = sorted_ids[at] == truth_ids
-    predicted = category_ids[order][at]
+    positions = positions_of(product_ids, truth_ids)
+    found = positions >= 0
+    predicted = np.full(len(positions), -1, dtype=np.int64)
+    predicted[found] = np.asarray(category_ids)[positions[found]]
     correct = found & (predicted == truth_categories)
     return float(correct.mean()) if len(truth_ids) else 0.0, int(found.sum())
 

@@ -92,15 +92,20 @@ def _first(values):
     return shown + (", ..." if len(values) > _SHOW else "")
 
 
-def positions_in_bson(index, product_ids):
-    """Position of each product id in the BSON index (file order), -1 where absent (vectorised)."""
-    bson_ids = index.products["product_id"]
-    query = np.asarray(product_ids, dtype=np.int64)
-    if len(bson_ids) == 0:
+def positions_of(known_ids, query_ids):
+    """Position of each query id in `known_ids`, -1 where absent (vectorised)."""
+    known_ids = np.asarray(known_ids, dtype=np.int64)
+    query = np.asarray(query_ids, dtype=np.int64)
+    if len(known_ids) == 0:
         return np.full(len(query), -1, dtype=np.int64)
-    order = np.argsort(bson_ids, kind="stable")
-    at = np.minimum(np.searchsorted(bson_ids[order], query), len(order) - 1)
-    return np.where(bson_ids[order][at] == query, order[at], -1).astype(np.int64)
+    order = np.argsort(known_ids, kind="stable")
+    at = np.minimum(np.searchsorted(known_ids[order], query), len(order) - 1)
+    return np.where(known_ids[order][at] == query, order[at], -1).astype(np.int64)
+
+
+def positions_in_bson(index, product_ids):
+    """Position of each product id in the BSON index (file order), -1 where absent."""
+    return positions_of(index.products["product_id"], product_ids)
 
 
 def duplicated_ids(product_ids):

@@ -52,21 +52,34 @@ def add_data_aug_args(parser):
     return aug
 
 
-def image_shape(args):
+def parse_image_shape(text, flag="--image-shape"):
+    """C,H,W of a network-input flag (training's --image-shape, prediction's --data-shape)."""
     try:
-        shape = tuple(int(v) for v in args.image_shape.split(","))
+        shape = tuple(int(v) for v in text.split(","))
     except ValueError:
         shape = ()
-    if len(shape) != 3:
-        raise UserError(f"--image-shape {args.image_shape}: expected C,H,W such as 3,180,180")
+    if len(shape) != 3 or shape[0] != 3 or min(shape) <= 0:
+        raise UserError(f"{flag} {text}: expected 3,H,W such as 3,180,180")
     return shape
 
 
-def rgb_mean(args):
-    values = [float(v) for v in args.rgb_mean.split(",")]
+def parse_rgb_mean(text):
+    """R,G,B of --rgb-mean (training and prediction)."""
+    try:
+        values = [float(v) for v in text.split(",")]
+    except ValueError:
+        values = []
     if len(values) != 3:
-        raise UserError(f"--rgb-mean {args.rgb_mean}: expected three numbers R,G,B")
+        raise UserError(f"--rgb-mean {text}: expected three numbers R,G,B")
     return values
+
+
+def image_shape(args):
+    return parse_image_shape(args.image_shape)
+
+
+def rgb_mean(args):
+    return parse_rgb_mean(args.rgb_mean)
 
 
 def count_records(rec_path):

@@ -183,6 +183,10 @@ def _last_line(path):
         return "(no log)"
 
 
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
 def build_parser():
     parser = argparse.ArgumentParser(prog="python -m train.launch", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -239,7 +243,7 @@ def main(argv=None):
 
     previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGHUP)}
     for sig in previous:  # a stopped launcher stops its processes too
-        signal.signal(sig, lambda signum, _: (_ for _ in ()).throw(KeyboardInterrupt()))
+        signal.signal(sig, _interrupt)
     try:
         start("scheduler", "scheduler", 0, PS_COMMAND)
         for i in range(num_servers):

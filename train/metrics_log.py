@@ -63,9 +63,8 @@ class EpochRecorder:
     def _lr_of(self, epoch):
         """The epoch's learning rate from the schedule itself: with a distributed kvstore the
         updates (and their count) happen on the servers, not in this process's optimizer."""
-        scheduler = self.optimizer.lr_scheduler
-        per_epoch = getattr(scheduler, "updates_per_epoch", None)
-        return scheduler(epoch * per_epoch + 1) if per_epoch else scheduler(self.optimizer.num_update)
+        scheduler = self.optimizer.lr_scheduler  # train.lr_schedule.EpochStepScheduler
+        return scheduler(epoch * scheduler.updates_per_epoch + 1)
 
     def eval_end(self, param):
         if self._pending is None:
