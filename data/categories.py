@@ -3,6 +3,10 @@
 `class_id` is the 0-based row order of the file (header skipped), the label every
 `.rec` file and every model output uses. Level-1 and level-2 ids are 0-based in
 order of first appearance in the file.
+
+A level-1 sub-class id is a category's 0-based rank among the categories of its
+level-1 group, in file order: the labels of the original's level-1 sub-class
+models (`bson2rec --cate-type 1`, `predict --cate-level 1`).
 """
 import csv
 import os
@@ -28,6 +32,15 @@ class Categories:
         self._class_by_category = {int(c): i for i, c in enumerate(self.category_ids)}
         self.level1_names, self.level1_ids = _first_appearance_ids(level1_names)
         self.level2_names, self.level2_ids = _first_appearance_ids(list(zip(level1_names, level2_names)))
+        self.level1_sub_class_ids = _rank_within_groups(self.level1_ids)
+
+    @property
+    def num_level1_sub_classes(self):
+        """Output width of a level-1 sub-class model: the largest level-1 group."""
+        return int(self.level1_sub_class_ids.max()) + 1
+
+    def level1_sub_class_of(self, class_id):
+        return int(self.level1_sub_class_ids[class_id])
 
     @classmethod
     def load(cls, path):
@@ -93,3 +106,13 @@ def _first_appearance_ids(keys):
             names.append(key)
         ids.append(table[key])
     return names, np.array(ids, dtype=np.int64)
+
+
+def _rank_within_groups(group_ids):
+    """For each row, how many earlier rows share its group id (0 for the first of each group)."""
+    seen = {}
+    ranks = np.empty(len(group_ids), dtype=np.int64)
+    for row, group in enumerate(group_ids.tolist()):
+        ranks[row] = seen.get(group, 0)
+        seen[group] = ranks[row] + 1
+    return ranks

@@ -42,3 +42,16 @@ def test_bad_category_files(tmp_path, content, message):
     path.write_text(content)
     with pytest.raises(UserError, match=message):
         Categories.load(str(path))
+
+
+def test_level1_sub_class_ids_count_within_each_level1_group(category_csv):
+    """The original's cate1_sub_class_id: a category's rank among its level-1 group's categories, in file order."""
+    categories = Categories.load(category_csv)
+    with open(category_csv, newline="", encoding="utf-8") as fh:
+        rows = list(csv.reader(fh))[1:]
+    counters = {}
+    for class_id, row in enumerate(rows):
+        expected = counters.get(row[1], 0)
+        counters[row[1]] = expected + 1
+        assert categories.level1_sub_class_of(class_id) == expected
+    assert categories.num_level1_sub_classes == max(counters.values())
