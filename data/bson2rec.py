@@ -1,26 +1,34 @@
 """Convert a Kaggle BSON to an MXNet indexed RecordIO file (`.rec` + `.idx`), one record per image.
 
 Each record: label = class_id of the product's category (row order of
-category_names.csv; -1 for a test BSON), header id = product `_id`, id2 = the
-image's position in the product, payload = the JPEG bytes exactly as in the BSON.
+category_names.csv; -1 for a test BSON) or, with `--cate-type 1`, the category's
+index within its level-1 category; header id = product `_id`, id2 = the image's
+position in the product (the original wrote a running number and 0 there);
+payload = the JPEG bytes exactly as in the BSON.
 
-Records come out in a seeded random order without holding the dataset in memory:
-the images are read one by one, by offset, in a permuted order. Options select
-images: `--unique-md5` keeps the first occurrence (in file order) of each image
-MD5 (DATASET_C), `--md5-dict` keeps only images whose MD5 maps to a single
-category, `--under-sampling N` keeps at most N images per category.
+The selection and the order are the original's (bson2rec_simple.py), so that the
+same BSON and seed give the same images in the same order: on the images in file
+order, `--md5-dict` keeps those whose MD5 has a single category, `--unique-md5`
+the first occurrence of each MD5 (DATASET_C), `--under-sampling N` the first N
+of each category; then Python's `random`, seeded once, shuffles each block of
+`--shuffle-size` records (default: all in one block). Unlike the original, the
+dataset is never held in memory: images are read one by one, by offset, in the
+shuffled order.
 """
 import argparse
+import array
 import collections
 import logging
 import os
+import random
 
 import numpy as np
 from tqdm import tqdm
 
 from data.bson_index import NO_CATEGORY, BsonIndex
 from data.categories import Categories, default_category_csv
-from data.common import Timer, UserError, atomic_outputs, check_input_file, check_outputs_free, run_cli
+from data.common import (RefusedFlag, Timer, UserError, atomic_outputs, check_input_file, check_outputs_free,
+                         run_cli)
 from data.md5_dict import KEY_DTYPE, Md5Dictionary, iter_image_digests
 from data.recordio import IndexedRecordWriter, pack_header
 
@@ -72,11 +80,22 @@ def scan_md5(index):
     return digests, problems
 
 
+def needs_prepass(unique_md5, md5_dict, under_sampling):
+    """Whether the selection reads every picture first (then writing need not check them again)."""
+    return unique_md5 or md5_dict is not None or under_sampling > 0
+
+
 def select_images(index, image_classes, skipped, unique_md5=False, md5_dict=None,
-                  under_sampling=0, shuffle_seed=None):
-    """Image positions to write, in output order; counts what it leaves out in `skipped`."""
+                  under_sampling=0, shuffle_seed=None, shuffle_size=0):
+    """Image positions to write, in output order; counts what it leaves out in `skipped`.
+
+    The filters run in the original's order on the images in file order: single-label MD5,
+    then first occurrence of each MD5, then the first N images of each category; the
+    survivors are then shuffled as the original shuffled them.
+    """
     keep = np.ones(index.num_images, dtype=bool)
-    if unique_md5 or md5_dict is not None:
+    if needs_prepass(unique_md5, md5_dict, under_sampling):
+        # Broken pictures are dropped before any counting, so that they take no category's place.
         digests, problems = scan_md5(index)
         for j, problem in enumerate(problems):
             if problem:
@@ -94,29 +113,68 @@ def select_images(index, image_classes, skipped, unique_md5=False, md5_dict=None
             skipped["duplicate_md5"] += int((~first_of_kept).sum())
             keep[np.flatnonzero(keep)[~first_of_kept]] = False
     order = np.flatnonzero(keep)
-    if shuffle_seed is not None:
-        order = np.random.default_rng(shuffle_seed).permutation(order)
     if under_sampling > 0:
-        # The first N of each category in the (shuffled) order: a seeded random subset.
-        seen = collections.Counter()
-        capped = []
-        for j in order.tolist():
-            c = int(image_classes[j])
-            seen[c] += 1
-            if seen[c] <= under_sampling:
-                capped.append(j)
+        capped = order[first_per_class(image_classes[order], under_sampling)]
         skipped["under_sampling"] += len(order) - len(capped)
-        order = np.array(capped, dtype=np.int64)
+        order = capped
+    if shuffle_seed is not None:
+        order = shuffle_in_blocks(order, shuffle_seed, shuffle_size)
     return order
 
 
-def write_records(index, order, image_classes, image_products, rec_path, idx_path, skipped, check_jpeg=True):
+def first_per_class(classes, limit):
+    """Mask of the first `limit` entries of each class, in the given order; unlabelled (-1) all kept."""
+    by_class = np.argsort(classes, kind="stable")  # stable: file order within each class
+    sorted_classes = classes[by_class]
+    group_starts = np.flatnonzero(np.r_[True, sorted_classes[1:] != sorted_classes[:-1]])
+    group_sizes = np.diff(np.r_[group_starts, len(classes)])
+    rank = np.empty(len(classes), dtype=np.int64)
+    rank[by_class] = np.arange(len(classes)) - np.repeat(group_starts, group_sizes)
+    return (rank < limit) | (classes < 0)
+
+
+def shuffle_in_blocks(order, seed, block_size=0):
+    """The original's record order: `random.seed(seed)`, then each block of `block_size` images
+    (0: all in one block) shuffled with `random.shuffle` in turn. An int64 array rather than a
+    list of Python ints holds 12 million positions in 100 MB instead of 450 MB."""
+    rng = random.Random(seed)
+    positions = array.array("q")
+    positions.frombytes(memoryview(np.ascontiguousarray(order, dtype=np.int64)).cast("B"))
+    if not block_size or block_size >= len(positions):
+        rng.shuffle(positions)  # one block, shuffled in place
+        return np.frombuffer(positions, dtype=np.int64)
+    for start in range(0, len(positions), block_size):
+        block = positions[start:start + block_size]
+        rng.shuffle(block)
+        positions[start:start + block_size] = block
+    return np.frombuffer(positions, dtype=np.int64)
+
+
+def image_labels(image_classes, categories, cate_type):
+    """Record labels: the class id (cate-type 3) or the index within the level-1 category (1); -1 unlabelled."""
+    if cate_type == 3 or categories is None:
+        return image_classes
+    return np.where(image_classes >= 0, categories.level1_sub_class_ids[np.maximum(image_classes, 0)], -1)
+
+
+def describe_labels(categories, cate_type):
+    """One log line: what the labels are and how many classes they span (the model's output width)."""
+    if categories is None:
+        return "labels: -1 (a BSON without category_id)"
+    if cate_type == 1:
+        width = categories.num_level1_sub_classes
+        return (f"labels: index within the level-1 category (--cate-type 1), 0..{width - 1}: {width} classes "
+                f"(the largest of {len(categories.level1_names)} level-1 categories)")
+    return f"labels: class id (--cate-type 3), 0..{len(categories) - 1}: {len(categories)} classes"
+
+
+def write_records(index, order, labels, image_products, rec_path, idx_path, skipped, check_jpeg=True):
     """Write the records of `order` to an indexed RecordIO (as MXNet writes it); returns the number written."""
     written = 0
     product_ids = index.products["product_id"]
     first_images = index.products["first_image"]
     with atomic_outputs(rec_path, idx_path) as (rec_tmp, idx_tmp), IndexedRecordWriter(rec_tmp, idx_tmp) as writer:
-        for j in tqdm(order.tolist(), unit="img", desc=f"write {os.path.basename(rec_path)}"):
+        for j in tqdm(_as_ints(order), total=len(order), unit="img", desc=f"write {os.path.basename(rec_path)}"):
             picture = index.read_image(j)
             problem = jpeg_problem(picture) if check_jpeg else None
             if problem:
@@ -124,10 +182,16 @@ def write_records(index, order, image_classes, image_products, rec_path, idx_pat
                 continue
             product = int(image_products[j])
             # mx.recordio.pack's header: flag 0, label, id = product _id, id2 = image index in the product.
-            header = pack_header(float(image_classes[j]), int(product_ids[product]), j - int(first_images[product]))
+            header = pack_header(float(labels[j]), int(product_ids[product]), j - int(first_images[product]))
             writer.write(written, header + picture)
             written += 1
     return written
+
+
+def _as_ints(positions, chunk=1 << 16):
+    """Python ints of an array, a chunk at a time (a list of 12 million would take 450 MB)."""
+    for start in range(0, len(positions), chunk):
+        yield from positions[start:start + chunk].tolist()
 
 
 def idx_path_for(rec_path):
@@ -135,6 +199,10 @@ def idx_path_for(rec_path):
     if ext != ".rec":
         raise UserError(f"{rec_path}: the output name must end in .rec")
     return root + ".idx"
+
+
+MD5_PICKLE_REFUSED = ("a pickle can run code, so none is loaded: pass an .npz dictionary with --md5-dict, "
+                      "built by python -m data.bson_md5_dict --bson TRAIN.bson --out DICT.npz")
 
 
 def build_parser():
@@ -145,18 +213,27 @@ def build_parser():
     io.add_argument("--out-rec", required=True, help="output .rec; the .idx is written beside it")
     io.add_argument("--category-csv", default=None,
                     help="Kaggle category_names.csv (default: $DATA_DIR/category_names.csv)")
+    io.add_argument("--cate-type", type=int, choices=(1, 3), default=3,
+                    help="label: 3 = class id of the 5270 categories; 1 = index of the category within its "
+                         "level-1 category (a level-1 sub-class model)")
     io.add_argument("--skip-corrupt", action="store_true",
                     help="skip unreadable documents (reported) instead of stopping")
     io.add_argument("--force", action="store_true", help="overwrite existing outputs")
-    select = parser.add_argument_group("image selection")
-    select.add_argument("--unique-md5", action="store_true",
-                        help="keep only the first occurrence of each image MD5 (DATASET_C)")
+    select = parser.add_argument_group("image selection (in this order, on the images in file order)")
     select.add_argument("--md5-dict", default=None,
                         help="MD5 dictionary (data.bson_md5_dict): keep images whose MD5 has a single category")
+    select.add_argument("--md5-dict-pkl", action=RefusedFlag, explanation=MD5_PICKLE_REFUSED, metavar="PKL",
+                        help="the original's pickled dictionary: refused with a one-line explanation; use --md5-dict")
+    select.add_argument("--unique-md5", action="store_true",
+                        help="keep only the first occurrence of each image MD5 (DATASET_C)")
     select.add_argument("--under-sampling", type=int, default=0, metavar="N",
-                        help="keep at most N images per category (0: all)")
-    order = parser.add_argument_group("record order")
-    order.add_argument("--shuffle-seed", type=int, default=0xC0FFEE, help="seed of the record order")
+                        help="keep the first N images of each category (0: all); unlabelled images are kept")
+    order = parser.add_argument_group("record order (the original's: Python's random.shuffle)")
+    order.add_argument("--shuffle-seed", "--random-seed", dest="shuffle_seed", type=int, default=0xC0FFEE,
+                       metavar="SEED", help="seed of the record order (--random-seed: the original's spelling)")
+    order.add_argument("--shuffle-size", type=int, default=0, metavar="N",
+                       help="shuffle within consecutive blocks of N records (0: all records as one block, "
+                            "as the original's default of 99999999 did)")
     order.add_argument("--no-shuffle", action="store_true", help="keep file order (e.g. for a test BSON)")
     return parser
 
@@ -166,8 +243,9 @@ def main(argv=None):
     check_input_file(args.bson, "BSON")
     idx_path = idx_path_for(args.out_rec)
     check_outputs_free([args.out_rec, idx_path], args.force)
-    if args.under_sampling < 0:
-        raise UserError(f"--under-sampling {args.under_sampling}: must be >= 0")
+    for flag, value in (("--under-sampling", args.under_sampling), ("--shuffle-size", args.shuffle_size)):
+        if value < 0:
+            raise UserError(f"{flag} {value}: must be >= 0")
     timer = Timer()
     index = BsonIndex.open(args.bson, skip_corrupt=args.skip_corrupt)
     labelled = bool((index.products["category_id"] != NO_CATEGORY).any())
@@ -176,27 +254,32 @@ def main(argv=None):
     image_products = np.repeat(np.arange(len(index)), index.products["num_imgs"])
     image_classes = classes[image_products]
     md5_dict = Md5Dictionary.load(args.md5_dict) if args.md5_dict else None
+    log.info("%s", describe_labels(categories, args.cate_type))
 
     skipped = collections.Counter()
     order = select_images(index, image_classes, skipped, unique_md5=args.unique_md5, md5_dict=md5_dict,
                           under_sampling=args.under_sampling,
-                          shuffle_seed=None if args.no_shuffle else args.shuffle_seed)
-    prechecked = args.unique_md5 or md5_dict is not None
-    written = write_records(index, order, image_classes, image_products, args.out_rec, idx_path, skipped,
-                            check_jpeg=not prechecked)
-
-    no_images = int((index.products["num_imgs"] == 0).sum())
-    log.info("in: %d products, %d images%s%s", len(index), index.num_images,
-             f"; {no_images} products without images" if no_images else "",
-             f"; {len(index.skipped)} corrupt documents skipped" if index.skipped else "")
-    log.info("written: %d records -> %s (+ %s)", written, args.out_rec, os.path.basename(idx_path))
-    for reason, count in sorted(skipped.items()):
-        log.info("skipped %s: %d", reason, count)
+                          shuffle_seed=None if args.no_shuffle else args.shuffle_seed,
+                          shuffle_size=args.shuffle_size)
+    prechecked = needs_prepass(args.unique_md5, md5_dict, args.under_sampling)
+    written = write_records(index, order, image_labels(image_classes, categories, args.cate_type), image_products,
+                            args.out_rec, idx_path, skipped, check_jpeg=not prechecked)
+    log_counts(index, written, skipped, args.out_rec, idx_path)
     if written + sum(skipped.values()) != index.num_images:
         raise UserError(f"image count mismatch: {written} written + {sum(skipped.values())} skipped "
                         f"!= {index.num_images} in")
     log.info("done in %.1f s", timer.seconds)
     return 0
+
+
+def log_counts(index, written, skipped, rec_path, idx_path):
+    no_images = int((index.products["num_imgs"] == 0).sum())
+    log.info("in: %d products, %d images%s%s", len(index), index.num_images,
+             f"; {no_images} products without images" if no_images else "",
+             f"; {len(index.skipped)} corrupt documents skipped" if index.skipped else "")
+    log.info("written: %d records -> %s (+ %s)", written, rec_path, os.path.basename(idx_path))
+    for reason, count in sorted(skipped.items()):
+        log.info("skipped %s: %d", reason, count)
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ import numpy as np
 from tqdm import tqdm
 
 from data.bson_index import BsonIndex
-from data.common import Timer, UserError, atomic_outputs, check_input_file, check_outputs_free, run_cli
+from data.common import RefusedFlag, Timer, UserError, atomic_outputs, check_input_file, check_outputs_free, run_cli
 from data.md5_dict import KEY_DTYPE, Md5Dictionary, iter_image_digests, product_key
 
 log = logging.getLogger(__name__)
@@ -56,6 +56,9 @@ def build_parser():
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--bson", required=True, help="labelled training BSON (e.g. train_train.bson)")
     parser.add_argument("--out", required=True, help="output dictionary (.npz, no pickle)")
+    parser.add_argument("--md5-dict-pkl", action=RefusedFlag, help="the original's pickle output: refused; use --out",
+                        explanation="the original wrote a pickle; this writes an .npz dictionary that loads "
+                                    "without running code: pass --out DICT.npz instead")
     parser.add_argument("--skip-corrupt", action="store_true",
                         help="skip unreadable documents (reported) instead of stopping")
     parser.add_argument("--force", action="store_true", help="overwrite an existing output")

@@ -4,6 +4,7 @@ Each script is `main(argv)` over small functions; `run_cli` turns a `UserError`
 into a one-line message and a non-zero exit, so bad input never ends in a bare
 traceback.
 """
+import argparse
 import contextlib
 import logging
 import os
@@ -44,6 +45,23 @@ def run_cli(main, argv=None):
         print("error: interrupted", file=sys.stderr)
         sys.exit(130)
     sys.exit(code or 0)
+
+
+class RefusedFlag(argparse.Action):
+    """An original solution's flag whose meaning changed here (for example a pickle path).
+
+    Accepted so that its command lines parse, but naming it stops the run with one line
+    that says what to use instead: raised while parsing, before any work, never a silently
+    different behaviour. `parser.add_argument("--md5-dict-pkl", action=RefusedFlag, explanation="...")`
+    """
+
+    def __init__(self, option_strings, dest, explanation, help=None, **kwargs):
+        self.explanation = explanation
+        super().__init__(option_strings, dest, help=help or f"the original's flag, refused here: {explanation}",
+                         **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        raise UserError(f"{option_string} {values}: {self.explanation}")
 
 
 def check_outputs_free(paths, force):

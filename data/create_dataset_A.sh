@@ -8,7 +8,7 @@ DATA_DIR="${DATA_DIR:-data_dir}"            # folder with Kaggle's train.bson an
 DATASET_DIR="$DATA_DIR/dataset_A"           # where the split BSONs and .rec files go
 RANDOM_SEED=12648430                        # 0xC0FFEE: the product split of DATASET_A
 VAL_RATIO=0.05                              # fraction of products for validation
-SHUFFLE_SEED=12648430                       # order of the records in the .rec files
+SHUFFLE_SEED=12648430                       # record order (Python random, as the original)
 BSON2REC_OPTIONS=""                         # all images
 
 export DATA_DIR DATASET_DIR RANDOM_SEED VAL_RATIO SHUFFLE_SEED BSON2REC_OPTIONS

@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 DATA_DIR="${DATA_DIR:-data_dir}"            # folder with Kaggle's train.bson and category_names.csv
 DATASET_DIR="$DATA_DIR/dataset_C"           # where the .rec files go
 SPLIT_DIR="$DATA_DIR/dataset_A"             # reuse DATASET_A's split BSONs (seed 0xC0FFEE)
-SHUFFLE_SEED=12648430                       # order of the records in the .rec files
+SHUFFLE_SEED=12648430                       # record order (Python random, as the original)
 BSON2REC_OPTIONS="--unique-md5"             # keep each image MD5 once
 
 if [ ! -f "$SPLIT_DIR/train_train.bson" ]; then

@@ -6,7 +6,10 @@ ids in file order; random.seed(seed); random.shuffle(ids);
 n_val = int(len(ids) * val_ratio); val = set(random.sample(ids, n_val)).
 
 Documents are copied as raw bytes in the input's file order, never decoded and
-re-encoded; with the offset index cached, the input is read once.
+re-encoded (for Kaggle's files the bytes are those the original's decode and
+re-encode wrote); with the offset index cached, the input is read once. The
+original's flags all work; its `--num-products` only sized a progress bar and is
+ignored.
 """
 import argparse
 import logging
@@ -89,6 +92,8 @@ def build_parser():
                         help="seed of Python's random (12648430 = 0xC0FFEE: DATASET_A; 1: DATASET_B)")
     parser.add_argument("--save-train-bson", required=True, help="output BSON of training products")
     parser.add_argument("--save-val-bson", required=True, help="output BSON of validation products")
+    parser.add_argument("--num-products", type=int, default=None, metavar="N",
+                        help="the original's progress-bar total; accepted and ignored (the index counts the products)")
     parser.add_argument("--skip-corrupt", action="store_true",
                         help="skip unreadable documents (reported) instead of stopping")
     parser.add_argument("--force", action="store_true", help="overwrite existing outputs")
@@ -101,6 +106,9 @@ def main(argv=None):
     check_outputs_free([args.save_train_bson, args.save_val_bson], args.force)
     timer = Timer()
     index = BsonIndex.open(args.input_bson, skip_corrupt=args.skip_corrupt)
+    if args.num_products is not None and args.num_products != len(index):
+        log.info("--num-products %d ignored: it only sized the original's progress bar; the input has %d products",
+                 args.num_products, len(index))
     val_ids = choose_validation_ids(index.products["product_id"], args.val_ratio, args.random_seed)
     log.info("seed %d, val ratio %g: %d of %d products for validation",
              args.random_seed, args.val_ratio, len(val_ids), len(index))

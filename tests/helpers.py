@@ -35,6 +35,17 @@ def read_docs(path):
         return list(bson.decode_file_iter(fh))
 
 
+def read_records(rec_path):
+    """(header, payload) of every record of an indexed .rec, in write (key) order."""
+    import mxnet as mx
+
+    reader = mx.recordio.MXIndexedRecordIO(rec_path[:-4] + ".idx", rec_path, "r")
+    try:
+        return [mx.recordio.unpack(reader.read_idx(key)) for key in sorted(reader.keys)]
+    finally:
+        reader.close()
+
+
 def write_category_csv(path, category_ids):
     """A category_names.csv in Kaggle's format for the given ids."""
     with open(path, "w", encoding="utf-8") as fh:

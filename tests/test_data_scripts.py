@@ -1,15 +1,16 @@
 """The data stage's shell scripts end to end on a small generated dataset (the fast end-to-end path)."""
 import os
+import shutil
 import subprocess
 import sys
 
 import bson
-import mxnet as mx
 import pytest
 
 from data.make_demo_data import generate_demo_dataset
 from data.md5_dict import Md5Dictionary
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, shared_file
+from tests.helpers import read_records
 
 
 def script_env(data_dir, **env):
@@ -26,11 +27,11 @@ def run_script(script, data_dir, expect=0, **env):
 
 
 def record_ids(rec):
-    reader = mx.recordio.MXIndexedRecordIO(rec[:-4] + ".idx", rec, "r")
-    try:
-        return [mx.recordio.unpack(reader.read_idx(k))[0] for k in reader.keys]
-    finally:
-        reader.close()
+    return [header for header, _ in read_records(rec)]
+
+
+def record_pictures(rec):
+    return [picture for _, picture in read_records(rec)]
 
 
 @pytest.fixture(scope="module")
@@ -61,10 +62,7 @@ def test_datasets_a_b_c_and_dictionaries(demo_dir):
     assert valid_products == val_sets["dataset_A"]
     # C holds each picture once, and fewer records than A.
     a_count = len(record_ids(str(demo_dir / "dataset_A" / "train.rec")))
-    reader = mx.recordio.MXIndexedRecordIO(str(demo_dir / "dataset_C" / "train.idx"),
-                                           str(demo_dir / "dataset_C" / "train.rec"), "r")
-    pictures = [mx.recordio.unpack(reader.read_idx(k))[1] for k in reader.keys]
-    reader.close()
+    pictures = record_pictures(str(demo_dir / "dataset_C" / "train.rec"))
     assert len(set(pictures)) == len(pictures) < a_count
     full = Md5Dictionary.load(str(demo_dir / "md5_dict_train.npz"))
     split = Md5Dictionary.load(str(demo_dir / "dataset_A" / "md5_dict_train_train.npz"))
@@ -82,3 +80,66 @@ def test_scripts_refuse_to_overwrite_without_force(demo_dir):
     run_script("data/create_dataset_A.sh", demo_dir, FORCE="1")  # re-run allowed with FORCE=1
     result = run_script("data/create_dataset_A.sh", demo_dir, expect=2)
     assert "output exists; pass --force" in result.stderr
+
+
+# The original's data/create_dataset_{A,B,C}.sh and create_train_md5_dict.sh, line by line.
+ORIGINAL_COMMAND_LINES = {
+    "A": ["python3 -u split_train_bson.py --input-bson ${ROOT}/data/train.bson --val-ratio 0.05 "
+          "--save-train-bson ${ROOT}/data/train_split_A_train.bson --save-val-bson ${ROOT}/data/train_split_A_val.bson "
+          "--random-seed 12648430",
+          "python3 -u bson2rec_simple.py --bson ${ROOT}/data/train_split_A_train.bson "
+          "--out-rec ${ROOT}/data/train_split_A_train.rec",
+          "python3 -u bson2rec_simple.py --bson ${ROOT}/data/train_split_A_val.bson "
+          "--out-rec ${ROOT}/data/train_split_A_val.rec"],
+    "B": ["python3 -u split_train_bson.py --input-bson ${ROOT}/data/train.bson --val-ratio 0.05 "
+          "--save-train-bson ${ROOT}/data/train_split_B_train.bson --save-val-bson ${ROOT}/data/train_split_B_val.bson "
+          "--random-seed 1",
+          "python3 -u bson2rec_simple.py --bson ${ROOT}/data/train_split_B_train.bson "
+          "--out-rec ${ROOT}/data/train_split_B_train.rec",
+          "python3 -u bson2rec_simple.py --bson ${ROOT}/data/train_split_B_val.bson "
+          "--out-rec ${ROOT}/data/train_split_B_val.rec"],
+    "C": ["python3 -u bson2rec_simple.py --bson ${ROOT}/data/train_split_A_train.bson "
+          "--out-rec ${ROOT}/data/train_split_C_train.rec --unique-md5",
+          "python3 -u bson2rec_simple.py --bson ${ROOT}/data/train_split_A_val.bson "
+          "--out-rec ${ROOT}/data/train_split_C_val.rec --unique-md5"],
+    "md5": ["python3 -u bson_md5_dict.py --bson ${ROOT}/data/train.bson "
+            "--md5-dict-pkl ${ROOT}/data/train_md5_dict.pkl"],
+}
+# `python3 -u X.py` becomes `python -m data.X`; bson2rec_simple.py is data.bson2rec.
+MODULE_OF = {"split_train_bson.py": "data.split_train_bson", "bson2rec_simple.py": "data.bson2rec",
+             "bson_md5_dict.py": "data.bson_md5_dict"}
+
+
+def run_original_line(line, root, category_dir):
+    words = line.replace("${ROOT}", str(root)).split()
+    assert words[:2] == ["python3", "-u"]
+    command = [sys.executable, "-m", MODULE_OF[words[2]], *words[3:]]
+    # The original read category_names.csv beside its scripts; ours reads $DATA_DIR/category_names.csv.
+    return subprocess.run(command, cwd=REPO_ROOT, env=dict(os.environ, DATA_DIR=str(category_dir)),
+                          capture_output=True, text=True)
+
+
+def test_the_originals_command_lines_run(tmp_path):
+    root, category_dir = tmp_path / "root", tmp_path / "categories"
+    (root / "data").mkdir(parents=True)
+    category_dir.mkdir()
+    shutil.copy(shared_file("train_example.bson"), root / "data" / "train.bson")
+    shutil.copy(shared_file("category_names.csv"), category_dir / "category_names.csv")
+    for name in ("A", "B", "C"):
+        for line in ORIGINAL_COMMAND_LINES[name]:
+            result = run_original_line(line, root, category_dir)
+            assert result.returncode == 0, (line, result.stderr[-2000:])
+    def pictures(name):
+        return record_pictures(str(root / "data" / name))
+
+    for name in "AB":
+        assert len(pictures(f"train_split_{name}_train.rec")) + len(pictures(f"train_split_{name}_val.rec")) == 110
+    for part in ("train", "val"):  # C: A's records with each picture once
+        assert sorted(pictures(f"train_split_C_{part}.rec")) == sorted(set(pictures(f"train_split_A_{part}.rec")))
+    # The MD5 dictionary line names a pickle output: the documented one-line explanation, nothing written.
+    result = run_original_line(ORIGINAL_COMMAND_LINES["md5"][0], root, category_dir)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        f"error: --md5-dict-pkl {root}/data/train_md5_dict.pkl: the original wrote a pickle; this writes an .npz "
+        "dictionary that loads without running code: pass --out DICT.npz instead"]
+    assert not (root / "data" / "train_md5_dict.pkl").exists()

@@ -1,3 +1,4 @@
+import logging
 import os
 import random
 import subprocess
@@ -104,3 +105,27 @@ def test_skip_corrupt_split_copies_around_the_bad_document(tmp_path):
     out = read_docs(train) + read_docs(val)
     assert sorted(d["_id"] for d in out) == list(range(30))
     assert len(read_docs(val)) == 9
+
+
+@pytest.mark.parametrize("seed", [0xC0FFEE, 1])
+def test_outputs_are_the_bytes_the_original_wrote(example_bson, tmp_path, seed):
+    """The original decoded each document with pymongo and wrote bson._dict_to_bson(doc) in file order."""
+    train, val = run_split(example_bson, tmp_path, seed, ratio="0.05")
+    val_ids = reference_validation_ids(example_bson, 0.05, seed)
+    for path, wanted in ((val, True), (train, False)):
+        expected = b"".join(bson._dict_to_bson(doc, False, bson.DEFAULT_CODEC_OPTIONS)
+                            for doc in read_docs(example_bson) if (doc["_id"] in val_ids) == wanted)
+        with open(path, "rb") as fh:
+            assert fh.read() == expected
+
+
+def test_the_originals_command_line_runs(example_bson, tmp_path, caplog):
+    """Its flags, --num-products included (it only sized a progress bar): same outputs as without it."""
+    plain_train, plain_val = run_split(example_bson, tmp_path, 12648430, ratio="0.05")
+    with caplog.at_level(logging.INFO):
+        split_train_bson.main(["--input-bson", example_bson, "--num-products", "7069896", "--val-ratio", "0.05",
+                               "--save-train-bson", str(tmp_path / "t.bson"), "--save-val-bson",
+                               str(tmp_path / "v.bson"), "--random-seed", "12648430"])
+    assert "--num-products 7069896 ignored" in caplog.text
+    for ours, plain in ((tmp_path / "t.bson", plain_train), (tmp_path / "v.bson", plain_val)):
+        assert ours.read_bytes() == open(plain, "rb").read()
