@@ -29,7 +29,7 @@ from data.bson_index import NO_CATEGORY, BsonIndex
 from data.categories import Categories, default_category_csv
 from data.common import (RefusedFlag, Timer, UserError, atomic_outputs, check_input_file, check_outputs_free,
                          run_cli)
-from data.md5_dict import KEY_DTYPE, Md5Dictionary, iter_image_digests
+from data.md5_dict import KEY_DTYPE, PICKLE_REFUSED, Md5Dictionary, iter_image_digests
 from data.recordio import IndexedRecordWriter, pack_header
 
 log = logging.getLogger(__name__)
@@ -201,10 +201,6 @@ def idx_path_for(rec_path):
     return root + ".idx"
 
 
-MD5_PICKLE_REFUSED = ("a pickle can run code, so none is loaded: pass an .npz dictionary with --md5-dict, "
-                      "built by python -m data.bson_md5_dict --bson TRAIN.bson --out DICT.npz")
-
-
 def build_parser():
     parser = argparse.ArgumentParser(prog="python -m data.bson2rec", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -222,7 +218,7 @@ def build_parser():
     select = parser.add_argument_group("image selection (in this order, on the images in file order)")
     select.add_argument("--md5-dict", default=None,
                         help="MD5 dictionary (data.bson_md5_dict): keep images whose MD5 has a single category")
-    select.add_argument("--md5-dict-pkl", action=RefusedFlag, explanation=MD5_PICKLE_REFUSED, metavar="PKL",
+    select.add_argument("--md5-dict-pkl", action=RefusedFlag, explanation=PICKLE_REFUSED, metavar="PKL",
                         help="the original's pickled dictionary: refused with a one-line explanation; use --md5-dict")
     select.add_argument("--unique-md5", action="store_true",
                         help="keep only the first occurrence of each image MD5 (DATASET_C)")

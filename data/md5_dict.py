@@ -6,6 +6,11 @@ Two tables, built in one pass over a labelled BSON:
   of the product's image MD5s (hex), joined by "_". On disk and in lookups a
   product is keyed by the 16-byte MD5 of that string, which keeps keys fixed-size.
 
+Each key's categories are kept in the order they were first seen in the BSON, as the
+original's Counter kept them: `--md5-dict-type majority` gives a tie to the category
+seen first (format version 2; version 1 files, sorted by category id, still load, but
+majority refuses them).
+
 Saved as an uncompressed `.npz` of plain arrays (sorted keys, CSR offsets,
 category ids, counts) and loaded with `allow_pickle=False`: no code can run from
 a dictionary file, and 8 million entries load in about a second.
@@ -23,8 +28,13 @@ from data.common import UserError
 log = logging.getLogger(__name__)
 
 FORMAT = "cdiscount-md5-dict"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: each key's categories in first-seen order (1: sorted by category id)
+READABLE_VERSIONS = (1, 2)
 KEY_DTYPE = np.dtype("S16")
+BUILD_COMMAND = "python -m data.bson_md5_dict --bson TRAIN.bson --out DICT.npz"
+# why the original's --md5-dict-pkl is refused wherever it named a dictionary to read
+PICKLE_REFUSED = f"a pickle can run code, so none is loaded: pass an .npz dictionary with --md5-dict, built by " \
+                 f"{BUILD_COMMAND}"
 
 
 def image_md5(jpeg):
@@ -84,18 +94,22 @@ class HashTable:
 
     @classmethod
     def from_pairs(cls, keys, category_ids):
-        """Count (key, category_id) occurrences; `keys` is an S16 array, one per item."""
+        """Count (key, category_id) occurrences; `keys` is an S16 array, one per item, in file order.
+        Each key's categories come in the order of their first occurrence."""
         if len(keys) == 0:
             empty = np.zeros(0, dtype=np.int64)
             return cls(np.zeros(0, dtype=KEY_DTYPE), np.zeros(1, dtype=np.int64), empty, empty)
         pairs = np.empty(len(keys), dtype=[("key", KEY_DTYPE), ("category_id", "<i8")])
         pairs["key"] = keys
         pairs["category_id"] = category_ids
-        unique_pairs, counts = np.unique(pairs, return_counts=True)  # sorted by key, then category
+        # sorted by key, then category; `first` is where each pair occurs first
+        unique_pairs, first, counts = np.unique(pairs, return_index=True, return_counts=True)
         starts = np.flatnonzero(np.r_[True, unique_pairs["key"][1:] != unique_pairs["key"][:-1]])
+        group = np.repeat(np.arange(len(starts)), np.diff(np.r_[starts, len(unique_pairs)]))
+        order = np.lexsort((first, group))  # keys stay sorted; within a key, first-seen order
         ptr = np.r_[starts, len(unique_pairs)].astype(np.int64)
-        return cls(unique_pairs["key"][starts].copy(), ptr, unique_pairs["category_id"].copy(),
-                   counts.astype(np.int64))
+        return cls(unique_pairs["key"][starts].copy(), ptr, unique_pairs["category_id"][order].copy(),
+                   counts[order].astype(np.int64))
 
     def __len__(self):
         return len(self.keys)
@@ -115,7 +129,7 @@ class HashTable:
         return np.diff(self.ptr)
 
     def entry(self, position):
-        """{category_id: count} of the key at `position`."""
+        """{category_id: count} of the key at `position`, in first-seen order (version 2 files)."""
         lo, hi = self.ptr[position], self.ptr[position + 1]
         return {int(c): int(n) for c, n in zip(self.category_ids[lo:hi], self.counts[lo:hi])}
 
@@ -140,7 +154,12 @@ class Md5Dictionary:
     def __init__(self, images, products, meta=None):
         self.images = images
         self.products = products
-        self.meta = meta or {}
+        self.meta = meta or {"version": FORMAT_VERSION}
+
+    @property
+    def first_seen_order(self):
+        """Whether each key's categories are in first-seen order (False for version 1 files)."""
+        return self.meta.get("version", FORMAT_VERSION) >= 2
 
     @classmethod
     def build(cls, digests, image_categories, product_keys, product_categories, source=""):
@@ -175,8 +194,8 @@ class Md5Dictionary:
                 meta = json.loads(bytes(npz["meta"]).decode())
                 if meta.get("format") != FORMAT:
                     raise ValueError("not an MD5 dictionary written by data.bson_md5_dict")
-                if meta.get("version") != FORMAT_VERSION:
-                    raise ValueError(f"format version {meta.get('version')}, expected {FORMAT_VERSION}")
+                if meta.get("version") not in READABLE_VERSIONS:
+                    raise ValueError(f"format version {meta.get('version')}, this code reads {READABLE_VERSIONS}")
                 tables = [HashTable(npz[f"{n}_keys"], npz[f"{n}_ptr"], npz[f"{n}_category_ids"], npz[f"{n}_counts"])
                           for n in ("image", "product")]
         except (ValueError, KeyError, OSError, EOFError) as exc:

@@ -5,15 +5,16 @@ Each test product whose hash is in the training product table with exactly one
 category gets a row `_id,category_id` in the output; hashes seen with several
 categories are skipped. The training table comes from a dictionary built by
 data.bson_md5_dict (--md5-dict) or is built here from the training BSON
-(--train-bson). predict.postprocess_product applies the rows to a submission.
+(--train-bson, as the original did). predict.postprocess_product applies the rows to a
+submission.
 """
 import argparse
 import logging
 
 from data.bson_index import BsonIndex
 from data.bson_md5_dict import build_dictionary, hash_images
-from data.common import Timer, check_input_file, check_outputs_free, run_cli
-from data.md5_dict import Md5Dictionary
+from data.common import Timer, UserError, check_input_file, check_outputs_free, run_cli
+from data.md5_dict import PICKLE_REFUSED, Md5Dictionary
 from predict.submission import write_submission
 
 log = logging.getLogger(__name__)
@@ -38,9 +39,12 @@ def product_overrides(product_table, test_index):
 def build_parser():
     parser = argparse.ArgumentParser(prog="python -m predict.md5_predict", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    source = parser.add_mutually_exclusive_group(required=True)
+    source = parser.add_mutually_exclusive_group()
     source.add_argument("--train-bson", help="labelled training BSON: build its product table in memory")
     source.add_argument("--md5-dict", help="dictionary .npz written by data.bson_md5_dict")
+    parser.add_argument("--md5-dict-pkl", default=None,
+                        help="the original's flag: never read (a pickle can run code; the original did not read "
+                             "it either, it built the table from --train-bson); without --train-bson it is refused")
     parser.add_argument("--test-bson", required=True, help="the test BSON")
     parser.add_argument("--output", required=True, help="overrides CSV _id,category_id (.gz for gzip)")
     parser.add_argument("--skip-corrupt", action="store_true",
@@ -51,6 +55,13 @@ def build_parser():
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
+    if not (args.train_bson or args.md5_dict):
+        if args.md5_dict_pkl:
+            raise UserError(f"--md5-dict-pkl {args.md5_dict_pkl}: {PICKLE_REFUSED} (or pass --train-bson)")
+        raise UserError("one of --train-bson or --md5-dict is required")
+    if args.md5_dict_pkl:
+        log.warning("--md5-dict-pkl %s not read (the original did not read it either): the product table comes "
+                    "from %s", args.md5_dict_pkl, "--train-bson" if args.train_bson else "--md5-dict")
     check_input_file(args.test_bson, "BSON")
     if args.train_bson:
         check_input_file(args.train_bson, "BSON")

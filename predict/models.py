@@ -30,7 +30,7 @@ def contexts(gpus):
 class Model:
     """One bound network: `probabilities(batch)` of a float32 NCHW batch of `batch_size`."""
 
-    def __init__(self, symbol_path, params_path, batch_size, data_shape, context, num_classes):
+    def __init__(self, symbol_path, params_path, batch_size, data_shape, context, num_classes, classes_are=""):
         if not os.path.isfile(symbol_path):
             raise UserError(f"{symbol_path}: symbol file not found")
         try:
@@ -47,8 +47,8 @@ class Model:
             raise UserError(f"{params_path}: does not fit {symbol_path} ({str(exc).splitlines()[0]})") from None
         outputs = self.module.output_shapes[0][1]
         if outputs[-1] != num_classes:
-            raise UserError(f"{symbol_path}: the network has {outputs[-1]} outputs, the category file "
-                            f"{num_classes} categories")
+            raise UserError(f"{symbol_path}: the network has {outputs[-1]} outputs, expected {num_classes}"
+                            f"{' (' + classes_are + ')' if classes_are else ''}")
 
     def forward(self, batch):
         """Start the forward pass; returns its probabilities as an NDArray still being computed
@@ -57,7 +57,8 @@ class Model:
         return self.module.get_outputs()[0].copy()
 
 
-def load_models(symbol_paths, params_paths, batch_size, data_shape, gpus, num_classes):
+def load_models(symbol_paths, params_paths, batch_size, data_shape, gpus, num_classes, classes_are=""):
+    """One Model per --params; `classes_are` says what the expected output count is, for the error."""
     if len(symbol_paths) == 1 and len(params_paths) > 1:  # one architecture, several checkpoints
         symbol_paths = symbol_paths * len(params_paths)
     if len(symbol_paths) != len(params_paths):
@@ -65,7 +66,7 @@ def load_models(symbol_paths, params_paths, batch_size, data_shape, gpus, num_cl
     context = contexts(gpus)
     models = []
     for symbol_path, params_path in zip(symbol_paths, params_paths):
-        models.append(Model(symbol_path, params_path, batch_size, data_shape, context, num_classes))
+        models.append(Model(symbol_path, params_path, batch_size, data_shape, context, num_classes, classes_are))
         log.info("model %d: %s + %s", len(models), symbol_path, params_path)
     return models
 

@@ -2,22 +2,29 @@
 
 A reader process streams products through the BSON's offset index to --num-procs
 workers (decode, RGB, views for --multi-view), which hand them over ZeroMQ to this
-process; it runs every model on each batch and reduces the probabilities:
-  views of an image      -> arithmetic mean (flip TTA with --multi-view 1)
-  images of a product    -> arithmetic mean (m0) and geometric mean (m1)
-  models                 -> arithmetic mean of the first k, for each k of --ensembles
+process; it runs every model on each batch and reduces the probabilities as the
+original solution's predict.py did:
+  views of an image      -> arithmetic mean, per model (flip TTA with --multi-view 1)
+  models                 -> arithmetic mean of the first k, per image, for each k of --ensembles
+  images of a product    -> their product (m0) and their sum (m1); the argmax is the class
 An image whose MD5 is in the training dictionary (--md5-dict) gets the dictionary's
-probability instead (--md5-dict-type; `unique` was the solution's best).
+probability instead (--md5-dict-type; `unique` was the solution's choice).
 
-Writes OUTPUT (all models, arithmetic product mean) and, for each k of --ensembles,
-OUTPUT's name with .e{k}.m0 / .e{k}.m1 before its extension (the original wrote
-OUTPUT.e{k}.m{0,1}). On a labelled BSON (e.g. the 5% validation split) it prints the
-product-level accuracy of every output.
+Writes OUTPUT (all models, m0, as the original) and, for each k of --ensembles, OUTPUT's
+name with .e{k}.m0 / .e{k}.m1 before its extension (the original wrote OUTPUT.e{k}.m{0,1});
+the solution submitted e14.m1 after product-hash post-processing. On a labelled BSON
+(e.g. the 5% validation split) it prints the product-level accuracy of every output.
+
+--cate-level 1 runs a level-1 sub-class model (outputs: a category's index within its
+level-1 group, data.bson2rec --cate-type 1): accuracy is against the products' sub-class
+ids, MD5 overrides set sub-class ids, and the CSVs hold the predicted sub-class id (not a
+submission), as the original.
 """
 import argparse
 import csv
 import logging
 import os
+import sys
 import time
 import types
 
@@ -26,17 +33,22 @@ from tqdm import tqdm
 
 from data.bson_index import BsonIndex
 from data.categories import Categories, default_category_csv
-from data.common import (Timer, UserError, atomic_outputs, check_input_file, check_outputs_free, run_cli)
-from data.md5_dict import Md5Dictionary
+from data.common import (RefusedFlag, Timer, UserError, atomic_outputs, check_input_file, check_outputs_free,
+                         run_cli)
+from data.md5_dict import BUILD_COMMAND, PICKLE_REFUSED, Md5Dictionary
 from predict import probability
 from predict.models import load_models, normaliser
 from predict.pipeline import TRANSPORTS, Pipeline
-from predict.predictor import Md5Override, Predictor, make_variants
-from predict.preprocess import MULTI_VIEWS
+from predict.predictor import CATE_LEVELS, Md5Override, Predictor, labels_of, make_variants
+from predict.preprocess import BORDER_PIXELS, MULTI_VIEWS
 from predict.submission import variant_path, write_submission
 from train.data import parse_image_shape, parse_rgb_mean
 
 log = logging.getLogger(__name__)
+
+MULTI_VIEW_MEAN_REFUSED = ("the original dropped this flag before its final run (it combined all views and pictures "
+                           "of a product by sum or product); here views are averaged and both product reductions "
+                           "are written: pass --ensembles N and read OUTPUT.eN.m1 (sum) or .eN.m0 (product)")
 
 
 def build_parser():
@@ -52,20 +64,22 @@ def build_parser():
     models.add_argument("--symbol", nargs="+", required=True,
                         help="*-symbol.json per model (one for all when every model shares it)")
     models.add_argument("--params", nargs="+", required=True, help="*.params per model, in ensemble order")
+    models.add_argument("--cate-level", type=int, default=3, choices=CATE_LEVELS,
+                        help="3: one output per category; 1: a level-1 sub-class model (see above)")
     models.add_argument("--gpus", default="", help="GPU ids, e.g. 0,1 (empty: CPU)")
     models.add_argument("--batch-size", type=int, default=128, help="views per forward pass")
     models.add_argument("--data-shape", default="3,180,180", help="network input C,H,W")
     models.add_argument("--resize", type=int, default=0,
-                        help="resize the shorter edge to this before the centre crop (as training's --resize)")
+                        help="squash every picture to RxR (cubic), as the original; then the centre crop")
     models.add_argument("--rgb-mean", default="0,0,0", help="as in training (solution: raw 0-255 RGB)")
     models.add_argument("--rgb-scale", type=float, default=1.0, help="as in training")
     tta = parser.add_argument_group("Views and ensembles")
     tta.add_argument("--multi-view", type=int, default=1, choices=sorted(MULTI_VIEWS),
-                     help="0 original; 1 adds the horizontal flip (solution); 2 adds the vertical flip; "
-                          "3 adds a centre crop")
+                     help="0 the picture; 1 adds the horizontal flip (solution); 2 adds the vertical flip; "
+                          f"3 adds the picture without a {BORDER_PIXELS}-pixel border, resized back")
     tta.add_argument("--ensembles", type=int, nargs="*", default=[],
                      help="extra outputs of the first k models, e.g. 8 11 14")
-    tta.add_argument("--md5-dict", default=None, help="training MD5 dictionary (data.bson_md5_dict)")
+    tta.add_argument("--md5-dict", default=None, help=f"training MD5 dictionary .npz ({BUILD_COMMAND})")
     tta.add_argument("--md5-dict-type", default="unique", choices=probability.MD5_DICT_TYPES,
                      help="how a known image MD5 sets its probability (unique: one-hot if single-category)")
     tta.add_argument("--product-unique-md5", action="store_true", help="count repeated pictures of a product once")
@@ -76,11 +90,42 @@ def build_parser():
                       help="ipc (socket files in a private folder) or tcp on 127.0.0.1")
     pipe.add_argument("--queue", type=int, default=16, help="messages buffered between processes")
     out = parser.add_argument_group("Output")
-    out.add_argument("--output", required=True, help="submission CSV (.gz to compress)")
-    out.add_argument("--print-summary", default=None,
-                     help="labelled BSON: write per-category accuracy and most-confused category here")
+    out.add_argument("--output", required=True,
+                     help="submission CSV (.gz to compress); empty: write nothing (accuracy only), as the original")
+    out.add_argument("--print-summary", nargs="?", const="-", default=None, metavar="CSV",
+                     help="labelled BSON: per-category accuracy and most-confused category, to CSV "
+                          "(bare flag, as the original: to stdout)")
     out.add_argument("--force", action="store_true", help="overwrite existing outputs")
+    add_original_flags(parser)
     return parser
+
+
+def add_original_flags(parser):
+    """The original's flags that have no use here, so that its command lines still run."""
+    original = parser.add_argument_group("The original's flags (accepted for its command lines)")
+    original.add_argument("--md5-dict-pkl", action=RefusedFlag, explanation=PICKLE_REFUSED,
+                          help="refused with a one-line explanation: use --md5-dict DICT.npz")
+    original.add_argument("--zmq-port", type=int, default=None,
+                          help="ignored: the processes talk over private sockets (--transport)")
+    original.add_argument("--md5-mode", type=int, default=None,
+                          help="ignored, as the original's final predict.py ignored it "
+                               "(product hashes: predict.md5_predict)")
+    original.add_argument("--mean-max-pooling", type=int, default=0,
+                          help="0 only (the original's default and final run); other values are refused")
+    original.add_argument("--multi-view-mean", action=RefusedFlag, explanation=MULTI_VIEW_MEAN_REFUSED,
+                          help="refused with a one-line explanation (an early version's flag)")
+
+
+def check_original_flags(args):
+    """Refuse what cannot be honoured; one log line for each accepted flag that does nothing here."""
+    if args.mean_max_pooling:
+        raise UserError(f"--mean-max-pooling {args.mean_max_pooling}: DPN mean-max pooling at test time is not "
+                        "implemented (the original's final run did not use it)")
+    if args.zmq_port is not None:
+        log.info("--zmq-port %d ignored: the processes talk over private %s sockets", args.zmq_port, args.transport)
+    if args.md5_mode is not None:
+        log.info("--md5-mode %d ignored, as in the original's final predict.py (product hashes: predict.md5_predict)",
+                 args.md5_mode)
 
 
 def product_range(index, shard, cut):
@@ -97,52 +142,100 @@ def product_range(index, shard, cut):
 
 
 def accuracy_table(variants, class_ids, labels):
-    lines = [f"{'output':<8} {'models':>6} {'product mean':<12} {'accuracy':>9}"]
+    lines = [f"{'output':<8} {'models':>6} {'pictures':<8} {'accuracy':>9}"]
     for variant, predicted in zip(variants, class_ids):
-        lines.append(f"{variant.tag:<8} {variant.num_models:>6} {variant.product_mean:<12} "
+        lines.append(f"{variant.tag:<8} {variant.num_models:>6} {variant.reduction:<8} "
                      f"{float((predicted == labels).mean()):>9.5f}")
     return "\n".join(lines)
 
 
-def write_category_summary(path, categories, predicted, labels):
-    """Per category: products, correct, accuracy, the category it is most often mistaken for."""
+def category_summary_rows(predicted, labels):
+    """Per label: (label, products, correct, most-confused label or None, its products), by label."""
     pairs, counts = np.unique(np.stack([labels, predicted], axis=1), axis=0, return_counts=True)
     rows = {}
     for (label, guess), count in zip(pairs.tolist(), counts.tolist()):
-        row = rows.setdefault(label, {"total": 0, "correct": 0, "confused": None, "confused_count": 0})
-        row["total"] += count
+        row = rows.setdefault(label, [label, 0, 0, None, 0])
+        row[1] += count
         if guess == label:
-            row["correct"] = count
-        elif count > row["confused_count"]:
-            row["confused"], row["confused_count"] = guess, count
+            row[2] = count
+        elif count > row[4]:
+            row[3], row[4] = guess, count
+    return [rows[label] for label in sorted(rows)]
+
+
+def write_category_summary(path, categories, predicted, labels, cate_level=3):
+    """Per category (per sub-class id with --cate-level 1): products, correct, accuracy, the one it
+    is most often mistaken for. `path` "-": to stdout."""
+    level3 = cate_level == 3
+    header = (["category_id", "class_id"] if level3 else ["sub_class_id"]) + [
+        "products", "correct", "accuracy", "most_confused_" + ("category_id" if level3 else "sub_class_id"),
+        "most_confused_products"] + (["name"] if level3 else [])
+    lines = []
+    for label, total, correct, confused, confused_count in category_summary_rows(predicted, labels):
+        if level3:
+            confused = "" if confused is None else categories.category_of(confused)
+            lines.append([categories.category_of(label), label, total, correct, f"{correct / total:.4f}", confused,
+                          confused_count, categories.level3_names[label]])
+        else:
+            lines.append([label, total, correct, f"{correct / total:.4f}", "" if confused is None else confused,
+                          confused_count])
+    if path == "-":
+        csv.writer(sys.stdout).writerows([header] + lines)
+        return
     with atomic_outputs(path) as (tmp,), open(tmp, "w", newline="") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(["category_id", "class_id", "products", "correct", "accuracy",
-                         "most_confused_category_id", "most_confused_products", "name"])
-        for class_id, row in sorted(rows.items()):
-            confused = "" if row["confused"] is None else categories.category_of(row["confused"])
-            writer.writerow([categories.category_of(class_id), class_id, row["total"], row["correct"],
-                             f"{row['correct'] / row['total']:.4f}", confused, row["confused_count"],
-                             categories.level3_names[class_id]])
+        csv.writer(fh).writerows([header] + lines)
 
 
-def run(args):
-    """Everything up to the outputs: check the arguments, load, predict. Returns the run's parts."""
+def check_arguments(args):
+    """Everything that can be checked before loading anything: (data_shape, rgb_mean, variants, outputs)."""
+    check_original_flags(args)
     data_shape = parse_image_shape(args.data_shape, "--data-shape")
     rgb_mean = parse_rgb_mean(args.rgb_mean)
     if args.batch_size < 1:
         raise UserError("--batch-size must be at least 1")
+    if args.resize and args.resize < max(data_shape[1:]):
+        raise UserError(f"--resize {args.resize} is smaller than the input {data_shape[1]}x{data_shape[2]}: "
+                        "the pictures are squashed to RxR, then centre-cropped to the input")
+    if args.multi_view == 3 and min(data_shape[1:]) <= 2 * BORDER_PIXELS:
+        raise UserError(f"--multi-view 3 drops a {BORDER_PIXELS}-pixel border: the input "
+                        f"{data_shape[1]}x{data_shape[2]} is too small")
     num_models = len(args.params)
     bad = [k for k in args.ensembles if not 1 <= k <= num_models]
     if bad:
         raise UserError(f"--ensembles {bad}: each k must be between 1 and the {num_models} models given")
     variants = make_variants(num_models, args.ensembles)
-    outputs = [args.output] + [variant_path(args.output, v.tag) for v in variants[1:]]
-    check_outputs_free(outputs + [args.print_summary], args.force)
+    outputs = [args.output] + [variant_path(args.output, v.tag) for v in variants[1:]] if args.output else []
+    summary = args.print_summary if args.print_summary != "-" else None
+    check_outputs_free(outputs + [summary], args.force)
+    return data_shape, rgb_mean, variants, outputs
 
+
+def load_md5_override(args, categories, num_classes):
+    if not args.md5_dict or args.md5_dict_type == "none":
+        return None
+    dictionary = Md5Dictionary.load(args.md5_dict)
+    if args.md5_dict_type == "majority" and not dictionary.first_seen_order:
+        raise UserError(f"{args.md5_dict}: an older dictionary (format version 1) whose categories are sorted by id; "
+                        "majority gives a tie to the category seen first in training: rebuild it with "
+                        f"{BUILD_COMMAND} --force")
+    log.info("MD5 dictionary %s: %d images (%s)", args.md5_dict, len(dictionary.images), args.md5_dict_type)
+    return Md5Override(dictionary, categories, args.md5_dict_type, num_classes, args.cate_level)
+
+
+def run(args):
+    """Everything up to the outputs: check the arguments, load, predict. Returns the run's parts."""
+    data_shape, rgb_mean, variants, outputs = check_arguments(args)
     timer = Timer()
     categories = Categories.load(args.csv or default_category_csv())
+    if args.cate_level == 1:
+        num_classes = categories.num_level1_sub_classes
+        classes_are = f"--cate-level 1: the largest level-1 group of {categories.path}"
+    else:
+        num_classes, classes_are = len(categories), f"the categories of {categories.path}"
     check_input_file(args.bson, "BSON")
+    md5_override = load_md5_override(args, categories, num_classes)
+    models = load_models(args.symbol, args.params, args.batch_size, data_shape, args.gpus, num_classes,
+                         classes_are)
     index = BsonIndex.open(args.bson, skip_corrupt=args.skip_corrupt)
     start, stop = product_range(index, args.shard, args.cut)
     num_products = stop - start
@@ -151,14 +244,7 @@ def run(args):
              num_products, num_images)
     if index.skipped:
         log.warning("%d unreadable documents skipped (--skip-corrupt); they get no row", len(index.skipped))
-    md5_override = None
-    if args.md5_dict and args.md5_dict_type != "none":
-        dictionary = Md5Dictionary.load(args.md5_dict)
-        md5_override = Md5Override(dictionary, categories, args.md5_dict_type, len(categories))
-        log.info("MD5 dictionary %s: %d images (%s)", args.md5_dict, len(dictionary.images), args.md5_dict_type)
-
-    models = load_models(args.symbol, args.params, args.batch_size, data_shape, args.gpus, len(categories))
-    predictor = Predictor(models, normaliser(rgb_mean, args.rgb_scale), args.batch_size, len(categories), variants,
+    predictor = Predictor(models, normaliser(rgb_mean, args.rgb_scale), args.batch_size, num_classes, variants,
                           start, num_products, md5_override, args.product_unique_md5)
 
     received = 0
@@ -178,10 +264,24 @@ def run(args):
                                  num_views=len(MULTI_VIEWS[args.multi_view]))
 
 
+def report_accuracy(args, result):
+    """On a labelled BSON: the accuracy table of every output, and the per-category summary."""
+    index, categories, predictor = result.index, result.categories, result.predictor
+    if not index.has_labels:
+        if args.print_summary:
+            log.warning("--print-summary needs category_id in the BSON; %s has none", args.bson)
+        return
+    labels = labels_of(categories, index.products["category_id"][result.start:result.stop], args.cate_level)
+    print(accuracy_table(result.variants, predictor.class_ids, labels))
+    if args.print_summary:
+        write_category_summary(args.print_summary, categories, predictor.class_ids[0], labels, args.cate_level)
+        log.info("per-category summary: %s", "stdout" if args.print_summary == "-" else args.print_summary)
+
+
 def main(argv=None):
     args = build_parser().parse_args(argv)
     result = run(args)
-    index, categories, variants, predictor = result.index, result.categories, result.variants, result.predictor
+    index, categories, predictor = result.index, result.categories, result.predictor
     start, stop, seconds, outputs = result.start, result.stop, result.seconds, result.outputs
     num_products = stop - start
     # Products in = rows out, each exactly once.
@@ -189,22 +289,18 @@ def main(argv=None):
         raise UserError(f"internal: {predictor.completed} of {num_products} products predicted")
     product_ids = index.products["product_id"][start:stop]
     for path, class_ids in zip(outputs, predictor.class_ids):
-        write_submission(path, product_ids, categories.category_ids[class_ids])
+        # level 3: the category ids of a submission; level 1: the sub-class ids themselves, as the original
+        write_submission(path, product_ids, categories.category_ids[class_ids] if args.cate_level == 3 else class_ids)
     log.info("predicted %d products, %d images (%d overridden by MD5, %d products without a usable picture) "
              "with %d models x %d views in %.1f s: %.1f images/s, forward %.0f%% of the time",
              num_products, predictor.images, predictor.images_overridden, predictor.products_without_picture,
              len(predictor.models), result.num_views, seconds, predictor.images / seconds,
              100 * predictor.forward_seconds / seconds)
-    if index.has_labels:
-        labels = categories.classes_of(index.products["category_id"][start:stop])
-        print(accuracy_table(variants, predictor.class_ids, labels))
-        if args.print_summary:
-            write_category_summary(args.print_summary, categories, predictor.class_ids[0], labels)
-            log.info("per-category summary: %s", args.print_summary)
-    elif args.print_summary:
-        log.warning("--print-summary needs category_id in the BSON; %s has none", args.bson)
+    report_accuracy(args, result)
     for path in outputs:
         log.info("wrote %s", path)
+    if not outputs:
+        log.info("no --output: nothing written")
     log.info("done in %.1f s", result.timer.seconds)
     return 0
 

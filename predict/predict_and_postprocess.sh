@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Shared body of run_predict.sh and run_validate.sh: predict BSON with the ensemble, then
-# overwrite the products whose product hash is known from training (post-processing).
+# overwrite the products whose product hash is known from training in SUBMITTED (the sum over
+# the pictures of all models, OUTPUT's eN.m1 variant, as the solution did) and write FINAL.
 # Every setting comes from the calling script's environment.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,6 +25,9 @@ done
 FORCE_FLAG=()
 if [ "${FORCE:-0}" = "1" ]; then FORCE_FLAG=(--force); fi
 read -r -a ENSEMBLE_LIST <<< "$ENSEMBLES"
+NUM_MODELS=${#MODEL_LIST[@]}
+# SUBMITTED is the all-models variant: make sure it is written
+if [[ " ${ENSEMBLE_LIST[*]} " != *" $NUM_MODELS "* ]]; then ENSEMBLE_LIST+=("$NUM_MODELS"); fi
 
 mkdir -p "$(dirname "$OUTPUT")"
 python -m predict.predict --bson "$BSON" --csv "$CATEGORY_CSV" \
@@ -33,5 +37,9 @@ python -m predict.predict --bson "$BSON" --csv "$CATEGORY_CSV" \
   --md5-dict "$MD5_DICT" --md5-dict-type "$MD5_DICT_TYPE" --ensembles "${ENSEMBLE_LIST[@]}" \
   --num-procs "$NUM_PROCS" --output "$OUTPUT" "${FORCE_FLAG[@]}" ${EXTRA_PREDICT_ARGS:-}
 
+if [ ! -f "$SUBMITTED" ]; then
+  echo "error: $SUBMITTED was not written: SUBMITTED must be OUTPUT's e$NUM_MODELS.m1 variant" >&2
+  exit 2
+fi
 python -m predict.md5_predict --md5-dict "$MD5_DICT" --test-bson "$BSON" --output "$OVERRIDES" "${FORCE_FLAG[@]}"
-python -m predict.postprocess_product --src "$OUTPUT" --md5 "$OVERRIDES" --dst "$FINAL" "${FORCE_FLAG[@]}"
+python -m predict.postprocess_product --src "$SUBMITTED" --md5 "$OVERRIDES" --dst "$FINAL" "${FORCE_FLAG[@]}"

@@ -1,10 +1,12 @@
 """Batches prepared products through every model and turns each finished product into class ids.
 
 Views of many products are packed into fixed-size batches; every model runs on each batch.
-When all views of a product have been through the models, its probabilities are reduced:
-views -> image (mean), MD5 override per image, images -> product (arithmetic and geometric
-mean), models -> ensemble (mean of the first k models for each requested k). Only the
-resulting class ids are kept, so memory does not grow with the test set.
+When all views of a product have been through the models, its probabilities are reduced as
+the original solution's predict.py did (predict.probability): views -> each model's image
+mean; the first k models -> the image's mean for each requested k; an image whose MD5 is in
+the training dictionary gets the dictionary's probability instead; the images -> the
+product by their product (m0) and their sum (m1). Only the resulting class ids are kept, so
+memory does not grow with the test set.
 """
 import collections
 import time
@@ -13,36 +15,49 @@ import numpy as np
 
 from predict import probability
 
+CATE_LEVELS = (3, 1)  # 3: a class per category; 1: the class index within the category's level-1 group
+
 
 class Variant:
-    """One output of a run: the first `num_models` models, one product mean."""
+    """One output of a run: the first `num_models` models, one product reduction (m0 product, m1 sum)."""
 
-    def __init__(self, num_models, product_mean):
+    def __init__(self, num_models, reduction):
         self.num_models = num_models
-        self.product_mean = product_mean
-        self.tag = f"e{num_models}.m{probability.PRODUCT_MEANS.index(product_mean)}"
+        self.reduction = reduction
+        self.tag = f"e{num_models}.m{probability.PRODUCT_REDUCTIONS.index(reduction)}"
 
     def __repr__(self):
-        return f"{self.tag} ({self.num_models} models, {self.product_mean} mean)"
+        return f"{self.tag} ({self.num_models} models, {self.reduction} over the pictures)"
 
 
 def make_variants(num_models, ensembles):
-    """The main output (all models, arithmetic) first, then both means for each k of --ensembles."""
-    variants = [Variant(num_models, "arithmetic")]
+    """The main output (all models, m0) first, then m0 and m1 for each k of --ensembles, as the original."""
+    variants = [Variant(num_models, "product")]
     for k in ensembles:
-        for mean in probability.PRODUCT_MEANS:
-            variants.append(Variant(k, mean))
+        for reduction in probability.PRODUCT_REDUCTIONS:
+            variants.append(Variant(k, reduction))
     return variants
 
 
-class Md5Override:
-    """Per-image probabilities from the training MD5 dictionary, as class-id vectors."""
+def labels_of(categories, category_ids, cate_level=3):
+    """The output class of each category id for a model of `cate_level`; -1 where not in the CSV."""
+    class_ids = categories.classes_of(category_ids)
+    if cate_level == 3:
+        return class_ids
+    if cate_level == 1:
+        return np.where(class_ids >= 0, categories.level1_sub_class_ids[class_ids], -1)
+    raise ValueError(f"--cate-level {cate_level}: expected one of {CATE_LEVELS}")
 
-    def __init__(self, dictionary, categories, kind, num_classes):
+
+class Md5Override:
+    """Per-image probabilities from the training MD5 dictionary, over the model's output classes."""
+
+    def __init__(self, dictionary, categories, kind, num_classes, cate_level=3):
         self.table = dictionary.images
         self.categories = categories
         self.kind = kind
         self.num_classes = num_classes
+        self.cate_level = cate_level
 
     def __call__(self, digests):
         """{image position: override probability} for the images of one product."""
@@ -52,10 +67,12 @@ class Md5Override:
         for position, found in enumerate(self.table.find(digests).tolist()):
             if found < 0:
                 continue
-            entry = self.table.entry(found)
-            class_ids = self.categories.classes_of(list(entry))
-            known = class_ids >= 0  # a category missing from the CSV cannot be predicted
-            vector = probability.md5_override(class_ids[known], np.asarray(list(entry.values()))[known],
+            entry = self.table.entry(found)  # {category_id: count}, first seen first
+            if self.kind == "unique" and len(entry) > 1:
+                continue
+            labels = labels_of(self.categories, list(entry), self.cate_level)
+            known = labels >= 0  # a category missing from the CSV cannot be predicted
+            vector = probability.md5_override(labels[known], np.asarray(list(entry.values()))[known],
                                               self.num_classes, self.kind)
             if vector is not None:
                 overrides[position] = vector
@@ -86,7 +103,7 @@ class Predictor:
         self.queue = collections.deque()  # (pending, first view row not yet batched)
         self.queued_rows = 0
         self.in_flight = None  # (outputs being computed, their slots)
-        self.means = sorted({v.product_mean for v in variants}, key=probability.PRODUCT_MEANS.index)
+        self.ensemble_sizes = sorted({v.num_models for v in variants})
         self.completed = 0
         self.images = 0
         self.images_overridden = 0
@@ -156,32 +173,40 @@ class Predictor:
 
     def _finish(self, pending):
         prepared = pending.prepared
-        num_models = len(self.models)
-        # image probabilities per model, for the decodable pictures, in picture order
-        per_image = {}
-        if len(prepared.views):
-            image_probs = np.stack([probability.view_mean(pending.probs[m], prepared.num_views)
-                                    for m in range(num_models)], axis=1)  # (images, models, C)
-            valid_positions = [i for i, ok in enumerate(prepared.valid) if ok]
-            per_image = dict(zip(valid_positions, image_probs))
-        if self.md5_override is not None:
-            for position, vector in self.md5_override(prepared.digests).items():
-                per_image[position] = np.broadcast_to(vector, (num_models, self.num_classes))
-                self.images_overridden += 1
-        positions = sorted(per_image)
+        image_probs = self._image_probs(pending)  # {k: (images, C)}, or None without any usable picture
+        row = prepared.product - self.first_product
+        for v, variant in enumerate(self.variants):
+            if image_probs is None:  # no usable picture and no dictionary entry: nothing to go on
+                self.class_ids[v, row] = 0
+            else:
+                scores = probability.product_scores(image_probs[variant.num_models], variant.reduction)
+                self.class_ids[v, row] = int(np.argmax(scores))
+        self.completed += 1
+
+    def _image_probs(self, pending):
+        """{k: (images, C) probabilities of the product's pictures from the first k models}, MD5
+        overrides in place, in picture order (first of each MD5 only with --product-unique-md5)."""
+        prepared = pending.prepared
+        valid_positions = [i for i, ok in enumerate(prepared.valid) if ok]
+        overrides = self.md5_override(prepared.digests) if self.md5_override is not None else {}
+        self.images_overridden += len(overrides)
+        positions = sorted(set(valid_positions) | set(overrides))
         if self.product_unique_md5:
             keep = set(probability.first_occurrences(prepared.digests))
             positions = [p for p in positions if p in keep]
-        if positions:
-            stacked = np.stack([per_image[p] for p in positions], axis=1)  # (models, images, C)
-            product_probs = {mean: np.stack([probability.product_mean(stacked[m], mean) for m in range(num_models)])
-                             for mean in self.means}
-        else:  # no usable picture and no dictionary entry: nothing to go on
+        if not positions:
             self.products_without_picture += 1
-            uniform = np.full((num_models, self.num_classes), 1.0 / self.num_classes, dtype=np.float32)
-            product_probs = {mean: uniform for mean in self.means}
-        row = prepared.product - self.first_product
-        for v, variant in enumerate(self.variants):
-            ensemble_probs = product_probs[variant.product_mean][:variant.num_models].mean(axis=0)
-            self.class_ids[v, row] = int(np.argmax(ensemble_probs))
-        self.completed += 1
+            return None
+        row_of = {p: i for i, p in enumerate(valid_positions)}  # decoded picture -> its views' rows
+        decoded = [i for i, p in enumerate(positions) if p in row_of]
+        model_probs = np.zeros((len(self.models), len(positions), self.num_classes), dtype=np.float32)
+        if decoded:  # an undecodable picture is here only for its override, which replaces its zeros
+            means = np.stack([probability.view_mean(pending.probs[m], prepared.num_views)
+                              for m in range(len(self.models))])
+            model_probs[:, decoded] = means[:, [row_of[positions[i]] for i in decoded]]
+        image_probs = probability.ensemble_means(model_probs, self.ensemble_sizes)
+        for i, position in enumerate(positions):
+            if position in overrides:
+                for probs in image_probs.values():
+                    probs[i] = overrides[position]
+        return image_probs

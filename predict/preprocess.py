@@ -1,16 +1,22 @@
 """Turning a product's JPEGs into network input: decode, RGB, size, test-time views.
 
-Matches the training input (ImageRecordIter without random crop): decode to RGB,
-optionally resize the shorter edge to `resize`, then take the centre
-`height x width`. The network sees raw 0-255 values; mean and scale are applied by
-the predictor, as ImageRecordIter applied them in training.
+As the original's predict.py: decode to RGB; `--resize R` squashes the picture to RxR
+with cubic interpolation (the aspect ratio is not kept); the views of `--multi-view`
+are the picture (0), + its horizontal flip (1), + its vertical flip (2), + the picture
+without a 5-pixel border resized back to the input size (3, OpenCV's default bilinear
+interpolation, as the original called cv2.resize without one). The original fed the
+picture whole, so it had to be the input size already (Kaggle's are 180x180); here a
+larger one is centre-cropped to `height x width` and a smaller one (only without
+--resize) first scaled up, shorter edge to the input size. The network sees raw 0-255
+values; mean and scale are applied by the predictor, as ImageRecordIter applied them in
+training.
 """
 import cv2
 import numpy as np
 
 MULTI_VIEWS = {0: ("original",), 1: ("original", "hflip"), 2: ("original", "hflip", "vflip"),
-               3: ("original", "hflip", "vflip", "centre_crop")}
-CENTRE_CROP_FRACTION = 0.875  # the crop view keeps the middle 87.5% and scales it back up
+               3: ("original", "hflip", "vflip", "border_crop")}
+BORDER_PIXELS = 5  # the border_crop view drops this many pixels on each side, then scales back up
 
 cv2.setNumThreads(1)  # one decode per worker process; the workers are the parallelism
 
@@ -22,12 +28,15 @@ def decode_rgb(jpeg):
 
 
 def fit_to_input(rgb, height, width, resize=0):
-    """Resize the shorter edge to `resize` (when given, or when the picture is smaller than the
-    input), then crop the centre height x width."""
+    """Squash to `resize` x `resize` (cubic) when given, else scale a picture smaller than the input
+    up (shorter edge); then crop the centre height x width."""
+    if resize:
+        if resize < max(height, width):
+            raise ValueError(f"resize {resize} is smaller than the input {height}x{width}")
+        rgb = cv2.resize(rgb, (resize, resize), interpolation=cv2.INTER_CUBIC)
     h, w = rgb.shape[:2]
-    target = resize or (max(height, width) if min(h, w) < max(height, width) else 0)
-    if target and min(h, w) != target:
-        scale = target / min(h, w)
+    if min(h, w) < max(height, width):
+        scale = max(height, width) / min(h, w)
         rgb = cv2.resize(rgb, (max(width, round(w * scale)), max(height, round(h * scale))),
                          interpolation=cv2.INTER_LINEAR)
         h, w = rgb.shape[:2]
@@ -48,9 +57,10 @@ def make_views(rgb, multi_view):
         elif name == "vflip":
             view = rgb[::-1]
         else:
-            ch, cw = round(h * CENTRE_CROP_FRACTION), round(w * CENTRE_CROP_FRACTION)
-            top, left = (h - ch) // 2, (w - cw) // 2
-            view = cv2.resize(rgb[top:top + ch, left:left + cw], (w, h), interpolation=cv2.INTER_LINEAR)
+            if min(h, w) <= 2 * BORDER_PIXELS:
+                raise ValueError(f"a {h}x{w} picture has nothing inside its {BORDER_PIXELS}-pixel border")
+            inner = rgb[BORDER_PIXELS:h - BORDER_PIXELS, BORDER_PIXELS:w - BORDER_PIXELS]
+            view = cv2.resize(inner, (w, h), interpolation=cv2.INTER_LINEAR)
         views.append(view.transpose(2, 0, 1))
     return np.ascontiguousarray(np.stack(views))
 

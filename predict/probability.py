@@ -1,14 +1,17 @@
-"""Probability arithmetic of the prediction stage: views, images, products, models, MD5 overrides.
+"""Probability arithmetic of the prediction stage, with the original solution's formulas.
+
+For each picture: each model's views are averaged, then the first k models are averaged.
+For each product: its pictures' probabilities are multiplied (m0) or summed (m1), and
+the argmax is its class (the first class on a tie, as numpy's argmax). The original's
+main output was m0 of all models; its submission was m1 of all 14, then post-processed.
 
 Shapes: an image's probabilities are a (num_classes,) row; a product's images are
-rows of a (num_images, num_classes) array; a product's per-model results are rows
-of a (num_models, num_classes) array.
+rows of a (num_images, num_classes) array; per-model arrays put the models first.
 """
 import numpy as np
 
-PRODUCT_MEANS = ("arithmetic", "geometric")  # m0, m1 in the output names, as the original
+PRODUCT_REDUCTIONS = ("product", "sum")  # m0, m1 in the output names, as the original
 MD5_DICT_TYPES = ("unique", "majority", "l1", "l2", "softmax", "none")
-_LOG_FLOOR = 1e-12  # a one-hot override has zeros; the geometric mean treats them as this
 
 
 def view_mean(view_probs, num_views):
@@ -16,44 +19,58 @@ def view_mean(view_probs, num_views):
     return view_probs.reshape(-1, num_views, view_probs.shape[-1]).mean(axis=1)
 
 
-def product_mean(image_probs, kind="arithmetic"):
-    """(num_images, C) -> (C,): the arithmetic mean, or the normalised geometric mean, over the images."""
-    if kind == "arithmetic":
-        return image_probs.mean(axis=0)
-    if kind == "geometric":
-        log_mean = np.log(np.maximum(image_probs, _LOG_FLOOR)).mean(axis=0)
-        geometric = np.exp(log_mean - log_mean.max())  # shifted: exp never underflows to all zeros
-        return geometric / geometric.sum()
-    raise ValueError(f"unknown product mean {kind!r}; expected one of {PRODUCT_MEANS}")
+def ensemble_means(model_probs, sizes):
+    """(num_models, num_images, C) -> {k: (num_images, C) mean of the first k models} for each k of `sizes`."""
+    cumulative = np.cumsum(model_probs, axis=0, dtype=np.float64)
+    return {k: cumulative[k - 1] / k for k in sizes}
 
 
-def md5_override(class_ids, counts, num_classes, kind):
+def product_scores(image_probs, reduction):
+    """(num_images, C) -> (C,) scores whose argmax is the product's class.
+
+    product (m0): the log of the product of the pictures' probabilities, summed as logs so that
+    it cannot underflow. A zero probability (a one-hot MD5 override) is log 0 = -inf, so that
+    class loses as a zero factor did in the original's float product; when every class has a zero
+    (two pictures overridden to different classes) all scores are -inf and the argmax is class 0,
+    the argmax of the original's all-zero product. Nothing is +inf or NaN.
+    sum (m1): the sum of the pictures' probabilities.
+    """
+    if reduction == "product":
+        with np.errstate(divide="ignore"):
+            return np.log(image_probs).sum(axis=0)
+    if reduction == "sum":
+        return image_probs.sum(axis=0)
+    raise ValueError(f"unknown product reduction {reduction!r}; expected one of {PRODUCT_REDUCTIONS}")
+
+
+def md5_override(labels, counts, num_classes, kind):
     """The probability an image gets from the training dictionary, or None to keep the model's.
 
-    `class_ids`, `counts`: the categories (as class ids) its MD5 was seen with in training
-    and how often. unique: one-hot where the MD5 has a single category (the solution's
-    choice); majority: one-hot of the most frequent category (ties: the first listed);
-    l1: counts / sum; l2: counts / Euclidean norm; softmax: softmax over the counts of the
-    categories seen (zero elsewhere); none: never override.
+    `labels`, `counts`: the output classes of the categories its MD5 was seen with in training
+    and how often, in the order first seen. As the original: unique: one-hot where the MD5 has a
+    single category; majority: one-hot of the most frequent category (a tie: the one seen first);
+    l1: counts / their sum; l2: counts / their Euclidean norm; softmax: softmax over the whole
+    class vector holding the counts (zeros elsewhere, so unseen classes keep some mass);
+    none: never override. A class that two categories share (level-1 sub-classes) holds the
+    count of the one listed last, as the original's assignment left it.
     """
-    if kind == "none" or len(class_ids) == 0:
-        return None
-    if kind == "unique" and len(class_ids) > 1:
-        return None
-    probs = np.zeros(num_classes, dtype=np.float32)
-    counts = np.asarray(counts, dtype=np.float64)
-    if kind in ("unique", "majority"):
-        probs[class_ids[int(np.argmax(counts))]] = 1.0
-    elif kind == "l1":
-        probs[class_ids] = counts / counts.sum()
-    elif kind == "l2":
-        probs[class_ids] = counts / np.sqrt((counts ** 2).sum())
-    elif kind == "softmax":
-        exp = np.exp(counts - counts.max())
-        probs[class_ids] = exp / exp.sum()
-    else:
+    if kind not in MD5_DICT_TYPES:
         raise ValueError(f"unknown MD5 dictionary type {kind!r}; expected one of {MD5_DICT_TYPES}")
-    return probs
+    if kind == "none" or len(labels) == 0 or (kind == "unique" and len(labels) > 1):
+        return None
+    counts = np.asarray(counts, dtype=np.float64)
+    probs = np.zeros(num_classes, dtype=np.float64)
+    if kind in ("unique", "majority"):
+        probs[labels[int(np.argmax(counts))]] = 1.0  # argmax: the first of equal counts
+        return probs
+    for label, count in zip(labels, counts):  # in order: a repeated label keeps the last count
+        probs[label] = count
+    if kind == "l1":
+        return probs / counts.sum()
+    if kind == "l2":
+        return probs / np.sqrt((counts ** 2).sum())
+    exp = np.exp(probs - probs.max())
+    return exp / exp.sum()
 
 
 def first_occurrences(digests):

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The solution's final submission: 14 models with flip TTA, the MD5 `unique` override, extra
-# outputs of the first 8 and 11 models, then product-hash post-processing; checks the result.
+# outputs of the first 8 and 11 models; the sum over each product's pictures of all 14 models
+# (e14.m1) then gets product-hash post-processing, as the solution submitted; checks the result.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -23,12 +24,14 @@ RGB_SCALE=1.0
 MULTI_VIEW=1                             # original + horizontal flip (more views lowered accuracy)
 MD5_DICT_TYPE=unique                     # one-hot where the picture's MD5 has a single category
 NUM_PROCS="${NUM_PROCS:-8}"                              # preprocessing workers
-OUTPUT="$OUT_DIR/submission.csv.gz"      # + submission.e{k}.m{0,1}.csv.gz per ensemble and product mean
+OUTPUT="$OUT_DIR/submission.csv.gz"      # all models, m0 (product over pictures), as the original's OUTPUT
+# + submission.e{k}.m0.csv.gz (product) and .e{k}.m1.csv.gz (sum) for each k of ENSEMBLES; the solution's file:
+SUBMITTED="$OUT_DIR/submission.e$(wc -w <<< "$MODELS").m1.csv.gz"
 OVERRIDES="$OUT_DIR/md5_product_overrides.csv"
 FINAL="$OUT_DIR/submission_final.csv.gz" # what to upload
 
 export DATA_DIR MODEL_DIR GPUS BSON CATEGORY_CSV MD5_DICT MODELS ENSEMBLES BATCH_SIZE DATA_SHAPE RESIZE RGB_MEAN \
-  RGB_SCALE MULTI_VIEW MD5_DICT_TYPE NUM_PROCS OUTPUT OVERRIDES FINAL
+  RGB_SCALE MULTI_VIEW MD5_DICT_TYPE NUM_PROCS OUTPUT SUBMITTED OVERRIDES FINAL
 predict/predict_and_postprocess.sh
 python -m predict.check_submission --bson "$BSON" --csv "$CATEGORY_CSV" "$FINAL"
 echo "submission: $FINAL"

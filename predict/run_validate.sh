@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The final run on DATASET_A's held-out 5% (labelled), with the dictionary of its training part
-# only: prints the accuracy of each output, before and after product-hash post-processing.
+# only: prints the accuracy of each output, and of the solution's choice (the sum over pictures of
+# all models, eN.m1) before and after product-hash post-processing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -23,14 +24,15 @@ RGB_SCALE=1.0
 MULTI_VIEW=1                             # original + horizontal flip
 MD5_DICT_TYPE=unique                     # one-hot where the picture's MD5 has a single category
 NUM_PROCS="${NUM_PROCS:-8}"                              # preprocessing workers
-OUTPUT="$OUT_DIR/valid.csv"
+OUTPUT="$OUT_DIR/valid.csv"              # all models, m0 (product over pictures); + valid.e{k}.m{0,1}.csv
+SUBMITTED="$OUT_DIR/valid.e$(wc -w <<< "$MODELS").m1.csv"  # all models, m1 (sum): the solution's choice
 OVERRIDES="$OUT_DIR/md5_product_overrides.csv"
 FINAL="$OUT_DIR/valid_final.csv"
 SUMMARY="$OUT_DIR/per_category.csv"      # per-category accuracy and most-confused category
 EXTRA_PREDICT_ARGS="--print-summary $SUMMARY"
 
 export DATA_DIR MODEL_DIR GPUS BSON CATEGORY_CSV MD5_DICT MODELS ENSEMBLES BATCH_SIZE DATA_SHAPE RESIZE RGB_MEAN \
-  RGB_SCALE MULTI_VIEW MD5_DICT_TYPE NUM_PROCS OUTPUT OVERRIDES FINAL EXTRA_PREDICT_ARGS
+  RGB_SCALE MULTI_VIEW MD5_DICT_TYPE NUM_PROCS OUTPUT SUBMITTED OVERRIDES FINAL EXTRA_PREDICT_ARGS
 predict/predict_and_postprocess.sh
-python -m predict.score_submission --truth-bson "$BSON" --label "ensemble of all" --label "+ product hashes" \
-  "$OUTPUT" "$FINAL"
+python -m predict.score_submission --truth-bson "$BSON" --label "all models, m0 (product)" \
+  --label "all models, m1 (sum)" --label "m1 + product hashes" "$OUTPUT" "$SUBMITTED" "$FINAL"

@@ -88,3 +88,28 @@ def test_large_dictionary_round_trip(tmp_path):
     loaded = Md5Dictionary.load(str(tmp_path / "big.npz"))
     assert len(loaded.images) == len(np.unique(keys))
     assert (loaded.images.unique_category(keys[:5000]) == cats[:5000]).all()
+
+
+def test_each_keys_categories_keep_their_first_seen_order(tmp_path):
+    # The original's Counter kept insertion order, which decided majority ties: keep it on disk too.
+    a, b = make_jpeg(1), make_jpeg(2)
+    path = write_bson(tmp_path / "order.bson", [
+        product(1, [a], 30), product(2, [a, b], 10), product(3, [a], 20), product(4, [b], 5), product(5, [a, b], 10)])
+    bson_md5_dict.main(["--bson", path, "--out", str(tmp_path / "d.npz")])
+    d = Md5Dictionary.load(str(tmp_path / "d.npz"))
+    assert list(d.images.get(image_md5(a)).items()) == [(30, 1), (10, 2), (20, 1)]
+    assert list(d.images.get(image_md5(b)).items()) == [(10, 2), (5, 1)]
+    assert d.first_seen_order and d.meta["version"] == 2
+    assert d.images.unique_category([image_md5(a)]).tolist() == [-1]
+
+
+def test_version_1_files_still_load(tmp_path):
+    d = Md5Dictionary.build(np.array([b"k" * 16], dtype="S16"), [7], np.array([b"p" * 16], dtype="S16"), [7])
+    d.meta["version"] = 1
+    d.save(str(tmp_path / "old.npz"))
+    old = Md5Dictionary.load(str(tmp_path / "old.npz"))
+    assert not old.first_seen_order and old.images.get(b"k" * 16) == {7: 1}
+    d.meta["version"] = 99
+    d.save(str(tmp_path / "future.npz"))
+    with pytest.raises(UserError, match="format version 99"):
+        Md5Dictionary.load(str(tmp_path / "future.npz"))

@@ -1,6 +1,7 @@
 """Prediction arithmetic without processes: views, product means, ensembles, MD5 overrides, views."""
 import types
 
+import cv2
 import numpy as np
 import pytest
 
@@ -20,31 +21,51 @@ def test_view_mean_averages_each_images_views():
     np.testing.assert_allclose(probability.view_mean(views, 2), [[0.6, 0.4], [0.1, 0.9]])
 
 
-def test_product_means_can_disagree():
+def test_product_and_sum_of_the_pictures_can_disagree():
     # One picture sure of class 1, three fairly sure of class 0.
     images = np.array([[0.001, 0.999], [0.9, 0.1], [0.9, 0.1], [0.9, 0.1]])
-    arithmetic = probability.product_mean(images, "arithmetic")
-    geometric = probability.product_mean(images, "geometric")
-    np.testing.assert_allclose(arithmetic, [0.67525, 0.32475])
-    expected = np.exp(np.log(images).mean(axis=0))
-    np.testing.assert_allclose(geometric, expected / expected.sum())
-    assert np.argmax(arithmetic) == 0 and np.argmax(geometric) == 1
+    np.testing.assert_allclose(probability.product_scores(images, "sum"), [2.701, 1.299])
+    np.testing.assert_allclose(probability.product_scores(images, "product"), np.log([0.000729, 0.000999]))
+    assert np.argmax(probability.product_scores(images, "sum")) == 0
+    assert np.argmax(probability.product_scores(images, "product")) == 1  # the sure picture wins
 
 
-def test_geometric_mean_survives_a_one_hot_override():
-    images = np.array([[1.0, 0.0, 0.0], [0.2, 0.7, 0.1]])
-    geometric = probability.product_mean(images, "geometric")
-    assert np.isfinite(geometric).all() and geometric.sum() == pytest.approx(1.0)
+def test_product_with_zeros_behaves_like_the_float_product():
+    # a one-hot override (class 0) beats a picture sure of class 2: the other classes get a zero factor
+    override, sure = [1.0, 0.0, 0.0], [0.001, 0.001, 0.998]
+    assert np.argmax(probability.product_scores(np.array([override, sure]), "product")) == 0
+    # two overrides to different classes: every class has a zero, so the original's product is all
+    # zeros and its argmax class 0; the log scores are all -inf (no NaN) with the same argmax
+    scores = probability.product_scores(np.array([[0.0, 1.0, 0.0], [0.0, 0.0, 1.0]]), "product")
+    assert np.isneginf(scores).all() and np.argmax(scores) == 0
+    # random pictures with zeros sprinkled in: the same argmax as the float product wherever it is positive
+    rng = np.random.default_rng(0)
+    for _ in range(2000):
+        images = rng.dirichlet(np.full(20, 0.3), size=rng.integers(1, 5))
+        images[rng.random(images.shape) < 0.2] = 0.0
+        float_product = np.prod(images, axis=0)
+        if float_product.max() > 0:
+            assert np.argmax(probability.product_scores(images, "product")) == np.argmax(float_product)
+
+
+def test_ensemble_means_average_the_first_k_models():
+    model_probs = np.array([[[0.2, 0.8]], [[0.6, 0.4]], [[1.0, 0.0]]], dtype=np.float32)  # 3 models, 1 picture
+    means = probability.ensemble_means(model_probs, [1, 3])
+    np.testing.assert_allclose(means[1], [[0.2, 0.8]])
+    np.testing.assert_allclose(means[3], [[0.6, 0.4]])
 
 
 @pytest.mark.parametrize("kind, class_ids, counts, expected", [
     ("unique", [2], [5], [0, 0, 1, 0]),
     ("unique", [2, 3], [5, 1], None),                     # conflicting labels: the model decides
     ("majority", [2, 3], [1, 5], [0, 0, 0, 1]),
-    ("majority", [2, 3], [3, 3], [0, 0, 1, 0]),           # a tie goes to the first listed
+    ("majority", [2, 3], [3, 3], [0, 0, 1, 0]),           # a tie goes to the first listed (first seen)
+    ("majority", [3, 2], [3, 3], [0, 0, 0, 1]),
     ("l1", [0, 3], [1, 3], [0.25, 0, 0, 0.75]),
+    ("l1", [1, 1], [2, 5], [0, 5 / 7, 0, 0]),            # two categories, one sub-class: the last count stays
     ("l2", [0, 3], [3, 4], [0.6, 0, 0, 0.8]),
-    ("softmax", [1, 2], [1, 2], [0, 1 / (1 + np.e), np.e / (1 + np.e), 0]),
+    # softmax over the whole vector [0, 1, 2, 0]: unseen classes keep mass
+    ("softmax", [1, 2], [1, 2], np.exp([-2, -1, 0, -2]) / np.exp([-2, -1, 0, -2]).sum()),
     ("none", [2], [5], None),
     ("unique", [], [], None),
 ])
@@ -61,23 +82,34 @@ def test_first_occurrences():
 
 
 # ---- views ---------------------------------------------------------------------------
-def test_views_are_the_picture_and_its_flips():
-    rgb = np.arange(4 * 6 * 3, dtype=np.uint8).reshape(4, 6, 3)
-    views = make_views(rgb, 2)
-    assert views.shape == (3, 3, 4, 6)
+def test_views_are_the_picture_its_flips_and_the_border_crop():
+    rgb = np.random.default_rng(0).integers(0, 256, (20, 24, 3), dtype=np.uint8)
+    views = make_views(rgb, 3)
+    assert views.shape == (4, 3, 20, 24)
     np.testing.assert_array_equal(views[0], rgb.transpose(2, 0, 1))
-    np.testing.assert_array_equal(views[1], rgb[:, ::-1].transpose(2, 0, 1))
-    np.testing.assert_array_equal(views[2], rgb[::-1].transpose(2, 0, 1))
-    assert make_views(rgb, 3).shape == (4, 3, 4, 6)
+    np.testing.assert_array_equal(views[1], rgb[:, ::-1].transpose(2, 0, 1))  # cv2.flip(img, 1)
+    np.testing.assert_array_equal(views[2], rgb[::-1].transpose(2, 0, 1))     # cv2.flip(img, 0)
+    # view 3: the picture without a 5-pixel border, resized back with cv2.resize's default (bilinear)
+    border_crop = cv2.resize(rgb[5:-5, 5:-5], (24, 20))
+    np.testing.assert_array_equal(views[3], border_crop.transpose(2, 0, 1))
+    assert make_views(rgb, 2).shape == (3, 3, 20, 24)
+    with pytest.raises(ValueError, match="border"):
+        make_views(rgb[:10], 3)
 
 
-def test_fit_to_input_resizes_the_shorter_edge_then_crops_the_centre():
-    rgb = np.zeros((180, 240, 3), np.uint8)
-    rgb[:, 120:] = 255  # right half white
-    fitted = fit_to_input(rgb, 64, 64, resize=64)
-    assert fitted.shape == (64, 64, 3)
-    assert fitted[:, :20].max() == 0 and fitted[:, 44:].min() == 255  # centre crop keeps the split centred
-    assert fit_to_input(np.zeros((180, 180, 3), np.uint8), 160, 160).shape == (160, 160, 3)  # centre crop
+def test_resize_squashes_with_cubic_interpolation_then_crops_the_centre():
+    rgb = np.random.default_rng(1).integers(0, 256, (180, 240, 3), dtype=np.uint8)
+    # --resize 64 with a 64x64 input: the whole picture squashed to 64x64 (aspect not kept), cubic
+    np.testing.assert_array_equal(fit_to_input(rgb, 64, 64, resize=64),
+                                  cv2.resize(rgb, (64, 64), interpolation=cv2.INTER_CUBIC))
+    # a larger --resize: squashed, then the centre of the input size
+    np.testing.assert_array_equal(fit_to_input(rgb, 64, 64, resize=80),
+                                  cv2.resize(rgb, (80, 80), interpolation=cv2.INTER_CUBIC)[8:72, 8:72])
+    with pytest.raises(ValueError, match="smaller than the input"):
+        fit_to_input(rgb, 64, 64, resize=60)
+    # without --resize: the centre crop of a larger picture, a smaller one scaled up first
+    np.testing.assert_array_equal(fit_to_input(rgb, 160, 160), rgb[10:170, 40:200])
+    assert fit_to_input(rgb[:32, :32], 64, 64).shape == (64, 64, 3)
 
 
 def test_product_views_decode_rgb_and_flag_bad_pictures():
@@ -148,15 +180,26 @@ def test_first_k_models_make_each_ensemble():
     assert by_tag["e3.m0"] == [1, 1]   # all three: (0.467, 0.533)
 
 
-def test_products_spanning_batches_and_both_product_means():
+def test_products_spanning_batches_and_both_product_reductions():
     # table rows: 0 -> sure of class 1; 1 -> fairly sure of class 0
     model = TableModel([[0.001, 0.999], [0.9, 0.1]])
     products = [prepared(10, [0, 1, 1, 1]), prepared(11, [0]), prepared(12, [1, 1])]
     variants, predictor = run_predictor([model], products, ensembles=[1], batch_size=3)
     by_tag = dict(zip([v.tag for v in variants], predictor.class_ids.tolist()))
-    assert by_tag["e1.m0"] == [0, 1, 0]  # arithmetic over the 4 pictures of product 10
-    assert by_tag["e1.m1"] == [1, 1, 0]  # geometric: the sure picture wins
+    assert by_tag["e1.m0"] == [1, 1, 0]  # product over the 4 pictures of product 10: the sure picture wins
+    assert by_tag["e1.m1"] == [0, 1, 0]  # sum
+    assert by_tag["e1.m0"] == predictor.class_ids[0].tolist()  # the main output is m0
     assert predictor.completed == 3 and predictor.images == 7
+
+
+def test_m0_multiplies_the_pictures_model_means_not_per_model_products():
+    # model A: picture 0 -> (0.22, 0.78), picture 1 -> (0.99, 0.01); model B: (0.37, 0.63) for both.
+    # The original: per picture the mean of the models, (0.295, 0.705) and (0.68, 0.32); their product
+    # (0.2006, 0.2256) -> class 1. A per-model (geometric) product mean averaged over the models gives 0.
+    models = [TableModel([[0.22, 0.78], [0.99, 0.01]]), TableModel([[0.37, 0.63], [0.37, 0.63]])]
+    variants, predictor = run_predictor(models, [prepared(10, [0, 1])], ensembles=[1, 2])
+    by_tag = dict(zip([v.tag for v in variants], predictor.class_ids[:, 0].tolist()))
+    assert by_tag == {"e2.m0": 1, "e1.m0": 0, "e1.m1": 0, "e2.m1": 1}
 
 
 def test_flip_views_are_averaged_per_image():
@@ -166,14 +209,38 @@ def test_flip_views_are_averaged_per_image():
     assert predictor.class_ids[0].tolist() == [1]
 
 
-def _override(entries, kind):
-    """An Md5Override over an in-memory dictionary: {digest: [category_id, ...]}."""
+def _override(entries, kind, categories=None, cate_level=3):
+    """An Md5Override over an in-memory dictionary: {digest: [category_id, ...]} in training file order."""
     keys = [d for d, cats in entries.items() for _ in cats]
     cats = [c for cats in entries.values() for c in cats]
     table = HashTable.from_pairs(np.array(keys, dtype="S16"), np.array(cats))
-    categories = Categories([1000, 1001], ["a", "a"], ["b", "b"], ["c0", "c1"])
+    categories = categories or Categories([1000, 1001], ["a", "a"], ["b", "b"], ["c0", "c1"])
+    num_classes = len(categories) if cate_level == 3 else categories.num_level1_sub_classes
     return Md5Override(Md5Dictionary(table, HashTable.from_pairs(np.zeros(0, "S16"), np.zeros(0))), categories,
-                       kind, 2)
+                       kind, num_classes, cate_level)
+
+
+def test_majority_tie_goes_to_the_category_seen_first_in_training():
+    model = TableModel([[0.5, 0.5]])
+    tied = b"t" * 16
+    for first_seen, expected in ((1001, 1), (1000, 0)):
+        other = 2001 - first_seen
+        override = _override({tied: [first_seen, other, other, first_seen]}, "majority")
+        assert override([tied])[0].tolist() == [float(expected == 0), float(expected == 1)]
+        _, predictor = run_predictor([model], [prepared(10, [0], digests=[tied])], md5_override=override)
+        assert predictor.class_ids[0].tolist() == [expected]
+
+
+def test_level1_overrides_set_sub_class_ids():
+    # level-1 groups A: 1000, 1002; B: 1001, 1003 -> sub-class ids 0, 0, 1, 1 in file order
+    categories = Categories([1000, 1001, 1002, 1003], ["A", "B", "A", "B"], ["x"] * 4, ["c0", "c1", "c2", "c3"])
+    known, shared = b"k" * 16, b"s" * 16
+    override = _override({known: [1003], shared: [1001, 1000, 1000]}, "unique", categories, cate_level=1)
+    assert set(override([known, shared])) == {0}  # `shared` has two categories: unique leaves it
+    np.testing.assert_array_equal(override([known])[0], [0.0, 1.0])
+    l1 = _override({shared: [1001, 1000, 1000]}, "l1", categories, cate_level=1)
+    # 1001 and 1000 are both sub-class 0: the later-listed count (2 of 1000) stays, over the total 3
+    np.testing.assert_allclose(l1([shared])[0], [2 / 3, 0.0])
 
 
 def test_md5_override_replaces_a_known_picture():
@@ -204,9 +271,9 @@ def test_undecodable_pictures_fall_back_to_the_dictionary_or_the_others():
 
 
 def test_product_unique_md5_counts_a_repeated_picture_once():
-    model = TableModel([[0.9, 0.1], [0.0, 1.0]])
+    model = TableModel([[0.6, 0.4], [0.35, 0.65]])
     same = b"s" * 16
-    # the class-0 picture appears twice, the class-1 picture once
+    # the class-0 picture appears twice, the class-1 picture once: products (0.126, 0.104) and (0.21, 0.26)
     item = prepared(10, [0, 0, 1], digests=[same, same, b"o" * 16])
     _, repeated = run_predictor([model], [item])
     _, unique = run_predictor([model], [item], unique_md5=True)
@@ -217,3 +284,12 @@ def test_a_product_received_twice_is_refused():
     model = TableModel([[0.9, 0.1]])
     with pytest.raises(ValueError, match="twice"):
         run_predictor([model], [prepared(10, [0]), prepared(10, [0])])
+
+
+def test_level1_summary_lists_sub_class_ids(capsys):
+    from predict.predict import write_category_summary
+    categories = Categories([1000, 1001, 1002, 1003], ["A", "B", "A", "B"], ["x"] * 4, ["c0", "c1", "c2", "c3"])
+    write_category_summary("-", categories, np.array([0, 1, 1, 1]), np.array([0, 1, 0, 0]), cate_level=1)
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("sub_class_id,products,correct,accuracy,most_confused_sub_class_id")
+    assert lines[1:] == ["0,3,1,0.3333,1,2", "1,1,1,1.0000,,0"]

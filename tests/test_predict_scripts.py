@@ -33,8 +33,8 @@ def test_validate_and_predict_scripts(tmp_path):
     validate = subprocess.run(["predict/run_validate.sh"], cwd=REPO_ROOT, capture_output=True, text=True,
                               env=dict(env, OUT_DIR=str(tmp_path / "validation")), timeout=300)
     assert validate.returncode == 0, validate.stderr[-2000:]
-    scores = [line for line in validate.stdout.splitlines() if line.startswith(("ensemble of all", "+ product"))]
-    assert len(scores) == 2 and all(float(line.split()[-2]) >= 0.95 for line in scores)
+    scores = [line for line in validate.stdout.splitlines() if line.startswith(("all models, m", "m1 + product"))]
+    assert len(scores) == 3 and all(float(line.split()[-2]) >= 0.95 for line in scores)
     assert (tmp_path / "validation" / "per_category.csv").exists()
 
     run = subprocess.run(["predict/run_predict.sh"], cwd=REPO_ROOT, capture_output=True, text=True,
@@ -46,7 +46,9 @@ def test_validate_and_predict_scripts(tmp_path):
     truth = {d["_id"]: d["category_id"] for d in docs}
     assert sorted(ids.tolist()) == sorted(d["_id"] for d in test_docs)
     assert all(truth[i] == c for i, c in zip(ids.tolist(), categories.tolist()))  # all in the dictionary too
-    for tag in ("e1.m0", "e1.m1"):
+    # the file post-processed is the sum over pictures of all (2) models, added to ENSEMBLES=1
+    assert f"rows of {tmp_path / 'subs' / 'submission.e2.m1.csv.gz'}" in run.stderr
+    for tag in ("e1.m0", "e1.m1", "e2.m0", "e2.m1"):
         assert (tmp_path / "subs" / f"submission.{tag}.csv.gz").exists()
 
     # a missing checkpoint is named
