@@ -175,12 +175,14 @@ class Predictor:
         prepared = pending.prepared
         image_probs = self._image_probs(pending)  # {k: (images, C)}, or None without any usable picture
         row = prepared.product - self.first_product
+        classes = {}  # (k, reduction) -> class: the main output is also e{all}.m0
         for v, variant in enumerate(self.variants):
+            key = (variant.num_models, variant.reduction)
             if image_probs is None:  # no usable picture and no dictionary entry: nothing to go on
-                self.class_ids[v, row] = 0
-            else:
-                scores = probability.product_scores(image_probs[variant.num_models], variant.reduction)
-                self.class_ids[v, row] = int(np.argmax(scores))
+                classes[key] = 0
+            elif key not in classes:
+                classes[key] = int(np.argmax(probability.product_scores(image_probs[key[0]], key[1])))
+            self.class_ids[v, row] = classes[key]
         self.completed += 1
 
     def _image_probs(self, pending):
@@ -201,8 +203,7 @@ class Predictor:
         decoded = [i for i, p in enumerate(positions) if p in row_of]
         model_probs = np.zeros((len(self.models), len(positions), self.num_classes), dtype=np.float32)
         if decoded:  # an undecodable picture is here only for its override, which replaces its zeros
-            means = np.stack([probability.view_mean(pending.probs[m], prepared.num_views)
-                              for m in range(len(self.models))])
+            means = probability.view_mean(pending.probs, prepared.num_views)  # (models, decoded pictures, C)
             model_probs[:, decoded] = means[:, [row_of[positions[i]] for i in decoded]]
         image_probs = probability.ensemble_means(model_probs, self.ensemble_sizes)
         for i, position in enumerate(positions):

@@ -15,14 +15,18 @@ MD5_DICT_TYPES = ("unique", "majority", "l1", "l2", "softmax", "none")
 
 
 def view_mean(view_probs, num_views):
-    """(num_images * num_views, C) with each image's views consecutive -> (num_images, C) arithmetic mean."""
-    return view_probs.reshape(-1, num_views, view_probs.shape[-1]).mean(axis=1)
+    """(..., num_images * num_views, C) with each image's views consecutive -> (..., num_images, C) mean."""
+    return view_probs.reshape(*view_probs.shape[:-2], -1, num_views, view_probs.shape[-1]).mean(axis=-2)
 
 
 def ensemble_means(model_probs, sizes):
     """(num_models, num_images, C) -> {k: (num_images, C) mean of the first k models} for each k of `sizes`."""
-    cumulative = np.cumsum(model_probs, axis=0, dtype=np.float64)
-    return {k: cumulative[k - 1] / k for k in sizes}
+    means, total, summed = {}, np.zeros(model_probs.shape[1:], dtype=np.float64), 0
+    for k in sorted(set(sizes)):
+        total = total + model_probs[summed:k].sum(axis=0, dtype=np.float64)
+        summed = k
+        means[k] = total / k
+    return means
 
 
 def product_scores(image_probs, reduction):
