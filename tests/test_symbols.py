@@ -9,6 +9,8 @@ the PyTorch ports do not have.)
 """
 import json
 import os
+import re
+import types
 
 import mxnet as mx
 import numpy as np
@@ -314,3 +316,60 @@ def test_demo_network_trains_one_step(build):
     # every trainable parameter is connected to the loss
     silent = {n for n, g in grads.items() if not np.abs(g).any()} - fixed_gamma_parameters(symbol)
     assert not silent
+
+
+# --- the original's way of naming a ResNeXt (--symbol resnext --num-layers ...) -------------------
+
+def network_of(argv):
+    from train import train_model
+
+    args = train_model.build_parser().parse_args(argv)
+    train_model.check_args(args)
+    return train_model.build_network(args)
+
+
+def test_resnext_by_its_parts_is_our_named_network():
+    se_101_64 = ["--symbol", "resnext", "--num-layers", "101", "--num-conv-groups", "64", "--use-squeeze-excitation"]
+    assert network_of(se_101_64).tojson() == network_of(["--symbol", "se-resnext-101-64x4d"]).tojson()
+    assert network_of(["--symbol", "resnext", "--num-layers", "101"]).tojson() == \
+        network_of(["--symbol", "resnext-101"]).tojson()  # 32 groups unless told
+    # --excitation-ratio 1/4: the SE layers are a quarter as wide as their unit's output
+    quarter = network_of(["--symbol", "resnext", "--num-layers", "50", "--use-squeeze-excitation",
+                          "--excitation-ratio", "0.25"])
+    shapes = parameter_shapes(quarter, (1, 3, 180, 180))
+    assert shapes["stage1_unit1_excitation1_weight"] == (64, 256)
+    assert shapes["stage4_unit1_excitation1_weight"] == (512, 2048)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--symbol", "resnext", "--num-layers", "18"], "resnext with 18 layers, 32 groups is not built here; built:"),
+    (["--symbol", "resnext", "--num-layers", "101", "--num-conv-groups", "16"], "16 groups is not built"),
+    (["--symbol", "resnext"], "--symbol resnext needs --num-layers"),
+    (["--symbol", "dpn-92", "--num-layers", "101"], "--num-layers: only with --symbol resnext"),
+    (["--symbol", "resnext", "--num-layers", "50", "--excitation-ratio", "0.25"],
+     "--excitation-ratio: only with --use-squeeze-excitation"),
+    (["--symbol", "resnext", "--num-layers", "50", "--use-squeeze-excitation", "--excitation-ratio", "0.3"],
+     "expected 1/N"),
+])
+def test_resnext_parts_we_do_not_build_are_one_line_errors(argv, message):
+    with pytest.raises(UserError, match=re.escape(message)):
+        network_of(argv)
+
+
+def test_m11_loads_m07s_checkpoint_all_but_the_squeeze_excitation_layers():
+    # M07 fine-tuned the published ResNeXt-101 64x4d (cut at flatten0, new 5270-class `fc`);
+    # M11 builds SE-ResNeXt-101 64x4d the original's way and starts from M07's epoch-15 weights.
+    from train.finetune import attach_classifier, cut_at, select_params
+
+    data_shape = (1, 3, 180, 180)
+    m07 = attach_classifier(cut_at(published_graph("resnext-101-64x4d"), "flatten0"), 5270)
+    m07_params = {name: types.SimpleNamespace(shape=shape) for name, shape in parameter_shapes(m07, data_shape).items()}
+    m11 = network_of(["--symbol", "resnext", "--num-layers", "101", "--num-conv-groups", "64",
+                      "--use-squeeze-excitation", "--num-classes", "5270"])
+    aux_names = set(m07.list_auxiliary_states())
+    args = {k: v for k, v in m07_params.items() if k not in aux_names}
+    aux = {k: v for k, v in m07_params.items() if k in aux_names}
+    kept_args, kept_aux, missing = select_params(m11, data_shape, args, aux)
+    assert len(kept_args) + len(kept_aux) == len(m07_params)  # every M07 tensor loads, its classifier too
+    assert missing and all(re.fullmatch(r"stage\d_unit\d+_excitation[12]_(weight|bias)", n) for n in missing)
+    assert len(missing) == 4 * (3 + 4 + 23 + 3)  # two FullyConnected layers in each of the 33 units

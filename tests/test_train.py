@@ -1,5 +1,7 @@
 """train_model end to end on a small generated .rec, through the published ResNet-18 graph."""
 import csv
+import json
+import logging
 import os
 
 import mxnet as mx
@@ -10,8 +12,8 @@ from data import bson2rec
 from data.common import UserError
 from train import train_model
 from train.data import get_iterators
-from train.fit import eval_metrics, make_optimizer
-from train.lr_schedule import lr_at_epoch
+from train.fit import describe_optimizer, eval_metrics, fit, make_optimizer, optimizer_settings
+from train.lr_schedule import EpochStepScheduler, lr_at_epoch
 from tests.conftest import shared_file
 from tests.helpers import colour_products, write_bson, write_category_csv
 from tests.test_finetune import save_published_params
@@ -39,6 +41,19 @@ def resnet18(tmp_path_factory):
     params = str(folder / "resnet-18-0000.params")
     save_published_params(mx.sym.load(symbol), params)
     return symbol, params
+
+
+@pytest.fixture(scope="module")
+def tiny_symbol(tmp_path_factory):
+    """Convolution, BatchNorm, global pool: a network that trains in milliseconds on 16x16 images."""
+    data = mx.sym.var("data")
+    net = mx.sym.Convolution(data, num_filter=8, kernel=(3, 3), pad=(1, 1), name="conv1")
+    net = mx.sym.Activation(mx.sym.BatchNorm(net, fix_gamma=False, name="bn1"), act_type="relu", name="relu1")
+    net = mx.sym.Pooling(net, global_pool=True, kernel=(1, 1), pool_type="avg", name="pool1")
+    net = mx.sym.FullyConnected(mx.sym.Flatten(net, name="flatten0"), num_hidden=10, name="fc1")
+    path = str(tmp_path_factory.mktemp("tiny") / "tiny-symbol.json")
+    mx.sym.SoftmaxOutput(net, name="softmax").save(path)
+    return path
 
 
 def train_argv(rec, prefix, symbol, params=None, epochs=3, extra=()):
@@ -98,8 +113,45 @@ def test_nadam_and_label_smoothing_are_in_use(resnet18):
     assert optimizer.lr_scheduler(10 * 10) == pytest.approx(1e-4)       # last update of epoch 10
     assert optimizer.lr_scheduler(10 * 10 + 1) == pytest.approx(2e-5)   # first of epoch 11
     assert optimizer.lr_scheduler(13 * 10 + 1) == pytest.approx(4e-6)   # epoch 14 on
+    # A fresh optimizer at a resume counts from 0, as the original's; epoch 13 still gets its lr.
     resumed = make_optimizer(args, epoch_updates=10, begin_epoch=12)
-    assert resumed.num_update == 120 and resumed.begin_num_update == 120
+    assert resumed.num_update == 0
+    assert resumed.lr_scheduler(1) == pytest.approx(2e-5) and resumed.lr_scheduler(11) == pytest.approx(4e-6)
+
+
+def optimizer_of(extra, batch=8):
+    """The optimizer as fit has Module build it, on a network with a bias and a BatchNorm."""
+    args = train_model.build_parser().parse_args(["--symbol", "densenet-41", "--wd", "0.001", "--mom", "0.5",
+                                                  *extra])
+    net = mx.sym.FullyConnected(mx.sym.BatchNorm(mx.sym.var("data"), name="bn"), num_hidden=3, name="fc")
+    module = mx.mod.Module(mx.sym.SoftmaxOutput(net, name="softmax"), context=mx.cpu())
+    module.bind(data_shapes=[("data", (batch, 4))], label_shapes=[("softmax_label", (batch,))])
+    module.init_params()
+    settings = optimizer_settings(args, EpochStepScheduler(args.lr, 0.1, [], 10))
+    module.init_optimizer(optimizer=args.optimizer, optimizer_params=settings)
+    wd = {name: module._optimizer._get_wd(i) for i, name in module._optimizer.idx2name.items()}
+    return module._optimizer, wd, describe_optimizer(args, settings)
+
+
+def test_adam_and_nadam_get_only_the_lr_as_in_the_original():
+    for name in ("adam", "nadam"):
+        optimizer, wd, said = optimizer_of(["--optimizer", name])
+        assert set(wd.values()) == {0.0}  # --wd 0.001 is not applied
+        assert optimizer.beta1 == 0.9 and optimizer.beta2 == 0.999  # --mom 0.5 is not beta1
+        assert not optimizer.multi_precision and optimizer.clip_gradient is None
+        assert optimizer.rescale_grad == pytest.approx(1 / 8)
+        assert "--wd is not applied" in said and "--mom not used" in said
+    optimizer, wd, said = optimizer_of(["--optimizer", "nadam", "--adam-wd"])
+    assert wd["fc_weight"] == pytest.approx(0.001) and "weight decay 0.001" in said
+
+
+def test_sgd_and_nag_get_momentum_wd_and_multi_precision():
+    for name in ("sgd", "nag"):
+        optimizer, wd, said = optimizer_of(["--optimizer", name])
+        assert optimizer.momentum == 0.5 and optimizer.multi_precision
+        # as Module builds an optimizer by name: weights and gammas decay, biases and betas do not
+        assert wd == pytest.approx({"fc_weight": 0.001, "bn_gamma": 0.001, "fc_bias": 0.0, "bn_beta": 0.0})
+        assert "momentum 0.5" in said and "weight decay 0.001" in said
 
 
 def test_lr_schedule_of_the_write_up():
@@ -158,3 +210,76 @@ def test_metrics_skip_padding():
     assert values["accuracy"] == pytest.approx(0.5)
     assert values["top_k_accuracy_2"] == pytest.approx(1.0)  # 0.2 is the second-best score of sample 2
     assert values["cross-entropy"] == pytest.approx(-(np.log(0.9) + np.log(0.2)) / 2, rel=1e-4)
+
+
+def tiny_argv(rec, symbol, extra=()):
+    return ["--symbol", symbol, "--feature-layer", "flatten0", "--data-train", rec, "--image-shape", "3,16,16",
+            "--num-classes", str(NUM_CLASSES), "--batch-size", "32", "--num-epochs", "1", "--data-nthreads", "1",
+            "--top-k", "0", "--disp-batches", "100", "--random-mirror", "0", *extra]
+
+
+def run_fit(argv):
+    args = train_model.build_parser().parse_args(argv)
+    train_model.check_args(args)
+    return fit(args, train_model.build_network(args), allow_missing=True)
+
+
+def test_fit_has_module_build_the_optimizer_by_name(colour_rec, tiny_symbol):
+    optimizer = run_fit(tiny_argv(colour_rec, tiny_symbol, ["--optimizer", "nag", "--wd", "0.001"])).module._optimizer
+    wd = {name: optimizer._get_wd(i) for i, name in optimizer.idx2name.items()}
+    assert wd["conv1_weight"] == pytest.approx(0.001) and wd["bn1_beta"] == 0.0 and wd["fc_bias"] == 0.0
+    assert optimizer.rescale_grad == pytest.approx(1 / 32)
+
+
+def test_monitor_logs_every_array(colour_rec, tiny_symbol, caplog):
+    with caplog.at_level(logging.INFO):
+        run_fit(tiny_argv(colour_rec, tiny_symbol))
+    assert "conv1_weight" not in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.INFO):
+        run_fit(tiny_argv(colour_rec, tiny_symbol, ["--monitor", "2"]))
+    monitored = [r.getMessage() for r in caplog.records if r.getMessage().startswith("Batch:")]
+    assert {int(m.split()[1]) for m in monitored} == {1, 3}  # every second of the 3 batches
+    assert any("conv1_weight" in m for m in monitored) and any("bn1_moving_var" in m for m in monitored)
+
+
+def first_batch(rec, extra):
+    args = train_model.build_parser().parse_args(
+        ["--symbol", "densenet-41", "--data-train", rec, "--image-shape", "3,20,20", "--resize", "20",
+         "--batch-size", "4", "--random-mirror", "0", "--data-nthreads", "1", *extra])
+    train, _ = get_iterators(args)
+    return next(iter(train)).data[0].asnumpy()
+
+
+def test_inter_method_reaches_the_decoder(colour_rec):
+    assert train_model.build_parser().parse_args([]).inter_method == 9  # the original's default
+    nearest = first_batch(colour_rec, ["--inter-method", "0"])
+    assert not np.array_equal(nearest, first_batch(colour_rec, ["--inter-method", "2"]))
+    assert np.array_equal(nearest, first_batch(colour_rec, ["--inter-method", "0"]))
+
+
+def test_the_originals_spellings(tmp_path):
+    parse = train_model.build_parser().parse_args
+    args = parse(["--num-epoch", "7", "--data-nthread", "3", "--layer-before-fullc", "pool5",
+                  "--ignore-arg-names", "fc_weight", "fc_bias"])
+    assert (args.num_epochs, args.data_nthreads, args.feature_layer) == (7, 3, "pool5")
+    assert train_model.ignored_names(args) == {"fc_weight", "fc_bias"}
+    assert train_model.ignored_names(parse(["--ignore-arg-names", "fc_weight,fc_bias"])) == {"fc_weight", "fc_bias"}
+    assert train_model.ignored_names(parse([])) == set()
+    with pytest.raises(UserError, match="--pretrained-model m/resnext: .*--params PREFIX-0000.params"):
+        parse(["--pretrained-model", "m/resnext"])
+    with pytest.raises(UserError, match="--fix-last-layer.*classifier 'fc' of the right shape is always kept"):
+        parse(["--fix-last-layer", "--symbol", "resnext-14"])
+
+
+def test_dropout_default_means_none_as_the_originals_none():
+    def network(extra):
+        return train_model.build_network(train_model.build_parser().parse_args(
+            ["--symbol", "resnext-14", "--num-classes", "10", *extra]))
+
+    def ops(net):
+        return {node["op"] for node in json.loads(net.tojson())["nodes"]}
+
+    assert "Dropout" not in ops(network([]))
+    assert network([]).tojson() == network(["--dropout-ratio", "0.0"]).tojson()
+    assert "Dropout" in ops(network(["--dropout-ratio", "0.2"]))

@@ -3,10 +3,19 @@
 The `.rec` files of the data stage are read with MXNet's `ImageRecordIter` (JPEG
 decoding and augmentation in C++ threads). `--benchmark 1` swaps in synthetic
 batches to measure compute alone.
+
+The training iterator is built anew for every epoch with a shuffle seed and an augmentation
+seed derived from (--seed, epoch): ImageRecordIter's reset() draws the next shuffle from one
+random stream, and with its round_batch wrap-around an epoch starts where the previous one
+stopped, so resetting a new iterator N times does not give epoch N of an uninterrupted run.
+Built per epoch, epoch N has the same images in the same order with the same random flips
+(also with several decoding threads: each thread's share of a batch is fixed) whether the run
+was interrupted or not, and every epoch has exactly ceil(images / batch size) batches.
 """
 import logging
 import math
 import os
+import zlib
 
 import mxnet as mx
 import numpy as np
@@ -30,7 +39,12 @@ def add_data_args(parser):
     data.add_argument("--num-classes", type=int, default=5270, help="number of categories")
     data.add_argument("--num-examples", type=int, default=0,
                       help="training images per epoch (0: count the records in the .idx)")
-    data.add_argument("--data-nthreads", type=int, default=4, help="decoding threads")
+    data.add_argument("--data-nthreads", "--data-nthread", dest="data_nthreads", type=int, default=4,
+                      help="decoding threads (--data-nthread: the original's spelling)")
+    data.add_argument("--inter-method", type=int, default=9, choices=(0, 1, 2, 3, 4, 9, 10),
+                      help="interpolation when resizing or warping: 0 nearest, 1 bilinear, 2 cubic, 3 area, "
+                           "4 Lanczos, 9 auto (cubic to enlarge, area to shrink, else bilinear), 10 random "
+                           "(the original's default: 9)")
     data.add_argument("--benchmark", type=int, default=0, help="1: train on synthetic data (compute speed)")
     data.add_argument("--test-io", type=int, default=0, help="1: only read the data and report images/s")
     return data
@@ -93,7 +107,14 @@ def count_records(rec_path):
         return sum(1 for line in fh if line.strip())
 
 
-def _rec_iter(args, rec_path, train, kv):
+def epoch_seed(seed, epoch):
+    """Seed of 0-based `epoch` of a run seeded with `seed`: the data order, the random
+    augmentation and MXNet's random generator (dropout) of that epoch."""
+    return zlib.crc32(f"{seed}/{epoch}".encode()) & 0x7FFFFFFF
+
+
+def _rec_iter(args, rec_path, kv, epoch=None):
+    """A training iterator for 0-based `epoch`, or (epoch None) a validation iterator."""
     if not os.path.isfile(rec_path):
         raise UserError(f"{rec_path}: .rec file not found")
     mean_r, mean_g, mean_b = rgb_mean(args)
@@ -103,11 +124,12 @@ def _rec_iter(args, rec_path, train, kv):
                   batch_size=args.batch_size, preprocess_threads=args.data_nthreads,
                   mean_r=mean_r, mean_g=mean_g, mean_b=mean_b, scale=args.rgb_scale,
                   resize=args.resize if args.resize > 0 else -1,
-                  num_parts=num_parts, part_index=part_index, dtype="float32")
-    if not train:
+                  inter_method=args.inter_method, num_parts=num_parts, part_index=part_index, dtype="float32")
+    if epoch is None:  # validation
         return mx.io.ImageRecordIter(rand_crop=False, rand_mirror=False, round_batch=False, **common)
+    seed = epoch_seed(args.seed, epoch)
     return mx.io.ImageRecordIter(
-        shuffle=True, seed=args.seed if hasattr(args, "seed") else 0, round_batch=True,
+        shuffle=True, seed=seed, seed_aug=seed, round_batch=True,
         pad=args.pad_size, fill_value=127, rand_crop=bool(args.random_crop), rand_mirror=bool(args.random_mirror),
         max_random_scale=args.max_random_scale, min_random_scale=args.min_random_scale,
         max_aspect_ratio=args.max_random_aspect_ratio, random_h=args.max_random_h,
@@ -184,6 +206,34 @@ class CountedIter(mx.io.DataIter):
                                provide_data=self.provide_data, provide_label=self.provide_label)
 
 
+class EpochSeededIter(mx.io.DataIter):
+    """Training batches from `build(epoch)`, a new iterator for every epoch (see the module doc)."""
+
+    def __init__(self, build, first_epoch=0):
+        self.build = build
+        self.epoch = first_epoch
+        self.inner = build(first_epoch)
+        super().__init__(batch_size=self.inner.batch_size)
+        self._provide_data, self._provide_label = self.inner.provide_data, self.inner.provide_label
+
+    @property
+    def provide_data(self):
+        return self._provide_data
+
+    @property
+    def provide_label(self):
+        return self._provide_label
+
+    def reset(self):
+        self.inner = None  # its decoding threads and buffers go before the next epoch's come
+        self.epoch += 1
+
+    def next(self):
+        if self.inner is None:  # built on first use: Module.fit also resets after its last epoch
+            self.inner = self.build(self.epoch)
+        return self.inner.next()
+
+
 def updates_per_epoch(args, kv):
     """Batches one worker runs per epoch: its share of the images, the last batch rounded up."""
     workers = kv.num_workers if kv is not None else 1
@@ -191,21 +241,28 @@ def updates_per_epoch(args, kv):
     return max(1, math.ceil(num_examples / workers / args.batch_size))
 
 
-def get_iterators(args, kv=None):
-    """(train, val) iterators; val is None without --data-val."""
+def get_iterators(args, kv=None, begin_epoch=0):
+    """(train, val) iterators, train starting at 0-based `begin_epoch`; val is None without --data-val."""
     if args.benchmark:
         batches = max(1, args.num_examples // args.batch_size) if args.num_examples else 20
         shape = (args.batch_size,) + image_shape(args)
         return SyntheticDataIter(args.num_classes, shape, batches), None
     if not args.data_train:
         raise UserError("--data-train is required (or --benchmark 1)")
-    train = _rec_iter(args, args.data_train, True, kv)
-    if kv is not None and kv.num_workers > 1:
-        # Workers' parts can differ by an image, and with round_batch each part's batches per
-        # epoch drift differently (14, 13, 14, 13, 14 vs 14, 13, 14, 13, 13); under dist_sync the
-        # worker with the extra batch then waits forever. Every worker runs exactly its share.
-        train = mx.io.ResizeIter(train, updates_per_epoch(args, kv))
+    if not os.path.isfile(args.data_train):
+        raise UserError(f"{args.data_train}: .rec file not found")
+
+    def build(epoch):
+        train = _rec_iter(args, args.data_train, kv, epoch)
+        if kv is not None and kv.num_workers > 1:
+            # Workers' parts can differ by an image, and with round_batch each part's batches per
+            # epoch could drift (14, 13, 14, 13, 14 vs 14, 13, 14, 13, 13); under dist_sync the
+            # worker with the extra batch then waits forever. Every worker runs exactly its share.
+            train = mx.io.ResizeIter(train, updates_per_epoch(args, kv))
+        return train
+
+    train = EpochSeededIter(build, begin_epoch)
     val = None
     if args.data_val:  # every worker scores the whole validation set
-        val = CountedIter(_rec_iter(args, args.data_val, False, None), count_records(args.data_val))
+        val = CountedIter(_rec_iter(args, args.data_val, None), count_records(args.data_val))
     return train, val

@@ -18,6 +18,21 @@ from train.symbols.common import classifier
 log = logging.getLogger(__name__)
 
 
+def load_named_arrays(path, kind, content, hint=""):
+    """{name: NDArray} of an MXNet NDArray file saved from a dict (`mx.nd.save`); a one-line
+    UserError naming `path` if it is not one (`hint`: what the user can do about it)."""
+    try:
+        saved = mx.nd.load(path)
+    except mx.base.MXNetError as exc:
+        raise UserError(f"{path}: not a readable MXNet {kind} file (truncated or corrupt): "
+                        f"{str(exc).splitlines()[0]}{hint}") from None
+    if saved == []:  # a dict saved empty (SGD without momentum has no state) loads as a list
+        return {}
+    if not isinstance(saved, dict):
+        raise UserError(f"{path}: holds a list of arrays, not named {content}{hint}")
+    return saved
+
+
 def load_symbol(path):
     if not os.path.isfile(path):
         raise UserError(f"{path}: symbol file not found")

@@ -1,9 +1,17 @@
 """Fitting: command-line group, learning-rate schedule, optimizer, checkpoints, the Module.fit loop.
 
 The schedule is defined per epoch (`--lr-step-epochs 10,13`: epochs 1-10 at lr,
-11-13 at lr*factor, then lr*factor^2) and the optimizer's update counter starts
-at `load_epoch * updates_per_epoch`, so a resumed run follows exactly the
-schedule of an uninterrupted one.
+11-13 at lr*factor, then lr*factor^2). The optimizer is built as the original's fit
+built it: by name inside Module (which sets rescale_grad to 1/batch and exempts biases
+and BatchNorm betas from weight decay); Adam and NADAM get only the learning rate and
+its schedule (MXNet's betas, no weight decay unless --adam-wd), SGD and NAG momentum,
+weight decay and multi-precision.
+
+Every checkpoint carries the optimizer state (train.optimizer_state), and --load-epoch
+restores it, so a resumed run continues exactly as an uninterrupted one: same moments,
+update counter, lr and data order. A checkpoint without state (older, or the original's)
+or a stage that changes the optimizer resumes with a fresh optimizer whose counter starts
+at 0, as the original did; the schedule is offset so that the epoch still gets its lr.
 """
 import logging
 import os
@@ -13,8 +21,10 @@ import mxnet as mx
 import numpy as np
 
 from data.common import UserError, atomic_outputs
-from train.data import count_records, get_iterators, updates_per_epoch
-from train.lr_schedule import EpochStepScheduler, lr_at_epoch
+from train import optimizer_state
+from train.data import count_records, epoch_seed, get_iterators, updates_per_epoch
+from train.finetune import load_named_arrays
+from train.lr_schedule import EpochStepScheduler
 from train.metrics_log import EpochRecorder
 
 log = logging.getLogger(__name__)
@@ -27,21 +37,31 @@ def add_fit_args(parser):
     fit.add_argument("--gpus", default="", help="GPU ids, e.g. 0,1,2,3 (empty: CPU)")
     fit.add_argument("--kv-store", default="device",
                      help="kvstore: local, device, nccl (multi-GPU), dist_sync, dist_device_sync")
-    fit.add_argument("--num-epochs", type=int, default=20, help="last epoch to train (1-based count)")
+    fit.add_argument("--num-epochs", "--num-epoch", dest="num_epochs", type=int, default=20,
+                     help="last epoch to train (1-based count; --num-epoch: the original's spelling)")
     fit.add_argument("--batch-size", type=int, default=512, help="images per update over all devices")
     fit.add_argument("--optimizer", default="nadam", choices=OPTIMIZERS, help="the solution used nadam")
     fit.add_argument("--lr", type=float, default=0.0001, help="initial learning rate")
     fit.add_argument("--lr-factor", type=float, default=0.2, help="lr multiplier at each step epoch")
     fit.add_argument("--lr-step-epochs", default="10,13", help="epochs after which lr is multiplied")
-    fit.add_argument("--wd", type=float, default=0.00004, help="weight decay")
-    fit.add_argument("--mom", type=float, default=0.9, help="momentum (sgd, nag) or beta1 (adam, nadam)")
+    fit.add_argument("--wd", type=float, default=0.00004,
+                     help="weight decay of sgd and nag (not of biases and BatchNorm betas)")
+    fit.add_argument("--adam-wd", action="store_true",
+                     help="apply --wd to adam/nadam too; the original did not (their weight decay was 0)")
+    fit.add_argument("--mom", type=float, default=0.9,
+                     help="momentum of sgd and nag (adam and nadam keep MXNet's beta1 0.9, as in the original)")
     fit.add_argument("--model-prefix", help="checkpoints PREFIX-symbol.json and PREFIX-%%04d.params")
-    fit.add_argument("--load-epoch", type=int, default=0, help="resume from PREFIX-%%04d.params of this epoch")
+    fit.add_argument("--load-epoch", type=int, default=0,
+                     help="resume from PREFIX-%%04d.params of this epoch and the optimizer state saved with it")
     fit.add_argument("--top-k", type=int, default=5, help="also report top-k accuracy (0: off)")
     fit.add_argument("--disp-batches", type=int, default=20, help="log speed and metrics every N batches")
     fit.add_argument("--dtype", default="float32", choices=("float32", "float16"),
                      help="float16: mixed precision on GPUs (multi-precision optimizer)")
-    fit.add_argument("--seed", type=int, default=0, help="seed of the data order and the initialisation")
+    fit.add_argument("--seed", type=int, default=0,
+                     help="seed of the initialisation and, with the epoch, of each epoch's data order, "
+                          "random augmentation and dropout")
+    fit.add_argument("--monitor", type=int, default=0,
+                     help="log statistics of every array (weights, gradients, outputs) every N batches (0: off)")
     return fit
 
 
@@ -63,19 +83,43 @@ def step_epochs(args):
         raise UserError(f"--lr-step-epochs {args.lr_step_epochs}: expected epochs such as 10,13") from None
 
 
-def make_optimizer(args, epoch_updates, begin_epoch, sync_workers=1):
-    """The optimizer, its update counter already at `begin_epoch` (gradients of `sync_workers` are summed)."""
-    scheduler = EpochStepScheduler(args.lr, args.lr_factor, step_epochs(args), epoch_updates)
-    params = dict(learning_rate=args.lr, wd=args.wd, lr_scheduler=scheduler,
-                  rescale_grad=1.0 / (args.batch_size * sync_workers),
-                  begin_num_update=begin_epoch * epoch_updates,
-                  multi_precision=args.dtype == "float16")
+def optimizer_settings(args, scheduler):
+    """Keyword arguments of the optimizer, as the original's fit gave them (Module adds rescale_grad,
+    the symbol and the parameter names)."""
+    settings = dict(learning_rate=args.lr, lr_scheduler=scheduler)
     if args.optimizer in ("sgd", "nag"):
-        params["momentum"] = args.mom
+        settings.update(momentum=args.mom, wd=args.wd, multi_precision=True)
+    else:  # adam, nadam: MXNet's beta1/beta2/epsilon; weight decay only when asked
+        if args.adam_wd:
+            settings["wd"] = args.wd
+        if args.dtype == "float16":  # the original never trained in float16; without it Adam drifts
+            settings["multi_precision"] = True
+    return settings
+
+
+def describe_optimizer(args, settings):
+    """One line: what the optimizer actually gets (flags it ignores said so)."""
+    adam_like = args.optimizer in ("adam", "nadam")
+    parts = [f"optimizer {args.optimizer}: lr {args.lr:g}",
+             "beta1 0.9, beta2 0.999 (MXNet's; --mom not used)" if adam_like else f"momentum {args.mom:g}"]
+    if settings.get("wd"):
+        parts.append(f"weight decay {settings['wd']:g} (not on biases and BatchNorm betas)")
+    elif adam_like:
+        parts.append("weight decay 0 (--wd is not applied to adam/nadam, as in the original; --adam-wd applies it)")
     else:
-        params["beta1"] = args.mom
-    optimizer = mx.optimizer.create(args.optimizer, **params)
-    return optimizer
+        parts.append("weight decay 0")
+    parts.append(f"multi-precision {'on' if settings.get('multi_precision') else 'off'}, no gradient clipping, "
+                 "gradients scaled by 1/batch")
+    return ", ".join(parts)
+
+
+def make_optimizer(args, epoch_updates, begin_epoch=0, sync_workers=1):
+    """An optimizer with fit's settings, for code that drives a Module by hand (fit itself has Module
+    build it by name, which also exempts biases and BatchNorm betas from weight decay). A fresh one:
+    its update counter starts at 0 at `begin_epoch`."""
+    scheduler = EpochStepScheduler(args.lr, args.lr_factor, step_epochs(args), epoch_updates, begin_epoch)
+    return mx.optimizer.create(args.optimizer, rescale_grad=1.0 / (args.batch_size * sync_workers),
+                               **optimizer_settings(args, scheduler))
 
 
 def make_kvstore(args):
@@ -94,28 +138,29 @@ def checkpoint_paths(prefix, epoch):
     return f"{prefix}-symbol.json", f"{prefix}-{epoch:04d}.params"
 
 
-def save_checkpoint(prefix, epoch, symbol, arg_params, aux_params):
-    """PREFIX-symbol.json and PREFIX-%04d.params, each written to a temporary name then renamed."""
+def save_checkpoint(prefix, epoch, symbol, arg_params, aux_params, module=None, optimizer_name=None):
+    """PREFIX-symbol.json and PREFIX-%04d.params, with `module`'s optimizer state beside them
+    (train.optimizer_state), each written to a temporary name then renamed: the state before the
+    .params, so that a .params file never appears without its state."""
     symbol_path, params_path = checkpoint_paths(prefix, epoch)
+    outputs = [symbol_path, params_path]
+    if module is not None:
+        outputs[1:1] = optimizer_state.state_paths(params_path)
     saved = {f"arg:{k}": v.as_in_context(mx.cpu()) for k, v in arg_params.items()}
     saved.update({f"aux:{k}": v.as_in_context(mx.cpu()) for k, v in aux_params.items()})
-    with atomic_outputs(symbol_path, params_path) as (tmp_symbol, tmp_params):
-        symbol.save(tmp_symbol)
-        mx.nd.save(tmp_params, saved)
-    log.info("saved checkpoint %s", params_path)
+    with atomic_outputs(*outputs) as temps:
+        symbol.save(temps[0])
+        mx.nd.save(temps[-1], saved)
+        if module is not None:
+            optimizer_state.write_state(module, optimizer_name, epoch, temps[-1], temps[1], temps[2])
+    log.info("saved checkpoint %s%s", params_path, " and its optimizer state" if module is not None else "")
 
 
 def load_params(params_path):
     """(arg_params, aux_params) of a .params file in the format of MXNet's checkpoints."""
     if not os.path.isfile(params_path):
         raise UserError(f"{params_path}: parameter file not found")
-    try:
-        saved = mx.nd.load(params_path)
-    except mx.base.MXNetError as exc:
-        raise UserError(f"{params_path}: not a readable MXNet .params file (truncated or corrupt): "
-                        f"{str(exc).splitlines()[0]}") from None
-    if not isinstance(saved, dict):
-        raise UserError(f"{params_path}: holds a list of arrays, not named parameters")
+    saved = load_named_arrays(params_path, ".params", "parameters")
     arg_params, aux_params = {}, {}
     for key, value in saved.items():
         kind, _, name = key.partition(":")
@@ -179,48 +224,101 @@ def test_io(train, batches=0, disp=20):
     return speed
 
 
+class _Module(mx.mod.Module):
+    """Module that calls `after_optimizer(self)` once it has built its optimizer and updater,
+    before the first update: where a resumed run puts back the saved optimizer state."""
+
+    def __init__(self, symbol, context, after_optimizer):
+        super().__init__(symbol, context=context)
+        self._after_optimizer = after_optimizer
+
+    def init_optimizer(self, *args, **kwargs):
+        super().init_optimizer(*args, **kwargs)
+        self._after_optimizer(self)
+
+
+def _is_dist(kv):
+    return kv is not None and "dist" in kv.type
+
+
+def load_resume_point(args, kv):
+    """(arg_params, aux_params, saved optimizer state or None) of checkpoint --load-epoch."""
+    if not args.model_prefix:
+        raise UserError("--load-epoch needs --model-prefix")
+    if args.load_epoch >= args.num_epochs:
+        raise UserError(f"--load-epoch {args.load_epoch} is not before --num-epochs {args.num_epochs}")
+    params_path = checkpoint_paths(args.model_prefix, args.load_epoch)[1]
+    arg_params, aux_params = load_params(params_path)
+    if args.params:
+        log.info("--params %s not used: the weights come from the checkpoint %s", args.params, params_path)
+    if _is_dist(kv):
+        log.warning("%s: the optimizer state of a distributed run lives on its parameter servers and is "
+                    "not restored; resuming with a fresh %s optimizer (update counter 0)", kv.type, args.optimizer)
+        return arg_params, aux_params, None
+    return arg_params, aux_params, optimizer_state.read_state(params_path, args.optimizer)
+
+
+def _restorer(args, saved):
+    def restore(module):
+        if saved is not None and not optimizer_state.restore_state(module, *saved):
+            log.warning("resuming with a fresh %s optimizer (update counter 0)", args.optimizer)
+    return restore
+
+
+def _epoch_end_callbacks(args, kv, recorder, module):
+    """Checkpoint (rank 0, with the optimizer state where it can be read), seed the next epoch's
+    random generator, record the metrics."""
+    def checkpoint(epoch, symbol, arg_params, aux_params):
+        save_checkpoint(args.model_prefix, epoch + 1, symbol, arg_params, aux_params,
+                        module if optimizer_state.readable(module) else None, args.optimizer)
+
+    def seed_next_epoch(epoch, *_):
+        mx.random.seed(epoch_seed(args.seed, epoch + 1))
+
+    callbacks = [seed_next_epoch, recorder.epoch_end]
+    if args.model_prefix and (kv is None or kv.rank == 0):
+        os.makedirs(os.path.dirname(os.path.abspath(args.model_prefix)), exist_ok=True)
+        callbacks.insert(0, checkpoint)
+        if _is_dist(kv):
+            log.warning("%s: optimizer states live on the parameter servers and are not saved with the "
+                        "checkpoints; a resume will start a fresh optimizer", kv.type)
+    return callbacks
+
+
 def fit(args, symbol, arg_params=None, aux_params=None, allow_missing=False):
     """Train `symbol` on the iterators of `args`; returns the EpochRecorder with per-epoch metrics."""
     kv = make_kvstore(args)
     if args.num_examples <= 0 and not args.benchmark:
         args.num_examples = count_records(args.data_train) if args.data_train else 0
-    train, val = get_iterators(args, kv)
+    begin_epoch, saved = args.load_epoch, None
+    train, val = get_iterators(args, kv, begin_epoch)
     if args.test_io:
         test_io(train, disp=args.disp_batches)
         return None
+    if begin_epoch:
+        arg_params, aux_params, saved = load_resume_point(args, kv)
     if args.benchmark and args.num_examples <= 0:
         args.num_examples = train.batches_per_epoch * args.batch_size
-    epoch_updates = updates_per_epoch(args, kv)
-    begin_epoch = args.load_epoch
-    if begin_epoch:
-        if not args.model_prefix:
-            raise UserError("--load-epoch needs --model-prefix")
-        arg_params, aux_params = load_params(checkpoint_paths(args.model_prefix, begin_epoch)[1])
-        log.info("resuming after epoch %d at lr %g", begin_epoch,
-                 lr_at_epoch(args.lr, args.lr_factor, step_epochs(args), begin_epoch))
-    if begin_epoch >= args.num_epochs:
-        raise UserError(f"--load-epoch {begin_epoch} is not before --num-epochs {args.num_epochs}")
-    sync = kv is not None and "dist" in kv.type and "_sync" in kv.type
-    optimizer = make_optimizer(args, epoch_updates, begin_epoch, kv.num_workers if sync else 1)
-    rank = kv.rank if kv is not None else 0
-    recorder = EpochRecorder(args.model_prefix if rank == 0 else None, args.batch_size, optimizer,
-                             begin_epoch=begin_epoch, has_validation=val is not None)
-    epoch_end = [recorder.epoch_end]
-    if args.model_prefix and rank == 0:
-        prefix_dir = os.path.dirname(os.path.abspath(args.model_prefix))
-        os.makedirs(prefix_dir, exist_ok=True)
-        epoch_end.insert(0, lambda epoch, sym, arg, aux: save_checkpoint(args.model_prefix, epoch + 1, sym, arg, aux))
-    module = mx.mod.Module(symbol, context=contexts(args))
-    mx.random.seed(args.seed)
+    scheduler = EpochStepScheduler(args.lr, args.lr_factor, step_epochs(args), updates_per_epoch(args, kv),
+                                   begin_epoch)
+    settings = optimizer_settings(args, scheduler)
+    log.info("%s; epoch %d at lr %g", describe_optimizer(args, settings), begin_epoch + 1,
+             scheduler.lr_of_epoch(begin_epoch))
+    recorder = EpochRecorder(args.model_prefix if kv is None or kv.rank == 0 else None, args.batch_size,
+                             scheduler, begin_epoch=begin_epoch, has_validation=val is not None)
+    module = _Module(symbol, contexts(args), _restorer(args, saved))
+    monitor = mx.mon.Monitor(args.monitor, pattern=".*") if args.monitor > 0 else None
+    mx.random.seed(args.seed if not begin_epoch else epoch_seed(args.seed, begin_epoch))
     module.fit(train, eval_data=val, eval_metric=eval_metrics(args), kvstore=kv or "local",
-               optimizer=optimizer, initializer=mx.init.MSRAPrelu(), arg_params=arg_params,
-               aux_params=aux_params, allow_missing=allow_missing, begin_epoch=begin_epoch,
-               num_epoch=args.num_epochs,
+               optimizer=args.optimizer, optimizer_params=settings, initializer=mx.init.MSRAPrelu(),
+               arg_params=arg_params, aux_params=aux_params, allow_missing=allow_missing,
+               begin_epoch=begin_epoch, num_epoch=args.num_epochs, monitor=monitor,
                batch_end_callback=[mx.callback.Speedometer(args.batch_size, args.disp_batches, auto_reset=False),
                                    recorder.batch_end],
-               epoch_end_callback=epoch_end, eval_end_callback=recorder.eval_end)
+               epoch_end_callback=_epoch_end_callbacks(args, kv, recorder, module),
+               eval_end_callback=recorder.eval_end)
     recorder.finish()
-    if kv is not None and "dist" in kv.type:
+    if _is_dist(kv):
         # Every worker finishes all its work before any starts shutting the kvstore down: a worker
         # still waiting on the servers while another entered ps-lite's exit barrier hung at exit.
         mx.nd.waitall()

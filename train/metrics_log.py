@@ -27,12 +27,12 @@ def _metric_values(eval_metric):
 
 
 class EpochRecorder:
-    def __init__(self, prefix, batch_size, optimizer, begin_epoch=0, has_validation=True):
+    def __init__(self, prefix, batch_size, scheduler, begin_epoch=0, has_validation=True):
         self.has_validation = has_validation
         self.csv_path = f"{prefix}-metrics.csv" if prefix else None
         self.png_path = f"{prefix}-curve.png" if prefix else None
         self.batch_size = batch_size
-        self.optimizer = optimizer
+        self.scheduler = scheduler  # train.lr_schedule.EpochStepScheduler
         self.rows = []
         self._pending = None
         self._epoch_start = None
@@ -63,8 +63,7 @@ class EpochRecorder:
     def _lr_of(self, epoch):
         """The epoch's learning rate from the schedule itself: with a distributed kvstore the
         updates (and their count) happen on the servers, not in this process's optimizer."""
-        scheduler = self.optimizer.lr_scheduler  # train.lr_schedule.EpochStepScheduler
-        return scheduler(epoch * scheduler.updates_per_epoch + 1)
+        return self.scheduler.lr_of_epoch(epoch)
 
     def eval_end(self, param):
         if self._pending is None:

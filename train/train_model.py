@@ -8,6 +8,9 @@
 `*-symbol.json`; with `--params` the network is cut at its feature layer and gets
 a new classifier (fine-tuning). Every network ends in FullyConnected `fc` and
 SoftmaxOutput `softmax` with label smoothing `--smooth-alpha`.
+
+The original's way of naming a ResNeXt works too: `--symbol resnext --num-layers 101
+--num-conv-groups 64 --use-squeeze-excitation` is se-resnext-101-64x4d.
 """
 import argparse
 import logging
@@ -15,7 +18,7 @@ import os
 import sys
 import traceback
 
-from data.common import UserError, run_cli
+from data.common import RefusedFlag, UserError, run_cli
 from train import symbols
 from train.data import add_data_args, add_data_aug_args, image_shape
 from train.finetune import attach_classifier, cut_at, float16_input, load_symbol, select_params
@@ -23,21 +26,40 @@ from train.fit import add_fit_args, fit, load_params
 
 log = logging.getLogger(__name__)
 
+PRETRAINED_MODEL_REFUSED = ("the original fine-tune.py's checkpoint prefix; use --symbol PREFIX-symbol.json "
+                            "--params PREFIX-0000.params --feature-layer LAYER")
+FIX_LAST_LAYER_REFUSED = ("not needed: a loaded classifier 'fc' of the right shape is always kept (resumes "
+                          "keep everything); --ignore-arg-names fc_weight fc_bias starts a new one")
+RESNEXT_PARTS = ("num_layers", "num_conv_groups", "use_squeeze_excitation", "excitation_ratio")
+
 
 def add_network_args(parser):
     net = parser.add_argument_group("Network", "which network, and where its weights come from")
-    net.add_argument("--symbol", help="a name from train/symbols (e.g. resnext-101, dpn-92, densenet-161) "
-                                      "or a *-symbol.json path")
+    net.add_argument("--symbol", help="a name from train/symbols (e.g. resnext-101, dpn-92, densenet-161), "
+                                      "'resnext' with --num-layers (the original's way), or a *-symbol.json path")
     net.add_argument("--params", help=".params file to start from (published ImageNet or our own checkpoint)")
-    net.add_argument("--feature-layer", help="layer to cut at before the new classifier "
-                                             "(default: the family's, e.g. flatten0, flatten, pool5)")
+    net.add_argument("--feature-layer", "--layer-before-fullc", dest="feature_layer",
+                     help="layer to cut at before the new classifier (default: the family's, e.g. flatten0, "
+                          "flatten, pool5; --layer-before-fullc: the original fine-tune.py's spelling)")
     net.add_argument("--smooth-alpha", type=float, default=0.1, help="label smoothing of SoftmaxOutput")
-    net.add_argument("--dropout-ratio", type=float, default=0.0, help="Dropout before the classifier (0: none)")
-    net.add_argument("--ignore-arg-names", default="", help="comma-separated parameters not to load")
+    net.add_argument("--dropout-ratio", type=float, default=0.0,
+                     help="Dropout before the classifier (0: none; the original's default None meant none too)")
+    net.add_argument("--ignore-arg-names", nargs="+", default=[], metavar="NAME",
+                     help="parameters not to load: space-separated as in the original, or comma-separated")
     net.add_argument("--ignore-mismatched-params", action="store_true",
                      help="skip (with a warning) loaded parameters whose shapes differ from the network's, "
                           "e.g. SE-ResNeXt-101-64x4d from a 32x4d ResNeXt checkpoint")
     net.add_argument("--list-symbols", action="store_true", help="print the network names and exit")
+    resnext = parser.add_argument_group("ResNeXt by its parts", "the original's flags for --symbol resnext")
+    resnext.add_argument("--num-layers", type=int, help="depth: 50, 101 or 152 (14 and 26: demo-sized)")
+    resnext.add_argument("--num-conv-groups", type=int, help="groups of the 3x3 convolutions: 32 (default) or 64")
+    resnext.add_argument("--use-squeeze-excitation", action="store_true", help="SE-ResNeXt")
+    resnext.add_argument("--excitation-ratio", type=float,
+                         help="SE bottleneck width as a fraction of the channels (default 1/16 = 0.0625)")
+    original = parser.add_argument_group("The original fine-tune.py's flags", "refused, with what to use instead")
+    original.add_argument("--pretrained-model", action=RefusedFlag, explanation=PRETRAINED_MODEL_REFUSED)
+    original.add_argument("--fix-last-layer", action=RefusedFlag, nargs="?", const="",
+                          explanation=FIX_LAST_LAYER_REFUSED)
     return net
 
 
@@ -51,6 +73,20 @@ def build_parser():
     return parser
 
 
+def resnext_parts(args):
+    """(registry name, builder keyword arguments) of `--symbol resnext` and its part flags."""
+    if args.symbol != "resnext":
+        return args.symbol, {}
+    if args.num_layers is None:
+        raise UserError("--symbol resnext needs --num-layers (50, 101 or 152)")
+    name = symbols.resnext_name(args.num_layers, args.num_conv_groups or 32, args.use_squeeze_excitation)
+    if args.excitation_ratio is None:
+        return name, {}
+    if not args.use_squeeze_excitation:
+        raise UserError("--excitation-ratio: only with --use-squeeze-excitation")
+    return name, {"se_ratio": symbols.se_ratio_of(args.excitation_ratio)}
+
+
 def feature_symbol(args):
     """(features, where they came from) for --symbol and --feature-layer."""
     if args.symbol.endswith(".json") or os.path.sep in args.symbol:
@@ -58,9 +94,10 @@ def feature_symbol(args):
             raise UserError(f"{args.symbol}: a symbol file needs --feature-layer "
                             "(flatten0 for ResNet/ResNeXt/SE-ResNeXt, flatten for DPN, pool5 for DenseNet)")
         return cut_at(load_symbol(args.symbol), args.feature_layer, args.symbol), args.symbol
-    network = symbols.get_symbol(args.symbol, num_classes=args.num_classes)
-    layer = args.feature_layer or symbols.feature_layer(args.symbol)
-    return cut_at(network, layer, f"symbol {args.symbol}"), args.symbol
+    name, architecture = resnext_parts(args)
+    network = symbols.get_symbol(name, num_classes=args.num_classes, **architecture)
+    layer = args.feature_layer or symbols.feature_layer(name)
+    return cut_at(network, layer, f"symbol {name}"), name
 
 
 def build_network(args):
@@ -70,6 +107,11 @@ def build_network(args):
     return float16_input(network) if float16 else network
 
 
+def ignored_names(args):
+    """--ignore-arg-names as a set: space-separated (the original's) or comma-separated items."""
+    return {name for item in args.ignore_arg_names for name in item.split(",") if name}
+
+
 def check_args(args):
     if not args.symbol:
         raise UserError("--symbol is required (see --list-symbols)")
@@ -77,6 +119,9 @@ def check_args(args):
         raise UserError("--dtype float16 needs --gpus: MXNet has no float16 GEMM on the CPU")
     if not 0.0 <= args.smooth_alpha < 1.0:
         raise UserError(f"--smooth-alpha {args.smooth_alpha}: must be in [0, 1)")
+    given = [f"--{p.replace('_', '-')}" for p in RESNEXT_PARTS if getattr(args, p) not in (None, False)]
+    if given and args.symbol != "resnext":
+        raise UserError(f"{', '.join(given)}: only with --symbol resnext; {args.symbol} names its network")
 
 
 def main(argv=None):
@@ -110,9 +155,8 @@ def _main(args):
     arg_params = aux_params = None
     if args.params and not args.load_epoch:
         loaded_args, loaded_aux = load_params(args.params)
-        ignore = {n for n in args.ignore_arg_names.split(",") if n}
         arg_params, aux_params, _ = select_params(network, (1,) + image_shape(args), loaded_args, loaded_aux,
-                                                  ignore, source=args.params,
+                                                  ignored_names(args), source=args.params,
                                                   ignore_mismatched=args.ignore_mismatched_params)
     recorder = fit(args, network, arg_params, aux_params, allow_missing=True)
     if recorder and recorder.rows:

@@ -81,6 +81,27 @@ def feature_layer(name):
     return FEATURE_LAYERS[family(name)]
 
 
+def resnext_name(num_layers, num_groups=32, squeeze_excitation=False):
+    """Our name of the original's `--symbol resnext --num-layers N --num-conv-groups G
+    [--use-squeeze-excitation]` (its bottleneck is 4 channels wide per group for 32 and 64 groups)."""
+    name = f"{'se-' if squeeze_excitation else ''}resnext-{num_layers}{'-64x4d' if num_groups == 64 else ''}"
+    if num_groups not in (32, 64) or name not in _REGISTRY:
+        built = ", ".join(n for n, (family_name, arch) in _REGISTRY.items()
+                          if family_name.endswith("resnext") and arch["bottleneck_width"] == 4)
+        raise UserError(f"resnext with {num_layers} layers, {num_groups} groups"
+                        f"{' and squeeze-excitation' if squeeze_excitation else ''} is not built here; built: {built}")
+    return name
+
+
+def se_ratio_of(excitation_ratio):
+    """The reduction (16) of the original's --excitation-ratio (1/16): SE width = channels / reduction."""
+    reduction = round(1 / excitation_ratio) if excitation_ratio > 0 else 0
+    if reduction < 1 or abs(reduction * excitation_ratio - 1) > 1e-6 or 256 % reduction:
+        raise UserError(f"--excitation-ratio {excitation_ratio}: expected 1/N with N dividing 256, "
+                        "such as 0.0625 (1/16)")
+    return reduction
+
+
 def get_symbol(name, num_classes, **kwargs):
     """Network `name` with a `num_classes` classifier; kwargs go to the family's builder."""
     family_name, architecture = _lookup(name)

@@ -1,0 +1,194 @@
+"""Resume: 1 epoch + --load-epoch 1 ends where 2 uninterrupted epochs end (weights and BatchNorm
+statistics), for NADAM and NAG; checkpoints without optimizer state, or a stage that changes the
+optimizer, resume with a warning and a fresh optimizer whose counter starts at 0; the state files
+are MXNet NDArray + JSON files, restored on one device and through a kvstore updater alike."""
+import json
+import logging
+import os
+
+import mxnet as mx
+import numpy as np
+import pytest
+
+from data.common import UserError
+from train import optimizer_state, train_model
+from train.lr_schedule import EpochStepScheduler
+from tests.test_train import colour_rec, tiny_symbol  # noqa: F401 - fixtures, used by name
+
+# 96 images in batches of 20: 5 batches an epoch, the last one wrapping around to the start.
+# (SGD without momentum has no state arrays: what it checks is the data order and the schedule.)
+BATCHES_PER_EPOCH = 5
+RTOL = 1e-5
+
+
+def argv(rec, symbol, prefix, optimizer, epochs, extra=()):
+    # random flips, colour jitter, dropout and two decoding threads: all reproduced on resume
+    return ["--symbol", symbol, "--feature-layer", "flatten0", "--data-train", rec, "--image-shape", "3,16,16",
+            "--num-classes", "4", "--batch-size", "20", "--optimizer", optimizer, "--lr", "0.01",
+            "--lr-step-epochs", "1", "--lr-factor", "0.1", "--num-epochs", str(epochs), "--model-prefix", prefix,
+            "--data-nthreads", "2", "--random-mirror", "1", "--max-random-l", "20", "--dropout-ratio", "0.3",
+            "--top-k", "0", "--disp-batches", "100", *extra]
+
+
+def max_relative_difference(expected_path, got_path):
+    expected, got = mx.nd.load(expected_path), mx.nd.load(got_path)
+    assert set(expected) == set(got)
+    assert any(k.startswith("aux:bn1_moving") for k in got)  # BatchNorm statistics are compared too
+    return max(float(np.max(np.abs(got[k].asnumpy() - expected[k].asnumpy()) /
+                            np.maximum(np.abs(expected[k].asnumpy()), 1e-12))) for k in expected)
+
+
+def read_json(prefix, epoch):
+    with open(optimizer_state.state_paths(f"{prefix}-{epoch:04d}.params")[1]) as fh:
+        return json.load(fh)
+
+
+def lrs(prefix):
+    with open(f"{prefix}-metrics.csv") as fh:
+        return [float(line.split(",")[1]) for line in fh.read().splitlines()[1:]]
+
+
+@pytest.mark.parametrize("optimizer, extra", [("nadam", []), ("nag", []), ("sgd", ["--mom", "0"])])
+def test_one_epoch_and_a_resume_equal_two_epochs(colour_rec, tiny_symbol, tmp_path, optimizer, extra):  # noqa: F811
+    whole, split = str(tmp_path / "whole" / "m"), str(tmp_path / "split" / "m")
+    train_model.main(argv(colour_rec, tiny_symbol, whole, optimizer, 2, extra))
+    train_model.main(argv(colour_rec, tiny_symbol, split, optimizer, 1, extra))
+    train_model.main(argv(colour_rec, tiny_symbol, split, optimizer, 2, ["--load-epoch", "1", *extra]))
+    assert max_relative_difference(f"{whole}-0002.params", f"{split}-0002.params") <= RTOL
+    assert read_json(split, 2)["num_update"] == read_json(whole, 2)["num_update"] == 2 * BATCHES_PER_EPOCH
+    assert lrs(split) == lrs(whole) == pytest.approx([0.01, 0.001])
+
+
+def test_state_files_are_ndarrays_and_json(colour_rec, tiny_symbol, tmp_path):  # noqa: F811
+    prefix = str(tmp_path / "m")
+    train_model.main(argv(colour_rec, tiny_symbol, prefix, "nadam", 1))
+    arrays_path, json_path = optimizer_state.state_paths(f"{prefix}-0001.params")
+    assert arrays_path.endswith("m-0001.optimizer.nd") and json_path.endswith("m-0001.optimizer.json")
+    arrays = mx.nd.load(arrays_path)  # MXNet's own format: no pickle
+    assert sorted(k for k in arrays if k.startswith("fc_weight")) == ["fc_weight:s.0", "fc_weight:s.1"]
+    assert arrays["fc_weight:s.1"].shape == (4, 8) and arrays["fc_weight:s.1"].min().asscalar() >= 0  # variance
+    description = read_json(prefix, 1)
+    assert description["optimizer"] == "nadam" and description["num_update"] == BATCHES_PER_EPOCH
+    assert 0 < description["m_schedule"] < 1  # NADAM's momentum schedule, a Python float
+
+
+def resume_after_one_epoch(rec, symbol, prefix, first, second, caplog, prepare=lambda: None):
+    train_model.main(argv(rec, symbol, prefix, first, 1))
+    prepare()
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        train_model.main(argv(rec, symbol, prefix, second, 2, ["--load-epoch", "1"]))
+    return caplog.text
+
+
+def test_checkpoint_without_state_resumes_fresh(colour_rec, tiny_symbol, tmp_path, caplog):  # noqa: F811
+    prefix = str(tmp_path / "m")
+
+    def remove_state():  # as a checkpoint written before states were saved, or by the original
+        for path in optimizer_state.state_paths(f"{prefix}-0001.params"):
+            os.remove(path)
+
+    warnings = resume_after_one_epoch(colour_rec, tiny_symbol, prefix, "nadam", "nadam", caplog, remove_state)
+    assert "no saved optimizer state" in warnings and "fresh nadam optimizer (update counter 0" in warnings
+    assert read_json(prefix, 2)["num_update"] == BATCHES_PER_EPOCH  # counted from 0 at the resume
+    assert lrs(prefix) == pytest.approx([0.01, 0.001])  # the schedule still gives epoch 2 its lr
+
+
+def test_changed_optimizer_starts_fresh(colour_rec, tiny_symbol, tmp_path, caplog):  # noqa: F811
+    prefix = str(tmp_path / "m")
+    warnings = resume_after_one_epoch(colour_rec, tiny_symbol, prefix, "nag", "nadam", caplog)
+    assert "the saved state is of nag, this stage uses nadam" in warnings
+    assert read_json(prefix, 2)["optimizer"] == "nadam"
+    assert read_json(prefix, 2)["num_update"] == BATCHES_PER_EPOCH
+    assert lrs(prefix) == pytest.approx([0.01, 0.001])
+
+
+def test_state_of_another_checkpoint_is_not_used(colour_rec, tiny_symbol, tmp_path, caplog):  # noqa: F811
+    prefix = str(tmp_path / "m")
+
+    def swap_weights():  # epoch 1's state files beside other weights
+        params = mx.nd.load(f"{prefix}-0001.params")
+        params["arg:fc_bias"] += 1
+        mx.nd.save(f"{prefix}-0001.params", params)
+
+    warnings = resume_after_one_epoch(colour_rec, tiny_symbol, prefix, "nadam", "nadam", caplog, swap_weights)
+    assert "the saved state belongs to another" in warnings
+    assert read_json(prefix, 2)["num_update"] == BATCHES_PER_EPOCH
+
+
+def test_unreadable_state_is_a_clear_error(colour_rec, tiny_symbol, tmp_path):  # noqa: F811
+    prefix = str(tmp_path / "m")
+    train_model.main(argv(colour_rec, tiny_symbol, prefix, "nadam", 1))
+    json_path = optimizer_state.state_paths(f"{prefix}-0001.params")[1]
+    with open(json_path, "w") as fh:
+        fh.write("{truncated")
+    with pytest.raises(UserError, match=r"m-0001\.optimizer\.json: unreadable optimizer state .*delete it"):
+        train_model.main(argv(colour_rec, tiny_symbol, prefix, "nadam", 2, ["--load-epoch", "1"]))
+
+
+# --- the updater paths, driven directly on two CPU devices: updates on the kvstore, or on each
+# device after the kvstore sums the gradients (MXNet's choice for parameters over 16M values) ---
+def small_module(kvstore, devices=2, params=(None, None), optimizer="nadam"):
+    data = mx.sym.var("data")
+    net = mx.sym.BatchNorm(mx.sym.FullyConnected(data, num_hidden=6, name="fc0"), name="bn0")
+    net = mx.sym.SoftmaxOutput(mx.sym.FullyConnected(net, num_hidden=3, name="fc1"), name="softmax")
+    module = mx.mod.Module(net, context=[mx.cpu(i) for i in range(devices)])
+    module.bind(data_shapes=[("data", (8, 5))], label_shapes=[("softmax_label", (8,))])
+    mx.random.seed(1)
+    module.init_params(mx.init.Xavier(), arg_params=params[0], aux_params=params[1])
+    module.init_optimizer(kvstore=kvstore, optimizer=optimizer, optimizer_params={
+        "learning_rate": 0.05, "lr_scheduler": EpochStepScheduler(0.05, 0.1, [2], 3)})
+    return module
+
+
+def batches(count, seed=0):
+    rng = np.random.default_rng(seed)
+    return [mx.io.DataBatch([mx.nd.array(rng.normal(size=(8, 5)))], [mx.nd.array(rng.integers(0, 3, 8))])
+            for _ in range(count)]
+
+
+def train_on(module, data):
+    for batch in data:
+        module.forward_backward(batch)
+        module.update()
+
+
+# NADAM only on the kvstore: updating each device's copy, MXNet multiplies NADAM's one m_schedule
+# number once per copy, so the copies drift apart even without any resume.
+@pytest.mark.parametrize("on_kvstore, optimizer", [(True, "nadam"), (False, "adam")])
+def test_restore_through_each_updater(tmp_path, monkeypatch, on_kvstore, optimizer):
+    monkeypatch.setenv("MXNET_UPDATE_ON_KVSTORE", "1" if on_kvstore else "0")
+    data = batches(6)
+    whole = small_module("local", optimizer=optimizer)
+    assert whole._update_on_kvstore == on_kvstore
+    train_on(whole, data)
+
+    first = small_module("local", optimizer=optimizer)
+    train_on(first, data[:3])
+    params = first.get_params()
+    params_path = str(tmp_path / "m-0001.params")
+    mx.nd.save(params_path, {f"arg:{k}": v for k, v in params[0].items()})
+    arrays_path, json_path = optimizer_state.state_paths(params_path)
+    optimizer_state.write_state(first, optimizer, 1, params_path, arrays_path, json_path)
+
+    resumed = small_module("local", params=params, optimizer=optimizer)
+    assert optimizer_state.restore_state(resumed, *optimizer_state.read_state(params_path, optimizer))
+    assert resumed._optimizer.num_update == 3 and resumed._optimizer.lr_scheduler.begin_update == 3
+    train_on(resumed, data[3:])
+    expected, got = whole.get_params()[0], resumed.get_params()[0]
+    for name in expected:
+        np.testing.assert_allclose(got[name].asnumpy(), expected[name].asnumpy(), rtol=RTOL, atol=1e-7)
+
+
+def test_state_that_does_not_fit_is_not_restored(tmp_path):
+    module = small_module(None, devices=1)
+    train_on(module, batches(2))
+    params_path = str(tmp_path / "m-0001.params")
+    mx.nd.save(params_path, {"arg:x": mx.nd.zeros(1)})
+    arrays_path, json_path = optimizer_state.state_paths(params_path)
+    optimizer_state.write_state(module, "nadam", 1, params_path, arrays_path, json_path)
+    description, arrays = optimizer_state.read_state(params_path, "nadam")
+    arrays["fc1_weight:s.0"] = mx.nd.zeros((2, 2))  # as from another network
+    fresh = small_module(None, devices=1)
+    assert not optimizer_state.restore_state(fresh, description, arrays)
+    assert fresh._optimizer.num_update == 0 and not fresh._updater.states  # left as created
