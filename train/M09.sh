@@ -1,42 +1,48 @@
 #!/usr/bin/env bash
-# M09: ResNeXt-101-64x4d, fine-tuned from ImageNet-1k, DATASET_B, 15 epochs.
-# Needs data/create_dataset_B.sh; the starting weights come from http://data.mxnet.io/models/imagenet/resnext/.
+# M09: ResNeXt-101-64x4d fine-tuned from ImageNet-1k on DATASET_B; the original submitted its checkpoint
+# of epoch 15. One recorded run (train/M09/stderr): Adam at lr 1e-4, batch 512, HSL 20/20/20, 15 epochs.
+#   DRY_RUN=1 train/M09.sh prints the commands; STAGES=all runs every recorded stage;
+#   LOAD_EPOCH=N resumes from checkpoint N (see train/run_model.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+set -a  # every setting below goes to train/run_model.sh
 
-DATA_DIR="${DATA_DIR:-data_dir}"                # dataset_A/B/C .rec files
-PRETRAINED_DIR="${PRETRAINED_DIR:-pretrained}"  # published ImageNet checkpoints
-MODEL_DIR="${MODEL_DIR:-models}"                # checkpoints go to MODEL_DIR/M09/
-GPUS="${GPUS-0,1,2,3,4,5,6,7}"                    # empty: CPU
+DATA_DIR="${DATA_DIR:-data_dir}"                  # dataset_A/B/C .rec files
+PRETRAINED_DIR="${PRETRAINED_DIR:-pretrained}"    # published ImageNet checkpoints
+MODEL_DIR="${MODEL_DIR:-models}"                  # checkpoints go to MODEL_DIR/M09/
+GPUS="${GPUS-0,1,2,3,4,5,6,7}"                    # the record's 8 GPUs (empty: CPU)
 
 MODEL_NAME=M09
-SYMBOL="$PRETRAINED_DIR/resnext-101-64x4d-symbol.json" # network: train/symbols name or *-symbol.json
-PARAMS="$PRETRAINED_DIR/resnext-101-64x4d-0000.params" # starting weights
-FEATURE_LAYER="flatten0"                             # cut here for the new classifier (empty: the family's)
-PRETRAINED_SOURCE="http://data.mxnet.io/models/imagenet/resnext/"
-DATASET=dataset_B                            # dataset_A / dataset_B / dataset_C
-NUM_EPOCHS=15                                 # epochs in the write-up's table
-BATCH_SIZE=512                                # over all GPUs
-OPTIMIZER=nadam                               # better than sgd, nag and adam on this data
-LR=0.0001                                     # epochs 1-10
-LR_FACTOR=0.2                                 # 2e-5 for epochs 11-13, 4e-6 after
-LR_STEP_EPOCHS=10,13
-MOM=0.9                                       # NADAM beta1
-WD=0.00004                                    # weight decay
-SMOOTH_ALPHA=0.1                              # label smoothing
-DROPOUT_RATIO=0.0                             # no dropout after global pooling
-IMAGE_SHAPE=3,180,180                         # the pictures' own size
-RANDOM_CROP=0                                 # no random crop
-RANDOM_MIRROR=1                               # random horizontal flip only
-RGB_MEAN=0,0,0                                # raw 0-255 RGB, as the solution fed every network
-RGB_SCALE=1.0
-NUM_CLASSES=5270
-KV_STORE=device                               # device or nccl on one machine
-DTYPE=float32                                 # float16: mixed precision on GPUs
-DATA_NTHREADS=6                               # JPEG decoding threads
-SEED=0                                         # data order and initialisation
+SYMBOL="$PRETRAINED_DIR/resnext-101-64x4d-symbol.json"  # the published ImageNet-1k ResNeXt-101-64x4d
+NETWORK_ARGS=""                                   # more network flags of train.train_model
+PARAMS="$PRETRAINED_DIR/resnext-101-64x4d-0000.params"  # starting weights of a stage that starts at 0
+FEATURE_LAYER=flatten0                            # the new classifier goes after this layer
+PRETRAINED_SOURCE="http://data.mxnet.io/models/imagenet/resnext/101-layers/"
 
-export DATA_DIR PRETRAINED_DIR MODEL_DIR GPUS MODEL_NAME SYMBOL PARAMS FEATURE_LAYER PRETRAINED_SOURCE DATASET \
-  NUM_EPOCHS BATCH_SIZE OPTIMIZER LR LR_FACTOR LR_STEP_EPOCHS MOM WD SMOOTH_ALPHA DROPOUT_RATIO IMAGE_SHAPE \
-  RANDOM_CROP RANDOM_MIRROR RGB_MEAN RGB_SCALE NUM_CLASSES KV_STORE DTYPE DATA_NTHREADS SEED
-train/run_model.sh
+# Settings of every stage that does not change them below.
+DATASET=dataset_B
+OPTIMIZER=adam
+LR=0.0001
+LR_FACTOR=0.2                 # lr multiplier after each step epoch
+LR_STEP_EPOCHS=6,10,13,15
+MOM=0.9                       # momentum of sgd/nag (Adam/NADAM got only the lr)
+WD=0.00004                    # weight decay of sgd/nag (Adam/NADAM got none)
+BATCH_SIZE=512                # over all GPUs
+SMOOTH_ALPHA=0.0              # label smoothing (the original's first training code had none)
+DROPOUT_RATIO=0.0             # dropout before the classifier
+IMAGE_SHAPE=3,180,180         # network input: the pictures' own size
+RESIZE=0                      # 0: pictures used at their size
+INTER_METHOD=1                # interpolation when resizing (1: the iterator's default these runs got)
+RANDOM_CROP=1                 # as recorded; a 180x180 crop of a 180x180 picture is the picture
+RANDOM_MIRROR=1               # random horizontal flip
+MAX_RANDOM_H=20               # HSL colour augmentation: max change of hue,
+MAX_RANDOM_S=20               #   saturation
+MAX_RANDOM_L=20               #   and lightness
+
+# The recorded runs in order: the checkpoint each resumes from (START_EPOCH; 0: PARAMS), its last
+# checkpoint (END_EPOCH: one past its last validated epoch, or where the next run resumed), what it changes.
+# the run: ran to its end, 15: the submitted checkpoint
+STAGE_1="START_EPOCH=0 END_EPOCH=15"
+DEFAULT_STAGES="1"            # the only stage
+set +a
+exec train/run_model.sh

@@ -1,42 +1,53 @@
 #!/usr/bin/env bash
-# M14: DPN-107, fine-tuned from ImageNet-1k, DATASET_A, 20 epochs.
-# Needs data/create_dataset_A.sh; the starting weights come from https://github.com/cypw/DPNs (the ImageNet-1k 'extra' model).
+# M14: DPN-107 fine-tuned from cypw's 'dpn107-extra' ImageNet weights on DATASET_A; the original submitted
+# its checkpoint of epoch 20. Its 3 recorded runs (train/M14/stderr): NADAM at lr 1e-4, batch 384, label
+# smoothing 0.1; run 2 ran to 20 and run 3 went back to checkpoint 17 with another lr step.
+#   DRY_RUN=1 train/M14.sh prints the commands; STAGES=all runs every recorded stage;
+#   LOAD_EPOCH=N resumes from checkpoint N (see train/run_model.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+set -a  # every setting below goes to train/run_model.sh
 
-DATA_DIR="${DATA_DIR:-data_dir}"                # dataset_A/B/C .rec files
-PRETRAINED_DIR="${PRETRAINED_DIR:-pretrained}"  # published ImageNet checkpoints
-MODEL_DIR="${MODEL_DIR:-models}"                # checkpoints go to MODEL_DIR/M14/
-GPUS="${GPUS-0,1,2,3,4,5,6,7}"                    # empty: CPU
+DATA_DIR="${DATA_DIR:-data_dir}"                  # dataset_A/B/C .rec files
+PRETRAINED_DIR="${PRETRAINED_DIR:-pretrained}"    # published ImageNet checkpoints
+MODEL_DIR="${MODEL_DIR:-models}"                  # checkpoints go to MODEL_DIR/M14/
+GPUS="${GPUS-0,1,2,3,4,5,6,7}"                    # the record's 8 GPUs (empty: CPU)
 
 MODEL_NAME=M14
-SYMBOL="dpn-107"                                     # network: train/symbols name or *-symbol.json
-PARAMS="$PRETRAINED_DIR/dpn107-0000.params"          # starting weights
-FEATURE_LAYER=""                                     # cut here for the new classifier (empty: the family's)
-PRETRAINED_SOURCE="https://github.com/cypw/DPNs (the ImageNet-1k 'extra' model)"
-DATASET=dataset_A                            # dataset_A / dataset_B / dataset_C
-NUM_EPOCHS=20                                 # epochs in the write-up's table
-BATCH_SIZE=384                                # over all GPUs
-OPTIMIZER=nadam                               # better than sgd, nag and adam on this data
-LR=0.0001                                     # epochs 1-10
-LR_FACTOR=0.2                                 # 2e-5 for epochs 11-13, 4e-6 after
-LR_STEP_EPOCHS=10,13
-MOM=0.9                                       # NADAM beta1
-WD=0.00004                                    # weight decay
-SMOOTH_ALPHA=0.1                              # label smoothing
-DROPOUT_RATIO=0.0                             # no dropout after global pooling
-IMAGE_SHAPE=3,180,180                         # the pictures' own size
-RANDOM_CROP=0                                 # no random crop
-RANDOM_MIRROR=1                               # random horizontal flip only
-RGB_MEAN=0,0,0                                # raw 0-255 RGB, as the solution fed every network
-RGB_SCALE=1.0
-NUM_CLASSES=5270
-KV_STORE=device                               # device or nccl on one machine
-DTYPE=float32                                 # float16: mixed precision on GPUs
-DATA_NTHREADS=6                               # JPEG decoding threads
-SEED=0                                         # data order and initialisation
+SYMBOL="$PRETRAINED_DIR/dpn107-extra-symbol.json"  # the published DPN-107 ('dpn107-extra')
+NETWORK_ARGS=""                                   # more network flags of train.train_model
+PARAMS="$PRETRAINED_DIR/dpn107-extra-0000.params"  # starting weights of a stage that starts at 0
+FEATURE_LAYER=flatten                             # the new classifier goes after this layer
+PRETRAINED_SOURCE="https://github.com/cypw/DPNs"
 
-export DATA_DIR PRETRAINED_DIR MODEL_DIR GPUS MODEL_NAME SYMBOL PARAMS FEATURE_LAYER PRETRAINED_SOURCE DATASET \
-  NUM_EPOCHS BATCH_SIZE OPTIMIZER LR LR_FACTOR LR_STEP_EPOCHS MOM WD SMOOTH_ALPHA DROPOUT_RATIO IMAGE_SHAPE \
-  RANDOM_CROP RANDOM_MIRROR RGB_MEAN RGB_SCALE NUM_CLASSES KV_STORE DTYPE DATA_NTHREADS SEED
-train/run_model.sh
+# Settings of every stage that does not change them below.
+DATASET=dataset_A
+OPTIMIZER=nadam
+LR=0.0001
+LR_FACTOR=0.2                 # lr multiplier after each step epoch
+LR_STEP_EPOCHS=10,13,15
+MOM=0.9                       # momentum of sgd/nag (Adam/NADAM got only the lr)
+WD=0.00004                    # weight decay of sgd/nag (Adam/NADAM got none)
+BATCH_SIZE=384                # over all GPUs
+SMOOTH_ALPHA=0.1              # label smoothing
+DROPOUT_RATIO=0.0             # dropout before the classifier
+IMAGE_SHAPE=3,180,180         # network input: the pictures' own size
+RESIZE=0                      # 0: pictures used at their size
+INTER_METHOD=1                # interpolation when resizing (1: the iterator's default these runs got)
+RANDOM_CROP=1                 # as recorded; a 180x180 crop of a 180x180 picture is the picture
+RANDOM_MIRROR=1               # random horizontal flip
+MAX_RANDOM_H=0                # HSL colour augmentation: max change of hue,
+MAX_RANDOM_S=0                #   saturation
+MAX_RANDOM_L=0                #   and lightness
+
+# The recorded runs in order: the checkpoint each resumes from (START_EPOCH; 0: PARAMS), its last
+# checkpoint (END_EPOCH: one past its last validated epoch, or where the next run resumed), what it changes.
+# run 1: NADAM lr 1e-4 from the ImageNet weights; ran to its end, 15
+STAGE_1="START_EPOCH=0 END_EPOCH=15"
+# run 2: lr steps 10,13,20; ran to its end, 20, but run 3 restarts from 17
+STAGE_2="START_EPOCH=15 END_EPOCH=20 LR_STEP_EPOCHS=10,13,20 INTER_METHOD=9"
+# run 3: from checkpoint 17, lr steps 10,13,17,20; ran to its end, 20: the submitted checkpoint
+STAGE_3="START_EPOCH=17 END_EPOCH=20 LR_STEP_EPOCHS=10,13,17,20 INTER_METHOD=9"
+DEFAULT_STAGES="1 2 3"        # the stages the submitted checkpoint 20 descends from
+set +a
+exec train/run_model.sh

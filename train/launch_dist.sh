@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Run one of the model scripts on several machines with MXNet's parameter-server kvstore:
 #   HOSTFILE=hosts NUM_WORKERS=4 train/launch_dist.sh train/M10.sh
-# Each worker machine runs the script's training command on its own GPUs and reads its own part
+# Each worker machine runs each stage's training command on its own GPUs and reads its own part
 # of the .rec; BATCH_SIZE in the model script is per machine. The repository, the .venv, DATA_DIR,
 # PRETRAINED_DIR and MODEL_DIR must be at the same paths on every host (e.g. a shared disk).
 set -euo pipefail

@@ -1,51 +1,257 @@
 #!/usr/bin/env bash
-# Shared body of train/M01.sh ... M14.sh and the experiment scripts: checks the inputs, then runs
-# python -m train.train_model with the settings the calling script exported. Not meant to be run alone.
+# Shared body of train/M01.sh ... M14.sh and the experiment scripts: runs the training stages that
+# the calling script's header defines, one `python -m train.train_model` per stage. Not run alone.
+#
+# The header exports (set -a) every recipe setting checked below, the stages STAGE_1, STAGE_2, ...
+# in the order the original ran them, each "START_EPOCH=a END_EPOCH=b [SETTING=value ...]" (the
+# checkpoint it resumes from, 0 for the starting weights PARAMS; its last checkpoint; the settings it
+# changes), and DEFAULT_STAGES. A stage stops early where the next stage run resumes from a
+# checkpoint inside it (as the original did when it went back to an earlier epoch).
+#
+# From the environment:
+#   STAGES="1 3" | all | default   stages to run, in this order (default: DEFAULT_STAGES)
+#   LOAD_EPOCH=N                   resume from checkpoint N: start at the first stage to run that
+#                                  trains past epoch N, from checkpoint N; the later stages follow
+#   DRY_RUN=1                      print each stage's command and what is missing (# lines); run nothing
+# and the machine settings below, the same for every model (one place for their defaults).
 set -euo pipefail
-: "${MODEL_NAME:?}" "${SYMBOL:?}" "${DATASET:?}" "${NUM_EPOCHS:?}"
 
-DATA_DIR="${DATA_DIR:-data_dir}"
-MODEL_DIR="${MODEL_DIR:-models}"
-GPUS="${GPUS-0,1,2,3,4,5,6,7}"
-LOAD_EPOCH="${LOAD_EPOCH:-0}"                  # resume from MODEL_DIR/NAME/NAME-%04d.params of this epoch
-TRAIN_REC="$DATA_DIR/$DATASET/train.rec"
-VAL_REC="$DATA_DIR/$DATASET/valid.rec"
-PREFIX="$MODEL_DIR/$MODEL_NAME/$MODEL_NAME"
+KV_STORE="${KV_STORE:-device}"          # device or nccl on one machine
+DTYPE="${DTYPE:-float32}"               # float16: mixed precision on GPUs
+DATA_NTHREADS="${DATA_NTHREADS:-6}"     # JPEG decoding threads (the original: 6)
+NUM_CLASSES="${NUM_CLASSES:-5270}"      # Kaggle's categories
+RGB_MEAN="${RGB_MEAN:-0,0,0}"           # raw 0-255 RGB: what the original fed every network
+RGB_SCALE="${RGB_SCALE:-1.0}"
+TOP_K="${TOP_K:-5}"                     # also report top-5 accuracy
+DISP_BATCHES="${DISP_BATCHES:-100}"     # log speed and metrics every N batches
+SEED="${SEED:-0}"                       # data order and initialisation
+LOAD_EPOCH="${LOAD_EPOCH:-0}"
+DRY_RUN="${DRY_RUN:-0}"
+
+# Recipe settings a stage may change; the header sets each (its value for every stage that
+# does not change it).
+STAGE_SETTINGS=(DATASET OPTIMIZER LR LR_FACTOR LR_STEP_EPOCHS MOM WD BATCH_SIZE SMOOTH_ALPHA DROPOUT_RATIO
+                IMAGE_SHAPE RESIZE INTER_METHOD RANDOM_CROP RANDOM_MIRROR MAX_RANDOM_H MAX_RANDOM_S MAX_RANDOM_L)
+# Header settings that may be empty: GPUS (CPU), NETWORK_ARGS, PARAMS (from scratch), FEATURE_LAYER
+# (the network's own), PRETRAINED_SOURCE.
+MAY_BE_EMPTY=(GPUS NETWORK_ARGS PARAMS FEATURE_LAYER PRETRAINED_SOURCE)
+NOT_EMPTY=(DATA_DIR MODEL_DIR MODEL_NAME SYMBOL DEFAULT_STAGES STAGE_1 "${STAGE_SETTINGS[@]}")
 
 fail() { echo "error: $*" >&2; exit 2; }
-[ -f "$TRAIN_REC" ] || fail "$TRAIN_REC not found: run data/create_${DATASET}.sh first"
-case "$SYMBOL" in
-  *.json) [ -f "$SYMBOL" ] || fail "$SYMBOL not found; download it from ${PRETRAINED_SOURCE:-its publisher}" ;;
-esac
-if [ -n "${PARAMS:-}" ] && [ "$LOAD_EPOCH" = "0" ] && [ ! -f "$PARAMS" ]; then
-  fail "$PARAMS not found; ${PRETRAINED_SOURCE:+download it from $PRETRAINED_SOURCE}"
-fi
-mkdir -p "$(dirname "$PREFIX")"
 
-# MXNet's cuDNN autotune can hang on some GPUs (as in the original scripts).
-export MXNET_CUDNN_AUTOTUNE_DEFAULT="${MXNET_CUDNN_AUTOTUNE_DEFAULT:-0}"
+check_header() {
+  local name
+  for name in "${MAY_BE_EMPTY[@]}"; do
+    [ -n "${!name+set}" ] || fail "$name is not set: the model script's header must set it (it may be empty)"
+  done
+  for name in "${NOT_EMPTY[@]}"; do
+    [ -n "${!name:-}" ] || fail "$name is not set: the model script's header must set it"
+  done
+  [[ $LOAD_EPOCH =~ ^[0-9]+$ ]] || fail "LOAD_EPOCH=$LOAD_EPOCH: expected a checkpoint number"
+}
 
-# Under train/launch_dist.sh: the same command on every worker of a distributed run.
-TRAIN=(python -m train.train_model)
-KV="${KV_STORE:-device}"
-if [ -n "${DIST_WORKERS:-}" ]; then
-  TRAIN=(python -m train.launch -n "$DIST_WORKERS" -s "${DIST_SERVERS:-$DIST_WORKERS}" --launcher "${DIST_LAUNCHER:-ssh}"
-         ${DIST_HOSTFILE:+-H "$DIST_HOSTFILE"} --log-dir "$(dirname "$PREFIX")/launch_logs" -- "${TRAIN[@]}")
-  KV="${DIST_KV_STORE:-dist_sync}"
-fi
+# STAGE_WORDS: the words of STAGE_$1, checked (KEY=VALUE, KEY a stage setting or START/END_EPOCH).
+read_stage() {
+  local name="STAGE_$1" word key
+  STAGE_WORDS=()
+  read -r -d '' -a STAGE_WORDS <<< "${!name}" || true
+  for word in "${STAGE_WORDS[@]}"; do
+    key="${word%%=*}"
+    [[ $word =~ ^[A-Z_0-9]+=[^=]+$ ]] || fail "$name: '$word' is not SETTING=value"
+    case " START_EPOCH END_EPOCH ${STAGE_SETTINGS[*]} " in
+      *" $key "*) ;;
+      *) fail "$name: $key is not a setting a stage can change (${STAGE_SETTINGS[*]})" ;;
+    esac
+  done
+}
 
-"${TRAIN[@]}" \
-  --symbol "$SYMBOL" ${PARAMS:+--params "$PARAMS"} ${FEATURE_LAYER:+--feature-layer "$FEATURE_LAYER"} \
-  ${EXTRA_NETWORK_ARGS:-} \
-  --gpus "$GPUS" --kv-store "$KV" --dtype "${DTYPE:-float32}" \
-  --data-train "$TRAIN_REC" --data-val "$VAL_REC" --model-prefix "$PREFIX" --load-epoch "$LOAD_EPOCH" \
-  --image-shape "${IMAGE_SHAPE:-3,180,180}" --resize "${RESIZE:-0}" --num-classes "${NUM_CLASSES:-5270}" \
-  --data-nthreads "${DATA_NTHREADS:-6}" --batch-size "${BATCH_SIZE:-512}" --num-epochs "$NUM_EPOCHS" \
-  --optimizer "${OPTIMIZER:-nadam}" --lr "${LR:-0.0001}" --lr-factor "${LR_FACTOR:-0.2}" \
-  --lr-step-epochs "${LR_STEP_EPOCHS:-10,13}" --mom "${MOM:-0.9}" --wd "${WD:-0.00004}" \
-  --smooth-alpha "${SMOOTH_ALPHA:-0.1}" --dropout-ratio "${DROPOUT_RATIO:-0.0}" \
-  --rgb-mean "${RGB_MEAN:-0,0,0}" --rgb-scale "${RGB_SCALE:-1.0}" \
-  --random-crop "${RANDOM_CROP:-0}" --random-mirror "${RANDOM_MIRROR:-1}" \
-  --max-random-h "${MAX_RANDOM_H:-0}" --max-random-s "${MAX_RANDOM_S:-0}" --max-random-l "${MAX_RANDOM_L:-0}" \
-  --top-k "${TOP_K:-5}" --disp-batches "${DISP_BATCHES:-100}" --seed "${SEED:-0}" \
-  2>&1 | tee -a "$PREFIX-train.log"
+stage_value() {  # stage_value N KEY: the stage's value of KEY, or the header's
+  local word
+  read_stage "$1"
+  for word in "${STAGE_WORDS[@]}"; do
+    if [ "${word%%=*}" = "$2" ]; then echo "${word#*=}"; return; fi
+  done
+  echo "${!2:-}"
+}
+
+# NUM_STAGES, and every stage checked now, so that a typo fails before any training.
+count_stages() {
+  local n=1 start end
+  while declare -p "STAGE_$n" > /dev/null 2>&1; do
+    read_stage "$n"
+    start="$(stage_value "$n" START_EPOCH)"
+    end="$(stage_value "$n" END_EPOCH)"
+    [[ $start =~ ^[0-9]+$ && $end =~ ^[0-9]+$ ]] || fail "STAGE_$n: needs START_EPOCH=a END_EPOCH=b"
+    [ "$end" -ge "$start" ] || fail "STAGE_$n: END_EPOCH $end is before START_EPOCH $start"
+    n=$((n + 1))
+  done
+  NUM_STAGES=$((n - 1))
+}
+
+select_stages() {  # SELECTED: the stage numbers STAGES names, in its order
+  local spec="${STAGES:-default}" n
+  case "$spec" in
+    default) spec="$DEFAULT_STAGES" ;;
+    all) spec="$(seq -s ' ' 1 "$NUM_STAGES")" ;;
+  esac
+  SELECTED=()
+  for n in ${spec//,/ }; do
+    [[ $n =~ ^[0-9]+$ ]] && [ "$n" -ge 1 ] && [ "$n" -le "$NUM_STAGES" ] ||
+      fail "STAGES: no stage '$n' in $MODEL_NAME (stages 1-$NUM_STAGES, all or default)"
+    SELECTED+=("$n")
+  done
+  [ ${#SELECTED[@]} -gt 0 ] || fail "STAGES: no stage named"
+}
+
+# The run, one entry per selected stage: P_LOAD[i] -> P_END[i] (equal: nothing to train), P_NOTE[i] why.
+make_plan() {
+  local i s start end next
+  P_LOAD=() P_END=() P_NOTE=()
+  for i in "${!SELECTED[@]}"; do
+    s="${SELECTED[$i]}"
+    start="$(stage_value "$s" START_EPOCH)"
+    end="$(stage_value "$s" END_EPOCH)"
+    P_NOTE[i]=""
+    if [ "$end" -eq "$start" ]; then
+      P_NOTE[i]="the record has no complete epoch: nothing to train"
+    elif [ $((i + 1)) -lt ${#SELECTED[@]} ]; then
+      next="$(stage_value "${SELECTED[$((i + 1))]}" START_EPOCH)"
+      if [ "$next" -gt "$start" ] && [ "$next" -lt "$end" ]; then
+        P_NOTE[i]="recorded to $end; stops at $next, where stage ${SELECTED[$((i + 1))]} resumes"
+        end="$next"
+      fi
+    fi
+    P_LOAD[i]="$start" P_END[i]="$end"
+  done
+  if [ "$LOAD_EPOCH" -gt 0 ]; then resume_from "$LOAD_EPOCH"; fi
+}
+
+resume_from() {  # LOAD_EPOCH: skip the stages before the first one that trains past checkpoint $1
+  local i ranges=""
+  for i in "${!SELECTED[@]}"; do
+    if [ "${P_LOAD[$i]}" -le "$1" ] && [ "$1" -lt "${P_END[$i]}" ]; then
+      P_LOAD[i]="$1" P_NOTE[i]="LOAD_EPOCH=$1"
+      return
+    fi
+    ranges+=" ${SELECTED[$i]}:${P_LOAD[$i]}-${P_END[$i]}"
+    P_END[i]="${P_LOAD[$i]}" P_NOTE[i]="before LOAD_EPOCH=$1: not run"
+  done
+  fail "LOAD_EPOCH=$1: no stage to run trains past checkpoint $1 (stage:from-to$ranges)"
+}
+
+# The inputs the run needs that are neither on disk nor written by an earlier stage of the run.
+missing_inputs() {
+  local i dataset part ckpt j made seen=" "
+  case "$SYMBOL" in
+    *.json) [ -f "$SYMBOL" ] || echo "$SYMBOL not found: the network of the starting weights; $(weights_hint)" ;;
+  esac
+  for i in "${!SELECTED[@]}"; do
+    [ "${P_END[$i]}" -gt "${P_LOAD[$i]}" ] || continue
+    dataset="$(stage_value "${SELECTED[$i]}" DATASET)"
+    for part in train valid; do
+      case "$seen" in *" $dataset/$part "*) continue ;; esac
+      seen+="$dataset/$part "
+      [ -f "$DATA_DIR/$dataset/$part.rec" ] || echo "$DATA_DIR/$dataset/$part.rec not found: run data/create_$dataset.sh first"
+    done
+    if [ "${P_LOAD[$i]}" -eq 0 ]; then
+      [ -z "$PARAMS" ] || [ -f "$PARAMS" ] || echo "$PARAMS not found: the starting weights; $(weights_hint)"
+      continue
+    fi
+    ckpt="$(checkpoint "${P_LOAD[$i]}")" made=0
+    for ((j = 0; j < i; j++)); do
+      if [ "${P_LOAD[$j]}" -lt "${P_LOAD[$i]}" ] && [ "${P_LOAD[$i]}" -le "${P_END[$j]}" ]; then made=1; fi
+    done
+    [ "$made" = 1 ] || [ -f "$ckpt" ] ||
+      echo "$ckpt not found: stage ${SELECTED[$i]} resumes from it; run the stages before it (STAGES, LOAD_EPOCH)"
+  done
+}
+
+weights_hint() {  # where the starting weights come from: a URL, or the script that makes them
+  case "$PRETRAINED_SOURCE" in
+    http*) echo "download them from $PRETRAINED_SOURCE" ;;
+    *) echo "${PRETRAINED_SOURCE:-see PARAMS in the model script}" ;;
+  esac
+}
+
+checkpoint() { printf '%s-%04d.params' "$PREFIX" "$1"; }
+
+# CMD: the command of stage $1 from checkpoint $2 to $3, its settings changed as the stage says.
+stage_command() {
+  local name word launch=() network_args=() kv="$KV_STORE"
+  for name in "${STAGE_SETTINGS[@]}"; do local "$name=${!name}"; done
+  read_stage "$1"
+  for word in "${STAGE_WORDS[@]}"; do
+    case "${word%%=*}" in START_EPOCH | END_EPOCH) ;; *) printf -v "${word%%=*}" '%s' "${word#*=}" ;; esac
+  done
+  read -r -a network_args <<< "$NETWORK_ARGS"
+  if [ -n "${DIST_WORKERS:-}" ]; then  # under train/launch_dist.sh: the same command on every worker
+    launch=(python -m train.launch -n "$DIST_WORKERS" -s "${DIST_SERVERS:-$DIST_WORKERS}"
+            --launcher "${DIST_LAUNCHER:-ssh}" ${DIST_HOSTFILE:+-H "$DIST_HOSTFILE"}
+            --log-dir "$(dirname "$PREFIX")/launch_logs" --)
+    kv="${DIST_KV_STORE:-dist_sync}"
+  fi
+  CMD=("${launch[@]}" python -m train.train_model --symbol "$SYMBOL" "${network_args[@]}")
+  if [ "$2" -eq 0 ] && [ -n "$PARAMS" ]; then CMD+=(--params "$PARAMS"); fi
+  if [ -n "$FEATURE_LAYER" ]; then CMD+=(--feature-layer "$FEATURE_LAYER"); fi
+  CMD+=(--gpus "$GPUS" --kv-store "$kv" --dtype "$DTYPE"
+        --data-train "$DATA_DIR/$DATASET/train.rec" --data-val "$DATA_DIR/$DATASET/valid.rec"
+        --model-prefix "$PREFIX" --load-epoch "$2" --num-epochs "$3"
+        --optimizer "$OPTIMIZER" --lr "$LR" --lr-factor "$LR_FACTOR" --lr-step-epochs "$LR_STEP_EPOCHS"
+        --mom "$MOM" --wd "$WD" --batch-size "$BATCH_SIZE" --smooth-alpha "$SMOOTH_ALPHA"
+        --dropout-ratio "$DROPOUT_RATIO" --image-shape "$IMAGE_SHAPE" --resize "$RESIZE"
+        --inter-method "$INTER_METHOD" --random-crop "$RANDOM_CROP" --random-mirror "$RANDOM_MIRROR"
+        --max-random-h "$MAX_RANDOM_H" --max-random-s "$MAX_RANDOM_S" --max-random-l "$MAX_RANDOM_L"
+        --rgb-mean "$RGB_MEAN" --rgb-scale "$RGB_SCALE" --num-classes "$NUM_CLASSES"
+        --data-nthreads "$DATA_NTHREADS" --top-k "$TOP_K" --disp-batches "$DISP_BATCHES" --seed "$SEED")
+}
+
+shell_words() {  # the words, quoted only where a shell needs it
+  local word out=() quote="'\\''"
+  for word; do
+    if [[ $word =~ ^[A-Za-z0-9_./:,=+@%-]+$ ]]; then out+=("$word"); else out+=("'${word//\'/$quote}'"); fi
+  done
+  echo "${out[*]}"
+}
+
+stage_line() {  # a comment line saying what stage i of the run does
+  local i="$1" what
+  if [ "${P_END[$i]}" -le "${P_LOAD[$i]}" ]; then what="skipped"
+  else
+    what="epochs $((P_LOAD[i] + 1))-${P_END[$i]}"
+    if [ "${P_END[$i]}" -eq $((P_LOAD[i] + 1)) ]; then what="epoch ${P_END[$i]}"; fi
+    if [ "${P_LOAD[$i]}" -eq 0 ]; then what+=" from the starting weights"; else what+=" from checkpoint ${P_LOAD[$i]}"; fi
+  fi
+  echo "# $MODEL_NAME stage ${SELECTED[$i]}: $what${P_NOTE[$i]:+ (${P_NOTE[$i]})}"
+}
+
+run_stages() {
+  local i missing log="$PREFIX-train.log"
+  missing="$(missing_inputs)"
+  if [ "$DRY_RUN" = 1 ]; then
+    if [ -n "$missing" ]; then sed 's/^/# missing: /' <<< "$missing"; fi
+    for i in "${!SELECTED[@]}"; do
+      stage_line "$i"
+      [ "${P_END[$i]}" -gt "${P_LOAD[$i]}" ] || continue
+      stage_command "${SELECTED[$i]}" "${P_LOAD[$i]}" "${P_END[$i]}"
+      shell_words "${CMD[@]}"
+    done
+    return
+  fi
+  if [ -n "$missing" ]; then sed 's/^/error: /' <<< "$missing" >&2; exit 2; fi
+  mkdir -p "$(dirname "$PREFIX")"
+  export MXNET_CUDNN_AUTOTUNE_DEFAULT="${MXNET_CUDNN_AUTOTUNE_DEFAULT:-0}"  # autotune can hang (as the original set)
+  for i in "${!SELECTED[@]}"; do
+    stage_line "$i" | tee -a "$log"
+    [ "${P_END[$i]}" -gt "${P_LOAD[$i]}" ] || continue
+    stage_command "${SELECTED[$i]}" "${P_LOAD[$i]}" "${P_END[$i]}"
+    shell_words "${CMD[@]}" | tee -a "$log"
+    "${CMD[@]}" 2>&1 | tee -a "$log"
+  done
+}
+
+check_header
+PREFIX="$MODEL_DIR/$MODEL_NAME/$MODEL_NAME"
+count_stages
+select_stages
+make_plan
+run_stages

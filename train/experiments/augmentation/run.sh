@@ -1,32 +1,50 @@
 #!/usr/bin/env bash
-# Experiment of the write-up: No augmentation / flip / flip + HSL / flip at 224 (write-up: flip alone is enough).
-# ResNet-34 fine-tuned from ImageNet-1k on DATASET_A, one run per variant; compare MODEL_DIR/*/*-metrics.csv.
+# Experiment of the write-up: no augmentation / flip / flip + HSL / flip at 224x224 (write-up: flip alone is
+# enough). As its 4 recorded runs (train/experiments/augmentation/stderr_*): ResNet-34 fine-tuned from
+# ImageNet-1k on DATASET_A with Adam at lr 5e-4, batch 512, 15 epochs; one run per variant, then compare
+# MODEL_DIR/*/*-metrics.csv. The original ran the variants side by side on 2 GPUs each:
+#   VARIANTS=flip GPUS=2,3 train/experiments/augmentation/run.sh     (DRY_RUN=1 prints the commands)
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
+set -a  # every setting below goes to train/experiments/run_variants.sh and train/run_model.sh
 
-DATA_DIR="${DATA_DIR:-data_dir}"                # dataset_A .rec files
-PRETRAINED_DIR="${PRETRAINED_DIR:-pretrained}"  # imagenet1k-resnet-34 checkpoint
+DATA_DIR="${DATA_DIR:-data_dir}"                  # dataset_A .rec files
+PRETRAINED_DIR="${PRETRAINED_DIR:-pretrained}"    # the ImageNet-1k ResNet-34 checkpoint
 MODEL_DIR="${MODEL_DIR:-models}/experiments/augmentation"
-GPUS="${GPUS-0,1}"                              # the experiments ran on 2 GPUs
+GPUS="${GPUS-0,1}"                                # 2 GPUs per run, as recorded (empty: CPU)
 
-SYMBOL="$PRETRAINED_DIR/resnet-34-symbol.json"    # ResNet-34, ImageNet-1k (MXNet model zoo)
-PARAMS="$PRETRAINED_DIR/resnet-34-0000.params"
+SYMBOL="$PRETRAINED_DIR/resnet-34-symbol.json"    # the published ImageNet-1k ResNet-34
+NETWORK_ARGS=""                                   # more network flags of train.train_model
+PARAMS="$PRETRAINED_DIR/resnet-34-0000.params"    # starting weights
+FEATURE_LAYER=flatten0                            # the new classifier goes after this layer
 PRETRAINED_SOURCE="http://data.mxnet.io/models/imagenet/resnet/34-layers/"
-FEATURE_LAYER=flatten0
-DATASET=dataset_A
-BATCH_SIZE=512
-OPTIMIZER=adam                                    # as in the original experiment
-LR=0.0005
-LR_FACTOR=0.2
-LR_STEP_EPOCHS=6,10,13
-NUM_EPOCHS=15
-SMOOTH_ALPHA=0.0
-HSL_RANGE=20                                      # max random hue/saturation/lightness change of flip_hsl
 
-export DATA_DIR PRETRAINED_DIR MODEL_DIR GPUS SYMBOL PARAMS PRETRAINED_SOURCE FEATURE_LAYER DATASET BATCH_SIZE \
-  OPTIMIZER LR LR_FACTOR LR_STEP_EPOCHS NUM_EPOCHS SMOOTH_ALPHA ${MOM:+MOM}
-MODEL_NAME=noaug RANDOM_MIRROR=0 train/run_model.sh
-MODEL_NAME=flip RANDOM_MIRROR=1 train/run_model.sh
-MODEL_NAME=flip_hsl RANDOM_MIRROR=1 MAX_RANDOM_H=$HSL_RANGE MAX_RANDOM_S=$HSL_RANGE MAX_RANDOM_L=$HSL_RANGE \
-  train/run_model.sh
-MODEL_NAME=flip_224 RANDOM_MIRROR=1 IMAGE_SHAPE=3,224,224 RESIZE=224 train/run_model.sh
+# Settings of every variant that does not change them below.
+DATASET=dataset_A
+OPTIMIZER=adam
+LR=0.0005
+LR_FACTOR=0.2                 # lr multiplier after each step epoch
+LR_STEP_EPOCHS=6,10,13,15
+MOM=0.9                       # momentum of sgd/nag (Adam got only the lr)
+WD=0.00004                    # weight decay of sgd/nag (Adam got none)
+BATCH_SIZE=512                # over all GPUs
+SMOOTH_ALPHA=0.0              # label smoothing (the original's first training code had none)
+DROPOUT_RATIO=0.0             # dropout before the classifier
+IMAGE_SHAPE=3,180,180         # network input
+RESIZE=0                      # 0: pictures used at their size
+INTER_METHOD=1                # interpolation when resizing: 1 (bilinear), the iterator's default these runs got
+RANDOM_CROP=1                 # as the logs record (the original's scripts say 0): no effect at the pictures' size
+RANDOM_MIRROR=1               # random horizontal flip
+MAX_RANDOM_H=0                # HSL colour augmentation: max change of hue,
+MAX_RANDOM_S=0                #   saturation
+MAX_RANDOM_L=0                #   and lightness
+NUM_EPOCHS=15                 # every variant: from the ImageNet weights to checkpoint 15
+
+# The variants: name, then the settings it changes.
+VARIANT_1="noaug RANDOM_MIRROR=0"                                     # stderr_noaug: no flip
+VARIANT_2="flip"                                                      # stderr_flip
+VARIANT_3="flip_hsl MAX_RANDOM_H=20 MAX_RANDOM_S=20 MAX_RANDOM_L=20"  # stderr_flip_hsl
+# stderr_flip_224: pictures enlarged to 224x224 with INTER_METHOD (the write-up's table says "224 x 224 (NN)")
+VARIANT_4="flip_224 IMAGE_SHAPE=3,224,224 RESIZE=224"
+set +a
+exec train/experiments/run_variants.sh

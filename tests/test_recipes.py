@@ -1,0 +1,394 @@
+"""The training recipes: train/M01.sh ... M14.sh and the experiment scripts, dry-run, against the original's runs.
+
+RECORDS and EXPERIMENTS are written by hand from the original's training logs (every start of its
+train_model.py, in the files train/Mxx/stderr* and train/experiments/*/ of mwbyeon/kaggle-cdiscount,
+extracted in original_training_runs.md), not from the scripts: each row is one start of the original
+with the settings its log records. Where a log has no value the row says what the code of the time
+did: no label smoothing and no dropout before those flags existed, and the image iterator's own
+interpolation (1) before --inter-method existed. A run's end is one past its last validated epoch
+(where it was stopped) or where the next run resumed.
+"""
+import os
+import shlex
+import subprocess
+from collections import namedtuple
+
+import pytest
+
+from tests.conftest import REPO_ROOT
+
+Run = namedtuple("Run", "record load end optimizer lr lr_factor steps batch smooth dropout hsl crop mirror data "
+                        "inter wd shape resize")
+
+
+def run(record, load, end, optimizer, lr, lr_factor, steps, batch, smooth=0.0, dropout=0.0, hsl=(0, 0, 0),
+        crop=1, mirror=1, data="A", inter=1, wd=4e-5, shape="3,180,180", resize=0):
+    return Run(record, load, end, optimizer, lr, lr_factor, steps, batch, smooth, dropout, hsl, crop, mirror,
+               data, inter, wd, shape, resize)
+
+
+# The records' training files and the dataset each script uses: refined_train.rec and cdiscount_c5270
+# cannot be rebuilt; DATASET_C and DATASET_A are the nearest (see the scripts' headers).
+DATASET_OF = {"refined": "dataset_C", "c5270": "dataset_A", "A": "dataset_A", "B": "dataset_B"}
+
+Model = namedtuple("Model", "symbol params feature_layer network_args runs")
+RESNEXT = ("resnext-101-symbol.json", "resnext-101-0000.params", "flatten0", [])
+RESNEXT_64 = ("resnext-101-64x4d-symbol.json", "resnext-101-64x4d-0000.params", "flatten0", [])
+SE_RESNEXT = ["--num-layers", "101", "--num-conv-groups", "64", "--use-squeeze-excitation"]
+HSL20 = (20, 20, 20)
+
+RECORDS = {
+    "M01": Model(*RESNEXT, [
+        run("stderr 1", 0, 11, "nag", 0.02, 0.2, "8,16,20", 512, data="refined"),
+        run("stderr 2", 11, 15, "nag", 0.02, 0.2, "8,11,13,20", 512, data="refined"),
+        run("stderr 3", 15, 17, "nag", 0.02, 0.2, "8,20", 512, hsl=(20, 40, 50), data="refined"),
+        run("stderr 4", 17, 18, "nag", 0.02, 0.2, "8,17,20", 512, hsl=(20, 40, 50), data="refined"),
+        run("stderr 5", 18, 23, "nag", 0.02, 0.2, "8,17,20,23", 512, hsl=(20, 40, 50), data="refined"),
+        run("stderr 6", 23, 25, "nag", 0.02, 0.2, "8,17,20,23,25", 512, hsl=(20, 40, 50), data="refined"),
+    ]),
+    "M02": Model("dpn92-5k-symbol.json", "dpn92-5k-0000.params", "flatten", [], [
+        run("stderr", 0, 13, "adam", 1e-4, 0.2, "6,10,13", 256, data="refined"),
+    ]),
+    "M03": Model("dpn92-5k-symbol.json", "dpn92-5k-0000.params", "flatten", [], [
+        run("stderr", 0, 13, "adam", 5e-5, 0.2, "6,10,13", 256, data="refined"),
+    ]),
+    "M04": Model("densenet-161-symbol.json", "densenet-161-0000.params", "pool5", [], [
+        run("stderr 1", 0, 14, "nadam", 1e-4, 0.2, "10,15,20", 512, smooth=0.1, resize=180, inter=9),
+        run("stderr 2", 14, 20, "nadam", 1e-4, 0.2, "10,14,17,20", 512, smooth=0.1, resize=180, inter=9),
+    ]),
+    "M05": Model("dpn98-symbol.json", "dpn98-0000.params", "flatten", [], [
+        run("stderr", 0, 15, "adam", 1e-4, 0.2, "6,10,13,15", 512, hsl=HSL20),
+    ]),
+    "M06": Model("dpn92-5k-symbol.json", "dpn92-5k-0000.params", "flatten", [], [
+        run("stderr", 0, 9, "adam", 1e-4, 0.2, "8,16,20", 512, data="c5270"),
+        run("stderr2", 9, 11, "adam", 1e-4, 0.2, "8,16,20", 512, data="c5270"),
+    ]),
+    "M07": Model(*RESNEXT_64, [
+        run("stderr", 0, 15, "adam", 1e-4, 0.2, "6,10,13,15", 512, hsl=HSL20),
+    ]),
+    "M08": Model("dpn131-symbol.json", "dpn131-0000.params", "flatten", [], [
+        run("stderr 1", 0, 15, "nag", 0.005, 0.2, "10,13,15", 384, smooth=0.1),
+        run("stderr 2", 15, 15, "nag", 0.005, 0.2, "10,13,15,17", 384, smooth=0.1, inter=9),
+        run("stderr 3", 15, 18, "nag", 0.005, 0.2, "10,13,16,18", 384, smooth=0.1, inter=9),
+        run("stderr 4", 18, 18, "nadam", 1e-4, 0.2, "18,22,25", 384, smooth=0.1, inter=9),
+        run("stderr 5", 18, 25, "nadam", 1e-4, 0.2, "18,20,22,24,25", 384, smooth=0.1, inter=9),
+    ]),
+    "M09": Model(*RESNEXT_64, [
+        run("stderr", 0, 15, "adam", 1e-4, 0.2, "6,10,13,15", 512, hsl=HSL20, data="B"),
+    ]),
+    "M10": Model(*RESNEXT, [
+        run("stderr", 0, 4, "adam", 5e-4, 0.2, "6,10,13", 512, data="c5270", wd=1e-5),
+        run("stderr2", 4, 8, "adam", 5e-4, 0.2, "6,10,13", 512, data="c5270"),
+        run("stderr3", 8, 12, "adam", 5e-4, 0.2, "6,8,10", 512, data="c5270"),
+        run("stderr4", 12, 16, "adam", 5e-4, 0.2, "6,16,20", 512, hsl=(30, 30, 30), data="c5270"),
+        run("stderr5", 11, 15, "adam", 5e-4, 0.2, "8,11,15", 512, hsl=HSL20, data="c5270"),
+        run("stderr6", 15, 18, "adam", 5e-4, 0.2, "8,11,20", 512, data="c5270"),
+        run("stderr7", 16, 20, "sgd", 0.05, 0.1, "8,18,20", 512, data="c5270"),
+    ]),
+    "M11": Model("resnext", "M07-0015.params", None, SE_RESNEXT, [
+        run("stderr 1", 0, 4, "adam", 5e-5, 0.2, "8,12,15", 512),
+        run("stderr 2", 4, 10, "nadam", 1e-4, 0.2, "4,6,8,15", 512, smooth=0.1),
+        run("stderr 3", 10, 15, "nadam", 1e-4, 0.2, "4,6,13,15", 512, smooth=0.1, dropout=0.2, hsl=HSL20),
+        run("stderr 4", 15, 17, "sgd", 0.001, 0.2, "10,15,20", 512, dropout=0.2, crop=0, mirror=0),
+        run("stderr 5", 15, 20, "nadam", 1e-4, 0.2, "10,15,18,20", 512, crop=0, mirror=0, inter=9),
+    ]),
+    "M12": Model("dpn131-symbol.json", "dpn131-0000.params", "flatten", [], [
+        run("stderr 1", 0, 15, "nadam", 1e-4, 0.2, "10,15,20", 384, smooth=0.1, data="B"),
+        run("stderr 2", 13, 17, "nadam", 1e-4, 0.2, "10,13,15,20", 384, smooth=0.1, data="B", inter=9),
+    ]),
+    "M13": Model("resnext", "M09-0015.params", None, SE_RESNEXT, [
+        run("stderr 1", 0, 11, "nadam", 1e-4, 0.2, "4,7,9,11", 512, smooth=0.1, dropout=0.2, hsl=HSL20, data="B"),
+        run("stderr 2", 11, 13, "nadam", 1e-4, 0.2, "4,7,9,13", 512, smooth=0.1, dropout=0.2, crop=0, mirror=0,
+            data="B"),
+    ]),
+    "M14": Model("dpn107-extra-symbol.json", "dpn107-extra-0000.params", "flatten", [], [
+        run("stderr 1", 0, 15, "nadam", 1e-4, 0.2, "10,13,15", 384, smooth=0.1),
+        run("stderr 2", 15, 20, "nadam", 1e-4, 0.2, "10,13,20", 384, smooth=0.1, inter=9),
+        run("stderr 3", 17, 20, "nadam", 1e-4, 0.2, "10,13,17,20", 384, smooth=0.1, inter=9),
+    ]),
+}
+
+# What a default run trains, stage by stage (record number, from checkpoint, to checkpoint): the runs the
+# submitted checkpoint descends from, each stopped where the next resumes.
+DEFAULT_RUNS = {
+    "M01": [(1, 0, 11), (2, 11, 15), (3, 15, 17), (4, 17, 18), (5, 18, 23)],
+    "M02": [(1, 0, 13)], "M03": [(1, 0, 13)],
+    "M04": [(1, 0, 14), (2, 14, 20)],
+    "M05": [(1, 0, 15)],
+    "M06": [(1, 0, 9), (2, 9, 11)],
+    "M07": [(1, 0, 15)],
+    "M08": [(1, 0, 15), (3, 15, 18)],
+    "M09": [(1, 0, 15)],
+    "M10": [(1, 0, 4), (2, 4, 8), (3, 8, 11), (5, 11, 15), (6, 15, 16), (7, 16, 20)],
+    "M11": [(1, 0, 4), (2, 4, 10), (3, 10, 15)],
+    "M12": [(1, 0, 13), (2, 13, 17)],
+    "M13": [(1, 0, 11), (2, 11, 13)],
+    "M14": [(1, 0, 15), (2, 15, 17), (3, 17, 20)],
+}
+# STAGES=all where it differs: the runs past the submitted epoch, the branch, and nothing for the runs
+# stopped within their first epoch (M08 runs 2 and 4).
+ALL_RUNS = dict(DEFAULT_RUNS, **{
+    "M01": DEFAULT_RUNS["M01"] + [(6, 23, 25)],
+    "M08": [(1, 0, 15), (3, 15, 18), (5, 18, 25)],
+    "M10": [(1, 0, 4), (2, 4, 8), (3, 8, 12), (4, 12, 16), (5, 11, 15), (6, 15, 16), (7, 16, 20)],
+    "M11": [(1, 0, 4), (2, 4, 10), (3, 10, 15), (4, 15, 17), (5, 15, 20)],
+})
+# The checkpoint the original's final prediction used (predict/final_submission/run_predict.sh), except
+# M05: it names epoch 20, but M05's record ends at 15, the epoch whose accuracy the write-up reports.
+SUBMITTED = {"M01": 23, "M02": 13, "M03": 13, "M04": 20, "M05": 15, "M06": 11, "M07": 15, "M08": 18, "M09": 15,
+             "M10": 19, "M11": 15, "M12": 17, "M13": 13, "M14": 20}
+
+RESNET34 = ("resnet-34-symbol.json", "resnet-34-0000.params", "flatten0", [])
+EXPERIMENTS = {
+    "augmentation": {
+        "noaug": run("stderr_noaug", 0, 15, "adam", 5e-4, 0.2, "6,10,13,15", 512, mirror=0),
+        "flip": run("stderr_flip", 0, 15, "adam", 5e-4, 0.2, "6,10,13,15", 512),
+        "flip_hsl": run("stderr_flip_hsl", 0, 15, "adam", 5e-4, 0.2, "6,10,13,15", 512, hsl=HSL20),
+        "flip_224": run("stderr_flip_224", 0, 15, "adam", 5e-4, 0.2, "6,10,13,15", 512, shape="3,224,224",
+                        resize=224),
+    },
+    "dropout": {
+        "dropout_0.0": run("dropout_0.0.out", 0, 15, "nadam", 5e-4, 0.2, "8,12,15", 512, dropout=0.0),
+        "dropout_0.2": run("dropout_0.2.out", 0, 15, "nadam", 5e-4, 0.2, "8,12,15", 512, dropout=0.2),
+    },
+    "image_size": {
+        f"size_{size}": run(f"stderr_{size}", 0, 17, "sgd", 0.005, 0.2, "8,12,15,17", 512,
+                            shape=f"3,{size},{size}", resize=size, inter=1)
+        for size in (160, 180, 192, 224)
+    },
+    "label_smoothing": {
+        f"smooth_{alpha}": run(f"stderr_smooth{alpha}.txt", 0, 15, "adam", 5e-4, 0.2, "6,10,13,15", 512,
+                               smooth=alpha)
+        for alpha in (0.0, 0.1, 0.2)
+    },
+}
+
+
+def dry_run(script, tmp_path, **env):
+    """(exit code, [(comment lines before it, flags of a train_model command)], output) of DRY_RUN=1 script."""
+    full_env = dict(os.environ, DRY_RUN="1", DATA_DIR=str(tmp_path / "data"), MODEL_DIR=str(tmp_path / "models"),
+                    PRETRAINED_DIR=str(tmp_path / "pretrained"), **env)
+    for name in ("STAGES", "LOAD_EPOCH", "VARIANTS", "GPUS"):
+        if name not in env:
+            full_env.pop(name, None)
+    result = subprocess.run([os.path.join(REPO_ROOT, script)], env=full_env, capture_output=True, text=True,
+                            timeout=60)
+    commands, comments = [], []
+    for line in result.stdout.splitlines():
+        if line.startswith("#"):
+            comments.append(line)
+            continue
+        words = shlex.split(line)
+        assert words[:3] == ["python", "-m", "train.train_model"], line
+        commands.append((comments, flags_of(words[3:])))
+        comments = []
+    return result.returncode, commands, result.stdout + result.stderr
+
+
+def flags_of(words):
+    """{'--flag': value} of a command's words; a flag without a value maps to True."""
+    flags, i = {}, 0
+    while i < len(words):
+        assert words[i].startswith("--"), words[i]
+        if i + 1 < len(words) and not words[i + 1].startswith("--"):
+            flags[words[i]] = words[i + 1]
+            i += 2
+        else:
+            flags[words[i]] = True
+            i += 1
+    return flags
+
+
+def check_settings(flags, expected):
+    """Every setting of a command against the record's run."""
+    assert flags["--optimizer"] == expected.optimizer
+    assert float(flags["--lr"]) == pytest.approx(expected.lr)
+    assert float(flags["--lr-factor"]) == pytest.approx(expected.lr_factor)
+    assert flags["--lr-step-epochs"] == expected.steps
+    assert int(flags["--batch-size"]) == expected.batch
+    assert float(flags["--smooth-alpha"]) == pytest.approx(expected.smooth)
+    assert float(flags["--dropout-ratio"]) == pytest.approx(expected.dropout)
+    hsl = tuple(int(flags[f"--max-random-{c}"]) for c in "hsl")
+    assert hsl == expected.hsl
+    assert (int(flags["--random-crop"]), int(flags["--random-mirror"])) == (expected.crop, expected.mirror)
+    assert flags["--image-shape"] == expected.shape
+    assert int(flags["--resize"]) == expected.resize
+    assert int(flags["--inter-method"]) == expected.inter
+    assert float(flags["--wd"]) == pytest.approx(expected.wd)
+    assert float(flags["--mom"]) == pytest.approx(0.9)
+    dataset = DATASET_OF[expected.data]
+    assert flags["--data-train"].endswith(f"/{dataset}/train.rec")
+    assert flags["--data-val"].endswith(f"/{dataset}/valid.rec")
+
+
+def check_network(flags, model, load_epoch, model_dir):
+    if model.symbol == "resnext":
+        assert flags["--symbol"] == "resnext"
+    else:
+        assert os.path.basename(flags["--symbol"]) == model.symbol
+    for i, word in enumerate(model.network_args):
+        if word.startswith("--"):
+            following = model.network_args[i + 1] if i + 1 < len(model.network_args) else None
+            assert flags[word] == (True if following is None or following.startswith("--") else following)
+    if model.feature_layer:
+        assert flags["--feature-layer"] == model.feature_layer
+    else:
+        assert "--feature-layer" not in flags
+    if load_epoch:  # a resumed stage loads its own checkpoint
+        assert "--params" not in flags
+    elif model.params.startswith("M"):  # another model's checkpoint
+        assert flags["--params"] == os.path.join(model_dir, model.params[:3], model.params)
+    else:
+        assert os.path.basename(flags["--params"]) == model.params
+
+
+def check_run(name, commands, expected_stages, model_dir):
+    model = RECORDS[name]
+    assert [(f["--load-epoch"], f["--num-epochs"]) for _, f in commands] == \
+        [(str(load), str(end)) for _, load, end in expected_stages]
+    for (comments, flags), (stage, load, _) in zip(commands, expected_stages):
+        assert comments[-1].startswith(f"# {name} stage {stage}:")
+        check_settings(flags, model.runs[stage - 1])
+        check_network(flags, model, load, model_dir)
+        assert flags["--model-prefix"] == os.path.join(model_dir, name, name)
+
+
+@pytest.mark.parametrize("name", sorted(RECORDS))
+def test_default_run_trains_the_stages_of_the_submitted_checkpoint(name, tmp_path):
+    code, commands, output = dry_run(f"train/{name}.sh", tmp_path)
+    assert code == 0, output
+    check_run(name, commands, DEFAULT_RUNS[name], str(tmp_path / "models"))
+    assert any(load < SUBMITTED[name] <= end for _, load, end in DEFAULT_RUNS[name])
+    assert not (tmp_path / "models").exists() and not (tmp_path / "data").exists()  # a dry run writes nothing
+
+
+@pytest.mark.parametrize("name", sorted(RECORDS))
+def test_all_stages_follow_every_record(name, tmp_path):
+    code, commands, output = dry_run(f"train/{name}.sh", tmp_path, STAGES="all")
+    assert code == 0, output
+    check_run(name, commands, ALL_RUNS[name], str(tmp_path / "models"))
+    # each record's own end (a run stops early only where the next one resumes inside it)
+    for stage, load, end in ALL_RUNS[name]:
+        recorded = RECORDS[name].runs[stage - 1]
+        assert recorded.load == load and end <= recorded.end
+
+
+@pytest.mark.parametrize("experiment", sorted(EXPERIMENTS))
+def test_experiments_follow_their_records(experiment, tmp_path):
+    code, commands, output = dry_run(f"train/experiments/{experiment}/run.sh", tmp_path)
+    assert code == 0, output
+    variants = EXPERIMENTS[experiment]
+    assert len(commands) == len(variants)
+    model_dir = str(tmp_path / "models" / "experiments" / experiment)
+    for (_, flags), (variant, expected) in zip(commands, variants.items()):
+        assert flags["--model-prefix"] == os.path.join(model_dir, variant, variant)
+        assert (flags["--load-epoch"], flags["--num-epochs"]) == ("0", str(expected.end))
+        check_settings(flags, expected)
+        check_network(flags, Model(*RESNET34, []), 0, model_dir)
+
+
+def test_variants_selects_experiment_runs(tmp_path):
+    code, commands, _ = dry_run("train/experiments/augmentation/run.sh", tmp_path, VARIANTS="flip_224")
+    assert code == 0 and [f["--image-shape"] for _, f in commands] == ["3,224,224"]
+    code, _, output = dry_run("train/experiments/augmentation/run.sh", tmp_path, VARIANTS="flip_256")
+    assert code == 2 and "no variant 'flip_256'" in output
+
+
+def test_dry_run_lists_what_is_missing(tmp_path):
+    code, commands, output = dry_run("train/M01.sh", tmp_path)
+    assert code == 0 and len(commands) == 5
+    missing = [line for line in output.splitlines() if line.startswith("# missing: ")]
+    url = "http://data.mxnet.io/models/imagenet/resnext/101-layers/"
+    assert missing == [
+        f"# missing: {tmp_path}/pretrained/resnext-101-symbol.json not found: the network of the starting weights; "
+        f"download them from {url}",
+        f"# missing: {tmp_path}/data/dataset_C/train.rec not found: run data/create_dataset_C.sh first",
+        f"# missing: {tmp_path}/data/dataset_C/valid.rec not found: run data/create_dataset_C.sh first",
+        f"# missing: {tmp_path}/pretrained/resnext-101-0000.params not found: the starting weights; "
+        f"download them from {url}",
+    ]
+    code, _, output = dry_run("train/M11.sh", tmp_path)
+    assert code == 0
+    assert f"# missing: {tmp_path}/models/M07/M07-0015.params not found: the starting weights; run train/M07.sh" \
+        in output
+
+
+def test_nothing_missing_once_the_inputs_exist(tmp_path):
+    for path in ("data/dataset_A/train.rec", "data/dataset_A/valid.rec", "pretrained/dpn131-symbol.json",
+                 "pretrained/dpn131-0000.params"):
+        (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / path).write_bytes(b"")
+    code, commands, output = dry_run("train/M08.sh", tmp_path)
+    assert code == 0 and len(commands) == 2 and "# missing" not in output
+
+
+def test_load_epoch_resumes_the_stage_that_contains_it(tmp_path):
+    code, commands, output = dry_run("train/M10.sh", tmp_path, LOAD_EPOCH="13")
+    assert code == 0, output
+    check_run("M10", commands, [(5, 13, 15), (6, 15, 16), (7, 16, 20)], str(tmp_path / "models"))
+    assert f"# missing: {tmp_path}/models/M10/M10-0013.params not found" in output
+    assert "# M10 stage 3: skipped (before LOAD_EPOCH=13: not run)" in output
+    code, commands, _ = dry_run("train/M10.sh", tmp_path, LOAD_EPOCH="7")
+    check_run("M10", commands, [(2, 7, 8), (3, 8, 11), (5, 11, 15), (6, 15, 16), (7, 16, 20)],
+              str(tmp_path / "models"))
+    code, commands, _ = dry_run("train/M10.sh", tmp_path, LOAD_EPOCH="13", STAGES="all")
+    check_run("M10", commands, [(4, 13, 16), (5, 11, 15), (6, 15, 16), (7, 16, 20)], str(tmp_path / "models"))
+
+
+@pytest.mark.parametrize("env, message", [
+    ({"LOAD_EPOCH": "20"}, "error: LOAD_EPOCH=20: no stage to run trains past checkpoint 20"),
+    ({"LOAD_EPOCH": "x"}, "error: LOAD_EPOCH=x: expected a checkpoint number"),
+    ({"STAGES": "1 9"}, "error: STAGES: no stage '9' in M10 (stages 1-7, all or default)"),
+])
+def test_bad_stage_selection_is_an_error(env, message, tmp_path):
+    code, commands, output = dry_run("train/M10.sh", tmp_path, **env)
+    assert code == 2 and commands == [] and message in output
+
+
+def test_stages_that_skip_a_checkpoint_name_it(tmp_path):
+    code, commands, output = dry_run("train/M10.sh", tmp_path, STAGES="1 5")
+    assert code == 0 and [f["--load-epoch"] for _, f in commands] == ["0", "11"]
+    assert f"# missing: {tmp_path}/models/M10/M10-0011.params not found: stage 5 resumes from it" in output
+
+
+TINY_SETTINGS = dict(DATASET="dataset_A", OPTIMIZER="nadam", LR="0.001", LR_FACTOR="0.2", LR_STEP_EPOCHS="1",
+                     MOM="0.9", WD="0.00004", BATCH_SIZE="16", SMOOTH_ALPHA="0.1", DROPOUT_RATIO="0.0",
+                     IMAGE_SHAPE="3,32,32", RESIZE="0", INTER_METHOD="9", RANDOM_CROP="0", RANDOM_MIRROR="1",
+                     MAX_RANDOM_H="0", MAX_RANDOM_S="0", MAX_RANDOM_L="0")
+
+
+def model_script(path, stages, default_stages="1", **settings):
+    """Write a model script like train/Mxx.sh, scaled down for the tests (demo network, 4 classes, CPU)."""
+    header = dict(MODEL_NAME="Mtiny", SYMBOL="densenet-41", NETWORK_ARGS="", PARAMS="", FEATURE_LAYER="",
+                  PRETRAINED_SOURCE="", GPUS="", **TINY_SETTINGS)
+    header.update(settings)
+    header.update({f"STAGE_{i}": stage for i, stage in enumerate(stages, 1)}, DEFAULT_STAGES=default_stages)
+    lines = ["#!/usr/bin/env bash", "set -euo pipefail", f"cd {shlex.quote(REPO_ROOT)}", "set -a"]
+    lines += [f"{name}={shlex.quote(value)}" for name, value in header.items() if value is not None]
+    lines += ["set +a", "exec train/run_model.sh"]
+    path.write_text("\n".join(lines) + "\n")
+    path.chmod(0o755)
+    return str(path)
+
+
+def test_a_stage_setting_that_does_not_exist_is_named(tmp_path):
+    script = model_script(tmp_path / "Mtiny.sh", ["START_EPOCH=0 END_EPOCH=1", "START_EPOCH=1 END_EPOCH=2 LR_STEPS=3"])
+    code, commands, output = dry_run(script, tmp_path)
+    assert code == 2 and commands == []
+    assert "error: STAGE_2: LR_STEPS is not a setting a stage can change" in output
+
+
+def test_a_setting_the_header_leaves_out_is_named(tmp_path):
+    script = model_script(tmp_path / "Mtiny.sh", ["START_EPOCH=0 END_EPOCH=1"], WD=None)
+    code, _, output = dry_run(script, tmp_path)
+    assert code == 2 and "error: WD is not set: the model script's header must set it" in output
+
+
+def test_stage_changes_apply_to_that_stage_only(tmp_path):
+    script = model_script(tmp_path / "Mtiny.sh", ["START_EPOCH=0 END_EPOCH=1",
+                                                  "START_EPOCH=1 END_EPOCH=2 OPTIMIZER=sgd LR=0.01",
+                                                  "START_EPOCH=2 END_EPOCH=3"], default_stages="1 2 3")
+    code, commands, output = dry_run(script, tmp_path)
+    assert code == 0, output
+    assert [(f["--optimizer"], f["--lr"]) for _, f in commands] == [("nadam", "0.001"), ("sgd", "0.01"),
+                                                                    ("nadam", "0.001")]
