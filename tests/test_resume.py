@@ -12,6 +12,7 @@ import pytest
 
 from data.common import UserError
 from train import optimizer_state, train_model
+from train.data import get_iterators
 from train.lr_schedule import EpochStepScheduler
 from tests.test_train import colour_rec, tiny_symbol  # noqa: F401 - fixtures, used by name
 
@@ -57,6 +58,25 @@ def test_one_epoch_and_a_resume_equal_two_epochs(colour_rec, tiny_symbol, tmp_pa
     assert max_relative_difference(f"{whole}-0002.params", f"{split}-0002.params") <= RTOL
     assert read_json(split, 2)["num_update"] == read_json(whole, 2)["num_update"] == 2 * BATCHES_PER_EPOCH
     assert lrs(split) == lrs(whole) == pytest.approx([0.01, 0.001])
+
+
+def test_a_resumed_epoch_reads_what_the_uninterrupted_epoch_reads(colour_rec):  # noqa: F811
+    args = train_model.build_parser().parse_args(
+        ["--symbol", "densenet-41", "--data-train", colour_rec, "--image-shape", "3,16,16", "--batch-size", "20",
+         "--random-mirror", "1", "--max-random-l", "20", "--data-nthreads", "2"])
+
+    def epochs(train, count):
+        read = []
+        for _ in range(count):
+            read.append(np.concatenate([b.data[0].asnumpy() for b in train]))
+            train.reset()
+        return read
+
+    uninterrupted = epochs(get_iterators(args)[0], 3)
+    assert [len(e) for e in uninterrupted] == [BATCHES_PER_EPOCH * 20] * 3  # no batch carried over
+    assert not np.array_equal(uninterrupted[1], uninterrupted[2])  # each epoch its own order and flips
+    resumed = epochs(get_iterators(args, begin_epoch=2)[0], 1)
+    assert np.array_equal(resumed[0], uninterrupted[2])
 
 
 def test_state_files_are_ndarrays_and_json(colour_rec, tiny_symbol, tmp_path):  # noqa: F811

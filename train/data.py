@@ -249,9 +249,6 @@ def get_iterators(args, kv=None, begin_epoch=0):
         return SyntheticDataIter(args.num_classes, shape, batches), None
     if not args.data_train:
         raise UserError("--data-train is required (or --benchmark 1)")
-    if not os.path.isfile(args.data_train):
-        raise UserError(f"{args.data_train}: .rec file not found")
-
     def build(epoch):
         train = _rec_iter(args, args.data_train, kv, epoch)
         if kv is not None and kv.num_workers > 1:
