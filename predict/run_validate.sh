@@ -14,7 +14,7 @@ BSON="$DATA_DIR/dataset_A/train_valid.bson"
 CATEGORY_CSV="$DATA_DIR/category_names.csv"
 MD5_DICT="$DATA_DIR/dataset_A/md5_dict_train_train.npz"  # no held-out picture leaks into the dictionary
 # name:epoch in ensemble order; the first k form the write-up's ensembles (8: M07-M14, 11: M04-M14, 14: all)
-MODELS="${MODELS:-M14:20 M13:13 M12:17 M11:15 M10:19 M09:15 M08:18 M07:15 M06:11 M05:20 M04:20 M03:13 M02:13 M01:23}"
+MODELS="${MODELS:-M14:20 M13:13 M12:17 M11:15 M10:19 M09:15 M08:18 M07:15 M06:11 M05:15 M04:20 M03:13 M02:13 M01:23}"
 ENSEMBLES="${ENSEMBLES:-8 11 14}"                      # extra outputs of the first k models
 BATCH_SIZE="${BATCH_SIZE:-256}"                           # views per forward pass (over all GPUs)
 DATA_SHAPE="${DATA_SHAPE:-3,180,180}"                     # as in training

@@ -392,3 +392,14 @@ def test_stage_changes_apply_to_that_stage_only(tmp_path):
     assert code == 0, output
     assert [(f["--optimizer"], f["--lr"]) for _, f in commands] == [("nadam", "0.001"), ("sgd", "0.01"),
                                                                     ("nadam", "0.001")]
+
+
+@pytest.mark.parametrize("script", ["predict/run_predict.sh", "predict/run_validate.sh"])
+def test_prediction_scripts_use_the_submitted_checkpoints_in_the_original_order(script):
+    """The final run's name:epoch list: M14 first ... M01 last (so --ensembles 8 11 14 are the write-up's),
+    each at the epoch the original submitted (M05: the last one its record covers)."""
+    with open(os.path.join(REPO_ROOT, script)) as fh:
+        line = next(text for text in fh if text.startswith("MODELS="))
+    default = line.split("${MODELS:-", 1)[1].split("}", 1)[0]
+    models = default.split()
+    assert models == [f"M{n:02d}:{SUBMITTED[f'M{n:02d}']}" for n in range(14, 0, -1)]
