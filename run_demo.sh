@@ -102,12 +102,14 @@ predict() {  # predict OUTPUT [extra predict.predict arguments]
 }
 predict plain.csv --multi-view 0 --md5-dict-type none --ensembles 1
 predict flip.csv --multi-view 1 --md5-dict-type none
-predict flip_md5.csv --multi-view 1 --md5-dict "$DEMO_DIR/md5_dict_train.npz" --md5-dict-type "$MD5_DICT_TYPE"
+# --ensembles 3: also flip_md5.e3.m1.csv, the sum over a product's pictures, which the solution submitted
+predict flip_md5.csv --multi-view 1 --md5-dict "$DEMO_DIR/md5_dict_train.npz" --md5-dict-type "$MD5_DICT_TYPE" \
+  --ensembles 3
 
 step "10/10 product-hash post-processing, check and score the submission"
 python -m predict.md5_predict --md5-dict "$DEMO_DIR/md5_dict_train.npz" --test-bson "$DEMO_DIR/test.bson" \
   --output "$SUB_DIR/md5_product_overrides.csv" --force
-python -m predict.postprocess_product --src "$SUB_DIR/flip_md5.csv" --md5 "$SUB_DIR/md5_product_overrides.csv" \
+python -m predict.postprocess_product --src "$SUB_DIR/flip_md5.e3.m1.csv" --md5 "$SUB_DIR/md5_product_overrides.csv" \
   --dst "$SUB_DIR/submission.csv" --force
 python -m predict.check_submission --bson "$DEMO_DIR/test.bson" --csv "$DEMO_DIR/category_names.csv" \
   "$SUB_DIR/submission.csv"
@@ -120,8 +122,8 @@ echo
 echo "test accuracy against the demo's ground truth, technique by technique:"
 python -m predict.score_submission --truth "$DEMO_DIR/test_ground_truth.csv" \
   --label "model 1 alone" --label "ensemble of 3" --label "+ flip TTA" --label "+ MD5 override ($MD5_DICT_TYPE)" \
-  --label "+ product-hash post-processing" \
+  --label "+ sum over pictures (m1)" --label "+ product-hash post-processing" \
   "$SUB_DIR/plain.e1.m0.csv" "$SUB_DIR/plain.csv" "$SUB_DIR/flip.csv" "$SUB_DIR/flip_md5.csv" \
-  "$SUB_DIR/submission.csv"
+  "$SUB_DIR/flip_md5.e3.m1.csv" "$SUB_DIR/submission.csv"
 echo "plots: $DEMO_DIR/category_distribution.png, $MODEL_DIR/*/*-curve.png"
 echo "submission: $SUB_DIR/submission.csv"

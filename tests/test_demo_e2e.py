@@ -33,7 +33,7 @@ def test_run_demo_end_to_end(tmp_path):
     assert "OK: 50 products" in result.stdout
     scores = {line[:31].strip(): float(line.split()[-2]) for line in result.stdout.splitlines()
               if line.startswith(("model 1 alone", "ensemble of 3", "+ "))}
-    assert len(scores) == 5 and all(0.0 <= v <= 1.0 for v in scores.values())
+    assert len(scores) == 6 and all(0.0 <= v <= 1.0 for v in scores.values())
     assert scores["+ product-hash post-processing"] > 1 / 10  # far above chance over 10 categories
     submission = demo_dir / "submissions" / "submission.csv"
     assert result.stdout.rstrip().endswith(f"submission: {submission}")
