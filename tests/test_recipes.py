@@ -18,13 +18,14 @@ import pytest
 from tests.conftest import REPO_ROOT
 
 Run = namedtuple("Run", "record load end optimizer lr lr_factor steps batch smooth dropout hsl crop mirror data "
-                        "inter wd shape resize")
+                        "inter wd shape resize weights")
 
 
 def run(record, load, end, optimizer, lr, lr_factor, steps, batch, smooth=0.0, dropout=0.0, hsl=(0, 0, 0),
-        crop=1, mirror=1, data="A", inter=1, wd=4e-5, shape="3,180,180", resize=0):
+        crop=1, mirror=1, data="A", inter=1, wd=4e-5, shape="3,180,180", resize=0, weights=None):
+    """`weights`: the checkpoint whose weights a resumed run loaded (its --params), when not `load`'s."""
     return Run(record, load, end, optimizer, lr, lr_factor, steps, batch, smooth, dropout, hsl, crop, mirror,
-               data, inter, wd, shape, resize)
+               data, inter, wd, shape, resize, weights)
 
 
 # The records' training files and the dataset each script uses: refined_train.rec and cdiscount_c5270
@@ -70,8 +71,8 @@ RECORDS = {
         run("stderr 1", 0, 15, "nag", 0.005, 0.2, "10,13,15", 384, smooth=0.1),
         run("stderr 2", 15, 15, "nag", 0.005, 0.2, "10,13,15,17", 384, smooth=0.1, inter=9),
         run("stderr 3", 15, 18, "nag", 0.005, 0.2, "10,13,16,18", 384, smooth=0.1, inter=9),
-        run("stderr 4", 18, 18, "nadam", 1e-4, 0.2, "18,22,25", 384, smooth=0.1, inter=9),
-        run("stderr 5", 18, 25, "nadam", 1e-4, 0.2, "18,20,22,24,25", 384, smooth=0.1, inter=9),
+        run("stderr 4", 18, 18, "nadam", 1e-4, 0.2, "18,22,25", 384, smooth=0.1, inter=9, weights=15),
+        run("stderr 5", 18, 25, "nadam", 1e-4, 0.2, "18,20,22,24,25", 384, smooth=0.1, inter=9, weights=15),
     ]),
     "M09": Model(*RESNEXT_64, [
         run("stderr", 0, 15, "adam", 1e-4, 0.2, "6,10,13,15", 512, hsl=HSL20, data="B"),
@@ -221,7 +222,7 @@ def check_settings(flags, expected):
     assert flags["--data-val"].endswith(f"/{dataset}/valid.rec")
 
 
-def check_network(flags, model, load_epoch, model_dir):
+def check_network(flags, model, load_epoch, model_dir, weights=None):
     if model.symbol == "resnext":
         assert flags["--symbol"] == "resnext"
     else:
@@ -234,7 +235,9 @@ def check_network(flags, model, load_epoch, model_dir):
         assert flags["--feature-layer"] == model.feature_layer
     else:
         assert "--feature-layer" not in flags
-    if load_epoch:  # a resumed stage loads its own checkpoint
+    if load_epoch and weights:  # the weights of another checkpoint, numbered from load_epoch
+        assert flags["--params"] == flags["--model-prefix"] + f"-{weights:04d}.params"
+    elif load_epoch:  # a resumed stage loads its own checkpoint
         assert "--params" not in flags
     elif model.params.startswith("M"):  # another model's checkpoint
         assert flags["--params"] == os.path.join(model_dir, model.params[:3], model.params)
@@ -249,7 +252,8 @@ def check_run(name, commands, expected_stages, model_dir):
     for (comments, flags), (stage, load, _) in zip(commands, expected_stages):
         assert comments[-1].startswith(f"# {name} stage {stage}:")
         check_settings(flags, model.runs[stage - 1])
-        check_network(flags, model, load, model_dir)
+        run_record = model.runs[stage - 1]
+        check_network(flags, model, load, model_dir, run_record.weights if load == run_record.load else None)
         assert flags["--model-prefix"] == os.path.join(model_dir, name, name)
 
 

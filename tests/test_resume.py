@@ -212,3 +212,20 @@ def test_state_that_does_not_fit_is_not_restored(tmp_path):
     fresh = small_module(None, devices=1)
     assert not optimizer_state.restore_state(fresh, description, arrays)
     assert fresh._optimizer.num_update == 0 and not fresh._updater.states  # left as created
+
+
+def test_params_with_load_epoch_resumes_those_weights_numbered_from_the_epoch(colour_rec, tiny_symbol,  # noqa: F811
+                                                                               tmp_path, caplog):
+    """The original's two flags together: M08's NADAM runs took epoch 15's weights (--params) as epoch 18."""
+    prefix = str(tmp_path / "m")
+    train_model.main(argv(colour_rec, tiny_symbol, prefix, "nag", 2))
+    first, second = (mx.nd.load(f"{prefix}-{e:04d}.params") for e in (1, 2))
+    with caplog.at_level(logging.WARNING):
+        train_model.main(argv(colour_rec, tiny_symbol, prefix, "nadam", 3,
+                              ["--load-epoch", "2", "--params", f"{prefix}-0001.params", "--lr", "0"]))
+    assert "weights from --params" in caplog.text and "numbered as epoch 2" in caplog.text
+    third = mx.nd.load(f"{prefix}-0003.params")
+    # lr 0: the weights are not updated, so epoch 3's are epoch 1's (not epoch 2's) ...
+    assert np.array_equal(third["arg:fc_weight"].asnumpy(), first["arg:fc_weight"].asnumpy())
+    assert not np.array_equal(third["arg:fc_weight"].asnumpy(), second["arg:fc_weight"].asnumpy())
+    assert read_json(prefix, 3)["num_update"] == BATCHES_PER_EPOCH  # ... with a fresh optimizer

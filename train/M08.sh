@@ -49,11 +49,12 @@ STAGE_1="START_EPOCH=0 END_EPOCH=15"
 STAGE_2="START_EPOCH=15 END_EPOCH=15 LR_STEP_EPOCHS=10,13,15,17 INTER_METHOD=9"
 # run 3: run 2 again with lr steps 10,13,16,18; ran to its end, 18: the submitted checkpoint
 STAGE_3="START_EPOCH=15 END_EPOCH=18 LR_STEP_EPOCHS=10,13,16,18 INTER_METHOD=9"
+# runs 4-5 took epoch 15's weights (its --params dpn131-0015.params), numbered from 18 (--load-epoch 18)
 # run 4: NADAM; stopped within its first epoch (nothing to train; not in the default run)
-STAGE_4="START_EPOCH=18 END_EPOCH=18 OPTIMIZER=nadam LR=0.0001 LR_STEP_EPOCHS=18,22,25
+STAGE_4="START_EPOCH=18 END_EPOCH=18 WEIGHTS_EPOCH=15 OPTIMIZER=nadam LR=0.0001 LR_STEP_EPOCHS=18,22,25
          INTER_METHOD=9"
 # run 5: NADAM lr 1e-4 past the submitted epoch, to 25 (not in the default run)
-STAGE_5="START_EPOCH=18 END_EPOCH=25 OPTIMIZER=nadam LR=0.0001 LR_STEP_EPOCHS=18,20,22,24,25
+STAGE_5="START_EPOCH=18 END_EPOCH=25 WEIGHTS_EPOCH=15 OPTIMIZER=nadam LR=0.0001 LR_STEP_EPOCHS=18,20,22,24,25
          INTER_METHOD=9"
 DEFAULT_STAGES="1 3"          # the stages the submitted checkpoint 18 descends from
 set +a

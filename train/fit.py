@@ -52,7 +52,9 @@ def add_fit_args(parser):
                      help="momentum of sgd and nag (adam and nadam keep MXNet's beta1 0.9, as in the original)")
     fit.add_argument("--model-prefix", help="checkpoints PREFIX-symbol.json and PREFIX-%%04d.params")
     fit.add_argument("--load-epoch", type=int, default=0,
-                     help="resume from PREFIX-%%04d.params of this epoch and the optimizer state saved with it")
+                     help="resume from PREFIX-%%04d.params of this epoch and the optimizer state saved with it "
+                          "(with --params another file: those weights, numbered from this epoch, a fresh "
+                          "optimizer, as the original)")
     fit.add_argument("--top-k", type=int, default=5, help="also report top-k accuracy (0: off)")
     fit.add_argument("--disp-batches", type=int, default=20, help="log speed and metrics every N batches")
     fit.add_argument("--dtype", default="float32", choices=("float32", "float16"),
@@ -248,14 +250,23 @@ def load_resume_point(args, kv):
     if args.load_epoch >= args.num_epochs:
         raise UserError(f"--load-epoch {args.load_epoch} is not before --num-epochs {args.num_epochs}")
     params_path = checkpoint_paths(args.model_prefix, args.load_epoch)[1]
+    if args.params and not _same_file(args.params, params_path):
+        # The original's meaning of the two flags together: weights from --params, epochs numbered
+        # from --load-epoch (M08's NADAM runs took epoch 15's weights as epoch 18).
+        arg_params, aux_params = load_params(args.params)
+        log.warning("weights from --params %s, numbered as epoch %d; resuming with a fresh %s optimizer "
+                    "(update counter 0)", args.params, args.load_epoch, args.optimizer)
+        return arg_params, aux_params, None
     arg_params, aux_params = load_params(params_path)
-    if args.params:
-        log.info("--params %s not used: the weights come from the checkpoint %s", args.params, params_path)
     if _is_dist(kv):
         log.warning("%s: the optimizer state of a distributed run lives on its parameter servers and is "
                     "not restored; resuming with a fresh %s optimizer (update counter 0)", kv.type, args.optimizer)
         return arg_params, aux_params, None
     return arg_params, aux_params, optimizer_state.read_state(params_path, args.optimizer)
+
+
+def _same_file(path, other):
+    return os.path.exists(other) and os.path.exists(path) and os.path.samefile(path, other)
 
 
 def _restorer(args, saved):

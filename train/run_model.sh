@@ -3,9 +3,9 @@
 # the calling script's header defines, one `python -m train.train_model` per stage. Not run alone.
 #
 # The header exports (set -a) every recipe setting checked below, the stages STAGE_1, STAGE_2, ...
-# in the order the original ran them, each "START_EPOCH=a END_EPOCH=b [SETTING=value ...]" (the
-# checkpoint it resumes from, 0 for the starting weights PARAMS; its last checkpoint; the settings it
-# changes), and DEFAULT_STAGES. A stage stops early where the next stage run resumes from a
+# in the order the original ran them, each "START_EPOCH=a END_EPOCH=b [WEIGHTS_EPOCH=w] [SETTING=value ...]"
+# (the checkpoint it resumes from, 0 for the starting weights PARAMS; its last checkpoint; another
+# checkpoint whose weights it starts from, numbered as START_EPOCH; the settings it changes), and DEFAULT_STAGES. A stage stops early where the next stage run resumes from a
 # checkpoint inside it (as the original did when it went back to an earlier epoch).
 #
 # From the environment:
@@ -50,7 +50,7 @@ check_header() {
   [[ $LOAD_EPOCH =~ ^[0-9]+$ ]] || fail "LOAD_EPOCH=$LOAD_EPOCH: expected a checkpoint number"
 }
 
-# STAGE_WORDS: the words of STAGE_$1, checked (KEY=VALUE, KEY a stage setting or START/END_EPOCH).
+# STAGE_WORDS: the words of STAGE_$1, checked (KEY=VALUE, KEY a stage setting or START/END/WEIGHTS_EPOCH).
 read_stage() {
   local name="STAGE_$1" word key
   STAGE_WORDS=()
@@ -58,7 +58,7 @@ read_stage() {
   for word in "${STAGE_WORDS[@]}"; do
     key="${word%%=*}"
     [[ $word =~ ^[A-Z_0-9]+=[^=]+$ ]] || fail "$name: '$word' is not SETTING=value"
-    case " START_EPOCH END_EPOCH ${STAGE_SETTINGS[*]} " in
+    case " START_EPOCH END_EPOCH WEIGHTS_EPOCH ${STAGE_SETTINGS[*]} " in
       *" $key "*) ;;
       *) fail "$name: $key is not a setting a stage can change (${STAGE_SETTINGS[*]})" ;;
     esac
@@ -141,7 +141,7 @@ resume_from() {  # LOAD_EPOCH: skip the stages before the first one that trains 
 
 # The inputs the run needs that are neither on disk nor written by an earlier stage of the run.
 missing_inputs() {
-  local i dataset part ckpt j made seen=" "
+  local i dataset part ckpt j made weights seen=" "
   case "$SYMBOL" in
     *.json) [ -f "$SYMBOL" ] || echo "$SYMBOL not found: the network of the starting weights; $(weights_hint)" ;;
   esac
@@ -157,9 +157,10 @@ missing_inputs() {
       [ -z "$PARAMS" ] || [ -f "$PARAMS" ] || echo "$PARAMS not found: the starting weights; $(weights_hint)"
       continue
     fi
-    ckpt="$(checkpoint "${P_LOAD[$i]}")" made=0
+    weights="$(weights_epoch "$i")"
+    ckpt="$(checkpoint "$weights")" made=0
     for ((j = 0; j < i; j++)); do
-      if [ "${P_LOAD[$j]}" -lt "${P_LOAD[$i]}" ] && [ "${P_LOAD[$i]}" -le "${P_END[$j]}" ]; then made=1; fi
+      if [ "${P_LOAD[$j]}" -lt "$weights" ] && [ "$weights" -le "${P_END[$j]}" ]; then made=1; fi
     done
     [ "$made" = 1 ] || [ -f "$ckpt" ] ||
       echo "$ckpt not found: stage ${SELECTED[$i]} resumes from it; run the stages before it (STAGES, LOAD_EPOCH)"
@@ -175,13 +176,27 @@ weights_hint() {  # where the starting weights come from: a URL, or the script t
 
 checkpoint() { printf '%s-%04d.params' "$PREFIX" "$1"; }
 
-# CMD: the command of stage $1 from checkpoint $2 to $3, its settings changed as the stage says.
+# The checkpoint whose weights stage i of the run starts from: its START_EPOCH's, unless the stage
+# says WEIGHTS_EPOCH (the original resumed M08's NADAM runs from epoch 15's weights numbered as 18).
+# A LOAD_EPOCH inside the stage resumes that checkpoint's own weights.
+weights_epoch() {
+  local weights
+  weights="$(stage_value "${SELECTED[$1]}" WEIGHTS_EPOCH)"
+  if [ -n "$weights" ] && [ "${P_LOAD[$1]}" -eq "$(stage_value "${SELECTED[$1]}" START_EPOCH)" ]; then
+    echo "$weights"
+  else
+    echo "${P_LOAD[$1]}"
+  fi
+}
+
+# CMD: the command of stage $1 from checkpoint $2 to $3 (weights of checkpoint $4), its settings
+# changed as the stage says.
 stage_command() {
   local name word launch=() network_args=() kv="$KV_STORE"
   for name in "${STAGE_SETTINGS[@]}"; do local "$name=${!name}"; done
   read_stage "$1"
   for word in "${STAGE_WORDS[@]}"; do
-    case "${word%%=*}" in START_EPOCH | END_EPOCH) ;; *) printf -v "${word%%=*}" '%s' "${word#*=}" ;; esac
+    case "${word%%=*}" in START_EPOCH | END_EPOCH | WEIGHTS_EPOCH) ;; *) printf -v "${word%%=*}" '%s' "${word#*=}" ;; esac
   done
   read -r -a network_args <<< "$NETWORK_ARGS"
   if [ -n "${DIST_WORKERS:-}" ]; then  # under train/launch_dist.sh: the same command on every worker
@@ -192,6 +207,7 @@ stage_command() {
   fi
   CMD=("${launch[@]}" python -m train.train_model --symbol "$SYMBOL" "${network_args[@]}")
   if [ "$2" -eq 0 ] && [ -n "$PARAMS" ]; then CMD+=(--params "$PARAMS"); fi
+  if [ "$4" -ne "$2" ]; then CMD+=(--params "$(checkpoint "$4")"); fi
   if [ -n "$FEATURE_LAYER" ]; then CMD+=(--feature-layer "$FEATURE_LAYER"); fi
   CMD+=(--gpus "$GPUS" --kv-store "$kv" --dtype "$DTYPE"
         --data-train "$DATA_DIR/$DATASET/train.rec" --data-val "$DATA_DIR/$DATASET/valid.rec"
@@ -219,7 +235,10 @@ stage_line() {  # a comment line saying what stage i of the run does
   else
     what="epochs $((P_LOAD[i] + 1))-${P_END[$i]}"
     if [ "${P_END[$i]}" -eq $((P_LOAD[i] + 1)) ]; then what="epoch ${P_END[$i]}"; fi
-    if [ "${P_LOAD[$i]}" -eq 0 ]; then what+=" from the starting weights"; else what+=" from checkpoint ${P_LOAD[$i]}"; fi
+    if [ "${P_LOAD[$i]}" -eq 0 ]; then what+=" from the starting weights"
+    elif [ "$(weights_epoch "$i")" -ne "${P_LOAD[$i]}" ]; then
+      what+=" from checkpoint $(weights_epoch "$i")'s weights, numbered from ${P_LOAD[$i]}"
+    else what+=" from checkpoint ${P_LOAD[$i]}"; fi
   fi
   echo "# $MODEL_NAME stage ${SELECTED[$i]}: $what${P_NOTE[$i]:+ (${P_NOTE[$i]})}"
 }
@@ -232,7 +251,7 @@ run_stages() {
     for i in "${!SELECTED[@]}"; do
       stage_line "$i"
       [ "${P_END[$i]}" -gt "${P_LOAD[$i]}" ] || continue
-      stage_command "${SELECTED[$i]}" "${P_LOAD[$i]}" "${P_END[$i]}"
+      stage_command "${SELECTED[$i]}" "${P_LOAD[$i]}" "${P_END[$i]}" "$(weights_epoch "$i")"
       shell_words "${CMD[@]}"
     done
     return
@@ -243,7 +262,7 @@ run_stages() {
   for i in "${!SELECTED[@]}"; do
     stage_line "$i" | tee -a "$log"
     [ "${P_END[$i]}" -gt "${P_LOAD[$i]}" ] || continue
-    stage_command "${SELECTED[$i]}" "${P_LOAD[$i]}" "${P_END[$i]}"
+    stage_command "${SELECTED[$i]}" "${P_LOAD[$i]}" "${P_END[$i]}" "$(weights_epoch "$i")"
     shell_words "${CMD[@]}" | tee -a "$log"
     "${CMD[@]}" 2>&1 | tee -a "$log"
   done
