@@ -25,7 +25,7 @@ from tqdm import tqdm
 from data.bson_index import BsonIndex
 from data.categories import Categories, default_category_csv
 from data.common import UserError, atomic_outputs, check_outputs_free, run_cli
-from predict.submission import _read_text, duplicated_ids, positions_in_bson, read_submission
+from predict.submission import read_text, duplicated_ids, positions_in_bson, read_submission
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +72,7 @@ def default_out_dir(predict_csv):
 def data_line_numbers(path):
     """File line number of each data row of a prediction CSV (blank lines are skipped by
     read_submission, so row i is not always line i + 2). Only needed to word an error."""
-    lines = _read_text(path).splitlines()
+    lines = read_text(path).splitlines()
     return [number for number, line in enumerate(lines[1:], start=2) if line.strip()]
 
 

@@ -49,7 +49,8 @@ def write_submission(path, product_ids, category_ids):
                 raw.close()
 
 
-def _read_text(path):
+def read_text(path):
+    """A CSV's text: gzip by content, UTF-8 (a BOM allowed); one-line errors."""
     if not os.path.isfile(path):
         raise UserError(f"{path}: file not found")
     with open(path, "rb") as fh:
@@ -68,7 +69,7 @@ def _read_text(path):
 def read_submission(path):
     """(product_ids, category_ids) as int64 arrays in file order. Blank lines are ignored;
     a wrong header or a malformed row is a UserError naming the file and line."""
-    lines = _read_text(path).splitlines()
+    lines = read_text(path).splitlines()
     if not lines or lines[0].strip() != HEADER:
         got = repr(lines[0][:80]) if lines else "an empty file"
         raise UserError(f"{path}: line 1: header must be {HEADER}, got {got}")
