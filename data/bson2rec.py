@@ -27,7 +27,7 @@ from tqdm import tqdm
 
 from data.bson_index import NO_CATEGORY, BsonIndex
 from data.categories import Categories, default_category_csv
-from data.common import (RefusedFlag, Timer, UserError, atomic_outputs, check_input_file, check_outputs_free,
+from data.common import (RefusedFlag, Timer, UserError, atomic_outputs, check_input_file, check_outputs,
                          run_cli)
 from data.md5_dict import KEY_DTYPE, PICKLE_REFUSED, Md5Dictionary, iter_image_digests
 from data.recordio import IndexedRecordWriter, pack_header
@@ -238,7 +238,7 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     check_input_file(args.bson, "BSON")
     idx_path = idx_path_for(args.out_rec)
-    check_outputs_free([args.out_rec, idx_path], args.force)
+    check_outputs([args.out_rec, idx_path], args.force)
     for flag, value in (("--under-sampling", args.under_sampling), ("--shuffle-size", args.shuffle_size)):
         if value < 0:
             raise UserError(f"{flag} {value}: must be >= 0")

@@ -11,7 +11,7 @@ import numpy as np
 from tqdm import tqdm
 
 from data.bson_index import BsonIndex
-from data.common import RefusedFlag, Timer, UserError, atomic_outputs, check_input_file, check_outputs_free, run_cli
+from data.common import RefusedFlag, Timer, UserError, atomic_outputs, check_input_file, check_outputs, run_cli
 from data.md5_dict import KEY_DTYPE, Md5Dictionary, iter_image_digests, product_key
 
 log = logging.getLogger(__name__)
@@ -68,7 +68,7 @@ def build_parser():
 def main(argv=None):
     args = build_parser().parse_args(argv)
     check_input_file(args.bson, "BSON")
-    check_outputs_free([args.out], args.force)
+    check_outputs([args.out], args.force)
     timer = Timer()
     index = BsonIndex.open(args.bson, skip_corrupt=args.skip_corrupt)
     dictionary = build_dictionary(index)

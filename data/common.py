@@ -64,14 +64,51 @@ class RefusedFlag(argparse.Action):
         raise UserError(f"{option_string} {values}: {self.explanation}")
 
 
-def check_outputs_free(paths, force):
-    """Refuse to overwrite existing outputs unless --force; checked before any work."""
+def check_outputs(paths, force, inputs=()):
+    """Check, before any work, that every output can be written where the user asked.
+
+    For each output: not a directory; its folder exists and is writable; it does not exist yet
+    unless `force`; it is none of the `inputs` and no other output (resolved paths, so also through
+    symlinks, and the same file through hard links), which `force` does not override.
+    """
+    paths = [p for p in paths if p]
+    seen = {}
     for path in paths:
-        if path and os.path.exists(path) and not force:
+        if os.path.isdir(path):
+            raise UserError(f"{path}: output is a directory; give a file name")
+        folder = os.path.dirname(os.path.abspath(path))
+        if not os.path.isdir(folder):
+            raise UserError(f"{path}: output folder {folder} does not exist")
+        if not os.access(folder, os.W_OK | os.X_OK):
+            raise UserError(f"{path}: output folder {folder} is not writable")
+        for source in inputs:
+            if source and _same_path(path, source):
+                raise UserError(f"{path}: output is also an input ({source}); choose another output name")
+        key = _identity(path)
+        if key in seen:
+            raise UserError(f"{path}: names the same file as output {seen[key]}; give each output its own name")
+        seen[key] = path
+        if os.path.exists(path) and not force:
             raise UserError(f"{path}: output exists; pass --force to overwrite it")
 
 
+def _identity(path):
+    """What a path finally names: (device, inode) of an existing file, else its resolved path."""
+    try:
+        st = os.stat(path)
+        return (st.st_dev, st.st_ino)
+    except OSError:
+        return os.path.realpath(path)
+
+
+def _same_path(path, other):
+    return _identity(path) == _identity(other)
+
+
 def check_input_file(path, what="input"):
+    """An input file that must exist: one line saying it is missing, or a directory."""
+    if os.path.isdir(path):
+        raise UserError(f"{path}: {what} is a directory, not a file")
     if not os.path.isfile(path):
         raise UserError(f"{path}: {what} file not found")
 

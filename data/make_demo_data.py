@@ -29,7 +29,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from data.common import Timer, UserError, atomic_outputs, check_outputs_free, human_bytes, run_cli
+from data.common import Timer, UserError, atomic_outputs, check_outputs, human_bytes, run_cli
 
 log = logging.getLogger(__name__)
 
@@ -523,7 +523,7 @@ def generate_demo_dataset(out_dir, num_categories=40, num_train_products=4000, n
     """Write the four demo files to `out_dir` (created if missing); returns a summary of counts."""
     check_sizes(num_categories, num_train_products, num_test_products, image_size, jpeg_quality)
     paths = output_paths(out_dir)
-    check_outputs_free(paths, force)
+    check_outputs(paths, force)
     os.makedirs(out_dir, exist_ok=True)
     timer = Timer()
     rng = np.random.default_rng(seed)

@@ -8,7 +8,7 @@ import logging
 import numpy as np
 
 from data.bson_index import BsonIndex
-from data.common import UserError, atomic_outputs, check_input_file, check_outputs_free, run_cli
+from data.common import UserError, atomic_outputs, check_input_file, check_outputs, run_cli
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +65,7 @@ def build_parser():
 def main(argv=None):
     args = build_parser().parse_args(argv)
     check_input_file(args.bson, "BSON")
-    check_outputs_free([args.out], args.force)
+    check_outputs([args.out], args.force)
     index = BsonIndex.open(args.bson)
     category_ids, product_counts, image_counts = category_counts(index)
     title = args.title or (f"{len(index):,} products, {index.num_images:,} images, "

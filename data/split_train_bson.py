@@ -21,7 +21,7 @@ import numpy as np
 from tqdm import tqdm
 
 from data.bson_index import BsonIndex
-from data.common import Timer, UserError, atomic_outputs, check_input_file, check_outputs_free, human_bytes, run_cli
+from data.common import Timer, UserError, atomic_outputs, check_input_file, check_outputs, human_bytes, run_cli
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +103,7 @@ def build_parser():
 def main(argv=None):
     args = build_parser().parse_args(argv)
     check_input_file(args.input_bson, "BSON")
-    check_outputs_free([args.save_train_bson, args.save_val_bson], args.force)
+    check_outputs([args.save_train_bson, args.save_val_bson], args.force)
     timer = Timer()
     index = BsonIndex.open(args.input_bson, skip_corrupt=args.skip_corrupt)
     if args.num_products is not None and args.num_products != len(index):

@@ -24,7 +24,7 @@ from tqdm import tqdm
 
 from data.bson_index import BsonIndex
 from data.categories import Categories, default_category_csv
-from data.common import UserError, atomic_outputs, check_outputs_free, run_cli
+from data.common import UserError, atomic_outputs, check_outputs, run_cli
 from predict.submission import read_text, duplicated_ids, positions_in_bson, read_submission
 
 log = logging.getLogger(__name__)
@@ -336,13 +336,13 @@ def main(argv=None):
         raise UserError("--save-cut must be >= 0 and --columns >= 1")
     out_dir = args.out_dir or default_out_dir(args.predict_csv)
     table_csv, chart_png, sheet = (os.path.join(out_dir, name) for name in (TABLE_CSV, CHART_PNG, CONTACT_SHEET))
-    check_outputs_free([table_csv, chart_png] + ([sheet] if args.save_cut else []), args.force)
+    check_outputs([table_csv, chart_png] + ([sheet] if args.save_cut else []), args.force)
     categories, index, prediction = load_inputs(args)
     wrong = np.flatnonzero(prediction.predicted != prediction.truth)
     shown = prediction.rows(wrong[:args.save_cut])
     picture_paths = (incorrect_picture_paths(args.save_incorrect, index, categories, shown)
                      if args.save_incorrect else {})
-    check_outputs_free(picture_paths.values(), args.force)
+    check_outputs(picture_paths.values(), args.force)
     os.makedirs(out_dir, exist_ok=True)
 
     rows = level1_table(categories, prediction.truth, prediction.predicted)

@@ -13,7 +13,7 @@ import logging
 
 from data.bson_index import BsonIndex
 from data.bson_md5_dict import build_dictionary, hash_images
-from data.common import Timer, UserError, check_input_file, check_outputs_free, run_cli
+from data.common import Timer, UserError, check_input_file, check_outputs, run_cli
 from data.md5_dict import PICKLE_REFUSED, Md5Dictionary
 from predict.submission import write_submission
 
@@ -65,7 +65,7 @@ def main(argv=None):
     check_input_file(args.test_bson, "BSON")
     if args.train_bson:
         check_input_file(args.train_bson, "BSON")
-    check_outputs_free([args.output], args.force)
+    check_outputs([args.output], args.force)
     timer = Timer()
     if args.md5_dict:
         dictionary = Md5Dictionary.load(args.md5_dict)

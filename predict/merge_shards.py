@@ -12,7 +12,7 @@ import os
 import numpy as np
 
 from data.bson_index import BsonIndex
-from data.common import Timer, UserError, check_input_file, check_outputs_free, run_cli
+from data.common import Timer, UserError, check_input_file, check_outputs, run_cli
 from predict.submission import (duplicated_ids, positions_in_bson, read_submission, variant_path,
                                 variant_tags_beside, write_submission)
 
@@ -118,7 +118,7 @@ def main(argv=None):
     if args.variants:
         tags = shared_variant_tags(args.shards)
         jobs += [(variant_path(args.output, tag), [variant_path(s, tag) for s in args.shards]) for tag in tags]
-    check_outputs_free([output for output, _ in jobs], args.force)
+    check_outputs([output for output, _ in jobs], args.force)
     timer = Timer()
     index = BsonIndex.open(args.bson, skip_corrupt=args.skip_corrupt)
     merged = [merged_rows(index, shards) for _, shards in jobs]  # every file checked before any is written

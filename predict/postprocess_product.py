@@ -9,7 +9,7 @@ import logging
 
 import numpy as np
 
-from data.common import Timer, UserError, check_outputs_free, run_cli
+from data.common import Timer, UserError, check_outputs, run_cli
 from predict.submission import duplicated_ids, read_submission, write_submission
 
 log = logging.getLogger(__name__)
@@ -49,7 +49,7 @@ def build_parser():
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    check_outputs_free([args.dst], args.force)
+    check_outputs([args.dst], args.force)
     timer = Timer()
     product_ids, category_ids = read_submission(args.src)
     override_ids, override_categories = read_submission(args.md5)

@@ -33,7 +33,7 @@ from tqdm import tqdm
 
 from data.bson_index import BsonIndex
 from data.categories import Categories, default_category_csv
-from data.common import (RefusedFlag, Timer, UserError, atomic_outputs, check_input_file, check_outputs_free,
+from data.common import (RefusedFlag, Timer, UserError, atomic_outputs, check_input_file, check_outputs,
                          run_cli)
 from data.md5_dict import BUILD_COMMAND, PICKLE_REFUSED, Md5Dictionary
 from predict import probability
@@ -206,7 +206,7 @@ def check_arguments(args):
     variants = make_variants(num_models, args.ensembles)
     outputs = [args.output] + [variant_path(args.output, v.tag) for v in variants[1:]] if args.output else []
     summary = args.print_summary if args.print_summary != "-" else None
-    check_outputs_free(outputs + [summary], args.force)
+    check_outputs(outputs + [summary], args.force)
     return data_shape, rgb_mean, variants, outputs
 
 

@@ -29,7 +29,7 @@ def _open_for_write(temp_path, final_path):
 def write_submission(path, product_ids, category_ids):
     """Write `_id,category_id` rows in the given order, atomically (temporary name, then rename).
 
-    The caller checks an existing `path` against --force (data.common.check_outputs_free).
+    The caller checks an existing `path` against --force (data.common.check_outputs).
     """
     product_ids = np.asarray(product_ids, dtype=np.int64)
     category_ids = np.asarray(category_ids, dtype=np.int64)
