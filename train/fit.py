@@ -22,6 +22,7 @@ import numpy as np
 
 from data.common import UserError, atomic_outputs
 from train import optimizer_state
+from train.devices import contexts
 from train.data import count_records, epoch_seed, get_iterators, updates_per_epoch
 from train.finetune import load_named_arrays
 from train.lr_schedule import EpochStepScheduler
@@ -65,15 +66,6 @@ def add_fit_args(parser):
     fit.add_argument("--monitor", type=int, default=0,
                      help="log statistics of every array (weights, gradients, outputs) every N batches (0: off)")
     return fit
-
-
-def contexts(args):
-    if not args.gpus.strip():
-        return [mx.cpu()]
-    try:
-        return [mx.gpu(int(i)) for i in args.gpus.split(",")]
-    except ValueError:
-        raise UserError(f"--gpus {args.gpus}: expected comma-separated ids such as 0,1") from None
 
 
 def step_epochs(args):
@@ -125,7 +117,7 @@ def make_optimizer(args, epoch_updates, begin_epoch=0, sync_workers=1):
 
 
 def make_kvstore(args):
-    devices = contexts(args)
+    devices = contexts(args.gpus)
     if "dist" not in args.kv_store and len(devices) == 1:
         return None  # one device: no kvstore needed
     try:
@@ -317,7 +309,7 @@ def fit(args, symbol, arg_params=None, aux_params=None, allow_missing=False):
              scheduler.lr_of_epoch(begin_epoch))
     recorder = EpochRecorder(args.model_prefix if kv is None or kv.rank == 0 else None, args.batch_size,
                              scheduler, begin_epoch=begin_epoch, has_validation=val is not None)
-    module = _Module(symbol, contexts(args), _restorer(args, saved))
+    module = _Module(symbol, contexts(args.gpus), _restorer(args, saved))
     monitor = mx.mon.Monitor(args.monitor, pattern=".*") if args.monitor > 0 else None
     mx.random.seed(args.seed if not begin_epoch else epoch_seed(args.seed, begin_epoch))
     module.fit(train, eval_data=val, eval_metric=eval_metrics(args), kvstore=kv or "local",

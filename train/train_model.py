@@ -20,6 +20,7 @@ import traceback
 
 from data.common import RefusedFlag, UserError, run_cli
 from train import symbols
+from train.devices import contexts
 from train.data import add_data_args, add_data_aug_args, image_shape
 from train.finetune import attach_classifier, cut_at, float16_input, load_symbol, select_params
 from train.fit import add_fit_args, fit, load_params
@@ -117,6 +118,7 @@ def check_args(args):
         raise UserError("--symbol is required (see --list-symbols)")
     if args.dtype == "float16" and not args.gpus.strip():
         raise UserError("--dtype float16 needs --gpus: MXNet has no float16 GEMM on the CPU")
+    contexts(args.gpus)  # ids and GPUs of this build, before the data or the network
     if not 0.0 <= args.smooth_alpha < 1.0:
         raise UserError(f"--smooth-alpha {args.smooth_alpha}: must be in [0, 1)")
     given = [f"--{p.replace('_', '-')}" for p in RESNEXT_PARTS if getattr(args, p) not in (None, False)]

@@ -1,0 +1,54 @@
+"""Devices of `--gpus`, checked before any work.
+
+The default GPUS=0,...,7 of the model and prediction scripts on MXNet's CPU build used to
+end, after the data was opened and the network built, in about 45 lines of MXNet errors.
+`contexts` checks the ids and that this build sees that many GPUs first, and says in one
+line what to do instead. Training and prediction both use it.
+"""
+import mxnet as mx
+
+from data.common import UserError
+
+CPU_HINT = "set GPUS= (empty) to run on the CPU"
+GPU_BUILD_HINT = ("or install MXNet's CUDA build (REQUIREMENTS=requirements-gpu.txt when the scripts make the "
+                  "venv, or pip install -r requirements-gpu.txt)")
+
+
+def gpu_ids(gpus_text):
+    """The ids of '0,1,2' (spaces allowed, empty: none); one line for anything else."""
+    items = [item.strip() for item in (gpus_text or "").split(",")]
+    if items == [""]:
+        return []
+    if any(not item.isdigit() for item in items):
+        raise UserError(f"--gpus {gpus_text}: expected comma-separated GPU ids such as 0,1 (empty: the CPU)")
+    ids = [int(item) for item in items]
+    if len(set(ids)) != len(ids):
+        raise UserError(f"--gpus {gpus_text}: a GPU id is listed twice")
+    return ids
+
+
+def visible_gpus():
+    """How many GPUs this MXNet build sees (0 on the CPU build, whose query may raise)."""
+    try:
+        return mx.context.num_gpus()
+    except mx.base.MXNetError:
+        return 0
+
+
+def contexts(gpus_text):
+    """[mx.gpu(i) for each id of `gpus_text`], or [mx.cpu()] when it is empty.
+
+    Raises UserError when the text is no list of ids, or the build has no CUDA or fewer GPUs
+    than the highest id needs."""
+    ids = gpu_ids(gpus_text)
+    if not ids:
+        return [mx.cpu()]
+    available = visible_gpus()
+    if available == 0:
+        raise UserError(f"--gpus {gpus_text}: this MXNet build sees no GPU (a CPU build, or no CUDA device); "
+                        f"{CPU_HINT}, {GPU_BUILD_HINT}")
+    missing = [i for i in ids if i >= available]
+    if missing:
+        raise UserError(f"--gpus {gpus_text}: only {available} GPU(s) visible (ids 0-{available - 1}); "
+                        f"list only those, or {CPU_HINT}")
+    return [mx.gpu(i) for i in ids]
