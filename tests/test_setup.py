@@ -1,0 +1,119 @@
+"""Set-up: scripts/ensure_venv.sh picks a Python the pins install on, or stops in one line.
+
+Fake interpreters (shell scripts printing a version) on a PATH without the machine's own Pythons,
+so nothing is installed.
+"""
+import os
+import re
+import subprocess
+
+import pytest
+
+from tests.conftest import REPO_ROOT
+
+ENSURE_VENV = os.path.join(REPO_ROOT, "scripts", "ensure_venv.sh")
+
+
+@pytest.fixture(scope="module")
+def tools_dir(tmp_path_factory):
+    """The machine's commands without any Python, pip or pydoc."""
+    folder = tmp_path_factory.mktemp("tools")
+    for bin_dir in ("/usr/local/bin", "/usr/bin", "/bin"):
+        if not os.path.isdir(bin_dir):
+            continue
+        for name in os.listdir(bin_dir):
+            if name.startswith(("python", "pydoc", "pip")) or (folder / name).exists():
+                continue
+            os.symlink(os.path.join(bin_dir, name), folder / name)
+    return folder
+
+
+def fake_pythons(folder, versions):
+    """versions: {"python3.11": "3.11.9", ...}: scripts that print `Python VERSION` whatever asked."""
+    folder.mkdir(exist_ok=True)
+    for name, version in versions.items():
+        script = folder / name
+        script.write_text(f"#!/bin/sh\necho 'Python {version}'\n")
+        script.chmod(0o755)
+    return folder
+
+
+def run_bash(snippet, tmp_path, tools_dir, versions, **env):
+    pythons = fake_pythons(tmp_path / "pythons", versions)
+    environment = {"PATH": f"{pythons}{os.pathsep}{tools_dir}", "HOME": str(tmp_path),
+                   "VENV_DIR": str(tmp_path / "venv"), **env}
+    return subprocess.run(["/bin/bash", "-c", f"source {ENSURE_VENV}; {snippet}"], env=environment,
+                          capture_output=True, text=True, cwd=tmp_path)
+
+
+def test_prefers_python311_over_a_newer_python3(tmp_path, tools_dir):
+    done = run_bash("find_python", tmp_path, tools_dir, {"python3": "3.12.3", "python3.11": "3.11.9"})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == str(tmp_path / "pythons" / "python3.11")
+
+
+def test_takes_python3_when_it_is_311(tmp_path, tools_dir):
+    done = run_bash("find_python", tmp_path, tools_dir, {"python3": "3.11.2", "python3.10": "3.10.12"})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == str(tmp_path / "pythons" / "python3")
+
+
+def test_no_supported_python_one_line_and_nothing_created(tmp_path, tools_dir):
+    done = run_bash("ensure_venv", tmp_path, tools_dir, {"python3": "3.12.3", "python3.10": "3.10.12"})
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert lines[0].startswith("error: no Python 3.11 found (python3 is 3.12)")
+    assert "apt-get install python3.11" in lines[0] and "PYTHON_BIN" in lines[0]
+    assert not (tmp_path / "venv").exists()
+
+
+def test_run_tests_sh_stops_in_one_line(tmp_path, tools_dir):
+    """The entry point a new user runs: no pip message, no venv left behind."""
+    pythons = fake_pythons(tmp_path / "pythons", {"python3": "3.12.3"})
+    done = subprocess.run([os.path.join(REPO_ROOT, "run_tests.sh")], capture_output=True, text=True,
+                          env={"PATH": f"{pythons}{os.pathsep}{tools_dir}", "HOME": str(tmp_path),
+                               "VENV_DIR": str(tmp_path / "venv")})
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [done.stderr.strip()]
+    assert done.stderr.startswith("error: no Python 3.11 found")
+    assert not (tmp_path / "venv").exists()
+
+
+def test_python_bin_of_another_version_is_refused(tmp_path, tools_dir):
+    done = run_bash("find_python", tmp_path, tools_dir, {"python3.11": "3.11.9", "python3.12": "3.12.3"},
+                    PYTHON_BIN="python3.12")
+    assert done.returncode == 2
+    assert done.stderr.startswith("error: no Python 3.11 found (python3.12 is 3.12)")
+
+
+def test_venv_of_another_python_is_recreated(tmp_path, tools_dir):
+    """A .venv left by an older script on Python 3.12 is removed, not pip-installed into."""
+    old_bin = tmp_path / "venv" / "bin"
+    fake_pythons(old_bin.parent, {})
+    fake_pythons(old_bin, {"python": "3.12.3"})
+    done = run_bash("ensure_venv", tmp_path, tools_dir, {"python3": "3.12.3"})
+    assert "is not Python 3.11: recreating it" in done.stdout
+    assert done.returncode == 2 and done.stderr.startswith("error: no Python 3.11 found")
+    assert not (tmp_path / "venv").exists()
+
+
+def default_folders():
+    """Every folder default of the shell scripts: FOO_DIR="${FOO_DIR:-folder}"."""
+    folders = set()
+    for root, dirs, files in os.walk(REPO_ROOT):
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        for name in files:
+            if name.endswith(".sh"):
+                with open(os.path.join(root, name)) as script:
+                    folders.update(re.findall(r'_DIR="\$\{[A-Z_]+_DIR:-([A-Za-z_][\w.-]*)\}', script.read()))
+    return sorted(folders)
+
+
+def test_default_folders_are_ignored_by_git():
+    folders = default_folders()
+    assert {"data_dir", "models", "pretrained", "submissions", "validation", "demo_data"} <= set(folders)
+    paths = [f"{folder}/some_output" for folder in folders] + [".venv/bin/python"]
+    checked = subprocess.run(["git", "check-ignore", "--no-index", *paths], cwd=REPO_ROOT,
+                             capture_output=True, text=True)
+    assert sorted(checked.stdout.split()) == sorted(paths)
