@@ -2,7 +2,9 @@
 # Run the test suite in .venv (created on first use). Fast by default;
 # RUN_SLOW=1 ./run_tests.sh also runs the slow end-to-end tests. Extra arguments go to pytest.
 set -euo pipefail
+CALLER_DIR="$PWD"   # a relative VENV_DIR is taken from here
 cd "$(dirname "$0")"
+source scripts/paths.sh
 source scripts/ensure_venv.sh
 ensure_venv
 

@@ -3,7 +3,8 @@
 # file changed since the last install. REQUIREMENTS=requirements-gpu.txt selects the GPU build;
 # PYTHON_BIN=/path/to/python3.11 picks the interpreter.
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-VENV_DIR="${VENV_DIR:-$REPO_ROOT/.venv}"
+source "$REPO_ROOT/scripts/paths.sh"
+VENV_DIR="$(dir_from_env VENV_DIR "$REPO_ROOT/.venv")"  # relative: from where the script was started
 REQUIREMENTS="${REQUIREMENTS:-requirements.txt}"
 # The pins have wheels for one Python only: numpy 1.23.5 stops at 3.11, pymongo 4.20.1 needs >= 3.11.
 SUPPORTED_PYTHONS="3.11"

@@ -99,14 +99,16 @@ def test_venv_of_another_python_is_recreated(tmp_path, tools_dir):
 
 
 def default_folders():
-    """Every folder default of the shell scripts: FOO_DIR="${FOO_DIR:-folder}"."""
+    """Every folder default of the shell scripts: FOO_DIR="${FOO_DIR:-folder}" or dir_from_env FOO_DIR folder."""
     folders = set()
     for root, dirs, files in os.walk(REPO_ROOT):
         dirs[:] = [d for d in dirs if not d.startswith(".")]
         for name in files:
             if name.endswith(".sh"):
                 with open(os.path.join(root, name)) as script:
-                    folders.update(re.findall(r'_DIR="\$\{[A-Z_]+_DIR:-([A-Za-z_][\w.-]*)\}', script.read()))
+                    text = script.read()
+                folders.update(re.findall(r'_DIR="\$\{[A-Z_]+_DIR:-([A-Za-z_][\w.-]*)\}', text))
+                folders.update(re.findall(r'dir_from_env [A-Z_]+_DIR ([A-Za-z_][\w.-]*)\)', text))
     return sorted(folders)
 
 
@@ -117,3 +119,13 @@ def test_default_folders_are_ignored_by_git():
     checked = subprocess.run(["git", "check-ignore", "--no-index", *paths], cwd=REPO_ROOT,
                              capture_output=True, text=True)
     assert sorted(checked.stdout.split()) == sorted(paths)
+
+
+def test_relative_venv_dir_is_taken_from_the_callers_folder(tmp_path, tools_dir):
+    """run_tests.sh from another folder with VENV_DIR=rel: the venv would go to that folder's rel/."""
+    pythons = fake_pythons(tmp_path / "pythons", {"python3.11": "3.11.9"})
+    (tmp_path / "elsewhere").mkdir()
+    done = subprocess.run(["/bin/bash", "-c", f"CALLER_DIR=$PWD; cd {REPO_ROOT}; source {ENSURE_VENV}; echo $VENV_DIR"],
+                          env={"PATH": f"{pythons}{os.pathsep}{tools_dir}", "VENV_DIR": "rel_venv"},
+                          capture_output=True, text=True, cwd=tmp_path / "elsewhere")
+    assert done.stdout.strip() == str(tmp_path / "elsewhere" / "rel_venv"), done.stderr
