@@ -27,14 +27,15 @@ from tqdm import tqdm
 
 from data.bson_index import NO_CATEGORY, BsonIndex
 from data.categories import Categories, default_category_csv
-from data.common import (RefusedFlag, Timer, UserError, atomic_outputs, check_input_file, check_outputs,
-                         run_cli)
+from data.common import (HelpFormatter, RefusedFlag, Timer, UserError, atomic_outputs, check_input_file,
+                         check_outputs, plural, run_cli)
 from data.md5_dict import KEY_DTYPE, PICKLE_REFUSED, Md5Dictionary, iter_image_digests
 from data.recordio import IndexedRecordWriter, pack_header
 
 log = logging.getLogger(__name__)
 
 JPEG_START, JPEG_END = b"\xff\xd8", b"\xff\xd9"
+DEFAULT_SHUFFLE_SEED = 0xC0FFEE  # the original's --random-seed default
 
 
 def jpeg_problem(picture):
@@ -203,12 +204,13 @@ def idx_path_for(rec_path):
 
 def build_parser():
     parser = argparse.ArgumentParser(prog="python -m data.bson2rec", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+                                     formatter_class=HelpFormatter)
     io = parser.add_argument_group("input and output")
     io.add_argument("--bson", required=True, help="Kaggle BSON (train, validation split or test)")
     io.add_argument("--out-rec", required=True, help="output .rec; the .idx is written beside it")
     io.add_argument("--category-csv", default=None,
-                    help="Kaggle category_names.csv (default: $DATA_DIR/category_names.csv)")
+                    help="Kaggle category_names.csv (default: $DATA_DIR/category_names.csv, "
+                         "DATA_DIR defaulting to data_dir)")
     io.add_argument("--cate-type", type=int, choices=(1, 3), default=3,
                     help="label: 3 = class id of the 5270 categories; 1 = index of the category within its "
                          "level-1 category (a level-1 sub-class model)")
@@ -225,23 +227,50 @@ def build_parser():
     select.add_argument("--under-sampling", type=int, default=0, metavar="N",
                         help="keep the first N images of each category (0: all); unlabelled images are kept")
     order = parser.add_argument_group("record order (the original's: Python's random.shuffle)")
-    order.add_argument("--shuffle-seed", "--random-seed", dest="shuffle_seed", type=int, default=0xC0FFEE,
-                       metavar="SEED", help="seed of the record order (--random-seed: the original's spelling)")
-    order.add_argument("--shuffle-size", type=int, default=0, metavar="N",
-                       help="shuffle within consecutive blocks of N records (0: all records as one block, "
+    # None until given, so that --no-shuffle can refuse them; main() fills in the defaults.
+    order.add_argument("--shuffle-seed", "--random-seed", dest="shuffle_seed", type=int, default=None,
+                       metavar="SEED", help=f"seed of the record order (--random-seed: the original's spelling) "
+                                            f"(default: {DEFAULT_SHUFFLE_SEED} = 0xC0FFEE)")
+    order.add_argument("--shuffle-size", type=int, default=None, metavar="N",
+                       help="shuffle within consecutive blocks of N records (default: 0, all records as one block, "
                             "as the original's default of 99999999 did)")
     order.add_argument("--no-shuffle", action="store_true", help="keep file order (e.g. for a test BSON)")
     return parser
 
 
-def main(argv=None):
-    args = build_parser().parse_args(argv)
-    check_input_file(args.bson, "BSON")
-    idx_path = idx_path_for(args.out_rec)
-    check_outputs([args.out_rec, idx_path], args.force)
+def check_order_flags(args):
+    """--no-shuffle with a seed or block size: refused, since one of the two would be ignored."""
+    if args.no_shuffle:
+        given = [flag for flag, value in (("--shuffle-seed", args.shuffle_seed), ("--shuffle-size", args.shuffle_size))
+                 if value is not None]
+        if given:
+            raise UserError(f"--no-shuffle with {' and '.join(given)}: file order has no seed nor blocks; "
+                            "give one or the other")
+    args.shuffle_seed = DEFAULT_SHUFFLE_SEED if args.shuffle_seed is None else args.shuffle_seed
+    args.shuffle_size = 0 if args.shuffle_size is None else args.shuffle_size
     for flag, value in (("--under-sampling", args.under_sampling), ("--shuffle-size", args.shuffle_size)):
         if value < 0:
             raise UserError(f"{flag} {value}: must be >= 0")
+
+
+def check_inputs(args):
+    """Inputs and outputs, before the BSON is indexed (minutes on the 58 GB file)."""
+    check_input_file(args.bson, "BSON")
+    if args.category_csv:
+        check_input_file(args.category_csv, "category CSV")
+    if args.md5_dict:
+        check_input_file(args.md5_dict, "MD5 dictionary")
+    idx_path = idx_path_for(args.out_rec)
+    check_outputs([args.out_rec, idx_path], args.force,
+                  inputs=[args.bson, args.category_csv or default_category_csv(), args.md5_dict])
+    check_order_flags(args)
+    return idx_path
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    idx_path = check_inputs(args)
+    md5_dict = Md5Dictionary.load(args.md5_dict) if args.md5_dict else None
     timer = Timer()
     index = BsonIndex.open(args.bson, skip_corrupt=args.skip_corrupt)
     labelled = bool((index.products["category_id"] != NO_CATEGORY).any())
@@ -249,7 +278,6 @@ def main(argv=None):
     classes = product_classes(index, categories)
     image_products = np.repeat(np.arange(len(index)), index.products["num_imgs"])
     image_classes = classes[image_products]
-    md5_dict = Md5Dictionary.load(args.md5_dict) if args.md5_dict else None
     log.info("%s", describe_labels(categories, args.cate_type))
 
     skipped = collections.Counter()
@@ -264,6 +292,9 @@ def main(argv=None):
     if written + sum(skipped.values()) != index.num_images:
         raise UserError(f"image count mismatch: {written} written + {sum(skipped.values())} skipped "
                         f"!= {index.num_images} in")
+    if written == 0:
+        what = "holds no images" if index.num_images == 0 else "has no image left after the selection"
+        log.warning("%s %s: wrote an empty %s and %s", args.bson, what, args.out_rec, os.path.basename(idx_path))
     log.info("done in %.1f s", timer.seconds)
     return 0
 
@@ -271,8 +302,8 @@ def main(argv=None):
 def log_counts(index, written, skipped, rec_path, idx_path):
     no_images = int((index.products["num_imgs"] == 0).sum())
     log.info("in: %d products, %d images%s%s", len(index), index.num_images,
-             f"; {no_images} products without images" if no_images else "",
-             f"; {len(index.skipped)} corrupt documents skipped" if index.skipped else "")
+             f"; {plural(no_images, 'product')} without images" if no_images else "",
+             f"; {plural(len(index.skipped), 'corrupt document')} skipped" if index.skipped else "")
     log.info("written: %d records -> %s (+ %s)", written, rec_path, os.path.basename(idx_path))
     for reason, count in sorted(skipped.items()):
         log.info("skipped %s: %d", reason, count)

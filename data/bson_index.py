@@ -26,7 +26,7 @@ import struct
 import numpy as np
 from tqdm import tqdm
 
-from data.common import UserError, atomic_outputs
+from data.common import UserError, atomic_outputs, check_input_file, plural
 
 log = logging.getLogger(__name__)
 
@@ -277,8 +277,7 @@ class BsonIndex:
     @classmethod
     def open(cls, path, skip_corrupt=False, cache=True, progress=True):
         """Load the cached index of `path`, or build (and cache) it if missing or stale."""
-        if not os.path.isfile(path):
-            raise UserError(f"{path}: BSON file not found")
+        check_input_file(path, "BSON")
         stat = os.stat(path)
         if cache:
             index = cls._load_cache(path, stat)
@@ -338,7 +337,7 @@ class BsonIndex:
         index = cls(path, products, np.array(image_offsets, dtype=np.int64),
                     np.array(image_lengths, dtype=np.int64), skipped)
         log.info("indexed %s: %d products, %d images%s", path, len(products), index.num_images,
-                 f", {len(skipped)} corrupt documents skipped" if skipped else "")
+                 f", {plural(len(skipped), 'corrupt document')} skipped" if skipped else "")
         for skip_offset, reason in skipped:
             log.warning("%s: skipped byte offset %d: %s", path, skip_offset, reason)
         return index

@@ -11,7 +11,8 @@ import numpy as np
 from tqdm import tqdm
 
 from data.bson_index import BsonIndex
-from data.common import RefusedFlag, Timer, UserError, atomic_outputs, check_input_file, check_outputs, run_cli
+from data.common import (HelpFormatter, RefusedFlag, Timer, UserError, atomic_outputs, check_input_file, check_outputs,
+                         plural, run_cli)
 from data.md5_dict import KEY_DTYPE, Md5Dictionary, iter_image_digests, product_key
 
 log = logging.getLogger(__name__)
@@ -32,7 +33,7 @@ def hash_images(index):
 
 
 def build_dictionary(index):
-    if not index.has_labels:
+    if len(index) and not index.has_labels:
         raise UserError(f"{index.path}: products without category_id (a test BSON?); "
                         "the MD5 dictionary needs a labelled training BSON")
     image_digests, product_keys = hash_images(index)
@@ -53,7 +54,7 @@ def log_totals(meta):
 
 def build_parser():
     parser = argparse.ArgumentParser(prog="python -m data.bson_md5_dict", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+                                     formatter_class=HelpFormatter)
     parser.add_argument("--bson", required=True, help="labelled training BSON (e.g. train_train.bson)")
     parser.add_argument("--out", required=True, help="output dictionary (.npz, no pickle)")
     parser.add_argument("--md5-dict-pkl", action=RefusedFlag, help="the original's pickle output: refused; use --out",
@@ -68,7 +69,7 @@ def build_parser():
 def main(argv=None):
     args = build_parser().parse_args(argv)
     check_input_file(args.bson, "BSON")
-    check_outputs([args.out], args.force)
+    check_outputs([args.out], args.force, inputs=[args.bson])
     timer = Timer()
     index = BsonIndex.open(args.bson, skip_corrupt=args.skip_corrupt)
     dictionary = build_dictionary(index)
@@ -77,8 +78,10 @@ def main(argv=None):
     log_totals(dictionary.meta)
     log.info("in: %d products, %d images%s; out: %s (%d image MD5s, %d product hashes); %.1f s",
              len(index), index.num_images,
-             f", skipped {len(index.skipped)} corrupt documents" if index.skipped else "",
+             f", skipped {plural(len(index.skipped), 'corrupt document')}" if index.skipped else "",
              args.out, len(dictionary.images), len(dictionary.products), timer.seconds)
+    if len(index) == 0:
+        log.warning("%s holds no products: wrote an empty dictionary %s", args.bson, args.out)
     return 0
 
 

@@ -13,7 +13,7 @@ import os
 
 import numpy as np
 
-from data.common import UserError
+from data.common import UserError, check_input_file
 
 HEADER = ["category_id", "category_level1", "category_level2", "category_level3"]
 
@@ -44,35 +44,22 @@ class Categories:
 
     @classmethod
     def load(cls, path):
-        if not os.path.isfile(path):
-            raise UserError(f"{path}: category CSV not found (set --category-csv or DATA_DIR)")
-        ids, level1, level2, level3 = [], [], [], []
-        seen = {}
-        with open(path, newline="", encoding="utf-8") as fh:
-            reader = csv.reader(fh)
-            header = next(reader, None)
-            if header is None or [h.strip().lstrip("\ufeff") for h in header] != HEADER:
-                raise UserError(f"{path}: line 1: header must be {','.join(HEADER)}, got {header}")
-            for row in reader:
-                line = reader.line_num
-                if not row:
-                    continue
-                if len(row) != 4:
-                    raise UserError(f"{path}: line {line}: expected 4 fields, got {len(row)}")
-                try:
-                    category_id = int(row[0])
-                except ValueError:
-                    raise UserError(f"{path}: line {line}: category_id {row[0]!r} is not an integer") from None
-                if category_id in seen:
-                    raise UserError(f"{path}: line {line}: duplicate category_id {category_id} "
-                                    f"(first at line {seen[category_id]})")
-                seen[category_id] = line
-                ids.append(category_id)
-                level1.append(row[1])
-                level2.append(row[2])
-                level3.append(row[3])
-        if not ids:
+        try:
+            check_input_file(path, "category CSV")
+        except UserError as exc:
+            raise UserError(f"{exc} (set --category-csv or DATA_DIR)") from None
+        try:
+            with open(path, newline="", encoding="utf-8") as fh:
+                rows = _read_rows(path, csv.reader(fh))
+        except UnicodeDecodeError as exc:
+            raise UserError(f"{path}: byte {exc.start}: not UTF-8 text; a category CSV is Kaggle's "
+                            "category_names.csv") from None
+        except csv.Error as exc:  # NUL bytes: a binary file
+            raise UserError(f"{path}: not a CSV text file ({exc}); a category CSV is Kaggle's "
+                            "category_names.csv") from None
+        if not rows:
             raise UserError(f"{path}: no categories")
+        ids, level1, level2, level3 = zip(*rows)
         return cls(ids, level1, level2, level3, path=path)
 
     def __len__(self):
@@ -96,6 +83,30 @@ class Categories:
 
     def category_of(self, class_id):
         return int(self.category_ids[class_id])
+
+
+def _read_rows(path, reader):
+    """(category_id, level1, level2, level3) of each row, after checking the header, fields and ids."""
+    header = next(reader, None)
+    if header is None or [h.strip().lstrip("\ufeff") for h in header] != HEADER:
+        raise UserError(f"{path}: line 1: header must be {','.join(HEADER)}, got {header}")
+    rows, seen = [], {}
+    for row in reader:
+        line = reader.line_num
+        if not row:
+            continue
+        if len(row) != 4:
+            raise UserError(f"{path}: line {line}: expected 4 fields, got {len(row)}")
+        try:
+            category_id = int(row[0])
+        except ValueError:
+            raise UserError(f"{path}: line {line}: category_id {row[0]!r} is not an integer") from None
+        if category_id in seen:
+            raise UserError(f"{path}: line {line}: duplicate category_id {category_id} "
+                            f"(first at line {seen[category_id]})")
+        seen[category_id] = line
+        rows.append((category_id, row[1], row[2], row[3]))
+    return rows
 
 
 def _first_appearance_ids(keys):

@@ -47,6 +47,16 @@ def run_cli(main, argv=None):
     sys.exit(code or 0)
 
 
+class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    """`--help` keeps the module docstring's line breaks and shows every option's default
+    (not for on/off flags, nor where the default is None: the help text says what happens then)."""
+
+    def _get_help_string(self, action):
+        if action.default in (None, False) or action.default is argparse.SUPPRESS:
+            return action.help
+        return super()._get_help_string(action)
+
+
 class RefusedFlag(argparse.Action):
     """An original solution's flag whose meaning changed here (for example a pickle path).
 
@@ -173,10 +183,28 @@ def atomic_outputs(*paths, keep_suffix=False):
         for t in temps:
             with contextlib.suppress(FileNotFoundError):
                 os.remove(t)
-        if isinstance(exc, OSError) and not exc.filename and exc.errno:
-            # a failed write (disk full) carries no file name: name the outputs being written
-            raise OSError(exc.errno, f"{exc.strerror} while writing it", " and ".join(paths)) from exc
+        renamed = _with_final_names(exc, temps, paths)
+        if renamed is not None:
+            raise renamed from exc
         raise
+
+
+def _with_final_names(exc, temps, paths):
+    """The error to show instead of `exc` when it would name a hidden temporary file (or no file),
+    so that the user reads the output name they gave; None to keep `exc` as it is."""
+    final = dict(zip(temps, paths))
+    if isinstance(exc, OSError) and exc.errno:
+        if not exc.filename:
+            # a failed write (disk full) carries no file name: name the outputs being written
+            return OSError(exc.errno, f"{exc.strerror} while writing it", " and ".join(paths))
+        if exc.filename in final or exc.filename2 in final:
+            return OSError(exc.errno, exc.strerror, final.get(exc.filename, exc.filename))
+    if isinstance(exc, UserError) and any(t in str(exc) for t in temps):
+        message = str(exc)
+        for t, p in final.items():
+            message = message.replace(t, p)
+        return UserError(message)
+    return None
 
 
 class Timer:
@@ -188,6 +216,11 @@ class Timer:
     @property
     def seconds(self):
         return time.perf_counter() - self.start
+
+
+def plural(count, noun, plural_noun=None):
+    """'1 product', '2 products' (`plural_noun` where adding an s is wrong)."""
+    return f"{count} {noun if count == 1 else plural_noun or noun + 's'}"
 
 
 def human_bytes(n):

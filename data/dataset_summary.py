@@ -7,7 +7,9 @@ import glob
 import os
 
 from data.bson_index import BsonIndex
-from data.common import UserError, human_bytes, run_cli
+from data.common import HelpFormatter, UserError, human_bytes, run_cli
+
+LOOKS_FOR = "*.bson, *.rec (with its .idx) and md5_dict*.npz, in it and its subfolders"
 from data.md5_dict import Md5Dictionary
 
 
@@ -22,9 +24,12 @@ def bson_rows(data_dir):
 def rec_rows(data_dir):
     for path in sorted(glob.glob(os.path.join(data_dir, "**", "*.rec"), recursive=True)):
         idx = path[:-4] + ".idx"
-        with open(idx) as fh:
-            records = sum(1 for _ in fh)
-        yield os.path.relpath(path, data_dir), f"{records:,} records", "", human_bytes(os.path.getsize(path))
+        if os.path.isfile(idx):
+            with open(idx) as fh:
+                records = f"{sum(1 for _ in fh):,} records"
+        else:
+            records = "? records (no .idx beside it)"
+        yield os.path.relpath(path, data_dir), records, "", human_bytes(os.path.getsize(path))
 
 
 def dict_rows(data_dir):
@@ -42,13 +47,19 @@ def summary_lines(data_dir):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m data.dataset_summary", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m data.dataset_summary", description=__doc__,
+                                     formatter_class=HelpFormatter)
     parser.add_argument("--data-dir", required=True, help="folder with train.bson, dataset_A/ ...")
     args = parser.parse_args(argv)
     if not os.path.isdir(args.data_dir):
-        raise UserError(f"{args.data_dir}: not a folder")
+        what = "is a file, not a folder" if os.path.exists(args.data_dir) else "folder not found"
+        raise UserError(f"{args.data_dir}: {what}")
+    lines = summary_lines(args.data_dir)
+    if not lines:
+        print(f"nothing found in {args.data_dir}: looked for {LOOKS_FOR}")
+        return 0
     print(f"data in {args.data_dir}:")
-    for line in summary_lines(args.data_dir):
+    for line in lines:
         print("  " + line)
     return 0
 

@@ -29,7 +29,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from data.common import Timer, UserError, atomic_outputs, check_outputs, human_bytes, run_cli
+from data.common import HelpFormatter, Timer, UserError, atomic_outputs, check_outputs, human_bytes, run_cli
 
 log = logging.getLogger(__name__)
 
@@ -523,8 +523,10 @@ def generate_demo_dataset(out_dir, num_categories=40, num_train_products=4000, n
     """Write the four demo files to `out_dir` (created if missing); returns a summary of counts."""
     check_sizes(num_categories, num_train_products, num_test_products, image_size, jpeg_quality)
     paths = output_paths(out_dir)
+    if os.path.exists(out_dir) and not os.path.isdir(out_dir):
+        raise UserError(f"{out_dir}: --out-dir is a file, not a folder")
+    os.makedirs(out_dir, exist_ok=True)  # first: check_outputs wants the outputs' folder to exist
     check_outputs(paths, force)
-    os.makedirs(out_dir, exist_ok=True)
     timer = Timer()
     rng = np.random.default_rng(seed)
 
@@ -596,7 +598,7 @@ def log_summary(summary, out_dir):
 
 def build_parser():
     parser = argparse.ArgumentParser(prog="python -m data.make_demo_data", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+                                     formatter_class=HelpFormatter)
     parser.add_argument("--out-dir", required=True,
                         help="folder for train.bson, test.bson, category_names.csv, test_ground_truth.csv "
                              "(created if missing)")

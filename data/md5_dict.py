@@ -23,7 +23,7 @@ import zipfile
 
 import numpy as np
 
-from data.common import UserError
+from data.common import UserError, check_input_file
 
 log = logging.getLogger(__name__)
 
@@ -187,8 +187,8 @@ class Md5Dictionary:
 
     @classmethod
     def load(cls, path):
-        if not os.path.isfile(path):
-            raise UserError(f"{path}: MD5 dictionary not found")
+        check_input_file(path, "MD5 dictionary")
+        check_is_npz(path)
         try:
             with np.load(path, allow_pickle=False) as npz:
                 meta = json.loads(bytes(npz["meta"]).decode())
@@ -205,6 +205,17 @@ class Md5Dictionary:
             if table.keys.dtype != KEY_DTYPE or len(table.ptr) != len(table.keys) + 1:
                 raise UserError(f"{path}: malformed {name} table")
         return cls(tables[0], tables[1], meta)
+
+
+def check_is_npz(path):
+    """A file that is no .npz archive at all (a CSV, a pickle) gets a message saying what it is not."""
+    with open(path, "rb") as fh:
+        magic = fh.read(4)
+    if magic == b"PK\x03\x04":
+        return
+    what = "a pickle" if magic[:1] == b"\x80" else "an empty file" if not magic else "not an .npz archive"
+    hint = PICKLE_REFUSED if magic[:1] == b"\x80" else f"build one with {BUILD_COMMAND}"
+    raise UserError(f"{path}: not an MD5 dictionary ({what}); {hint}")
 
 
 def summarise(images, products, total_images, total_products):

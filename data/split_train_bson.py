@@ -8,8 +8,8 @@ n_val = int(len(ids) * val_ratio); val = set(random.sample(ids, n_val)).
 Documents are copied as raw bytes in the input's file order, never decoded and
 re-encoded (for Kaggle's files the bytes are those the original's decode and
 re-encode wrote); with the offset index cached, the input is read once. The
-original's flags all work; its `--num-products` only sized a progress bar and is
-ignored.
+original's flags all work (`--input-bson` is `--bson` here); its `--num-products` only
+sized a progress bar and is ignored.
 """
 import argparse
 import logging
@@ -21,20 +21,25 @@ import numpy as np
 from tqdm import tqdm
 
 from data.bson_index import BsonIndex
-from data.common import Timer, UserError, atomic_outputs, check_input_file, check_outputs, human_bytes, run_cli
+from data.common import (HelpFormatter, Timer, UserError, atomic_outputs, check_input_file, check_outputs, human_bytes,
+                         plural, run_cli)
 
 log = logging.getLogger(__name__)
 
 
 def choose_validation_ids(product_ids, val_ratio, seed):
     """The original split: shuffle then sample, both from one `random` state seeded with `seed`."""
-    if not 0.0 <= val_ratio < 1.0:
-        raise UserError(f"--val-ratio {val_ratio}: must be in [0, 1)")
+    check_val_ratio(val_ratio)
     ids = [int(i) for i in product_ids]
     random.seed(seed)
     random.shuffle(ids)
     n_val = int(len(ids) * val_ratio)
     return set(random.sample(ids, n_val))
+
+
+def check_val_ratio(val_ratio):
+    if not 0.0 <= val_ratio < 1.0:
+        raise UserError(f"--val-ratio {val_ratio}: must be in [0, 1)")
 
 
 def document_runs(index, is_val):
@@ -85,8 +90,9 @@ def check_split(index, val_ids, counts):
 
 def build_parser():
     parser = argparse.ArgumentParser(prog="python -m data.split_train_bson", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--input-bson", required=True, help="Kaggle train.bson to split")
+                                     formatter_class=HelpFormatter)
+    parser.add_argument("--bson", "--input-bson", dest="bson", required=True,
+                        help="Kaggle train.bson to split (--input-bson: the original's spelling)")
     parser.add_argument("--val-ratio", type=float, default=0.05, help="fraction of products for validation")
     parser.add_argument("--random-seed", type=int, default=0xC0FFEE,
                         help="seed of Python's random (12648430 = 0xC0FFEE: DATASET_A; 1: DATASET_B)")
@@ -102,10 +108,11 @@ def build_parser():
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    check_input_file(args.input_bson, "BSON")
-    check_outputs([args.save_train_bson, args.save_val_bson], args.force)
+    check_input_file(args.bson, "BSON")
+    check_outputs([args.save_train_bson, args.save_val_bson], args.force, inputs=[args.bson])
+    check_val_ratio(args.val_ratio)
     timer = Timer()
-    index = BsonIndex.open(args.input_bson, skip_corrupt=args.skip_corrupt)
+    index = BsonIndex.open(args.bson, skip_corrupt=args.skip_corrupt)
     if args.num_products is not None and args.num_products != len(index):
         log.info("--num-products %d ignored: it only sized the original's progress bar; the input has %d products",
                  args.num_products, len(index))
@@ -115,13 +122,24 @@ def main(argv=None):
     counts = write_split(index, val_ids, args.save_train_bson, args.save_val_bson)
     check_split(index, val_ids, counts)
     log.info("in: %d products (%s)%s", len(index), human_bytes(int(index.products["length"].sum())),
-             f"; skipped {len(index.skipped)} corrupt documents" if index.skipped else "")
+             f"; skipped {plural(len(index.skipped), 'corrupt document')}" if index.skipped else "")
     log.info("out: train %d products (%s) -> %s", counts["train"][0], human_bytes(counts["train"][1]),
              args.save_train_bson)
     log.info("out: val   %d products (%s) -> %s", counts["val"][0], human_bytes(counts["val"][1]),
              args.save_val_bson)
     log.info("check: train + val = input (%d), no product in both; %.1f s", len(index), timer.seconds)
+    warn_if_empty(args, len(index), counts)
     return 0
+
+
+def warn_if_empty(args, num_products, counts):
+    """One warning line when the split had nothing to do on one side, saying what was written."""
+    if num_products == 0:
+        log.warning("%s holds no products: wrote two empty files, %s and %s", args.bson, args.save_train_bson,
+                    args.save_val_bson)
+    elif counts["val"][0] == 0:
+        log.warning("--val-ratio %g leaves no validation product: wrote all %s to %s and an empty %s",
+                    args.val_ratio, plural(num_products, "product"), args.save_train_bson, args.save_val_bson)
 
 
 if __name__ == "__main__":

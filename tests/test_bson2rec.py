@@ -99,7 +99,7 @@ def test_bad_pictures_are_skipped_and_reported(tmp_path, category_csv, caplog):
     assert [(h.id, h.id2) for h, _ in records] == [(1, 0)]
     log = caplog.text
     assert "skipped not_jpeg: 1" in log and "skipped truncated_jpeg: 1" in log
-    assert "1 products without images" in log
+    assert "1 product without images" in log  # not "1 products"
 
 
 def test_unknown_category_is_an_error_naming_the_product(tmp_path, category_csv):

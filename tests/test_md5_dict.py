@@ -69,7 +69,7 @@ def test_a_pickle_is_refused_not_executed(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     evil = tmp_path / "evil.npz"
     evil.write_bytes(pickle.dumps(_Exploit()))
-    with pytest.raises(UserError, match="not a readable MD5 dictionary"):
+    with pytest.raises(UserError, match=r"not an MD5 dictionary \(a pickle\)"):
         Md5Dictionary.load(str(evil))
     # An .npz holding a pickled object array is refused as well.
     np.savez(tmp_path / "evil2.npz", meta=np.array([_Exploit()], dtype=object))
