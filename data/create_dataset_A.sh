@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # DATASET_A: products of train.bson split 0.95 / 0.05 with seed 0xC0FFEE, every image converted to .rec.
 # Inputs: $DATA_DIR/train.bson and $DATA_DIR/category_names.csv. Outputs: $DATA_DIR/dataset_A/.
+# Re-running skips the steps already complete (FORCE=1 redoes them); SKIP_CORRUPT=1 skips unreadable documents.
 set -euo pipefail
+CALLER_DIR="$PWD"  # a relative DATA_DIR is taken from where the script was run
 cd "$(dirname "$0")/.."
+source scripts/paths.sh
 
-DATA_DIR="${DATA_DIR:-data_dir}"            # folder with Kaggle's train.bson and category_names.csv
+DATA_DIR="$(dir_from_env DATA_DIR data_dir)"  # folder with Kaggle's train.bson and category_names.csv
 DATASET_DIR="$DATA_DIR/dataset_A"           # where the split BSONs and .rec files go
 RANDOM_SEED=12648430                        # 0xC0FFEE: the product split of DATASET_A
 VAL_RATIO=0.05                              # fraction of products for validation

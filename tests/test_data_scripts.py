@@ -76,10 +76,79 @@ def test_dataset_c_needs_a(tmp_path):
     assert "run data/create_dataset_A.sh first" in result.stderr
 
 
-def test_scripts_refuse_to_overwrite_without_force(demo_dir):
-    run_script("data/create_dataset_A.sh", demo_dir, FORCE="1")  # re-run allowed with FORCE=1
-    result = run_script("data/create_dataset_A.sh", demo_dir, expect=2)
-    assert "output exists; pass --force" in result.stderr
+@pytest.fixture
+def fresh_data_dir(demo_dir, tmp_path):
+    """A data folder holding only Kaggle's two inputs (the demo's), for scripts run from scratch."""
+    folder = tmp_path / "data"
+    folder.mkdir()
+    for name in ("train.bson", "category_names.csv"):
+        shutil.copy2(demo_dir / name, folder / name)
+    return folder
+
+
+def mtimes(folder, names):
+    return {name: os.stat(folder / name).st_mtime_ns for name in names}
+
+
+SPLIT = ("train_train.bson", "train_valid.bson")
+RECS = ("train.rec", "train.idx", "valid.rec", "valid.idx")
+
+
+def test_a_rerun_skips_the_complete_split_and_rebuilds_a_missing_rec(fresh_data_dir):
+    run_script("data/create_dataset_A.sh", fresh_data_dir)
+    dataset = fresh_data_dir / "dataset_A"
+    before = mtimes(dataset, SPLIT + RECS)
+    records = record_ids(str(dataset / "valid.rec"))
+    (dataset / "valid.rec").unlink()  # as if bson2rec had failed on the validation half
+    result = run_script("data/create_dataset_A.sh", fresh_data_dir)
+    assert f"skipped the split of {fresh_data_dir}/train.bson: " in result.stderr
+    assert "skipped the conversion of train_train.bson" in result.stderr
+    assert f"redoing the conversion of train_valid.bson: {dataset}/valid.rec missing" in result.stderr
+    after = mtimes(dataset, SPLIT + RECS)
+    assert {n: after[n] for n in SPLIT + RECS[:2]} == {n: before[n] for n in SPLIT + RECS[:2]}  # not redone
+    assert after["valid.idx"] != before["valid.idx"]
+    assert record_ids(str(dataset / "valid.rec")) == records  # the same records again
+
+
+def test_a_rerun_of_a_complete_dataset_does_nothing_and_force_redoes_all(fresh_data_dir):
+    run_script("data/create_dataset_A.sh", fresh_data_dir)
+    dataset = fresh_data_dir / "dataset_A"
+    before = mtimes(dataset, SPLIT + RECS)
+    result = run_script("data/create_dataset_A.sh", fresh_data_dir)
+    assert result.stderr.count("already complete (FORCE=1 redoes it)") == 3
+    assert mtimes(dataset, SPLIT + RECS) == before
+    run_script("data/create_dataset_A.sh", fresh_data_dir, FORCE="1")
+    after = mtimes(dataset, SPLIT + RECS)
+    assert all(after[name] != before[name] for name in SPLIT + RECS)
+
+
+def test_a_redone_split_makes_its_recs_stale(fresh_data_dir):
+    """Half a split (one file renamed, then killed) is redone, and the records of the old split with it."""
+    run_script("data/create_dataset_A.sh", fresh_data_dir)
+    dataset = fresh_data_dir / "dataset_A"
+    before = mtimes(dataset, RECS)
+    (dataset / "train_valid.bson").unlink()
+    result = run_script("data/create_dataset_A.sh", fresh_data_dir)
+    assert f"redoing the split of {fresh_data_dir}/train.bson: {dataset}/train_valid.bson missing" in result.stderr
+    assert f"redoing the conversion of train_train.bson: {dataset}/train.rec is older than" in result.stderr
+    assert all(mtimes(dataset, RECS)[name] != before[name] for name in RECS)
+
+
+def test_md5_dictionaries_are_skipped_when_complete(fresh_data_dir):
+    run_script("data/create_train_md5_dict.sh", fresh_data_dir)
+    before = os.stat(fresh_data_dir / "md5_dict_train.npz").st_mtime_ns
+    result = run_script("data/create_train_md5_dict.sh", fresh_data_dir)
+    assert "skipped the dictionary of train.bson" in result.stderr
+    assert "run data/create_dataset_A.sh first" in result.stderr  # no split dictionary without dataset_A
+    assert os.stat(fresh_data_dir / "md5_dict_train.npz").st_mtime_ns == before
+
+
+def test_a_relative_data_dir_is_taken_from_the_callers_folder(fresh_data_dir):
+    result = subprocess.run([os.path.join(REPO_ROOT, "data/create_dataset_B.sh")], cwd=fresh_data_dir.parent,
+                            env=script_env("data"), capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (fresh_data_dir / "dataset_B" / "valid.rec").exists()
+    assert not os.path.exists(os.path.join(REPO_ROOT, "data", "dataset_B"))
 
 
 # The original's data/create_dataset_{A,B,C}.sh and create_train_md5_dict.sh, line by line.
