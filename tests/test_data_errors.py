@@ -308,3 +308,16 @@ def test_help_shows_every_default(build_parser, defaults):
     for action in parser._actions:  # every option with a value default says it
         if action.default not in (None, False, "==SUPPRESS==") and action.option_strings:
             assert f"(default: {action.default}" in text, action.option_strings
+
+
+def test_a_file_given_for_a_folder_says_so(small_bson, tmp_path, capsys):
+    refused(dataset_summary.main, ["--data-dir", small_bson], capsys, "is a file, not a folder")
+    refused(make_demo_data.main, ["--out-dir", small_bson], capsys, "--out-dir is a file, not a folder")
+
+
+def test_demo_data_creates_its_missing_out_dir(tmp_path, capsys):
+    code, err = run(make_demo_data.main, ["--out-dir", tmp_path / "new" / "demo", "--num-categories", "2",
+                                          "--num-train-products", "10", "--num-test-products", "1",
+                                          "--image-size", "32"], capsys)
+    assert code == 0, err
+    assert sorted(os.listdir(tmp_path / "new" / "demo")) == sorted(make_demo_data.OUTPUT_NAMES)
