@@ -129,3 +129,37 @@ def test_relative_venv_dir_is_taken_from_the_callers_folder(tmp_path, tools_dir)
                           env={"PATH": f"{pythons}{os.pathsep}{tools_dir}", "VENV_DIR": "rel_venv"},
                           capture_output=True, text=True, cwd=tmp_path / "elsewhere")
     assert done.stdout.strip() == str(tmp_path / "elsewhere" / "rel_venv"), done.stderr
+
+
+# Variables a script reads that the user does not set: the calling script sets them (dataset and
+# model settings, the distributed launcher's, experiment headers) or the shell does.
+INTERNAL_VARIABLES = {
+    "BSON2REC_OPTIONS", "DATASET_DIR", "RANDOM_SEED", "SHUFFLE_SEED", "SPLIT_DIR", "VAL_RATIO",  # create_dataset_*.sh
+    "EXTRA_PREDICT_ARGS",                                                                      # run_validate.sh
+    "DIST_HOSTFILE", "DIST_KV_STORE", "DIST_LAUNCHER", "DIST_SERVERS", "DIST_WORKERS",         # launch_dist.sh
+    "PRETRAINED_SOURCE", "NUM_EPOCHS", "VARIANT_1",                                            # model headers
+    "MARKERS", "SCRIPT_ARG", "CALLER_DIR", "NAME", "LD_LIBRARY_PATH",                          # the scripts' own
+}
+
+
+def variables_read_by_scripts():
+    """VAR of ${VAR:-...}, ${VAR-...}, ${VAR:?...} and dir_from_env VAR in the tracked shell scripts."""
+    listed = subprocess.run(["git", "ls-files", "*.sh"], cwd=REPO_ROOT, capture_output=True, text=True)
+    found = {}
+    for path in listed.stdout.split():
+        with open(os.path.join(REPO_ROOT, path)) as script:
+            text = script.read()
+        names = re.findall(r"\$\{([A-Z][A-Z0-9_]*)(?::?[-?+])", text) + re.findall(r"dir_from_env ([A-Z][A-Z0-9_]*)", text)
+        for name in names:
+            found.setdefault(name, path)
+    return found
+
+
+def test_readme_lists_every_variable_the_scripts_read():
+    with open(os.path.join(REPO_ROOT, "README.md")) as readme:
+        text = readme.read()
+    found = variables_read_by_scripts()
+    assert {"DATA_DIR", "FORCE", "SKIP_CORRUPT", "LOAD_EPOCH", "STAGES", "PYTHON_BIN"} <= set(found)
+    undocumented = {name: path for name, path in found.items()
+                    if name not in INTERNAL_VARIABLES and f"`{name}`" not in text}
+    assert not undocumented, f"variables the README does not name (in backticks): {undocumented}"
