@@ -62,6 +62,10 @@ ensure_venv() {
     "$VENV_DIR/bin/python" -m pip install --quiet --disable-pip-version-check -r "$REPO_ROOT/$REQUIREMENTS"
     echo "$want" > "$stamp"
   fi
+  use_venv
+}
+
+use_venv() {  # VENV_DIR's bin/ first on PATH (also for scripts/activate.sh)
   export PATH="$VENV_DIR/bin:$PATH"
   # The GPU wheel finds cuDNN, NCCL and the CUDA runtime in the nvidia-* packages.
   local nvidia_libs

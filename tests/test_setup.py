@@ -163,3 +163,25 @@ def test_readme_lists_every_variable_the_scripts_read():
     undocumented = {name: path for name, path in found.items()
                     if name not in INTERNAL_VARIABLES and f"`{name}`" not in text}
     assert not undocumented, f"variables the README does not name (in backticks): {undocumented}"
+
+
+def test_activate_puts_the_venv_and_its_cuda_libraries_first(tmp_path, tools_dir):
+    venv = tmp_path / "venv"
+    fake_pythons(venv, {})
+    fake_pythons(venv / "bin", {"python": "3.11.9"})
+    cuda = venv / "lib" / "python3.11" / "site-packages" / "nvidia" / "cudnn" / "lib"
+    cuda.mkdir(parents=True)
+    done = subprocess.run(["/bin/bash", "-c", f"source {REPO_ROOT}/scripts/activate.sh; echo $PATH; echo $LD_LIBRARY_PATH"],
+                          env={"PATH": str(tools_dir), "VENV_DIR": str(venv)}, capture_output=True, text=True)
+    lines = done.stdout.splitlines()
+    assert lines[0] == f"using {venv} (Python 3.11.9)", done.stderr
+    assert lines[1].split(os.pathsep)[0] == str(venv / "bin")
+    assert lines[2] == str(cuda)
+
+
+def test_activate_without_a_venv_says_so_and_leaves_the_shell_running(tmp_path, tools_dir):
+    done = subprocess.run(["/bin/bash", "-c", f"source {REPO_ROOT}/scripts/activate.sh; echo still here"],
+                          env={"PATH": str(tools_dir), "VENV_DIR": str(tmp_path / "none")},
+                          capture_output=True, text=True)
+    assert done.stderr.startswith(f"error: {tmp_path / 'none'} not found: make it with ./run_tests.sh")
+    assert done.stdout.strip() == "still here"
