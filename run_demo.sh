@@ -6,11 +6,13 @@
 # product-hash post-processing), score each technique against the demo's ground truth, and
 # end with a valid submission file. Sets up .venv on first use.
 set -euo pipefail
+CALLER_DIR="$PWD"  # a relative DEMO_DIR or VENV_DIR is taken from where the script was run
 cd "$(dirname "$0")"
+source scripts/paths.sh
 source scripts/ensure_venv.sh
 ensure_venv
 
-DEMO_DIR="${DEMO_DIR:-demo_data}"      # generated data and everything made from it (re-created each run)
+DEMO_DIR="$(dir_from_env DEMO_DIR demo_data)"  # generated data and everything made from it (re-created each run)
 NUM_CATEGORIES="${NUM_CATEGORIES:-40}"              # demo categories (Kaggle: 5270)
 NUM_TRAIN_PRODUCTS="${NUM_TRAIN_PRODUCTS:-4000}"    # demo train.bson products (Kaggle: 7,069,896)
 NUM_TEST_PRODUCTS="${NUM_TEST_PRODUCTS:-800}"       # demo test.bson products (Kaggle: 1,768,182)
@@ -95,8 +97,8 @@ done
 predict() {  # predict OUTPUT [extra predict.predict arguments]
   local output="$1"
   shift
-  python -m predict.predict --bson "$DEMO_DIR/test.bson" --csv "$DEMO_DIR/category_names.csv" \
-    --symbol "${SYMBOLS[@]}" --params "${PARAMS[@]}" --data-shape "3,$IMAGE_SIZE,$IMAGE_SIZE" \
+  python -m predict.predict --bson "$DEMO_DIR/test.bson" --category-csv "$DEMO_DIR/category_names.csv" \
+    --symbol "${SYMBOLS[@]}" --params "${PARAMS[@]}" --image-shape "3,$IMAGE_SIZE,$IMAGE_SIZE" \
     --resize "$IMAGE_SIZE" --batch-size "$PREDICT_BATCH_SIZE" --num-procs "$NUM_PROCS" \
     --output "$SUB_DIR/$output" --force "$@"
 }
@@ -107,11 +109,11 @@ predict flip_md5.csv --multi-view 1 --md5-dict "$DEMO_DIR/md5_dict_train.npz" --
   --ensembles 3
 
 step "10/10 product-hash post-processing, check and score the submission"
-python -m predict.md5_predict --md5-dict "$DEMO_DIR/md5_dict_train.npz" --test-bson "$DEMO_DIR/test.bson" \
+python -m predict.md5_predict --md5-dict "$DEMO_DIR/md5_dict_train.npz" --bson "$DEMO_DIR/test.bson" \
   --output "$SUB_DIR/md5_product_overrides.csv" --force
 python -m predict.postprocess_product --src "$SUB_DIR/flip_md5.e3.m1.csv" --md5 "$SUB_DIR/md5_product_overrides.csv" \
-  --dst "$SUB_DIR/submission.csv" --force
-python -m predict.check_submission --bson "$DEMO_DIR/test.bson" --csv "$DEMO_DIR/category_names.csv" \
+  --output "$SUB_DIR/submission.csv" --force
+python -m predict.check_submission --bson "$DEMO_DIR/test.bson" --category-csv "$DEMO_DIR/category_names.csv" \
   "$SUB_DIR/submission.csv"
 
 step "summary"

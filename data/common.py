@@ -52,7 +52,7 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefau
     (not for on/off flags, nor where the default is None: the help text says what happens then)."""
 
     def _get_help_string(self, action):
-        if action.default in (None, False) or action.default is argparse.SUPPRESS:
+        if action.default is None or action.default is False or action.default is argparse.SUPPRESS:  # 0 is shown
             return action.help
         return super()._get_help_string(action)
 

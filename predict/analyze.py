@@ -24,7 +24,7 @@ from tqdm import tqdm
 
 from data.bson_index import BsonIndex
 from data.categories import Categories, default_category_csv
-from data.common import UserError, atomic_outputs, check_outputs, run_cli
+from data.common import HelpFormatter, UserError, atomic_outputs, check_input_file, check_outputs, run_cli
 from predict.submission import read_text, duplicated_ids, positions_in_bson, read_submission
 
 log = logging.getLogger(__name__)
@@ -44,11 +44,11 @@ DPI = 100
 
 def build_parser():
     parser = argparse.ArgumentParser(prog="python -m predict.analyze", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+                                     formatter_class=HelpFormatter)
     parser.add_argument("--predict-csv", required=True, help="prediction to analyse (_id,category_id; .gz too)")
     parser.add_argument("--bson", "--bson-path", dest="bson", required=True,
                         help="labelled BSON holding every predicted product (e.g. the validation split)")
-    parser.add_argument("--category-csv", default=None,
+    parser.add_argument("--category-csv", "--csv", dest="category_csv", default=None,
                         help="category_names.csv (default $DATA_DIR/category_names.csv)")
     parser.add_argument("--out-dir", default=None,
                         help="folder of the outputs (default: beside the prediction, <its name>_analysis)")
@@ -310,12 +310,28 @@ def write_incorrect(shown, index, categories, sheet, columns, picture_paths):
 # ---- the command ---------------------------------------------------------------------------------
 def load_inputs(args):
     """Categories, BSON index and the checked Prediction; the cheap files are read first."""
-    categories = Categories.load(args.category_csv or default_category_csv())
+    categories = Categories.load(args.category_csv)
     product_ids, category_ids = read_submission(args.predict_csv)
     index = BsonIndex.open(args.bson)
     check_labelled(index)
     positions, predicted = check_predictions(args.predict_csv, product_ids, category_ids, index, categories)
     return categories, index, Prediction(product_ids, positions, predicted, true_classes(index, positions, categories))
+
+
+def check_outputs_in_new_folders(paths, force, inputs):
+    """data.common.check_outputs for outputs in folders this command makes: where a folder is missing,
+    the first missing one is checked as an output instead (its parent exists and is writable)."""
+    ready, missing_folders = [], set()
+    for path in paths:
+        folder = os.path.dirname(os.path.abspath(path))
+        if os.path.isdir(folder):
+            ready.append(path)
+            continue
+        while not os.path.exists(os.path.dirname(folder)):
+            folder = os.path.dirname(folder)
+        missing_folders.add(folder)
+    check_outputs(ready, force, inputs)
+    check_outputs(sorted(missing_folders), False, inputs)
 
 
 def report(rows, correct, index, num_predicted):
@@ -336,13 +352,19 @@ def main(argv=None):
         raise UserError("--save-cut must be >= 0 and --columns >= 1")
     out_dir = args.out_dir or default_out_dir(args.predict_csv)
     table_csv, chart_png, sheet = (os.path.join(out_dir, name) for name in (TABLE_CSV, CHART_PNG, CONTACT_SHEET))
-    check_outputs([table_csv, chart_png] + ([sheet] if args.save_cut else []), args.force)
+    args.category_csv = args.category_csv or default_category_csv()
+    inputs = [(args.predict_csv, "--predict-csv"), (args.bson, "--bson BSON"),
+              (args.category_csv, "--category-csv category")]
+    for path, what in inputs:
+        check_input_file(path, what)
+    inputs = [path for path, _ in inputs]
+    check_outputs_in_new_folders([table_csv, chart_png] + ([sheet] if args.save_cut else []), args.force, inputs)
     categories, index, prediction = load_inputs(args)
     wrong = np.flatnonzero(prediction.predicted != prediction.truth)
     shown = prediction.rows(wrong[:args.save_cut])
     picture_paths = (incorrect_picture_paths(args.save_incorrect, index, categories, shown)
                      if args.save_incorrect else {})
-    check_outputs(picture_paths.values(), args.force)
+    check_outputs_in_new_folders(picture_paths.values(), args.force, inputs)
     os.makedirs(out_dir, exist_ok=True)
 
     rows = level1_table(categories, prediction.truth, prediction.predicted)

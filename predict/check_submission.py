@@ -10,7 +10,7 @@ import logging
 
 from data.bson_index import BsonIndex
 from data.categories import Categories, default_category_csv
-from data.common import check_input_file, run_cli
+from data.common import HelpFormatter, check_input_file, plural, run_cli
 from predict.submission import read_submission, submission_problems
 
 log = logging.getLogger(__name__)
@@ -18,10 +18,10 @@ log = logging.getLogger(__name__)
 
 def build_parser():
     parser = argparse.ArgumentParser(prog="python -m predict.check_submission", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+                                     formatter_class=HelpFormatter)
     parser.add_argument("submission", metavar="SUB", help="submission CSV (_id,category_id; .gz read as gzip)")
     parser.add_argument("--bson", required=True, help="the test BSON the submission answers")
-    parser.add_argument("--csv", "--category-csv", dest="category_csv", default=None,
+    parser.add_argument("--category-csv", "--csv", dest="category_csv", default=None,
                         help="category_names.csv (default: $DATA_DIR/category_names.csv)")
     parser.add_argument("--skip-corrupt", action="store_true",
                         help="skip unreadable BSON documents (reported) instead of stopping")
@@ -30,15 +30,18 @@ def build_parser():
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    check_input_file(args.bson, "BSON")
-    categories = Categories.load(args.category_csv or default_category_csv())
+    args.category_csv = args.category_csv or default_category_csv()
+    for path, what in ((args.submission, "submission"), (args.bson, "--bson BSON"),
+                       (args.category_csv, "--category-csv category")):
+        check_input_file(path, what)
+    categories = Categories.load(args.category_csv)
     index = BsonIndex.open(args.bson, skip_corrupt=args.skip_corrupt)
     product_ids, category_ids = read_submission(args.submission)
     problems = submission_problems(product_ids, category_ids, index, categories)
     for problem in problems:
         print(f"{args.submission}: {problem}")
     if problems:
-        log.info("%s: %d rows, %d problems", args.submission, len(product_ids), len(problems))
+        log.info("%s: %s, %s", args.submission, plural(len(product_ids), "row"), plural(len(problems), "problem"))
         return 1
     print(f"OK: {len(product_ids)} products")
     return 0

@@ -13,7 +13,7 @@ import logging
 
 from data.bson_index import BsonIndex
 from data.bson_md5_dict import build_dictionary, hash_images
-from data.common import Timer, UserError, check_input_file, check_outputs, run_cli
+from data.common import HelpFormatter, Timer, UserError, check_input_file, check_outputs, run_cli
 from data.md5_dict import PICKLE_REFUSED, Md5Dictionary
 from predict.submission import write_submission
 
@@ -38,14 +38,15 @@ def product_overrides(product_table, test_index):
 
 def build_parser():
     parser = argparse.ArgumentParser(prog="python -m predict.md5_predict", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+                                     formatter_class=HelpFormatter)
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--train-bson", help="labelled training BSON: build its product table in memory")
     source.add_argument("--md5-dict", help="dictionary .npz written by data.bson_md5_dict")
     parser.add_argument("--md5-dict-pkl", default=None,
                         help="the original's flag: never read (a pickle can run code; the original did not read "
                              "it either, it built the table from --train-bson); without --train-bson it is refused")
-    parser.add_argument("--test-bson", required=True, help="the test BSON")
+    parser.add_argument("--bson", "--test-bson", dest="bson", required=True,
+                        help="the test BSON (--test-bson: the original's name)")
     parser.add_argument("--output", required=True, help="overrides CSV _id,category_id (.gz for gzip)")
     parser.add_argument("--skip-corrupt", action="store_true",
                         help="skip unreadable BSON documents (reported) instead of stopping")
@@ -62,17 +63,20 @@ def main(argv=None):
     if args.md5_dict_pkl:
         log.warning("--md5-dict-pkl %s not read (the original did not read it either): the product table comes "
                     "from %s", args.md5_dict_pkl, "--train-bson" if args.train_bson else "--md5-dict")
-    check_input_file(args.test_bson, "BSON")
-    if args.train_bson:
-        check_input_file(args.train_bson, "BSON")
-    check_outputs([args.output], args.force)
+    inputs = [(args.bson, "--bson BSON"), (args.train_bson, "--train-bson BSON"), (args.md5_dict, "--md5-dict")]
+    inputs = [(path, what) for path, what in inputs if path]
+    for path, what in inputs:
+        check_input_file(path, what)
+    check_outputs([args.output], args.force, inputs=[path for path, _ in inputs])
     timer = Timer()
     if args.md5_dict:
         dictionary = Md5Dictionary.load(args.md5_dict)
     else:
         dictionary = build_dictionary(BsonIndex.open(args.train_bson, skip_corrupt=args.skip_corrupt))
     log.info("training product table: %d product hashes", len(dictionary.products))
-    test_index = BsonIndex.open(args.test_bson, skip_corrupt=args.skip_corrupt)
+    test_index = BsonIndex.open(args.bson, skip_corrupt=args.skip_corrupt)
+    if not len(test_index):
+        log.warning("nothing to do: %s has no products; %s gets only its header line", args.bson, args.output)
     product_ids, category_ids, counts = product_overrides(dictionary.products, test_index)
     write_submission(args.output, product_ids, category_ids)
     log.info("test products: %d; hash found in training: %d; single category, written: %d; "

@@ -12,7 +12,7 @@ import os
 import numpy as np
 
 from data.bson_index import BsonIndex
-from data.common import Timer, UserError, check_input_file, check_outputs, run_cli
+from data.common import HelpFormatter, Timer, UserError, check_input_file, check_outputs, plural, run_cli
 from predict.submission import (duplicated_ids, positions_in_bson, read_submission, variant_path,
                                 variant_tags_beside, write_submission)
 
@@ -40,13 +40,15 @@ def merge_problems(index, product_ids, sources, positions, paths):
     unknown = np.flatnonzero(positions < 0)
     if len(unknown):
         shown = ", ".join(f"{product_ids[r]} ({names[sources[r]]})" for r in unknown[:_SHOW])
-        problems.append(f"{len(unknown)} rows have an _id not in {bson_name}: _id {shown}"
+        problems.append(f"{plural(len(unknown), 'row')} {'has' if len(unknown) == 1 else 'have'} an _id not in "
+                        f"{bson_name}: _id {shown}"
                         + (", ..." if len(unknown) > _SHOW else ""))
     repeated = duplicated_ids(product_ids)
     if len(repeated):
         shown = ", ".join(f"{pid} (in {' and '.join(names[s] for s in sources[product_ids == pid])})"
                           for pid in repeated[:_SHOW].tolist())
-        problems.append(f"{len(repeated)} products appear more than once: _id {shown}"
+        problems.append(f"{plural(len(repeated), 'product')} {'appears' if len(repeated) == 1 else 'appear'} "
+                        f"more than once: _id {shown}"
                         + (", ..." if len(repeated) > _SHOW else ""))
     owner = np.full(len(index), -1, dtype=np.int64)  # shard number holding each BSON position
     owner[positions[positions >= 0]] = sources[positions >= 0]
@@ -61,7 +63,8 @@ def merge_problems(index, product_ids, sources, positions, paths):
         before = f"after the rows of {names[owner[gap_start - 1]]}" if gap_start > 0 else "at the start of the BSON"
         after = (f"before those of {names[owner[gap_stop + 1]]}" if gap_stop + 1 < len(owner)
                  else "up to the end of the BSON")
-        problems.append(f"{len(missing)} products of {bson_name} are in no shard: _id "
+        problems.append(f"{plural(len(missing), 'product')} of {bson_name} {'is' if len(missing) == 1 else 'are'} "
+                        "in no shard: _id "
                         + ", ".join(str(i) for i in bson_ids[missing[:_SHOW]].tolist())
                         + (", ..." if len(missing) > _SHOW else "")
                         + f" (first gap: BSON products {gap_start}-{gap_stop}, {before}, {after})")
@@ -91,7 +94,7 @@ def merged_rows(index, shards):
 
 def build_parser():
     parser = argparse.ArgumentParser(prog="python -m predict.merge_shards", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+                                     formatter_class=HelpFormatter)
     parser.add_argument("shards", nargs="+", metavar="SHARD", help="shard submissions (_id,category_id)")
     parser.add_argument("--bson", required=True, help="the test BSON the shards were predicted from")
     parser.add_argument("--output", required=True, help="merged submission (.csv, or .csv.gz for gzip)")
@@ -106,7 +109,7 @@ def build_parser():
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    check_input_file(args.bson, "BSON")
+    check_input_file(args.bson, "--bson BSON")
     seen = {}
     for path in args.shards:
         check_input_file(path, "shard")
@@ -118,14 +121,17 @@ def main(argv=None):
     if args.variants:
         tags = shared_variant_tags(args.shards)
         jobs += [(variant_path(args.output, tag), [variant_path(s, tag) for s in args.shards]) for tag in tags]
-    check_outputs([output for output, _ in jobs], args.force)
+    check_outputs([output for output, _ in jobs], args.force,
+                  inputs=[args.bson] + [shard for _, shards in jobs for shard in shards])
     timer = Timer()
     index = BsonIndex.open(args.bson, skip_corrupt=args.skip_corrupt)
     merged = [merged_rows(index, shards) for _, shards in jobs]  # every file checked before any is written
     for (output, shards), (product_ids, category_ids) in zip(jobs, merged):
         write_submission(output, product_ids, category_ids)
-        log.info("out: %s, %d rows in BSON order from %d shard files", output, len(product_ids), len(shards))
-    log.info("merged %d outputs of %d shards; %.1f s", len(jobs), len(args.shards), timer.seconds)
+        log.info("out: %s, %s in BSON order from %s", output, plural(len(product_ids), "row"),
+                 plural(len(shards), "shard file"))
+    log.info("merged %s of %s; %.1f s", plural(len(jobs), "output"), plural(len(args.shards), "shard"),
+             timer.seconds)
     return 0
 
 

@@ -7,6 +7,7 @@ import mxnet as mx
 import numpy as np
 
 from data.common import UserError
+from train.finetune import load_symbol, mxnet_reason
 from train.fit import load_params
 
 log = logging.getLogger(__name__)
@@ -21,22 +22,11 @@ def probability_symbol(symbol):
     return symbol
 
 
-def contexts(gpus):
-    """mx.gpu(i) for each id of '--gpus 0,1', else the CPU."""
-    ids = [int(g) for g in gpus.split(",") if g.strip()] if gpus else []
-    return [mx.gpu(i) for i in ids] or [mx.cpu()]
-
-
 class Model:
     """One bound network: `probabilities(batch)` of a float32 NCHW batch of `batch_size`."""
 
     def __init__(self, symbol_path, params_path, batch_size, data_shape, context, num_classes, classes_are=""):
-        if not os.path.isfile(symbol_path):
-            raise UserError(f"{symbol_path}: symbol file not found")
-        try:
-            symbol = probability_symbol(mx.sym.load(symbol_path))
-        except mx.base.MXNetError as exc:
-            raise UserError(f"{symbol_path}: not an MXNet symbol file ({str(exc).splitlines()[0]})") from None
+        symbol = probability_symbol(load_symbol(symbol_path))
         arg_params, aux_params = load_params(params_path)
         self.name = os.path.basename(params_path)
         self.module = mx.mod.Module(symbol, data_names=["data"], label_names=None, context=context)
@@ -44,7 +34,7 @@ class Model:
         try:
             self.module.set_params(arg_params, aux_params, allow_missing=False, allow_extra=True)
         except (RuntimeError, AssertionError, mx.base.MXNetError) as exc:
-            raise UserError(f"{params_path}: does not fit {symbol_path} ({str(exc).splitlines()[0]})") from None
+            raise UserError(f"{params_path}: does not fit {symbol_path} ({mxnet_reason(exc)})") from None
         outputs = self.module.output_shapes[0][1]
         if outputs[-1] != num_classes:
             raise UserError(f"{symbol_path}: the network has {outputs[-1]} outputs, expected {num_classes}"
@@ -57,15 +47,20 @@ class Model:
         return self.module.get_outputs()[0].copy()
 
 
-def load_models(symbol_paths, params_paths, batch_size, data_shape, gpus, num_classes, classes_are=""):
-    """One Model per --params; `classes_are` says what the expected output count is, for the error."""
+def model_files(symbol_paths, params_paths):
+    """(symbol, params) of each model: one --symbol serves every --params, else one each."""
     if len(symbol_paths) == 1 and len(params_paths) > 1:  # one architecture, several checkpoints
         symbol_paths = symbol_paths * len(params_paths)
     if len(symbol_paths) != len(params_paths):
         raise UserError(f"{len(symbol_paths)} --symbol files for {len(params_paths)} --params files")
-    context = contexts(gpus)
+    return list(zip(symbol_paths, params_paths))
+
+
+def load_models(symbol_paths, params_paths, batch_size, data_shape, context, num_classes, classes_are=""):
+    """One Model per --params on the devices `context` (train.devices.contexts); `classes_are` says what
+    the expected output count is, for the error."""
     models = []
-    for symbol_path, params_path in zip(symbol_paths, params_paths):
+    for symbol_path, params_path in model_files(symbol_paths, params_paths):
         models.append(Model(symbol_path, params_path, batch_size, data_shape, context, num_classes, classes_are))
         log.info("model %d: %s + %s", len(models), symbol_path, params_path)
     return models

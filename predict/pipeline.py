@@ -19,7 +19,7 @@ import time
 import numpy as np
 import zmq
 
-from data.common import UserError, describe_exit
+from data.common import UserError, describe_exit, plural
 from predict import messages
 
 log = logging.getLogger(__name__)
@@ -113,7 +113,7 @@ class Pipeline:
             self._spawn(f"worker {k}", "worker", "--products", products_endpoint, "--views", views_endpoint,
                         "--data-shape", ",".join(map(str, self.data_shape)), "--multi-view", str(self.multi_view),
                         "--resize", str(self.resize))
-        log.info("pipeline: reader + %d workers over %s", self.num_workers, self.transport)
+        log.info("pipeline: reader + %s over %s", plural(self.num_workers, "worker"), self.transport)
 
     def _wait_ready(self, name, timeout=60.0):
         deadline = time.monotonic() + timeout

@@ -9,25 +9,25 @@ import logging
 
 import numpy as np
 
-from data.common import Timer, UserError, check_outputs, run_cli
-from predict.submission import duplicated_ids, read_submission, write_submission
+from data.common import HelpFormatter, Timer, UserError, check_input_file, check_outputs, plural, run_cli
+from predict.submission import duplicated_ids, first_ids, read_submission, write_submission
 
 log = logging.getLogger(__name__)
-_SHOW = 5
 
 
-def apply_overrides(product_ids, category_ids, override_ids, override_categories, overrides_name="overrides"):
-    """(new category_ids, rows overridden, rows whose category changed); inputs are int64 arrays."""
-    repeated = duplicated_ids(override_ids)
-    if len(repeated):
-        raise UserError(f"{overrides_name}: {len(repeated)} products listed more than once: _id "
-                        + ", ".join(str(i) for i in repeated[:_SHOW].tolist())
-                        + (", ..." if len(repeated) > _SHOW else ""))
+def apply_overrides(product_ids, category_ids, override_ids, override_categories, overrides_name="overrides",
+                    submission_name="the submission"):
+    """(new category_ids, rows overridden, rows whose category changed); inputs are int64 arrays.
+    A product twice in either file is refused: its rows could disagree, and a submission needs one."""
+    for name, ids in ((submission_name, product_ids), (overrides_name, override_ids)):
+        repeated = duplicated_ids(ids)
+        if len(repeated):
+            raise UserError(f"{name}: {plural(len(repeated), 'product')} listed more than once: "
+                            f"_id {first_ids(repeated)}")
     absent = override_ids[~np.isin(override_ids, product_ids)]
     if len(absent):
-        raise UserError(f"{overrides_name}: {len(absent)} override ids are not in the submission: _id "
-                        + ", ".join(str(i) for i in absent[:_SHOW].tolist())
-                        + (", ..." if len(absent) > _SHOW else ""))
+        raise UserError(f"{overrides_name}: {plural(len(absent), 'override id')} "
+                        f"{'is' if len(absent) == 1 else 'are'} not in {submission_name}: _id {first_ids(absent)}")
     order = np.argsort(override_ids)
     sorted_ids = override_ids[order]
     at = np.minimum(np.searchsorted(sorted_ids, product_ids), max(len(sorted_ids) - 1, 0))
@@ -39,26 +39,30 @@ def apply_overrides(product_ids, category_ids, override_ids, override_categories
 
 def build_parser():
     parser = argparse.ArgumentParser(prog="python -m predict.postprocess_product", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+                                     formatter_class=HelpFormatter)
     parser.add_argument("--src", required=True, help="submission to correct (_id,category_id)")
     parser.add_argument("--md5", required=True, help="overrides CSV written by predict.md5_predict")
-    parser.add_argument("--dst", required=True, help="corrected submission (.csv, or .csv.gz for gzip)")
+    parser.add_argument("--output", "--dst", dest="output", required=True,
+                        help="corrected submission (.csv, or .csv.gz for gzip; --dst: the original's name)")
     parser.add_argument("--force", action="store_true", help="overwrite an existing output")
     return parser
 
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    check_outputs([args.dst], args.force)
+    check_input_file(args.src, "--src submission")
+    check_input_file(args.md5, "--md5 overrides")
+    check_outputs([args.output], args.force, inputs=[args.src, args.md5])
     timer = Timer()
     product_ids, category_ids = read_submission(args.src)
     override_ids, override_categories = read_submission(args.md5)
     new_categories, applied, changed = apply_overrides(product_ids, category_ids, override_ids,
-                                                       override_categories, overrides_name=args.md5)
-    write_submission(args.dst, product_ids, new_categories)
+                                                       override_categories, overrides_name=args.md5,
+                                                       submission_name=args.src)
+    write_submission(args.output, product_ids, new_categories)
     log.info("in: %d rows of %s, %d overrides in %s", len(product_ids), args.src, len(override_ids), args.md5)
     log.info("overrides applied to %d rows, %d of them changed the category", applied, changed)
-    log.info("out: %s, %d rows; %.1f s", args.dst, len(product_ids), timer.seconds)
+    log.info("out: %s, %d rows; %.1f s", args.output, len(product_ids), timer.seconds)
     return 0
 
 

@@ -33,16 +33,17 @@ from tqdm import tqdm
 
 from data.bson_index import BsonIndex
 from data.categories import Categories, default_category_csv
-from data.common import (RefusedFlag, Timer, UserError, atomic_outputs, check_input_file, check_outputs,
-                         run_cli)
+from data.common import (HelpFormatter, RefusedFlag, Timer, UserError, atomic_outputs, check_input_file,
+                         check_outputs, plural, run_cli)
 from data.md5_dict import BUILD_COMMAND, PICKLE_REFUSED, Md5Dictionary
 from predict import probability
-from predict.models import load_models, normaliser
+from predict.models import load_models, model_files, normaliser
 from predict.pipeline import TRANSPORTS, Pipeline
 from predict.predictor import CATE_LEVELS, Md5Override, Predictor, labels_of, make_variants
 from predict.preprocess import BORDER_PIXELS, MULTI_VIEWS
 from predict.submission import variant_path, write_submission
 from train.data import parse_image_shape, parse_rgb_mean
+from train.devices import contexts
 
 log = logging.getLogger(__name__)
 
@@ -53,11 +54,12 @@ MULTI_VIEW_MEAN_REFUSED = ("the original dropped this flag before its final run 
 
 def build_parser():
     parser = argparse.ArgumentParser(prog="python -m predict.predict", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+                                     formatter_class=HelpFormatter)
     data = parser.add_argument_group("Input")
     data.add_argument("--bson", required=True, help="products to predict (test.bson or a validation split)")
-    data.add_argument("--csv", default=None, help="category_names.csv (default $DATA_DIR/category_names.csv)")
-    data.add_argument("--cut", type=int, default=0, help="only the first N products (of the shard)")
+    data.add_argument("--category-csv", "--csv", dest="category_csv", default=None,
+                      help="category_names.csv (default $DATA_DIR/category_names.csv; --csv: the original's name)")
+    data.add_argument("--cut", type=int, default=0, help="only the first N products (of the shard); 0: all")
     data.add_argument("--shard", default=None, help="i/n: predict the i-th (0-based) of n product ranges")
     data.add_argument("--skip-corrupt", action="store_true", help="skip unreadable BSON documents (reported)")
     models = parser.add_argument_group("Models")
@@ -68,7 +70,8 @@ def build_parser():
                         help="3: one output per category; 1: a level-1 sub-class model (see above)")
     models.add_argument("--gpus", default="", help="GPU ids, e.g. 0,1 (empty: CPU)")
     models.add_argument("--batch-size", type=int, default=128, help="views per forward pass")
-    models.add_argument("--data-shape", default="3,180,180", help="network input C,H,W")
+    models.add_argument("--image-shape", "--data-shape", dest="image_shape", default="3,180,180",
+                        help="network input C,H,W, as in training (--data-shape: the original's name)")
     models.add_argument("--resize", type=int, default=0,
                         help="squash every picture to RxR (cubic), as the original; then the centre crop")
     models.add_argument("--rgb-mean", default="0,0,0", help="as in training (solution: raw 0-255 RGB)")
@@ -128,23 +131,35 @@ def check_original_flags(args):
                  args.md5_mode)
 
 
+def parse_shard(shard):
+    """(i, n) of --shard i/n, or None."""
+    if not shard:
+        return None
+    try:
+        shard_index, num_shards = (int(n) for n in shard.split("/"))
+    except ValueError:
+        raise UserError(f"--shard {shard}: expected i/n, e.g. 0/4") from None
+    if not 0 <= shard_index < num_shards:
+        raise UserError(f"--shard {shard}: need 0 <= i < n, e.g. 0/4")
+    return shard_index, num_shards
+
+
 def product_range(index, shard, cut):
     start, stop = 0, len(index)
     if shard:
-        try:
-            shard_index, num_shards = (int(n) for n in shard.split("/"))
-        except ValueError:
-            raise UserError(f"--shard {shard}: expected i/n, e.g. 0/4") from None
-        start, stop = index.shard(shard_index, num_shards)
+        start, stop = index.shard(*shard)
     if cut:
         stop = min(stop, start + cut)
     return start, stop
 
 
 def accuracy_table(variants, class_ids, labels):
+    """One row per output: the main output (OUTPUT itself) first, then OUTPUT's .eK.mJ variants."""
     lines = [f"{'output':<8} {'models':>6} {'pictures':<8} {'accuracy':>9}"]
-    for variant, predicted in zip(variants, class_ids):
-        lines.append(f"{variant.tag:<8} {variant.num_models:>6} {variant.reduction:<8} "
+    for number, (variant, predicted) in enumerate(zip(variants, class_ids)):
+        # the main output is computed like e{all}.m0, which --ensembles may list too: name it apart
+        label = "main" if number == 0 else variant.tag
+        lines.append(f"{label:<8} {variant.num_models:>6} {variant.reduction:<8} "
                      f"{float((predicted == labels).mean()):>9.5f}")
     return "\n".join(lines)
 
@@ -187,27 +202,45 @@ def write_category_summary(path, categories, predicted, labels, cate_level=3):
 
 
 def check_arguments(args):
-    """Everything that can be checked before loading anything: (data_shape, rgb_mean, variants, outputs)."""
+    """Everything that can be checked before loading anything: every flag, the devices, every input
+    file, every output. Returns (image_shape, rgb_mean, variants, outputs, contexts)."""
     check_original_flags(args)
-    data_shape = parse_image_shape(args.data_shape, "--data-shape")
+    image_shape = parse_image_shape(args.image_shape, "--image-shape")
     rgb_mean = parse_rgb_mean(args.rgb_mean)
-    if args.batch_size < 1:
-        raise UserError("--batch-size must be at least 1")
-    if args.resize and args.resize < max(data_shape[1:]):
-        raise UserError(f"--resize {args.resize} is smaller than the input {data_shape[1]}x{data_shape[2]}: "
+    for flag, value, least in (("--batch-size", args.batch_size, 1), ("--cut", args.cut, 0),
+                               ("--num-procs", args.num_procs, 1), ("--queue", args.queue, 1)):
+        if value < least:
+            raise UserError(f"{flag} {value}: must be at least {least}")
+    parse_shard(args.shard)
+    if args.resize and args.resize < max(image_shape[1:]):
+        raise UserError(f"--resize {args.resize} is smaller than the input {image_shape[1]}x{image_shape[2]}: "
                         "the pictures are squashed to RxR, then centre-cropped to the input")
-    if args.multi_view == 3 and min(data_shape[1:]) <= 2 * BORDER_PIXELS:
+    if args.multi_view == 3 and min(image_shape[1:]) <= 2 * BORDER_PIXELS:
         raise UserError(f"--multi-view 3 drops a {BORDER_PIXELS}-pixel border: the input "
-                        f"{data_shape[1]}x{data_shape[2]} is too small")
+                        f"{image_shape[1]}x{image_shape[2]} is too small")
     num_models = len(args.params)
     bad = [k for k in args.ensembles if not 1 <= k <= num_models]
     if bad:
-        raise UserError(f"--ensembles {bad}: each k must be between 1 and the {num_models} models given")
+        raise UserError(f"--ensembles {bad}: each k must be between 1 and the {plural(num_models, 'model')} given")
+    device_contexts = contexts(args.gpus)
     variants = make_variants(num_models, args.ensembles)
     outputs = [args.output] + [variant_path(args.output, v.tag) for v in variants[1:]] if args.output else []
     summary = args.print_summary if args.print_summary != "-" else None
-    check_outputs(outputs + [summary], args.force)
-    return data_shape, rgb_mean, variants, outputs
+    check_outputs(outputs + [summary], args.force, inputs=check_input_files(args))
+    return image_shape, rgb_mean, variants, outputs, device_contexts
+
+
+def check_input_files(args):
+    """Each input file exists and is no directory (named by its flag); returns their paths."""
+    args.category_csv = args.category_csv or default_category_csv()
+    inputs = [(args.bson, "--bson BSON"), (args.category_csv, "--category-csv category")]
+    model_files(args.symbol, args.params)
+    inputs += [(path, "--symbol") for path in args.symbol] + [(path, "--params") for path in args.params]
+    if args.md5_dict:
+        inputs.append((args.md5_dict, "--md5-dict"))
+    for path, what in inputs:
+        check_input_file(path, what)
+    return [path for path, _ in inputs]
 
 
 def load_md5_override(args, categories, num_classes):
@@ -224,20 +257,19 @@ def load_md5_override(args, categories, num_classes):
 
 def run(args):
     """Everything up to the outputs: check the arguments, load, predict. Returns the run's parts."""
-    data_shape, rgb_mean, variants, outputs = check_arguments(args)
+    image_shape, rgb_mean, variants, outputs, device_contexts = check_arguments(args)
     timer = Timer()
-    categories = Categories.load(args.csv or default_category_csv())
+    categories = Categories.load(args.category_csv)
     if args.cate_level == 1:
         num_classes = categories.num_level1_sub_classes
         classes_are = f"--cate-level 1: the largest level-1 group of {categories.path}"
     else:
         num_classes, classes_are = len(categories), f"the categories of {categories.path}"
-    check_input_file(args.bson, "BSON")
     md5_override = load_md5_override(args, categories, num_classes)
-    models = load_models(args.symbol, args.params, args.batch_size, data_shape, args.gpus, num_classes,
+    models = load_models(args.symbol, args.params, args.batch_size, image_shape, device_contexts, num_classes,
                          classes_are)
     index = BsonIndex.open(args.bson, skip_corrupt=args.skip_corrupt)
-    start, stop = product_range(index, args.shard, args.cut)
+    start, stop = product_range(index, parse_shard(args.shard), args.cut)
     num_products = stop - start
     num_images = int(index.products["num_imgs"][start:stop].sum())
     log.info("%s: products %d..%d of %d (%d products, %d images)", args.bson, start, stop, len(index),
@@ -247,26 +279,37 @@ def run(args):
     predictor = Predictor(models, normaliser(rgb_mean, args.rgb_scale), args.batch_size, num_classes, variants,
                           start, num_products, md5_override, args.product_unique_md5)
 
-    received = 0
     started = time.perf_counter()
-    with Pipeline(args.bson, start, stop, args.num_procs, data_shape, args.multi_view, args.resize,
-                  args.transport, args.skip_corrupt, args.queue) as pipeline, \
-            tqdm(total=num_products, unit="product", desc="predict") as bar:
-        while received < num_products:
-            for prepared in pipeline.receive():
-                predictor.add(prepared)
-                received += 1
-                bar.update(1)
-        predictor.flush()
+    if num_products:
+        stream(args, predictor, start, stop, image_shape)
+    else:
+        log.warning("nothing to predict: %s has no products%s; the outputs get only their header line",
+                    args.bson, f" in --shard {args.shard}" if args.shard and len(index) else "")
     seconds = time.perf_counter() - started
     return types.SimpleNamespace(index=index, categories=categories, variants=variants, predictor=predictor,
                                  outputs=outputs, start=start, stop=stop, seconds=seconds, timer=timer,
                                  num_views=len(MULTI_VIEWS[args.multi_view]))
 
 
+def stream(args, predictor, start, stop, image_shape):
+    """Products start..stop through the pipeline's workers into the predictor."""
+    received = 0
+    with Pipeline(args.bson, start, stop, args.num_procs, image_shape, args.multi_view, args.resize,
+                  args.transport, args.skip_corrupt, args.queue) as pipeline, \
+            tqdm(total=stop - start, unit="product", desc="predict") as bar:
+        while received < stop - start:
+            for prepared in pipeline.receive():
+                predictor.add(prepared)
+                received += 1
+                bar.update(1)
+        predictor.flush()
+
+
 def report_accuracy(args, result):
     """On a labelled BSON: the accuracy table of every output, and the per-category summary."""
     index, categories, predictor = result.index, result.categories, result.predictor
+    if result.stop == result.start:
+        return
     if not index.has_labels:
         if args.print_summary:
             log.warning("--print-summary needs category_id in the BSON; %s has none", args.bson)
@@ -292,13 +335,14 @@ def main(argv=None):
         # level 3: the category ids of a submission; level 1: the sub-class ids themselves, as the original
         write_submission(path, product_ids, categories.category_ids[class_ids] if args.cate_level == 3 else class_ids)
     log.info("predicted %d products, %d images (%d overridden by MD5, %d products without a usable picture) "
-             "with %d models x %d views in %.1f s: %.1f images/s, forward %.0f%% of the time",
+             "with %s x %d views in %.1f s: %.1f images/s, forward %.0f%% of the time",
              num_products, predictor.images, predictor.images_overridden, predictor.products_without_picture,
-             len(predictor.models), result.num_views, seconds, predictor.images / seconds,
-             100 * predictor.forward_seconds / seconds)
+             plural(len(predictor.models), "model"), result.num_views, seconds,
+             predictor.images / max(seconds, 1e-9),
+             100 * predictor.forward_seconds / max(seconds, 1e-9))
     report_accuracy(args, result)
     for path in outputs:
-        log.info("wrote %s", path)
+        log.info("wrote %s (%s)", path, plural(num_products, "row"))
     if not outputs:
         log.info("no --output: nothing written")
     log.info("done in %.1f s", result.timer.seconds)

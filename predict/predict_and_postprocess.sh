@@ -30,9 +30,9 @@ NUM_MODELS=${#MODEL_LIST[@]}
 if [[ " ${ENSEMBLE_LIST[*]} " != *" $NUM_MODELS "* ]]; then ENSEMBLE_LIST+=("$NUM_MODELS"); fi
 
 mkdir -p "$(dirname "$OUTPUT")"
-python -m predict.predict --bson "$BSON" --csv "$CATEGORY_CSV" \
+python -m predict.predict --bson "$BSON" --category-csv "$CATEGORY_CSV" \
   --symbol "${SYMBOLS[@]}" --params "${PARAMS[@]}" \
-  --gpus "$GPUS" --batch-size "$BATCH_SIZE" --data-shape "$DATA_SHAPE" --resize "$RESIZE" \
+  --gpus "$GPUS" --batch-size "$BATCH_SIZE" --image-shape "$IMAGE_SHAPE" --resize "$RESIZE" \
   --rgb-mean "$RGB_MEAN" --rgb-scale "$RGB_SCALE" --multi-view "$MULTI_VIEW" \
   --md5-dict "$MD5_DICT" --md5-dict-type "$MD5_DICT_TYPE" --ensembles "${ENSEMBLE_LIST[@]}" \
   --num-procs "$NUM_PROCS" --output "$OUTPUT" "${FORCE_FLAG[@]}" ${EXTRA_PREDICT_ARGS:-}
@@ -41,5 +41,5 @@ if [ ! -f "$SUBMITTED" ]; then
   echo "error: $SUBMITTED was not written: SUBMITTED must be OUTPUT's e$NUM_MODELS.m1 variant" >&2
   exit 2
 fi
-python -m predict.md5_predict --md5-dict "$MD5_DICT" --test-bson "$BSON" --output "$OVERRIDES" "${FORCE_FLAG[@]}"
-python -m predict.postprocess_product --src "$SUBMITTED" --md5 "$OVERRIDES" --dst "$FINAL" "${FORCE_FLAG[@]}"
+python -m predict.md5_predict --md5-dict "$MD5_DICT" --bson "$BSON" --output "$OVERRIDES" "${FORCE_FLAG[@]}"
+python -m predict.postprocess_product --src "$SUBMITTED" --md5 "$OVERRIDES" --output "$FINAL" "${FORCE_FLAG[@]}"

@@ -3,12 +3,14 @@
 # only: prints the accuracy of each output, and of the solution's choice (the sum over pictures of
 # all models, eN.m1) before and after product-hash post-processing.
 set -euo pipefail
+CALLER_DIR="$PWD"  # a relative DATA_DIR, MODEL_DIR or OUT_DIR is taken from where the script was run
 cd "$(dirname "$0")/.."
+source scripts/paths.sh
 
-DATA_DIR="${DATA_DIR:-data_dir}"        # dataset_A/ from data/create_dataset_A.sh, category_names.csv
-MODEL_DIR="${MODEL_DIR:-models}"        # MODEL_DIR/Mxx/Mxx-symbol.json and Mxx-00EE.params from train/Mxx.sh
-GPUS="${GPUS-0,1,2,3,4,5,6,7}"          # empty: CPU
-OUT_DIR="${OUT_DIR:-validation}"
+DATA_DIR="$(dir_from_env DATA_DIR data_dir)"    # dataset_A/ from data/create_dataset_A.sh, category_names.csv
+MODEL_DIR="$(dir_from_env MODEL_DIR models)"   # MODEL_DIR/Mxx/Mxx-symbol.json and Mxx-00EE.params from train/Mxx.sh
+GPUS="${GPUS-0,1,2,3,4,5,6,7}"                  # GPU ids; GPUS= (empty): the CPU
+OUT_DIR="$(dir_from_env OUT_DIR validation)"         # every output of this script
 
 BSON="$DATA_DIR/dataset_A/train_valid.bson"
 CATEGORY_CSV="$DATA_DIR/category_names.csv"
@@ -17,7 +19,7 @@ MD5_DICT="$DATA_DIR/dataset_A/md5_dict_train_train.npz"  # no held-out picture l
 MODELS="${MODELS:-M14:20 M13:13 M12:17 M11:15 M10:19 M09:15 M08:18 M07:15 M06:11 M05:15 M04:20 M03:13 M02:13 M01:23}"
 ENSEMBLES="${ENSEMBLES:-8 11 14}"                      # extra outputs of the first k models
 BATCH_SIZE="${BATCH_SIZE:-256}"                           # views per forward pass (over all GPUs)
-DATA_SHAPE="${DATA_SHAPE:-3,180,180}"                     # as in training
+IMAGE_SHAPE="${IMAGE_SHAPE:-3,180,180}"                   # network input C,H,W, as in training
 RESIZE=0                                 # the pictures are already 180x180
 RGB_MEAN=0,0,0                           # raw 0-255 RGB, as in training
 RGB_SCALE=1.0
@@ -31,8 +33,8 @@ FINAL="$OUT_DIR/valid_final.csv"
 SUMMARY="$OUT_DIR/per_category.csv"      # per-category accuracy and most-confused category
 EXTRA_PREDICT_ARGS="--print-summary $SUMMARY"
 
-export DATA_DIR MODEL_DIR GPUS BSON CATEGORY_CSV MD5_DICT MODELS ENSEMBLES BATCH_SIZE DATA_SHAPE RESIZE RGB_MEAN \
+export DATA_DIR MODEL_DIR GPUS BSON CATEGORY_CSV MD5_DICT MODELS ENSEMBLES BATCH_SIZE IMAGE_SHAPE RESIZE RGB_MEAN \
   RGB_SCALE MULTI_VIEW MD5_DICT_TYPE NUM_PROCS OUTPUT SUBMITTED OVERRIDES FINAL EXTRA_PREDICT_ARGS
 predict/predict_and_postprocess.sh
-python -m predict.score_submission --truth-bson "$BSON" --label "all models, m0 (product)" \
+python -m predict.score_submission --bson "$BSON" --label "all models, m0 (product)" \
   --label "all models, m1 (sum)" --label "m1 + product hashes" "$OUTPUT" "$SUBMITTED" "$FINAL"

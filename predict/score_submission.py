@@ -10,7 +10,7 @@ import logging
 import numpy as np
 
 from data.bson_index import BsonIndex
-from data.common import UserError, run_cli
+from data.common import HelpFormatter, UserError, check_input_file, run_cli
 from predict.submission import positions_of, read_submission
 
 log = logging.getLogger(__name__)
@@ -28,10 +28,11 @@ def accuracy(truth_ids, truth_categories, product_ids, category_ids):
 
 def build_parser():
     parser = argparse.ArgumentParser(prog="python -m predict.score_submission", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+                                     formatter_class=HelpFormatter)
     truth = parser.add_mutually_exclusive_group(required=True)
     truth.add_argument("--truth", help="_id,category_id of the true categories")
-    truth.add_argument("--truth-bson", help="a labelled BSON (e.g. the validation split) as the truth")
+    truth.add_argument("--bson", "--truth-bson", dest="bson",
+                       help="a labelled BSON (e.g. the validation split) as the truth")
     parser.add_argument("--label", action="append", default=[],
                         help="name of each submission in the table (in order; default: the file name)")
     parser.add_argument("submissions", nargs="+", help="submission CSVs to score")
@@ -40,12 +41,14 @@ def build_parser():
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
+    for path in [args.truth or args.bson] + args.submissions:  # every file before reading any
+        check_input_file(path, "BSON" if path == args.bson else "CSV")
     if args.truth:
         truth_ids, truth_categories = read_submission(args.truth)
     else:
-        index = BsonIndex.open(args.truth_bson)
+        index = BsonIndex.open(args.bson)
         if not index.has_labels:
-            raise UserError(f"{args.truth_bson}: products without category_id cannot be a ground truth")
+            raise UserError(f"{args.bson}: products without category_id cannot be a ground truth")
         truth_ids, truth_categories = index.products["product_id"], index.products["category_id"]
     labels = args.label + args.submissions[len(args.label):]
     width = max(len(label) for label in labels)

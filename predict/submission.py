@@ -9,7 +9,7 @@ import re
 
 import numpy as np
 
-from data.common import UserError, atomic_outputs
+from data.common import UserError, atomic_outputs, check_input_file, plural
 
 HEADER = "_id,category_id"
 _ROW = re.compile(r"(\d+),(\d+)", re.ASCII)  # plain non-negative integers: no signs, spaces or underscores
@@ -51,8 +51,7 @@ def write_submission(path, product_ids, category_ids):
 
 def read_text(path):
     """A CSV's text: gzip by content, UTF-8 (a BOM allowed); one-line errors."""
-    if not os.path.isfile(path):
-        raise UserError(f"{path}: file not found")
+    check_input_file(path, "CSV")
     with open(path, "rb") as fh:
         data = fh.read()
     if data[:2] == b"\x1f\x8b":  # gzip by content, whatever the name
@@ -87,7 +86,7 @@ def read_submission(path):
     return np.array(product_ids, dtype=np.int64), np.array(category_ids, dtype=np.int64)
 
 
-def _first(values):
+def first_ids(values):
     """'1, 2, 3, 4, 5, ...' of the first few values."""
     shown = ", ".join(str(int(v)) for v in values[:_SHOW])
     return shown + (", ..." if len(values) > _SHOW else "")
@@ -128,25 +127,29 @@ def submission_problems(product_ids, category_ids, index, categories):
     bson_name = os.path.basename(index.path)
     problems = []
     if len(product_ids) != len(index):
-        problems.append(f"{len(product_ids)} rows, expected {len(index)} (the products of {bson_name})")
+        problems.append(f"{plural(len(product_ids), 'row')}, expected {len(index)} (the products of {bson_name})")
     positions = positions_in_bson(index, product_ids)
     seen = np.zeros(len(index), dtype=bool)
     seen[positions[positions >= 0]] = True
     missing = index.products["product_id"][~seen]
     if len(missing):
-        problems.append(f"{len(missing)} products of {bson_name} have no row: _id {_first(missing)}")
+        problems.append(f"{plural(len(missing), 'product')} of {bson_name} "
+                        f"{'has' if len(missing) == 1 else 'have'} no row: _id {first_ids(missing)}")
     repeated = duplicated_ids(product_ids)
     if len(repeated):
-        problems.append(f"{len(repeated)} product ids have more than one row: _id {_first(repeated)}")
+        problems.append(f"{plural(len(repeated), 'product id')} {'has' if len(repeated) == 1 else 'have'} "
+                        f"more than one row: _id {first_ids(repeated)}")
     unknown_ids = product_ids[positions < 0]
     if len(unknown_ids):
-        problems.append(f"{len(unknown_ids)} rows have an _id not in {bson_name}: _id {_first(unknown_ids)}")
+        problems.append(f"{plural(len(unknown_ids), 'row')} {'has' if len(unknown_ids) == 1 else 'have'} "
+                        f"an _id not in {bson_name}: _id {first_ids(unknown_ids)}")
     unknown_category = ~np.isin(category_ids, categories.category_ids)
     if unknown_category.any():
         pairs = ", ".join(f"_id {p} -> {c}" for p, c in zip(product_ids[unknown_category][:_SHOW].tolist(),
                                                             category_ids[unknown_category][:_SHOW].tolist()))
         more = ", ..." if unknown_category.sum() > _SHOW else ""
-        problems.append(f"{int(unknown_category.sum())} rows have a category_id not in "
+        number = int(unknown_category.sum())
+        problems.append(f"{plural(number, 'row')} {'has' if number == 1 else 'have'} a category_id not in "
                         f"{os.path.basename(categories.path)}: {pairs}{more}")
     return problems
 

@@ -3,6 +3,9 @@ import os
 import subprocess
 import sys
 
+import mxnet as mx
+import pytest
+
 from data import bson_md5_dict
 from predict.submission import read_submission
 from tests.conftest import REPO_ROOT
@@ -27,15 +30,21 @@ def test_validate_and_predict_scripts(tmp_path):
         (model_dir / name).mkdir(parents=True)
         colour_centroid_model(str(model_dir / name / name))  # writes NAME-symbol.json and NAME-0001.params
     env = dict(os.environ, DATA_DIR=str(data_dir), MODEL_DIR=str(model_dir), GPUS="", MODELS="M14:1 M13:1",
-               ENSEMBLES="1", DATA_SHAPE="3,32,32", BATCH_SIZE="16", NUM_PROCS="1",
+               ENSEMBLES="1", IMAGE_SHAPE="3,32,32", BATCH_SIZE="16", NUM_PROCS="1",
                PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"])
 
-    validate = subprocess.run(["predict/run_validate.sh"], cwd=REPO_ROOT, capture_output=True, text=True,
-                              env=dict(env, OUT_DIR=str(tmp_path / "validation")), timeout=300)
+    # run from elsewhere with relative folders: they are the caller's, not the repository's
+    relative = dict(env, DATA_DIR="data", MODEL_DIR="models", OUT_DIR="validation")
+    validate = subprocess.run([os.path.join(REPO_ROOT, "predict", "run_validate.sh")], cwd=tmp_path,
+                              capture_output=True, text=True, env=relative, timeout=300)
     assert validate.returncode == 0, validate.stderr[-2000:]
     scores = [line for line in validate.stdout.splitlines() if line.startswith(("all models, m", "m1 + product"))]
     assert len(scores) == 3 and all(float(line.split()[-2]) >= 0.95 for line in scores)
     assert (tmp_path / "validation" / "per_category.csv").exists()
+    analysis = subprocess.run([os.path.join(REPO_ROOT, "predict", "run_analyze.sh")], cwd=tmp_path,
+                              capture_output=True, text=True, env=relative, timeout=120)
+    assert analysis.returncode == 0, analysis.stderr[-2000:]
+    assert (tmp_path / "validation" / "analysis" / "level1_accuracy.csv").exists()
 
     run = subprocess.run(["predict/run_predict.sh"], cwd=REPO_ROOT, capture_output=True, text=True,
                          env=dict(env, OUT_DIR=str(tmp_path / "subs")), timeout=300)
@@ -55,3 +64,24 @@ def test_validate_and_predict_scripts(tmp_path):
     missing = subprocess.run(["predict/run_predict.sh"], cwd=REPO_ROOT, capture_output=True, text=True,
                              env=dict(env, MODELS="M14:1 M14:3", OUT_DIR=str(tmp_path / "other")), timeout=60)
     assert missing.returncode == 2 and "M14-0003.params not found" in missing.stderr
+
+
+@pytest.mark.skipif(mx.context.num_gpus() > 0, reason="this MXNet build has GPUs")
+def test_the_default_gpus_on_a_cpu_build_are_one_line(tmp_path):
+    """GPUS unset (0,...,7) on MXNet's CPU build: one line at start-up saying GPUS= for the CPU."""
+    data_dir, model_dir = tmp_path / "data", tmp_path / "models"
+    data_dir.mkdir()
+    write_bson(data_dir / "test.bson", [])
+    write_category_csv(data_dir / "category_names.csv", [FIRST_CATEGORY])
+    (data_dir / "md5_dict_train.npz").write_bytes(b"")
+    (model_dir / "M14").mkdir(parents=True)
+    colour_centroid_model(str(model_dir / "M14" / "M14"))
+    env = {k: v for k, v in os.environ.items() if k != "GPUS"}
+    env.update(DATA_DIR=str(data_dir), MODEL_DIR=str(model_dir), MODELS="M14:1", ENSEMBLES="1", OUT_DIR=str(tmp_path / "out"),
+               PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"])
+    run = subprocess.run(["predict/run_predict.sh"], cwd=REPO_ROOT, capture_output=True, text=True, env=env,
+                         timeout=120)
+    assert run.returncode == 2
+    lines = run.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: --gpus 0,1,2,3,4,5,6,7: ") and "GPUS=" in lines[0], lines
+    assert not any((tmp_path / "out").glob("*.csv*"))

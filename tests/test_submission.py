@@ -108,9 +108,9 @@ def test_problems_of_a_good_and_bad_submission(test_bson, categories_csv):
     assert problems == [
         "7 rows, expected 9 (the products of test.bson)",
         "4 products of test.bson have no row: _id 3, 28, 64, 17",
-        "1 product ids have more than one row: _id 70",
-        "1 rows have an _id not in test.bson: _id 555",
-        "1 rows have a category_id not in category_names.csv: _id 555 -> 42",
+        "1 product id has more than one row: _id 70",
+        "1 row has an _id not in test.bson: _id 555",
+        "1 row has a category_id not in category_names.csv: _id 555 -> 42",
     ]
 
 
@@ -128,7 +128,7 @@ def test_check_submission_passes_a_good_file(tmp_path, test_bson, categories_csv
 
 
 @pytest.mark.parametrize("change, message", [
-    (lambda ids, cats: (ids[1:], cats[1:]), "1 products of test.bson have no row: _id 70"),
+    (lambda ids, cats: (ids[1:], cats[1:]), "1 product of test.bson has no row: _id 70"),
     (lambda ids, cats: (np.r_[ids, ids[2]], np.r_[cats, cats[2]]), "more than one row: _id 41"),
     (lambda ids, cats: (np.r_[ids[:-1], 1234], cats), "an _id not in test.bson: _id 1234"),
     (lambda ids, cats: (ids, np.r_[cats[:-1], 999]), "category_id not in category_names.csv: _id 17 -> 999"),
@@ -200,8 +200,8 @@ def test_merge_rejects_overlap_and_unknown_ids(tmp_path, test_bson):
     with pytest.raises(UserError) as exc:
         merge_shards.main(["--bson", test_bson, "--output", str(out), *shards, extra])
     message = str(exc.value)
-    assert "1 products appear more than once: _id 99 (in shard_1.csv and extra.csv)" in message
-    assert "1 rows have an _id not in test.bson: _id 4242 (extra.csv)" in message
+    assert "1 product appears more than once: _id 99 (in shard_1.csv and extra.csv)" in message
+    assert "1 row has an _id not in test.bson: _id 4242 (extra.csv)" in message
     assert "in no shard" not in message
     assert not out.exists()
     with pytest.raises(UserError, match="given twice"):
