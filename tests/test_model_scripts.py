@@ -26,7 +26,7 @@ def setup(tmp_path_factory):
     env = dict(os.environ, DATA_DIR=str(data_dir), PRETRAINED_DIR=str(root / "pretrained"),
                NUM_CLASSES="4", DATA_NTHREADS="1", TOP_K="2",
                PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"])
-    for name in ("STAGES", "LOAD_EPOCH", "DRY_RUN", "GPUS"):
+    for name in ("STAGES", "LOAD_EPOCH", "DRY_RUN", "GPUS", "FORCE"):
         env.pop(name, None)
     return {"root": root, "env": env}
 
@@ -81,3 +81,38 @@ def test_missing_inputs_stop_before_any_training(setup, tmp_path):
     assert "error: " in result.stderr and "dpn92-5k-0000.params not found" in result.stderr
     assert "https://github.com/cypw/DPNs" in result.stderr
     assert not (tmp_path / "models").exists()
+
+
+def test_a_fresh_run_onto_a_finished_one_is_refused_unless_force(setup, tmp_path):
+    script = model_script(tmp_path / "Mtiny.sh", ["START_EPOCH=0 END_EPOCH=1", "START_EPOCH=1 END_EPOCH=2"],
+                          default_stages="1 2")
+    model_dir = tmp_path / "models" / "Mtiny"
+    model_dir.mkdir(parents=True)
+    (model_dir / "Mtiny-0002.params").write_bytes(b"finished")
+    env = dict(setup["env"], MODEL_DIR=str(tmp_path / "models"))
+    result = subprocess.run([script], env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr.startswith(f"error: {model_dir}/Mtiny: an earlier run's checkpoints are there; "
+                                    "resume with LOAD_EPOCH=N")
+    assert "FORCE=1" in result.stderr and (model_dir / "Mtiny-0002.params").read_bytes() == b"finished"
+    dry = subprocess.run([script], env=dict(env, DRY_RUN="1"), capture_output=True, text=True, timeout=60)
+    assert "# refused: " in dry.stdout and "--force" not in dry.stdout
+    # a later stage resumes its own run: no refusal, and FORCE=1 gives only the fresh stage --force
+    resumed = subprocess.run([script], env=dict(env, DRY_RUN="1", LOAD_EPOCH="1"), capture_output=True, text=True,
+                             timeout=60)
+    assert resumed.returncode == 0 and "# refused" not in resumed.stdout
+    forced = subprocess.run([script], env=dict(env, DRY_RUN="1", FORCE="1"), capture_output=True, text=True,
+                            timeout=60)
+    commands = [line for line in forced.stdout.splitlines() if line.startswith("python")]
+    assert "# refused" not in forced.stdout and ["--force" in c.split() for c in commands] == [True, False]
+
+
+def test_gpus_on_the_cpu_build_stop_the_script_in_one_line(setup, tmp_path):
+    script = model_script(tmp_path / "Mtiny.sh", ["START_EPOCH=0 END_EPOCH=1"], GPUS="0,1,2,3,4,5,6,7")
+    env = dict(setup["env"], MODEL_DIR=str(tmp_path / "models"))
+    result = subprocess.run([script], env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines() == [
+        line for line in result.stderr.strip().splitlines() if line.startswith("error: --gpus 0,1,2,3,4,5,6,7: ")]
+    assert len(result.stderr.strip().splitlines()) == 1 and "GPUS=" in result.stderr
+    assert not (tmp_path / "models" / "Mtiny" / "Mtiny-symbol.json").exists()

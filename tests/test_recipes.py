@@ -169,7 +169,7 @@ def dry_run(script, tmp_path, **env):
     """(exit code, [(comment lines before it, flags of a train_model command)], output) of DRY_RUN=1 script."""
     full_env = dict(os.environ, DRY_RUN="1", DATA_DIR=str(tmp_path / "data"), MODEL_DIR=str(tmp_path / "models"),
                     PRETRAINED_DIR=str(tmp_path / "pretrained"), **env)
-    for name in ("STAGES", "LOAD_EPOCH", "VARIANTS", "GPUS"):
+    for name in ("STAGES", "LOAD_EPOCH", "VARIANTS", "GPUS", "FORCE"):
         if name not in env:
             full_env.pop(name, None)
     result = subprocess.run([os.path.join(REPO_ROOT, script)], env=full_env, capture_output=True, text=True,
@@ -407,3 +407,20 @@ def test_prediction_scripts_use_the_submitted_checkpoints_in_the_original_order(
     default = line.split("${MODELS:-", 1)[1].split("}", 1)[0]
     models = default.split()
     assert models == [f"M{n:02d}:{SUBMITTED[f'M{n:02d}']}" for n in range(14, 0, -1)]
+
+
+def test_relative_folders_are_taken_from_where_the_script_was_started(tmp_path):
+    caller = tmp_path / "work"
+    caller.mkdir()
+    env = dict(os.environ, DRY_RUN="1", DATA_DIR="d", MODEL_DIR="m", PRETRAINED_DIR="p")
+    for name in ("STAGES", "LOAD_EPOCH", "VARIANTS", "GPUS", "FORCE"):
+        env.pop(name, None)
+    for script in ("train/M11.sh", "train/experiments/dropout/run.sh"):
+        result = subprocess.run([os.path.join(REPO_ROOT, script)], env=env, cwd=caller, capture_output=True,
+                                text=True, timeout=60)
+        assert result.returncode == 0, result.stderr
+        flags = flags_of(shlex.split(next(line for line in result.stdout.splitlines()
+                                          if line.startswith("python")))[3:])
+        assert flags["--data-train"] == f"{caller}/d/dataset_A/train.rec"
+        assert flags["--model-prefix"].startswith(f"{caller}/m/")
+        assert flags["--params"].startswith((f"{caller}/m/M07/", f"{caller}/p/"))

@@ -10,13 +10,15 @@
 #   DRY_RUN=1 train/M03.sh prints the commands; STAGES=all runs every recorded stage;
 #   LOAD_EPOCH=N resumes from checkpoint N (see train/run_model.sh).
 set -euo pipefail
+CALLER_DIR="$PWD"  # a relative DATA_DIR, MODEL_DIR or PRETRAINED_DIR is taken from here
 cd "$(dirname "$0")/.."
+source scripts/paths.sh
 set -a  # every setting below goes to train/run_model.sh
 
-DATA_DIR="${DATA_DIR:-data_dir}"                  # dataset_A/B/C .rec files
-PRETRAINED_DIR="${PRETRAINED_DIR:-pretrained}"    # published ImageNet checkpoints
-MODEL_DIR="${MODEL_DIR:-models}"                  # checkpoints go to MODEL_DIR/M03/
-GPUS="${GPUS-0,1,2,3}"                            # 4 GPUs as recorded (it ran on 4-7, beside M02) (empty: CPU)
+DATA_DIR="$(dir_from_env DATA_DIR data_dir)"                # dataset_A/B/C .rec files
+PRETRAINED_DIR="$(dir_from_env PRETRAINED_DIR pretrained)"  # published ImageNet checkpoints
+MODEL_DIR="$(dir_from_env MODEL_DIR models)"                # checkpoints go to MODEL_DIR/M03/
+GPUS="${GPUS-0,1,2,3}"                                      # 4 GPUs as recorded (it ran on 4-7, beside M02) (empty: CPU)
 
 MODEL_NAME=M03
 SYMBOL="$PRETRAINED_DIR/dpn92-5k-symbol.json"     # the published DPN-92 ('dpn92-5k')

@@ -7,13 +7,15 @@
 #   DRY_RUN=1 train/M11.sh prints the commands; STAGES=all runs every recorded stage;
 #   LOAD_EPOCH=N resumes from checkpoint N (see train/run_model.sh).
 set -euo pipefail
+CALLER_DIR="$PWD"  # a relative DATA_DIR, MODEL_DIR or PRETRAINED_DIR is taken from here
 cd "$(dirname "$0")/.."
+source scripts/paths.sh
 set -a  # every setting below goes to train/run_model.sh
 
-DATA_DIR="${DATA_DIR:-data_dir}"                  # dataset_A/B/C .rec files
-PRETRAINED_DIR="${PRETRAINED_DIR:-pretrained}"    # published ImageNet checkpoints
-MODEL_DIR="${MODEL_DIR:-models}"                  # checkpoints go to MODEL_DIR/M11/
-GPUS="${GPUS-0,1,2,3,4,5,6,7}"                    # the record's 8 GPUs (empty: CPU)
+DATA_DIR="$(dir_from_env DATA_DIR data_dir)"                # dataset_A/B/C .rec files
+PRETRAINED_DIR="$(dir_from_env PRETRAINED_DIR pretrained)"  # published ImageNet checkpoints
+MODEL_DIR="$(dir_from_env MODEL_DIR models)"                # checkpoints go to MODEL_DIR/M11/
+GPUS="${GPUS-0,1,2,3,4,5,6,7}"                              # the record's 8 GPUs (empty: CPU)
 
 MODEL_NAME=M11
 SYMBOL=resnext                                    # built by train.train_model with NETWORK_ARGS, as the records did

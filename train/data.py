@@ -20,9 +20,13 @@ import zlib
 import mxnet as mx
 import numpy as np
 
-from data.common import UserError
+from data.common import UserError, check_input_file
+from data.recordio import MAGIC
 
 log = logging.getLogger(__name__)
+
+
+LABEL_SAMPLE = 1000000  # records per .rec whose labels are checked by default: a few seconds (see README)
 
 
 def add_data_args(parser):
@@ -45,6 +49,10 @@ def add_data_args(parser):
                       help="interpolation when resizing or warping: 0 nearest, 1 bilinear, 2 cubic, 3 area, "
                            "4 Lanczos, 9 auto (cubic to enlarge, area to shrink, else bilinear), 10 random "
                            "(the original's default: 9)")
+    data.add_argument("--check-labels", default=str(LABEL_SAMPLE), metavar="N|all",
+                      help="before training, check that the labels of N evenly spaced records of each .rec (all "
+                           "when it has fewer; 'all': every record; 0: none) are in [0, --num-classes); read from "
+                           "the record headers, no decoding (default: %(default)s)")
     data.add_argument("--benchmark", type=int, default=0, help="1: train on synthetic data (compute speed)")
     data.add_argument("--test-io", type=int, default=0, help="1: only read the data and report images/s")
     return data
@@ -96,15 +104,103 @@ def rgb_mean(args):
     return parse_rgb_mean(args.rgb_mean)
 
 
-def count_records(rec_path):
-    """Images in a .rec, from the lines of its .idx (no decoding)."""
-    if not os.path.isfile(rec_path):
-        raise UserError(f"{rec_path}: .rec file not found")
+def idx_of(rec_path):
+    """The .idx beside a .rec, both checked to be files."""
+    check_input_file(rec_path, ".rec")
     idx = os.path.splitext(rec_path)[0] + ".idx"
     if not os.path.isfile(idx):
         raise UserError(f"{idx}: index of {rec_path} not found (written by data.bson2rec)")
-    with open(idx) as fh:
+    return idx
+
+
+def count_records(rec_path):
+    """Images in a .rec, from the lines of its .idx (no decoding)."""
+    with open(idx_of(rec_path)) as fh:
         return sum(1 for line in fh if line.strip())
+
+
+def label_check_size(text):
+    """--check-labels as a number of records (None: all)."""
+    if text == "all":
+        return None
+    if not text.isdigit():
+        raise UserError(f"--check-labels {text}: expected a number of records, or all")
+    return int(text)
+
+
+def check_data(args):
+    """Before any work: each .rec is a file with records, the training .rec holds at least one batch
+    (per distributed worker), and the labels fit --num-classes."""
+    if args.benchmark:
+        return
+    if not args.data_train:
+        raise UserError("--data-train is required (or --benchmark 1)")
+    most = label_check_size(args.check_labels)
+    workers = int(os.environ.get("DMLC_NUM_WORKER", "1")) if "dist" in args.kv_store else 1
+    for flag, rec_path in (("--data-train", args.data_train), ("--data-val", args.data_val)):
+        if not rec_path:
+            continue
+        records = count_records(rec_path)
+        if records == 0:
+            raise UserError(f"{rec_path}: {flag} holds no records")
+        if flag == "--data-train" and records // workers < args.batch_size:
+            share = f" ({records // workers} per worker of {workers})" if workers > 1 else ""
+            raise UserError(f"{rec_path}: {records} records{share}, fewer than --batch-size {args.batch_size}; "
+                            "give a smaller --batch-size")
+        checked = check_labels(rec_path, args.num_classes, most)
+        if checked:
+            log.info("%s: labels of %d of %d records are in [0, %d)", rec_path, checked, records, args.num_classes)
+
+
+def record_offsets(rec_path):
+    """Byte offsets of the records of a .rec, in file order, from its .idx (`key<TAB>offset` lines)."""
+    idx = idx_of(rec_path)
+    with open(idx, "rb") as fh:
+        text = fh.read()
+    try:
+        offsets = np.array([int(line.split(b"\t")[1]) for line in text.splitlines() if line.strip()],
+                           dtype=np.int64)
+    except (IndexError, ValueError):
+        raise UserError(f"{idx}: not an index of key<TAB>offset lines (written by data.bson2rec)") from None
+    return np.sort(offsets)
+
+
+def record_labels(rec_path, offsets, chunk=1 << 20):
+    """The label of each record at `offsets` of `rec_path`, read from its header alone (magic word,
+    length, then mx.recordio's IRHeader: flag, label): no image is decoded."""
+    size = os.path.getsize(rec_path)
+    if len(offsets) and (offsets[-1] + 16 > size or offsets[0] < 0):
+        raise UserError(f"{rec_path}: its .idx points past the end of the file (byte {int(offsets[-1])} of "
+                        f"{size}): a truncated .rec, or another file's .idx")
+    data = np.memmap(rec_path, dtype=np.uint8, mode="r") if size else np.zeros(0, np.uint8)
+    labels = np.empty(len(offsets), dtype=np.float32)
+    for start in range(0, len(offsets), chunk):
+        part = offsets[start:start + chunk]
+        header = data[part[:, None] + np.arange(16)].copy().view("<u4")  # magic, lrec, flag, label
+        bad = np.flatnonzero(header[:, 0] != MAGIC)
+        if len(bad):
+            raise UserError(f"{rec_path}: no record at byte {int(part[bad[0]])} that its .idx names "
+                            "(a corrupt .rec, or another file's .idx)")
+        labels[start:start + len(part)] = header[:, 3].view("<f4")
+    return labels
+
+
+def check_labels(rec_path, num_classes, most=None):
+    """Labels of `rec_path` are whole numbers in [0, num_classes): all records (`most` None), or
+    `most` evenly spaced ones of a larger file (0: no check). Returns how many were checked."""
+    if most == 0:
+        return 0
+    offsets = record_offsets(rec_path)
+    if most and len(offsets) > most:
+        offsets = offsets[np.linspace(0, len(offsets) - 1, most).astype(np.int64)]
+    labels = record_labels(rec_path, offsets)
+    wrong = np.flatnonzero((labels < 0) | (labels >= num_classes) | (labels != np.floor(labels)))
+    if len(wrong):
+        raise UserError(f"{rec_path}: record at byte {int(offsets[wrong[0]])} has label {labels[wrong[0]]:g}, "
+                        f"outside --num-classes {num_classes} (0-{num_classes - 1}); {len(wrong)} of the "
+                        f"{len(labels)} records checked are outside: give the --num-classes the .rec was made "
+                        "with (its category CSV's rows)")
+    return len(labels)
 
 
 def epoch_seed(seed, epoch):
@@ -115,8 +211,7 @@ def epoch_seed(seed, epoch):
 
 def _rec_iter(args, rec_path, kv, epoch=None):
     """A training iterator for 0-based `epoch`, or (epoch None) a validation iterator."""
-    if not os.path.isfile(rec_path):
-        raise UserError(f"{rec_path}: .rec file not found")
+    check_input_file(rec_path, ".rec")
     mean_r, mean_g, mean_b = rgb_mean(args)
     num_parts, part_index = (kv.num_workers, kv.rank) if kv is not None else (1, 0)
     common = dict(path_imgrec=rec_path, path_imgidx=os.path.splitext(rec_path)[0] + ".idx",

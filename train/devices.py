@@ -5,9 +5,11 @@ end, after the data was opened and the network built, in about 45 lines of MXNet
 `contexts` checks the ids and that this build sees that many GPUs first, and says in one
 line what to do instead. Training and prediction both use it.
 """
+import argparse
+
 import mxnet as mx
 
-from data.common import UserError
+from data.common import UserError, run_cli
 
 CPU_HINT = "set GPUS= (empty) to run on the CPU"
 GPU_BUILD_HINT = ("or install MXNet's CUDA build (REQUIREMENTS=requirements-gpu.txt when the scripts make the "
@@ -52,3 +54,17 @@ def contexts(gpus_text):
         raise UserError(f"--gpus {gpus_text}: only {available} GPU(s) visible (ids 0-{available - 1}); "
                         f"list only those, or {CPU_HINT}")
     return [mx.gpu(i) for i in ids]
+
+
+def main(argv=None):
+    """`python -m train.devices --gpus 0,1`: the scripts' pre-flight check, one line on failure."""
+    parser = argparse.ArgumentParser(prog="python -m train.devices",
+                                     description="Check that this MXNet build has the GPUs of --gpus.")
+    parser.add_argument("--gpus", default="", help="GPU ids, e.g. 0,1,2,3 (default: empty, the CPU)")
+    args = parser.parse_args(argv)
+    contexts(args.gpus)
+    return 0
+
+
+if __name__ == "__main__":
+    run_cli(main)

@@ -12,10 +12,19 @@ import os
 
 import mxnet as mx
 
-from data.common import UserError
+from data.common import UserError, check_input_file
 from train.symbols.common import classifier
 
 log = logging.getLogger(__name__)
+
+
+def mxnet_reason(exc):
+    """The one line of an MXNetError that says what went wrong: MXNet 1.9 puts a C++ traceback
+    ("Traceback (most recent call last): File ...") before it."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    reason = next((line for line in reversed(lines) if line.startswith(("MXNetError:", "Check failed"))),
+                  lines[-1] if lines else type(exc).__name__)
+    return reason.split("MXNetError: ", 1)[-1]
 
 
 def load_named_arrays(path, kind, content, hint=""):
@@ -25,7 +34,7 @@ def load_named_arrays(path, kind, content, hint=""):
         saved = mx.nd.load(path)
     except mx.base.MXNetError as exc:
         raise UserError(f"{path}: not a readable MXNet {kind} file (truncated or corrupt): "
-                        f"{str(exc).splitlines()[0]}{hint}") from None
+                        f"{mxnet_reason(exc)}{hint}") from None
     if saved == []:  # a dict saved empty (SGD without momentum has no state) loads as a list
         return {}
     if not isinstance(saved, dict):
@@ -34,14 +43,13 @@ def load_named_arrays(path, kind, content, hint=""):
 
 
 def load_symbol(path):
-    if not os.path.isfile(path):
-        raise UserError(f"{path}: symbol file not found")
+    check_input_file(path, "symbol")
     try:
         with open(path) as fh:
             json.load(fh)  # a clear message for a file that is not JSON at all
         return mx.sym.load(path)
     except (ValueError, mx.base.MXNetError) as exc:
-        raise UserError(f"{path}: not a readable MXNet symbol JSON ({str(exc).splitlines()[0]})") from None
+        raise UserError(f"{path}: not a readable MXNet symbol JSON ({mxnet_reason(exc)})") from None
 
 
 def cut_at(symbol, layer, source="the network"):

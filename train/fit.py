@@ -13,6 +13,7 @@ update counter, lr and data order. A checkpoint without state (older, or the ori
 or a stage that changes the optimizer resumes with a fresh optimizer whose counter starts
 at 0, as the original did; the schedule is offset so that the epoch still gets its lr.
 """
+import glob
 import logging
 import os
 import time
@@ -20,22 +21,24 @@ import time
 import mxnet as mx
 import numpy as np
 
-from data.common import UserError, atomic_outputs
+from data.common import UserError, atomic_outputs, check_input_file, check_outputs
 from train import optimizer_state
 from train.devices import contexts
 from train.data import count_records, epoch_seed, get_iterators, updates_per_epoch
-from train.finetune import load_named_arrays
+from train.finetune import load_named_arrays, mxnet_reason
 from train.lr_schedule import EpochStepScheduler
 from train.metrics_log import EpochRecorder
 
 log = logging.getLogger(__name__)
 
 OPTIMIZERS = ("sgd", "nag", "adam", "nadam")
+EPOCH_NUMBERING = ("epochs are numbered from 1, as the checkpoints (PREFIX-0001.params after the first), the "
+                   "metrics and the curve; MXNet's own lines count from 0: its Epoch[0] is epoch 1")
 
 
 def add_fit_args(parser):
     fit = parser.add_argument_group("Fitting", "devices, optimizer, schedule and checkpoints")
-    fit.add_argument("--gpus", default="", help="GPU ids, e.g. 0,1,2,3 (empty: CPU)")
+    fit.add_argument("--gpus", default="", help="GPU ids, e.g. 0,1,2,3; empty: the CPU (default: %(default)r)")
     fit.add_argument("--kv-store", default="device",
                      help="kvstore: local, device, nccl (multi-GPU), dist_sync, dist_device_sync")
     fit.add_argument("--num-epochs", "--num-epoch", dest="num_epochs", type=int, default=20,
@@ -51,7 +54,11 @@ def add_fit_args(parser):
                      help="apply --wd to adam/nadam too; the original did not (their weight decay was 0)")
     fit.add_argument("--mom", type=float, default=0.9,
                      help="momentum of sgd and nag (adam and nadam keep MXNet's beta1 0.9, as in the original)")
-    fit.add_argument("--model-prefix", help="checkpoints PREFIX-symbol.json and PREFIX-%%04d.params")
+    fit.add_argument("--model-prefix", help="required (except with --test-io or --benchmark): checkpoints "
+                                            "PREFIX-symbol.json, PREFIX-%%04d.params, PREFIX-metrics.csv, "
+                                            "PREFIX-curve.png; its folder is made")
+    fit.add_argument("--force", action="store_true",
+                     help="train from --load-epoch 0 over a prefix that already has checkpoints (refused without)")
     fit.add_argument("--load-epoch", type=int, default=0,
                      help="resume from PREFIX-%%04d.params of this epoch and the optimizer state saved with it "
                           "(with --params another file: those weights, numbered from this epoch, a fresh "
@@ -123,13 +130,54 @@ def make_kvstore(args):
     try:
         kv = mx.kvstore.create(args.kv_store)
     except mx.base.MXNetError as exc:
-        raise UserError(f"--kv-store {args.kv_store}: {str(exc).splitlines()[0]}") from None
+        raise UserError(f"--kv-store {args.kv_store}: {mxnet_reason(exc)}") from None
     log.info("kvstore %s: worker %d of %d", kv.type, kv.rank, kv.num_workers)
     return kv
 
 
 def checkpoint_paths(prefix, epoch):
     return f"{prefix}-symbol.json", f"{prefix}-{epoch:04d}.params"
+
+
+def existing_checkpoints(prefix):
+    """Files of an earlier run at `prefix`: its PREFIX-%04d.params and PREFIX-metrics.csv."""
+    found = sorted(glob.glob(f"{glob.escape(prefix)}-[0-9][0-9][0-9][0-9].params"))
+    metrics = f"{prefix}-metrics.csv"
+    return found + [metrics] if os.path.exists(metrics) else found
+
+
+def check_model_prefix(args, inputs=()):
+    """Before any work: --model-prefix given, its folder made and writable, and no earlier run's
+    checkpoints trained over unless resumed from (--load-epoch) or --force."""
+    if args.test_io or args.benchmark:
+        return
+    prefix = args.model_prefix
+    if not prefix:
+        raise UserError("--model-prefix is required: where the checkpoints go (e.g. models/M10/M10)")
+    if prefix.endswith(os.sep) or os.path.isdir(prefix):
+        raise UserError(f"--model-prefix {prefix}: is a directory; give a folder and a name, "
+                        f"e.g. {prefix.rstrip(os.sep)}/NAME")
+    folder = os.path.dirname(os.path.abspath(prefix))
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"--model-prefix {prefix}: cannot make its folder {folder}: {exc.strerror}") from None
+    earlier = existing_checkpoints(prefix)
+    if earlier and not args.load_epoch:
+        if not args.force:
+            raise UserError(f"--model-prefix {prefix}: an earlier run's checkpoints are there "
+                            f"({_listing(earlier)}); resume with --load-epoch N, choose another prefix, or "
+                            "pass --force to train over them")
+        log.warning("--force: training over %d files of an earlier run at %s; checkpoints past epoch %d stay "
+                    "from that run", len(earlier), prefix, args.num_epochs)
+    written = [checkpoint_paths(prefix, epoch)[1] for epoch in range(args.load_epoch + 1, args.num_epochs + 1)]
+    check_outputs([f"{prefix}-symbol.json", f"{prefix}-metrics.csv", f"{prefix}-curve.png"] + written,
+                  force=True, inputs=inputs)
+
+
+def _listing(paths, shown=3):
+    names = [os.path.basename(p) for p in paths[:shown]]
+    return ", ".join(names) + (f" and {len(paths) - shown} more" if len(paths) > shown else "")
 
 
 def save_checkpoint(prefix, epoch, symbol, arg_params, aux_params, module=None, optimizer_name=None):
@@ -152,8 +200,7 @@ def save_checkpoint(prefix, epoch, symbol, arg_params, aux_params, module=None, 
 
 def load_params(params_path):
     """(arg_params, aux_params) of a .params file in the format of MXNet's checkpoints."""
-    if not os.path.isfile(params_path):
-        raise UserError(f"{params_path}: parameter file not found")
+    check_input_file(params_path, "parameter")
     saved = load_named_arrays(params_path, ".params", "parameters")
     arg_params, aux_params = {}, {}
     for key, value in saved.items():
@@ -307,6 +354,7 @@ def fit(args, symbol, arg_params=None, aux_params=None, allow_missing=False):
     settings = optimizer_settings(args, scheduler)
     log.info("%s; epoch %d at lr %g", describe_optimizer(args, settings), begin_epoch + 1,
              scheduler.lr_of_epoch(begin_epoch))
+    log.info(EPOCH_NUMBERING)
     recorder = EpochRecorder(args.model_prefix if kv is None or kv.rank == 0 else None, args.batch_size,
                              scheduler, begin_epoch=begin_epoch, has_validation=val is not None)
     module = _Module(symbol, contexts(args.gpus), _restorer(args, saved))

@@ -25,7 +25,7 @@ import subprocess
 import sys
 import time
 
-from data.common import UserError, describe_exit, run_cli, set_parent_death_signal
+from data.common import HelpFormatter, UserError, describe_exit, run_cli, set_parent_death_signal
 
 log = logging.getLogger(__name__)
 
@@ -189,7 +189,7 @@ def _interrupt(signum, frame):
 
 def build_parser():
     parser = argparse.ArgumentParser(prog="python -m train.launch", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+                                     formatter_class=HelpFormatter)
     parser.add_argument("-n", "--num-workers", type=int, required=True, help="worker processes")
     parser.add_argument("-s", "--num-servers", type=int, default=None, help="server processes (default: -n)")
     parser.add_argument("-H", "--hostfile", default=None, help="hosts for --launcher ssh, one per line")

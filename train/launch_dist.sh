@@ -5,10 +5,14 @@
 # of the .rec; BATCH_SIZE in the model script is per machine. The repository, the .venv, DATA_DIR,
 # PRETRAINED_DIR and MODEL_DIR must be at the same paths on every host (e.g. a shared disk).
 set -euo pipefail
+CALLER_DIR="$PWD"  # the model script, HOSTFILE and a relative DATA_DIR/MODEL_DIR/PRETRAINED_DIR are taken from here
 cd "$(dirname "$0")/.."
+source scripts/paths.sh
 
-MODEL_SCRIPT="${1:?usage: train/launch_dist.sh train/Mxx.sh}"
-HOSTFILE="${HOSTFILE:-hosts}"                   # one host per line: host or host:ssh_port
+SCRIPT_ARG="${1:-}"
+MODEL_SCRIPT="$(dir_from_env SCRIPT_ARG "")"
+[ -n "$MODEL_SCRIPT" ] || { echo "usage: train/launch_dist.sh train/Mxx.sh" >&2; exit 2; }
+HOSTFILE="$(dir_from_env HOSTFILE hosts)"       # one host per line: host or host:ssh_port
 NUM_WORKERS="${NUM_WORKERS:-2}"                 # worker machines (processes with --launcher local)
 NUM_SERVERS="${NUM_SERVERS:-$NUM_WORKERS}"      # parameter servers, spread over the hosts like the workers
 LAUNCHER="${LAUNCHER:-ssh}"                     # ssh; local runs every process on this machine
@@ -20,4 +24,7 @@ if [ "$LAUNCHER" = ssh ] && [ ! -f "$HOSTFILE" ]; then
 fi
 export DIST_WORKERS="$NUM_WORKERS" DIST_SERVERS="$NUM_SERVERS" DIST_LAUNCHER="$LAUNCHER" DIST_KV_STORE="$KV_STORE_DIST"
 if [ "$LAUNCHER" = ssh ]; then export DIST_HOSTFILE="$HOSTFILE"; fi
+for name in DATA_DIR MODEL_DIR PRETRAINED_DIR; do  # the model script resolves them from here, the repository
+  if [ -n "${!name:-}" ]; then export "$name=$(dir_from_env "$name" "")"; fi
+done
 exec "$MODEL_SCRIPT"

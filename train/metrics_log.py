@@ -13,6 +13,7 @@ from data.common import atomic_outputs
 
 log = logging.getLogger(__name__)
 
+MOST_EPOCH_TICKS = 20  # a tick per epoch up to this many epochs
 COLUMNS = ["epoch", "lr", "train_accuracy", "train_top_k_accuracy", "train_cross_entropy",
            "val_accuracy", "val_top_k_accuracy", "val_cross_entropy", "images_per_sec", "seconds"]
 
@@ -76,7 +77,8 @@ class EpochRecorder:
         row = self._pending
         self._pending = None
         self.rows.append(row)
-        log.info("epoch %d: lr %g, train acc %.4f, val acc %s, %.1f images/s", row["epoch"], row["lr"],
+        log.info("epoch %d (MXNet's Epoch[%d]): lr %g, train acc %.4f, val acc %s, %.1f images/s",
+                 row["epoch"], row["epoch"] - 1, row["lr"],
                  row.get("train_accuracy", float("nan")),
                  f"{row['val_accuracy']:.4f}" if "val_accuracy" in row else "-", row["images_per_sec"])
         if self.csv_path:
@@ -104,6 +106,17 @@ def _read_rows(path):
 
 
 def plot_curves(rows, png_path):
+    import matplotlib.pyplot as plt
+
+    fig = curve_figure(rows)
+    with atomic_outputs(png_path, keep_suffix=True) as (tmp,):  # savefig picks the format by extension
+        fig.savefig(tmp, dpi=90)
+    plt.close(fig)
+
+
+def curve_figure(rows):
+    """Accuracy, and cross-entropy with the learning rate, per epoch (numbered from 1, as the
+    checkpoints): a tick per epoch, or whole epochs only on a long run."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -118,13 +131,13 @@ def plot_curves(rows, png_path):
     ax_acc.plot(epochs, series("train_accuracy"), "o-", label="train top-1")
     ax_acc.plot(epochs, series("val_accuracy"), "o-", label="val top-1")
     ax_acc.plot(epochs, series("val_top_k_accuracy"), "o--", label="val top-k")
-    ax_acc.set_xlabel("epoch")
+    ax_acc.set_xlabel("epoch (checkpoint number)")
     ax_acc.set_ylabel("accuracy")
     ax_acc.grid(alpha=0.3)
     ax_acc.legend()
     ax_loss.plot(epochs, series("train_cross_entropy"), "o-", label="train")
     ax_loss.plot(epochs, series("val_cross_entropy"), "o-", label="val")
-    ax_loss.set_xlabel("epoch")
+    ax_loss.set_xlabel("epoch (checkpoint number)")
     ax_loss.set_ylabel("cross-entropy")
     ax_loss.grid(alpha=0.3)
     ax_loss.legend()
@@ -133,8 +146,10 @@ def plot_curves(rows, png_path):
     lr_axis.set_ylabel("learning rate", color="grey")
     lr_axis.set_yscale("log")
     for ax in (ax_acc, ax_loss):
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_xlim(epochs[0] - 0.5, epochs[-1] + 0.5)  # one epoch: a point in the middle, not at an edge
+        if len(epochs) <= MOST_EPOCH_TICKS:
+            ax.set_xticks(epochs)
+        else:
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     fig.tight_layout()
-    with atomic_outputs(png_path, keep_suffix=True) as (tmp,):  # savefig picks the format by extension
-        fig.savefig(tmp, dpi=90)
-    plt.close(fig)
+    return fig

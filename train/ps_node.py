@@ -9,6 +9,7 @@ the same with two differences:
   of leaving it alive without an optimizer (MXNet prints the exception and carries on), so
   the launcher sees it and stops the run.
 """
+import argparse
 import io
 import os
 import pickle
@@ -63,7 +64,15 @@ def run_server():
     Server(mx.kvstore.create("dist")).run()
 
 
-def main():
+def build_parser():
+    return argparse.ArgumentParser(
+        prog="python -m train.ps_node", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="Takes no arguments: its role and the scheduler's address come from the DMLC_* environment "
+               "variables that train.launch sets (DMLC_ROLE scheduler or server).")
+
+
+def main(argv=None):
+    build_parser().parse_args(argv)  # --help: usage, exit 0, before MXNet is imported
     role = os.environ.get("DMLC_ROLE")
     if role not in ROLES:
         fail(f"DMLC_ROLE must be one of {ROLES}; this module is started by train.launch")

@@ -13,6 +13,8 @@
 #   LOAD_EPOCH=N                   resume from checkpoint N: start at the first stage to run that
 #                                  trains past epoch N, from checkpoint N; the later stages follow
 #   DRY_RUN=1                      print each stage's command and what is missing (# lines); run nothing
+#   FORCE=1                        a run from the starting weights trains over an earlier run's checkpoints
+#                                  in MODEL_DIR/MODEL_NAME (refused without; LOAD_EPOCH=N resumes instead)
 # and the machine settings below, the same for every model (one place for their defaults).
 set -euo pipefail
 
@@ -27,6 +29,7 @@ DISP_BATCHES="${DISP_BATCHES:-100}"     # log speed and metrics every N batches
 SEED="${SEED:-0}"                       # data order and initialisation
 LOAD_EPOCH="${LOAD_EPOCH:-0}"
 DRY_RUN="${DRY_RUN:-0}"
+FORCE="${FORCE:-0}"
 
 # Recipe settings a stage may change; the header sets each (its value for every stage that
 # does not change it).
@@ -167,6 +170,22 @@ missing_inputs() {
   done
 }
 
+# A run whose first stage starts from the starting weights onto an earlier run's checkpoints: refused
+# without FORCE=1 (a re-run without LOAD_EPOCH would train over a finished model).
+earlier_run() {
+  local i
+  [ "$FORCE" != 1 ] || return 0
+  for i in "${!SELECTED[@]}"; do
+    [ "${P_END[$i]}" -gt "${P_LOAD[$i]}" ] || continue
+    [ "${P_LOAD[$i]}" -eq 0 ] || return 0
+    if compgen -G "$PREFIX-[0-9][0-9][0-9][0-9].params" > /dev/null || [ -e "$PREFIX-metrics.csv" ]; then
+      echo "$PREFIX: an earlier run's checkpoints are there; resume with LOAD_EPOCH=N, set MODEL_DIR" \
+        "elsewhere, or FORCE=1 to train over them"
+    fi
+    return 0
+  done
+}
+
 weights_hint() {  # where the starting weights come from: a URL, or the script that makes them
   case "$PRETRAINED_SOURCE" in
     http*) echo "download them from $PRETRAINED_SOURCE" ;;
@@ -209,6 +228,7 @@ stage_command() {
   if [ "$2" -eq 0 ] && [ -n "$PARAMS" ]; then CMD+=(--params "$PARAMS"); fi
   if [ "$4" -ne "$2" ]; then CMD+=(--params "$(checkpoint "$4")"); fi
   if [ -n "$FEATURE_LAYER" ]; then CMD+=(--feature-layer "$FEATURE_LAYER"); fi
+  if [ "$FORCE" = 1 ] && [ "$2" -eq 0 ]; then CMD+=(--force); fi
   CMD+=(--gpus "$GPUS" --kv-store "$kv" --dtype "$DTYPE"
         --data-train "$DATA_DIR/$DATASET/train.rec" --data-val "$DATA_DIR/$DATASET/valid.rec"
         --model-prefix "$PREFIX" --load-epoch "$2" --num-epochs "$3"
@@ -244,10 +264,12 @@ stage_line() {  # a comment line saying what stage i of the run does
 }
 
 run_stages() {
-  local i missing log="$PREFIX-train.log"
+  local i missing refused log="$PREFIX-train.log"
   missing="$(missing_inputs)"
+  refused="$(earlier_run)"
   if [ "$DRY_RUN" = 1 ]; then
     if [ -n "$missing" ]; then sed 's/^/# missing: /' <<< "$missing"; fi
+    if [ -n "$refused" ]; then sed 's/^/# refused: /' <<< "$refused"; fi
     for i in "${!SELECTED[@]}"; do
       stage_line "$i"
       [ "${P_END[$i]}" -gt "${P_LOAD[$i]}" ] || continue
@@ -256,7 +278,8 @@ run_stages() {
     done
     return
   fi
-  if [ -n "$missing" ]; then sed 's/^/error: /' <<< "$missing" >&2; exit 2; fi
+  if [ -n "$missing$refused" ]; then sed '/^$/d; s/^/error: /' <<< "$missing"$'\n'"$refused" >&2; exit 2; fi
+  if [ -n "$GPUS" ]; then python -m train.devices --gpus "$GPUS" || exit 2; fi
   mkdir -p "$(dirname "$PREFIX")"
   export MXNET_CUDNN_AUTOTUNE_DEFAULT="${MXNET_CUDNN_AUTOTUNE_DEFAULT:-0}"  # autotune can hang (as the original set)
   for i in "${!SELECTED[@]}"; do

@@ -9,7 +9,7 @@ import os
 
 import mxnet as mx
 
-from data.common import UserError, run_cli
+from data.common import HelpFormatter, UserError, run_cli
 
 
 def majority_share(rec_path):
@@ -35,7 +35,7 @@ def last_epoch(prefix):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m train.summarise_runs", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+                                     formatter_class=HelpFormatter)
     parser.add_argument("prefixes", nargs="+", help="model prefixes (PREFIX-metrics.csv)")
     parser.add_argument("--val-rec", help="validation .rec, to print the chance level")
     args = parser.parse_args(argv)

@@ -18,12 +18,12 @@ import os
 import sys
 import traceback
 
-from data.common import RefusedFlag, UserError, run_cli
+from data.common import HelpFormatter, RefusedFlag, UserError, check_input_file, run_cli
 from train import symbols
 from train.devices import contexts
-from train.data import add_data_args, add_data_aug_args, image_shape
+from train.data import add_data_args, add_data_aug_args, check_data, image_shape
 from train.finetune import attach_classifier, cut_at, float16_input, load_symbol, select_params
-from train.fit import add_fit_args, fit, load_params
+from train.fit import add_fit_args, check_model_prefix, fit, load_params
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +66,7 @@ def add_network_args(parser):
 
 def build_parser():
     parser = argparse.ArgumentParser(prog="python -m train.train_model", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+                                     formatter_class=HelpFormatter)
     add_network_args(parser)
     add_fit_args(parser)
     add_data_args(parser)
@@ -91,6 +91,7 @@ def resnext_parts(args):
 def feature_symbol(args):
     """(features, where they came from) for --symbol and --feature-layer."""
     if args.symbol.endswith(".json") or os.path.sep in args.symbol:
+        check_input_file(args.symbol, "symbol")  # "not found" before asking for its --feature-layer
         if not args.feature_layer:
             raise UserError(f"{args.symbol}: a symbol file needs --feature-layer "
                             "(flatten0 for ResNet/ResNeXt/SE-ResNeXt, flatten for DPN, pool5 for DenseNet)")
@@ -119,6 +120,11 @@ def check_args(args):
     if args.dtype == "float16" and not args.gpus.strip():
         raise UserError("--dtype float16 needs --gpus: MXNet has no float16 GEMM on the CPU")
     contexts(args.gpus)  # ids and GPUs of this build, before the data or the network
+    for flag in ("batch_size", "num_epochs"):
+        if getattr(args, flag) <= 0:
+            raise UserError(f"--{flag.replace('_', '-')} {getattr(args, flag)}: must be at least 1")
+    if args.load_epoch < 0:
+        raise UserError(f"--load-epoch {args.load_epoch}: must be 0 (a fresh run) or a checkpoint number")
     if not 0.0 <= args.smooth_alpha < 1.0:
         raise UserError(f"--smooth-alpha {args.smooth_alpha}: must be in [0, 1)")
     given = [f"--{p.replace('_', '-')}" for p in RESNEXT_PARTS if getattr(args, p) not in (None, False)]
@@ -153,7 +159,10 @@ def _main(args):
         print("\n".join(symbols.list_symbols()))
         return 0
     check_args(args)
-    network = build_network(args)
+    check_model_prefix(args, inputs=[args.data_train, args.data_val, args.params,
+                                     args.symbol if args.symbol.endswith(".json") else None])
+    network = build_network(args)  # the symbol's file checked before the data
+    check_data(args)
     arg_params = aux_params = None
     if args.params and not args.load_epoch:
         loaded_args, loaded_aux = load_params(args.params)

@@ -6,13 +6,15 @@
 # MODEL_DIR/*/*-metrics.csv.
 #   VARIANTS=size_224 GPUS=6,7 train/experiments/image_size/run.sh     (DRY_RUN=1 prints the commands)
 set -euo pipefail
+CALLER_DIR="$PWD"  # a relative DATA_DIR, MODEL_DIR or PRETRAINED_DIR is taken from here
 cd "$(dirname "$0")/../../.."
+source scripts/paths.sh
 set -a  # every setting below goes to train/experiments/run_variants.sh and train/run_model.sh
 
-DATA_DIR="${DATA_DIR:-data_dir}"                  # dataset_A .rec files
-PRETRAINED_DIR="${PRETRAINED_DIR:-pretrained}"    # the ImageNet-1k ResNet-34 checkpoint
-MODEL_DIR="${MODEL_DIR:-models}/experiments/image_size"
-GPUS="${GPUS-0,1}"                                # 2 GPUs per run, as recorded (empty: CPU)
+DATA_DIR="$(dir_from_env DATA_DIR data_dir)"                # dataset_A .rec files
+PRETRAINED_DIR="$(dir_from_env PRETRAINED_DIR pretrained)"  # the ImageNet-1k ResNet-34 checkpoint
+MODEL_DIR="$(dir_from_env MODEL_DIR models)/experiments/image_size"
+GPUS="${GPUS-0,1}"                                          # 2 GPUs per run, as recorded (empty: CPU)
 
 SYMBOL="$PRETRAINED_DIR/resnet-34-symbol.json"    # the published ImageNet-1k ResNet-34
 NETWORK_ARGS=""                                   # more network flags of train.train_model
