@@ -99,7 +99,7 @@ def check_outputs(paths, force, inputs=()):
             raise UserError(f"{path}: names the same file as output {seen[key]}; give each output its own name")
         seen[key] = path
         if os.path.exists(path) and not force:
-            raise UserError(f"{path}: output exists; pass --force to overwrite it")
+            raise UserError(f"{path}: output exists; pass --force (FORCE=1 in the scripts) to overwrite it")
 
 
 def _identity(path):

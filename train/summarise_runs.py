@@ -9,7 +9,7 @@ import os
 
 import mxnet as mx
 
-from data.common import HelpFormatter, UserError, run_cli
+from data.common import HelpFormatter, UserError, plural, run_cli
 
 
 def majority_share(rec_path):
@@ -47,7 +47,7 @@ def main(argv=None):
               f"{float(row['val_accuracy']):>8.4f} {float(top5):>9.4f} {float(row['images_per_sec']):>9.1f}")
     if args.val_rec:
         share, classes = majority_share(args.val_rec)
-        print(f"chance: {classes} classes in the validation set; always answering the most frequent one "
+        print(f"chance: {plural(classes, 'class', 'classes')} in the validation set; always answering the most frequent one "
               f"scores {share:.4f}, a uniform guess {1 / classes:.4f}")
     return 0
 

@@ -18,7 +18,7 @@ import os
 import sys
 import traceback
 
-from data.common import HelpFormatter, RefusedFlag, UserError, check_input_file, run_cli
+from data.common import HelpFormatter, RefusedFlag, UserError, check_input_file, plural, run_cli
 from train import symbols
 from train.devices import contexts
 from train.data import add_data_args, add_data_aug_args, check_data, image_shape
@@ -172,7 +172,7 @@ def _main(args):
     recorder = fit(args, network, arg_params, aux_params, allow_missing=True)
     if recorder and recorder.rows:
         last = recorder.rows[-1]
-        log.info("done: %d epochs; last epoch train accuracy %.4f, validation accuracy %s", len(recorder.rows),
+        log.info("done: %s; last epoch train accuracy %.4f, validation accuracy %s", plural(len(recorder.rows), "epoch"),
                  float(last.get("train_accuracy", "nan")),
                  f"{float(last['val_accuracy']):.4f}" if "val_accuracy" in last else "-")
     return 0
