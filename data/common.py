@@ -102,6 +102,18 @@ def check_outputs(paths, force, inputs=()):
             raise UserError(f"{path}: output exists; pass --force (FORCE=1 in the scripts) to overwrite it")
 
 
+def check_output_folder(folder):
+    """A folder the command will fill (and make if missing): not a file, and it or its nearest
+    existing parent writable; checked before any work."""
+    if os.path.exists(folder) and not os.path.isdir(folder):
+        raise UserError(f"{folder}: output folder is a file, not a folder")
+    existing = os.path.abspath(folder)
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise UserError(f"{folder}: cannot write into {existing}")
+
+
 def _identity(path):
     """What a path finally names: (device, inode) of an existing file, else its resolved path."""
     try:

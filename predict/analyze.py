@@ -24,7 +24,8 @@ from tqdm import tqdm
 
 from data.bson_index import BsonIndex
 from data.categories import Categories, default_category_csv
-from data.common import HelpFormatter, UserError, atomic_outputs, check_input_file, check_outputs, run_cli
+from data.common import (HelpFormatter, UserError, atomic_outputs, check_input_file, check_output_folder,
+                         check_outputs, run_cli)
 from predict.submission import read_text, duplicated_ids, positions_in_bson, read_submission
 
 log = logging.getLogger(__name__)
@@ -359,6 +360,8 @@ def main(argv=None):
         check_input_file(path, what)
     inputs = [path for path, _ in inputs]
     check_outputs_in_new_folders([table_csv, chart_png] + ([sheet] if args.save_cut else []), args.force, inputs)
+    if args.save_incorrect:
+        check_output_folder(args.save_incorrect)  # its files are named after the products: checked again below
     categories, index, prediction = load_inputs(args)
     wrong = np.flatnonzero(prediction.predicted != prediction.truth)
     shown = prediction.rows(wrong[:args.save_cut])

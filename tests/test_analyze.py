@@ -265,3 +265,13 @@ def test_real_example_bson(example_bson, category_csv, tmp_path):
     assert sheet.shape[:2] == (-(-num_wrong // 10) * (analyze.TILE + analyze.CAPTION_HEIGHT + analyze.GAP)
                                - analyze.GAP, 10 * (analyze.TILE + analyze.GAP) - analyze.GAP)
     assert sum(len(files) for _, _, files in os.walk(tmp_path / "inc")) == num_wrong
+
+
+def test_save_incorrect_folder_is_checked_before_the_bson_is_read(data, tmp_path):
+    not_a_folder = tmp_path / "inc"
+    not_a_folder.write_text("a file")
+    with pytest.raises(UserError, match="inc: output folder is a file, not a folder"):
+        run(data, tmp_path / "out", "--save-incorrect", str(not_a_folder))
+    bson_path = data[0]
+    assert not os.path.exists(str(bson_path) + ".index.npz")  # failed before indexing the BSON
+    assert not os.path.exists(tmp_path / "out")
