@@ -43,7 +43,7 @@ from predict.predictor import CATE_LEVELS, Md5Override, Predictor, labels_of, ma
 from predict.preprocess import BORDER_PIXELS, MULTI_VIEWS
 from predict.submission import variant_path, write_submission
 from train.data import parse_image_shape, parse_rgb_mean
-from train.devices import contexts
+from train.devices import DEVICES_HELP, contexts
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +68,7 @@ def build_parser():
     models.add_argument("--params", nargs="+", required=True, help="*.params per model, in ensemble order")
     models.add_argument("--cate-level", type=int, default=3, choices=CATE_LEVELS,
                         help="3: one output per category; 1: a level-1 sub-class model (see above)")
-    models.add_argument("--gpus", default="", help="GPU ids, e.g. 0,1 (empty: CPU)")
+    models.add_argument("--gpus", default="", help=DEVICES_HELP)
     models.add_argument("--batch-size", type=int, default=128, help="views per forward pass")
     models.add_argument("--image-shape", "--data-shape", dest="image_shape", default="3,180,180",
                         help="network input C,H,W, as in training (--data-shape: the original's name)")

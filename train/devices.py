@@ -4,6 +4,10 @@ The default GPUS=0,...,7 of the model and prediction scripts on MXNet's CPU buil
 end, after the data was opened and the network built, in about 45 lines of MXNet errors.
 `contexts` checks the ids and that this build sees that many GPUs first, and says in one
 line what to do instead. Training and prediction both use it.
+
+`cpu:0,cpu:1` lists CPU contexts instead of GPUs: it exists to test the multi-device path
+(Module over a list of contexts, the `device` kvstore summing their gradients) on a machine
+without GPUs, through the very code `--gpus 0,1` runs. Plain ids always mean GPUs.
 """
 import argparse
 
@@ -14,6 +18,27 @@ from data.common import UserError, run_cli
 CPU_HINT = "set GPUS= (empty) to run on the CPU"
 GPU_BUILD_HINT = ("or install MXNet's CUDA build (REQUIREMENTS=requirements-gpu.txt when the scripts make the "
                   "venv, or pip install -r requirements-gpu.txt)")
+CPU_PREFIX = "cpu:"
+DEVICES_HELP = ("GPU ids, e.g. 0,1,2,3; empty: the CPU; cpu:0,cpu:1: several CPU contexts, for testing the "
+                "multi-device path on the CPU")
+
+
+def cpu_ids(gpus_text):
+    """The ids of 'cpu:0,cpu:1' (CPU contexts standing in for GPUs), or None when the text lists no CPU."""
+    items = [item.strip() for item in (gpus_text or "").split(",")]
+    if not any(item.startswith(CPU_PREFIX) for item in items):
+        return None
+    numbers = [item[len(CPU_PREFIX):] for item in items]
+    if any(not item.startswith(CPU_PREFIX) or not number.isdigit() for item, number in zip(items, numbers)):
+        raise UserError(f"--gpus {gpus_text}: expected GPU ids such as 0,1 or, to test the multi-device path "
+                        "on the CPU, only CPU contexts such as cpu:0,cpu:1")
+    return _distinct(gpus_text, [int(number) for number in numbers])
+
+
+def _distinct(gpus_text, ids):
+    if len(set(ids)) != len(ids):
+        raise UserError(f"--gpus {gpus_text}: a device is listed twice")
+    return ids
 
 
 def gpu_ids(gpus_text):
@@ -23,10 +48,7 @@ def gpu_ids(gpus_text):
         return []
     if any(not item.isdigit() for item in items):
         raise UserError(f"--gpus {gpus_text}: expected comma-separated GPU ids such as 0,1 (empty: the CPU)")
-    ids = [int(item) for item in items]
-    if len(set(ids)) != len(ids):
-        raise UserError(f"--gpus {gpus_text}: a GPU id is listed twice")
-    return ids
+    return _distinct(gpus_text, [int(item) for item in items])
 
 
 def visible_gpus():
@@ -38,10 +60,14 @@ def visible_gpus():
 
 
 def contexts(gpus_text):
-    """[mx.gpu(i) for each id of `gpus_text`], or [mx.cpu()] when it is empty.
+    """[mx.gpu(i) for each id of `gpus_text`], or [mx.cpu()] when it is empty, or
+    [mx.cpu(i) for each i] of 'cpu:0,cpu:1'.
 
     Raises UserError when the text is no list of ids, or the build has no CUDA or fewer GPUs
     than the highest id needs."""
+    cpus = cpu_ids(gpus_text)
+    if cpus is not None:
+        return [mx.cpu(i) for i in cpus]
     ids = gpu_ids(gpus_text)
     if not ids:
         return [mx.cpu()]
@@ -60,7 +86,7 @@ def main(argv=None):
     """`python -m train.devices --gpus 0,1`: the scripts' pre-flight check, one line on failure."""
     parser = argparse.ArgumentParser(prog="python -m train.devices",
                                      description="Check that this MXNet build has the GPUs of --gpus.")
-    parser.add_argument("--gpus", default="", help="GPU ids, e.g. 0,1,2,3 (default: empty, the CPU)")
+    parser.add_argument("--gpus", default="", help=DEVICES_HELP + " (default: empty, the CPU)")
     args = parser.parse_args(argv)
     contexts(args.gpus)
     return 0

@@ -23,7 +23,7 @@ import numpy as np
 
 from data.common import UserError, atomic_outputs, check_input_file, check_outputs
 from train import optimizer_state
-from train.devices import contexts
+from train.devices import DEVICES_HELP, contexts
 from train.data import count_records, epoch_seed, get_iterators, updates_per_epoch
 from train.finetune import load_named_arrays, mxnet_reason
 from train.lr_schedule import EpochStepScheduler
@@ -38,7 +38,7 @@ EPOCH_NUMBERING = ("epochs are numbered from 1, as the checkpoints (PREFIX-0001.
 
 def add_fit_args(parser):
     fit = parser.add_argument_group("Fitting", "devices, optimizer, schedule and checkpoints")
-    fit.add_argument("--gpus", default="", help="GPU ids, e.g. 0,1,2,3; empty: the CPU (default: %(default)r)")
+    fit.add_argument("--gpus", default="", help=DEVICES_HELP + " (default: %(default)r)")
     fit.add_argument("--kv-store", default="device",
                      help="kvstore: local, device, nccl (multi-GPU), dist_sync, dist_device_sync")
     fit.add_argument("--num-epochs", "--num-epoch", dest="num_epochs", type=int, default=20,
