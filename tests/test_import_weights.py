@@ -1,0 +1,117 @@
+"""train.import_weights: gluoncv2 networks become checkpoints with the zoo's outputs, and fine-tune."""
+import json
+import os
+
+import mxnet as mx
+import numpy as np
+import pytest
+
+from data.common import UserError
+from train import import_weights, train_model
+from data import bson2rec
+from tests.helpers import colour_products, write_bson, write_category_csv
+from tests.test_train import NUM_CLASSES, train_argv
+
+SMALL_NETWORKS = ["resnext14_16x4d", "dpn68", "densenet121"]
+
+
+def save_random_zoo_params(name, path, seed=0):
+    """A Gluon .params of zoo network `name` with every weight and BatchNorm statistic random
+    (initialised BatchNorm statistics are 0 and 1, which would hide a lost mean or variance)."""
+    from gluoncv2.model_provider import get_model
+    net = get_model(name, prefix=f"{name}_")
+    net.initialize(mx.init.Xavier())
+    net(mx.nd.zeros((1, 3, 224, 224)))  # completes the deferred shapes
+    rng = np.random.RandomState(seed)
+    for param in net.collect_params().values():
+        shape = param.data().shape
+        low, high = (0.5, 1.5) if param.name.endswith(("running_var", "gamma")) else (-0.1, 0.1)
+        param.set_data(mx.nd.array(rng.uniform(low, high, size=shape)))
+    net.save_parameters(str(path))
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def one_batch_rec(tmp_path_factory):
+    """16 images of 4 colour classes: one training step of batch 16 (these networks are slow on a CPU)."""
+    folder = tmp_path_factory.mktemp("colours")
+    csv_path = write_category_csv(folder / "category_names.csv", [1000000000 + c for c in range(NUM_CLASSES)])
+    bson_path = write_bson(folder / "train.bson", colour_products(NUM_CLASSES, 4, size=32))
+    rec = str(folder / "train.rec")
+    bson2rec.main(["--bson", bson_path, "--out-rec", rec, "--category-csv", csv_path])
+    return rec
+
+
+@pytest.fixture(scope="module")
+def zoo_params(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("zoo")
+    return {name: save_random_zoo_params(name, folder / f"{name}.params") for name in SMALL_NETWORKS}
+
+
+def run(name, prefix, params, capsys, extra=()):
+    assert import_weights.main(["--zoo", "gluoncv2", "--model", name, "--out", prefix,
+                                "--zoo-params", params, *extra]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+@pytest.mark.parametrize("name", SMALL_NETWORKS)
+def test_checkpoint_gives_the_zoo_output_and_fine_tunes(name, zoo_params, one_batch_rec, tmp_path, capsys):
+    prefix = str(tmp_path / name)
+    report = run(name, prefix, zoo_params[name], capsys)
+    assert report["relative_difference"] <= import_weights.TOLERANCE
+    print(f"{name}: largest difference {report['largest_difference']:.3g}")
+    symbol_path, params_path, layer_path = import_weights.output_paths(prefix)
+    with open(layer_path) as fh:
+        assert fh.read().strip() == report["feature_layer"]
+    # Fine-tune from it at 32 px (not the zoo's 224): the imported weights are the starting point.
+    out = str(tmp_path / "ft" / "m")
+    train_model.main(train_argv(one_batch_rec, out, symbol_path, params_path, epochs=1,
+                                extra=["--feature-layer", report["feature_layer"], "--lr", "1e-6"]))
+    imported = mx.nd.load(params_path)
+    tuned = mx.nd.load(f"{out}-0001.params")
+    first_conv = next(k for k in imported if k.startswith("arg:") and k.endswith("conv0_weight"))
+    assert np.abs(tuned[first_conv].asnumpy() - imported[first_conv].asnumpy()).max() < 1e-3
+    assert tuned["arg:fc_weight"].shape[0] == NUM_CLASSES
+
+
+def test_a_differing_checkpoint_is_refused_and_nothing_written(zoo_params, tmp_path, monkeypatch):
+    name = "resnext14_16x4d"
+    real = import_weights.checkpoint_arrays
+
+    def corrupted(net, symbol):
+        args, aux = real(net, symbol)
+        key = sorted(k for k in args if k.endswith("weight"))[0]
+        args[key] = args[key] * 1.01
+        return args, aux
+
+    monkeypatch.setattr(import_weights, "checkpoint_arrays", corrupted)
+    with pytest.raises(UserError, match="differs from the zoo network's.*nothing written"):
+        import_weights.main(["--zoo", "gluoncv2", "--model", name, "--out", str(tmp_path / name),
+                             "--zoo-params", zoo_params[name]])
+    assert os.listdir(tmp_path) == []
+
+
+def test_inputs_are_checked_before_any_work(zoo_params, tmp_path, monkeypatch):
+    params = zoo_params["dpn68"]
+    with pytest.raises(UserError, match="not a supported gluoncv2 network"):
+        import_weights.convert("resnet18", str(tmp_path / "x"), params)
+    with pytest.raises(UserError, match="not the Gluon parameters of gluoncv2 resnext14_16x4d"):
+        import_weights.convert("resnext14_16x4d", str(tmp_path / "x"), params)
+    (tmp_path / "x-symbol.json").write_text("{}")
+    with pytest.raises(UserError, match="exists"):
+        import_weights.convert("dpn68", str(tmp_path / "x"), params)
+    assert sorted(os.listdir(tmp_path)) == ["x-symbol.json"]
+
+
+def test_a_failed_download_says_to_pass_zoo_params(tmp_path, monkeypatch):
+    import gluoncv2.model_provider as provider
+
+    def offline(name, **kwargs):
+        if kwargs.get("pretrained"):
+            raise OSError("[Errno -3] Temporary failure in name resolution")
+        return provider._models[name](**kwargs)
+
+    monkeypatch.setattr(provider, "get_model", offline)
+    with pytest.raises(UserError, match="could not download.*--zoo-params FILE"):
+        import_weights.convert("dpn68", str(tmp_path / "x"))
+    assert os.listdir(tmp_path) == []

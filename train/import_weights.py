@@ -1,0 +1,205 @@
+"""Turn an ImageNet network of the gluoncv2 (imgclsmob) zoo into a checkpoint our training reads.
+
+    python -m train.import_weights --zoo gluoncv2 --model resnext101_64x4d --out models/resnext101_64x4d
+    python -m train.train_model --symbol models/resnext101_64x4d-symbol.json \\
+        --params models/resnext101_64x4d-0000.params --feature-layer <printed layer> ...
+
+The published MXNet checkpoints the solution started from are no longer all reachable;
+the zoo publishes ImageNet weights for most of its networks. Our model scripts feed raw
+0-255 RGB (RGB_MEAN=0,0,0, RGB_SCALE=1), while the zoo expects (x/255 - mean)/std with
+ImageNet's mean (0.485,0.456,0.406) and std (0.229,0.224,0.225) (imgclsmob's ImageNet-1K
+evaluation settings), so that normalisation is folded into the written graph.
+
+The last fixed 7x7 average pooling of ResNeXt, SE-ResNeXt and DenseNet becomes global
+average pooling (the same at the zoo's 224 px, and it lets the network run at 180 px);
+DPN gets the zoo's training head (global average pooling, not test-time pooling).
+Before anything is written, the checkpoint read back through MXNet's Module must give
+the zoo network's output on random images; otherwise nothing is written.
+
+Without --zoo-params the zoo downloads its published weights (needs network access) into
+~/.mxnet/models. Networks of M01-M14 with published zoo weights: resnext101_32x4d,
+resnext101_64x4d, seresnext101_64x4d, densenet161, dpn98, dpn131. The zoo has no DPN-92
+and no DPN-107 weights: use cypw's dpn92-5k and dpn107-extra for those.
+"""
+import argparse
+import json
+import logging
+
+import mxnet as mx
+import numpy as np
+
+from data.common import HelpFormatter, UserError, atomic_outputs, check_input_file, check_outputs, run_cli
+from train.finetune import mxnet_reason
+
+log = logging.getLogger(__name__)
+
+ZOO_MEAN_RGB = (0.485, 0.456, 0.406)
+ZOO_STD_RGB = (0.229, 0.224, 0.225)
+FAMILIES = ("resnext", "seresnext", "densenet", "dpn")
+TOLERANCE = 1e-4  # relative to the largest absolute zoo output: float32 rounding only
+CHECK_IMAGES = 2
+SEED = 0
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(prog="python -m train.import_weights", description=__doc__,
+                                     formatter_class=HelpFormatter)
+    parser.add_argument("--zoo", choices=["gluoncv2"], required=True, help="the model zoo")
+    parser.add_argument("--model", required=True,
+                        help=f"zoo network name of the families {', '.join(FAMILIES)} (e.g. resnext101_64x4d)")
+    parser.add_argument("--out", required=True, metavar="PREFIX",
+                        help="writes PREFIX-symbol.json, PREFIX-0000.params, PREFIX-feature_layer.txt")
+    parser.add_argument("--zoo-params", metavar="FILE",
+                        help="Gluon .params of that zoo network; without it the zoo downloads its "
+                             "published weights (needs network access)")
+    parser.add_argument("--force", action="store_true", help="overwrite existing outputs")
+    return parser
+
+
+def output_paths(prefix):
+    return f"{prefix}-symbol.json", f"{prefix}-0000.params", f"{prefix}-feature_layer.txt"
+
+
+def zoo_network(name, zoo_params=None):
+    """The zoo's Gluon network `name` with its weights (from `zoo_params` or the zoo's download)."""
+    from gluoncv2.model_provider import _models, get_model
+    if name not in _models or not name.startswith(FAMILIES):
+        known = sorted(m for m in _models if m.startswith(FAMILIES) and "cifar" not in m and "_cub" not in m)
+        raise UserError(f"--model {name}: not a supported gluoncv2 network; one of {', '.join(known)}")
+    kwargs = {"prefix": f"{name}_"}  # parameter names that do not depend on what was built before
+    if name.startswith("dpn"):
+        kwargs["for_training"] = True  # plain global pooling head
+    if zoo_params is None:
+        try:
+            return get_model(name, pretrained=True, **kwargs)
+        except Exception as exc:  # the zoo raises whatever its downloader raises
+            raise UserError(f"--model {name}: could not download the zoo's weights ({type(exc).__name__}: "
+                            f"{str(exc).splitlines()[0] if str(exc) else ''}); without network access "
+                            "pass --zoo-params FILE") from None
+    net = get_model(name, **kwargs)
+    try:
+        net.load_parameters(zoo_params, ctx=mx.cpu())
+    except (AssertionError, ValueError, mx.base.MXNetError) as exc:
+        reason = mxnet_reason(exc) if isinstance(exc, mx.base.MXNetError) else str(exc).splitlines()[0]
+        raise UserError(f"{zoo_params}: not the Gluon parameters of gluoncv2 {name}: {reason}") from None
+    return net
+
+
+def normalised(data):
+    """The zoo's input, (x/255 - mean)/std per RGB channel, from raw 0-255 `data` (scalar ops: no
+    parameters, so fine-tuning cannot change it)."""
+    channels = mx.sym.split(data, num_outputs=3, axis=1, name="zoo_input_split")
+    scaled = [(channels[c] - 255.0 * ZOO_MEAN_RGB[c]) * (1.0 / (255.0 * ZOO_STD_RGB[c])) for c in range(3)]
+    return mx.sym.concat(*scaled, dim=1, name="zoo_input")
+
+
+def has_params(block):
+    return len(block.collect_params().keys()) > 0
+
+
+def checkpoint_symbol(net):
+    """(logits, feature layer name) of `net` on raw images, the feature layer being the input of
+    the zoo's classifier (the first layer of `net.output` with parameters)."""
+    x = normalised(mx.sym.var("data"))
+    last = net.features[len(net.features) - 1]
+    if isinstance(last, mx.gluon.nn.AvgPool2D):  # fixed 7x7 pooling: global, so any input size works
+        for i in range(len(net.features) - 1):
+            x = net.features[i](x)
+        x = mx.sym.Pooling(x, global_pool=True, pool_type="avg", kernel=(1, 1), name="global_pool")
+    else:
+        x = net.features(x)
+    feature_layer = None
+    for block in net.output:
+        if feature_layer is None and has_params(block):
+            feature_layer = x.name
+        x = block(x)
+    return x, feature_layer
+
+
+def checkpoint_arrays(net, symbol):
+    """(arg_params, aux_params) of `symbol` from the Gluon network's parameters."""
+    values = {p.name: p.data(mx.cpu()) for p in net.collect_params().values()}
+    args = {n: values[n] for n in symbol.list_arguments() if n != "data"}
+    aux = {n: values[n] for n in symbol.list_auxiliary_states()}
+    return args, aux
+
+
+def random_images(net):
+    height, width = net.in_size
+    rng = np.random.RandomState(SEED)
+    return rng.uniform(0, 255, size=(CHECK_IMAGES, 3, height, width)).astype(np.float32)
+
+
+def zoo_output(net, raw):
+    """The zoo network's output on `raw` normalised the zoo's way (imperative Gluon)."""
+    mean = np.array(ZOO_MEAN_RGB, np.float32).reshape(1, 3, 1, 1)
+    std = np.array(ZOO_STD_RGB, np.float32).reshape(1, 3, 1, 1)
+    return net(mx.nd.array((raw / 255.0 - mean) / std)).asnumpy()
+
+
+def checkpoint_output(symbol_path, params_path, raw):
+    """The written checkpoint's output on `raw`, loaded back through an MXNet Module."""
+    symbol = mx.sym.load(symbol_path)
+    saved = mx.nd.load(params_path)
+    args = {k[4:]: v for k, v in saved.items() if k.startswith("arg:")}
+    aux = {k[4:]: v for k, v in saved.items() if k.startswith("aux:")}
+    module = mx.mod.Module(symbol, data_names=["data"], label_names=None, context=mx.cpu())
+    module.bind(data_shapes=[("data", raw.shape)], for_training=False)
+    module.set_params(args, aux, allow_missing=False, allow_extra=False)
+    module.forward(mx.io.DataBatch([mx.nd.array(raw)]), is_train=False)
+    return module.get_outputs()[0].asnumpy()
+
+
+def largest_difference(expected, got):
+    """Largest absolute difference, and it relative to the largest absolute expected value."""
+    if expected.shape != got.shape:
+        raise UserError(f"checkpoint output shape {got.shape} differs from the zoo's {expected.shape}")
+    worst = float(np.abs(expected - got).max())
+    return worst, worst / max(float(np.abs(expected).max()), 1e-12)
+
+
+def save_checkpoint(symbol, args, aux, symbol_path, params_path):
+    symbol.save(symbol_path)
+    arrays = {f"arg:{k}": v for k, v in args.items()}
+    arrays.update({f"aux:{k}": v for k, v in aux.items()})
+    mx.nd.save(params_path, arrays)
+
+
+def convert(name, prefix, zoo_params=None, force=False):
+    """Write the checkpoint of zoo network `name` at `prefix`; returns (feature layer, largest
+    absolute difference, relative difference). Writes nothing if the outputs differ."""
+    outputs = output_paths(prefix)
+    check_outputs(outputs, force, inputs=[zoo_params] if zoo_params else ())
+    if zoo_params:
+        check_input_file(zoo_params, "zoo parameters")
+    net = zoo_network(name, zoo_params)
+    raw = random_images(net)
+    expected = zoo_output(net, raw)
+    symbol, feature_layer = checkpoint_symbol(net)
+    args, aux = checkpoint_arrays(net, symbol)
+    with atomic_outputs(*outputs) as (symbol_tmp, params_tmp, layer_tmp):
+        save_checkpoint(symbol, args, aux, symbol_tmp, params_tmp)
+        worst, relative = largest_difference(expected, checkpoint_output(symbol_tmp, params_tmp, raw))
+        log.info("%s: largest output difference %.3g (%.3g of the largest output) on %d random %dx%d images",
+                 name, worst, relative, len(raw), raw.shape[2], raw.shape[3])
+        if not relative <= TOLERANCE:
+            raise UserError(f"{name}: the checkpoint's output differs from the zoo network's by {worst:.3g} "
+                            f"({relative:.3g} relative, tolerance {TOLERANCE:g}); nothing written")
+        with open(layer_tmp, "w") as fh:
+            fh.write(feature_layer + "\n")
+    return feature_layer, worst, relative
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    feature_layer, worst, relative = convert(args.model, args.out, args.zoo_params, args.force)
+    symbol_path, params_path, layer_path = output_paths(args.out)
+    print(json.dumps({"model": args.model, "largest_difference": worst, "relative_difference": relative,
+                      "feature_layer": feature_layer}))
+    log.info("wrote %s, %s, %s; fine-tune with --symbol %s --params %s --feature-layer %s",
+             symbol_path, params_path, layer_path, symbol_path, params_path, feature_layer)
+    return 0
+
+
+if __name__ == "__main__":
+    run_cli(main)
