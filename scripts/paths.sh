@@ -4,10 +4,11 @@
 # models/, pretrained/, submissions/, demo_data/) live in the repository root (all in .gitignore).
 # The script sets CALLER_DIR="$PWD" before its cd.
 
-dir_from_env() {  # dir_from_env NAME DEFAULT: $NAME made absolute, or DEFAULT when NAME is unset or empty
+dir_from_env() {  # dir_from_env NAME DEFAULT: $NAME made absolute, or DEFAULT (in the repository) when unset or empty
   local value="${!1:-}"
   if [ -z "$value" ]; then
-    echo "$2"
+    # absolute too, so that messages name it unambiguously wherever the user is
+    if [[ $2 = /* ]]; then echo "$2"; else echo "$PWD/$2"; fi
   elif [[ $value = /* ]]; then
     echo "$value"
   else
