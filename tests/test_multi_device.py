@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from data.common import UserError
-from predict import predict
+from predict import compare_devices, predict
 from predict.predictor import Predictor
 from predict.submission import read_submission
 from train import devices, fit, train_model
@@ -120,3 +120,44 @@ def test_two_cpu_contexts_predict_what_one_predicts(colour_run, monkeypatch):  #
     ids_one, categories_one = read_submission(str(colour_run["dir"] / "one.csv.gz"))
     ids_two, categories_two = read_submission(str(colour_run["dir"] / "two.csv.gz"))
     assert ids_one.tolist() == ids_two.tolist() and categories_one.tolist() == categories_two.tolist()
+
+
+def test_compare_devices_runs_the_model_on_both_and_reports(colour_run, capsys):  # noqa: F811
+    files = ["--bson", colour_run["bson"], "--symbol", colour_run["symbol"], "--params", colour_run["params"],
+             "--image-shape", "3,32,32", "--num-images", "16"]
+    assert compare_devices.main([*files, "--gpus", TWO_CPUS]) == 0
+    line = capsys.readouterr().out.strip()
+    assert line.startswith("16 pictures (32 views): largest probability difference cpu(0), cpu(1) vs cpu 0 ")
+    assert line.endswith("same top class for 16 of 16")
+    with pytest.raises(UserError, match="fewer than --num-images 1000"):
+        compare_devices.main([*files[:-1], "1000", "--gpus", TWO_CPUS])
+
+
+def test_compare_devices_fails_above_the_tolerance(colour_run, monkeypatch):  # noqa: F811
+    real = compare_devices.picture_probabilities
+
+    def off_on_the_devices(args, views, num_views, device_contexts):  # a GPU that computes something else
+        probs = real(args, views, num_views, device_contexts)
+        return probs + 0.01 * (device_contexts != [mx.cpu()])
+
+    monkeypatch.setattr(compare_devices, "picture_probabilities", off_on_the_devices)
+    with pytest.raises(UserError, match=r"differ from the CPU's by 0.01, more than --tolerance 0.0001"):
+        compare_devices.main(["--bson", colour_run["bson"], "--symbol", colour_run["symbol"], "--params",
+                              colour_run["params"], "--image-shape", "3,32,32", "--gpus", "cpu:1"])
+
+
+def test_devices_run_op_checks_each_device(capsys, monkeypatch):
+    assert devices.main(["--gpus", TWO_CPUS, "--run-op"]) == 0
+    assert capsys.readouterr().out.startswith("MXNet 1.9.1: CUDA no, CUDNN no, NCCL no; 0 GPU(s) visible; "
+                                              "a convolution runs on cpu(0), cpu(1)")
+
+    convolution = mx.nd.Convolution
+
+    def failing(data, *args, **kwargs):  # as a wheel without code for the GPU, on cpu(1) only
+        if data.context == mx.cpu(1):
+            raise mx.base.MXNetError("Traceback ...\nMXNetError: no kernel image is available for execution")
+        return convolution(data, *args, **kwargs)
+
+    monkeypatch.setattr(mx.nd, "Convolution", failing)
+    with pytest.raises(UserError, match="a convolution fails: no kernel image is available"):
+        devices.run_tiny_op([mx.cpu(1)])

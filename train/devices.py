@@ -12,8 +12,10 @@ without GPUs, through the very code `--gpus 0,1` runs. Plain ids always mean GPU
 import argparse
 
 import mxnet as mx
+import numpy as np
 
 from data.common import UserError, run_cli
+from train.finetune import mxnet_reason
 
 CPU_HINT = "set GPUS= (empty) to run on the CPU"
 GPU_BUILD_HINT = ("or install MXNet's CUDA build (REQUIREMENTS=requirements-gpu.txt when the scripts make the "
@@ -82,13 +84,48 @@ def contexts(gpus_text):
     return [mx.gpu(i) for i in ids]
 
 
+def build_summary():
+    """One line: MXNet's version and whether it was built with CUDA, cuDNN and NCCL."""
+    features = mx.runtime.Features()
+    parts = [f"{name} {'yes' if features.is_enabled(name) else 'no'}" for name in ("CUDA", "CUDNN", "NCCL")]
+    return f"MXNet {mx.__version__}: " + ", ".join(parts)
+
+
+def run_tiny_op(device_contexts):
+    """A 3x3 convolution on each device, checked against the CPU's: the CUDA libraries load and this
+    build has code for the GPU (a wheel without it fails here with "no kernel image is available")."""
+    rng = np.random.default_rng(0)
+    data, weight = rng.standard_normal((1, 2, 5, 5)), rng.standard_normal((3, 2, 3, 3))
+
+    def convolve(ctx):
+        out = mx.nd.Convolution(mx.nd.array(data, ctx=ctx), mx.nd.array(weight, ctx=ctx), no_bias=True,
+                                kernel=(3, 3), num_filter=3)
+        return out.asnumpy()
+
+    expected = convolve(mx.cpu())
+    for ctx in device_contexts:
+        try:
+            got = convolve(ctx)
+        except mx.base.MXNetError as exc:
+            raise UserError(f"{ctx}: a convolution fails: {mxnet_reason(exc)}") from None
+        if not np.allclose(got, expected, atol=1e-4):
+            raise UserError(f"{ctx}: a convolution gives wrong numbers (largest difference "
+                            f"{np.abs(got - expected).max():.3g})")
+
+
 def main(argv=None):
     """`python -m train.devices --gpus 0,1`: the scripts' pre-flight check, one line on failure."""
     parser = argparse.ArgumentParser(prog="python -m train.devices",
                                      description="Check that this MXNet build has the GPUs of --gpus.")
     parser.add_argument("--gpus", default="", help=DEVICES_HELP + " (default: empty, the CPU)")
+    parser.add_argument("--run-op", action="store_true",
+                        help="also run a small convolution on each device and say what the build supports")
     args = parser.parse_args(argv)
-    contexts(args.gpus)
+    device_contexts = contexts(args.gpus)
+    if args.run_op:
+        run_tiny_op(device_contexts)
+        print(f"{build_summary()}; {visible_gpus()} GPU(s) visible; a convolution runs on "
+              f"{', '.join(str(ctx) for ctx in device_contexts)}")
     return 0
 
 
