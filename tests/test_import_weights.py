@@ -1,18 +1,20 @@
 """train.import_weights: gluoncv2 networks become checkpoints with the zoo's outputs, and fine-tune."""
 import json
 import os
+import re
 
 import mxnet as mx
 import numpy as np
 import pytest
 
+from data import bson2rec
 from data.common import UserError
 from train import import_weights, train_model
-from data import bson2rec
 from tests.helpers import colour_products, write_bson, write_category_csv
 from tests.test_train import NUM_CLASSES, train_argv
 
-SMALL_NETWORKS = ["resnext14_16x4d", "dpn68", "densenet121"]
+# Small networks of the solution's families, and a model script starting from the family's published checkpoint.
+SMALL_NETWORKS = {"resnext14_16x4d": "M07", "dpn68": "M05", "densenet121": "M04"}
 
 
 def save_random_zoo_params(name, path, seed=0):
@@ -48,6 +50,11 @@ def zoo_params(tmp_path_factory):
     return {name: save_random_zoo_params(name, folder / f"{name}.params") for name in SMALL_NETWORKS}
 
 
+def script_feature_layer(script):
+    with open(f"train/{script}.sh") as fh:
+        return re.search(r"^FEATURE_LAYER=(\S+)", fh.read(), re.M).group(1)
+
+
 def run(name, prefix, params, capsys, extra=()):
     assert import_weights.main(["--zoo", "gluoncv2", "--model", name, "--out", prefix,
                                 "--zoo-params", params, *extra]) == 0
@@ -59,6 +66,8 @@ def test_checkpoint_gives_the_zoo_output_and_fine_tunes(name, zoo_params, one_ba
     prefix = str(tmp_path / name)
     report = run(name, prefix, zoo_params[name], capsys)
     assert report["relative_difference"] <= import_weights.TOLERANCE
+    # The published checkpoint's feature layer name: the model scripts' FEATURE_LAYER fits either.
+    assert report["feature_layer"] == script_feature_layer(SMALL_NETWORKS[name])
     print(f"{name}: largest difference {report['largest_difference']:.3g}")
     symbol_path, params_path, layer_path = import_weights.output_paths(prefix)
     with open(layer_path) as fh:
@@ -115,3 +124,15 @@ def test_a_failed_download_says_to_pass_zoo_params(tmp_path, monkeypatch):
     with pytest.raises(UserError, match="could not download.*--zoo-params FILE"):
         import_weights.convert("dpn68", str(tmp_path / "x"))
     assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.slow
+def test_a_full_size_network_converts_and_runs_at_180_px(tmp_path, capsys):
+    name = "resnext101_64x4d"
+    params = save_random_zoo_params(name, tmp_path / f"{name}.params")
+    report = run(name, str(tmp_path / name), params, capsys)
+    assert report["relative_difference"] <= import_weights.TOLERANCE
+    print(f"{name}: largest difference {report['largest_difference']:.3g}")
+    symbol_path, params_path, _ = import_weights.output_paths(str(tmp_path / name))
+    raw = np.random.RandomState(1).uniform(0, 255, size=(1, 3, 180, 180)).astype(np.float32)
+    assert import_weights.checkpoint_output(symbol_path, params_path, raw).shape == (1, 1000)

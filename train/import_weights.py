@@ -1,8 +1,8 @@
 """Turn an ImageNet network of the gluoncv2 (imgclsmob) zoo into a checkpoint our training reads.
 
-    python -m train.import_weights --zoo gluoncv2 --model resnext101_64x4d --out models/resnext101_64x4d
-    python -m train.train_model --symbol models/resnext101_64x4d-symbol.json \\
-        --params models/resnext101_64x4d-0000.params --feature-layer <printed layer> ...
+    python -m train.import_weights --zoo gluoncv2 --model resnext101_64x4d --out pretrained/resnext-101-64x4d
+    python -m train.train_model --symbol pretrained/resnext-101-64x4d-symbol.json \\
+        --params pretrained/resnext-101-64x4d-0000.params --feature-layer flatten0 ...
 
 The published MXNet checkpoints the solution started from are no longer all reachable;
 the zoo publishes ImageNet weights for most of its networks. Our model scripts feed raw
@@ -12,14 +12,21 @@ evaluation settings), so that normalisation is folded into the written graph.
 
 The last fixed 7x7 average pooling of ResNeXt, SE-ResNeXt and DenseNet becomes global
 average pooling (the same at the zoo's 224 px, and it lets the network run at 180 px);
-DPN gets the zoo's training head (global average pooling, not test-time pooling).
+DPN gets the zoo's training head (global average pooling, not test-time pooling). The
+feature layer is named as in the family's published MXNet checkpoint (flatten0 for
+ResNeXt and SE-ResNeXt, flatten for DPN, pool5 for DenseNet), so a checkpoint written
+under the published name in PRETRAINED_DIR serves train/Mxx.sh unchanged.
 Before anything is written, the checkpoint read back through MXNet's Module must give
 the zoo network's output on random images; otherwise nothing is written.
 
 Without --zoo-params the zoo downloads its published weights (needs network access) into
-~/.mxnet/models. Networks of M01-M14 with published zoo weights: resnext101_32x4d,
-resnext101_64x4d, seresnext101_64x4d, densenet161, dpn98, dpn131. The zoo has no DPN-92
-and no DPN-107 weights: use cypw's dpn92-5k and dpn107-extra for those.
+~/.mxnet/models. Networks of M01-M14 with published zoo weights, with the --out the model
+scripts expect in PRETRAINED_DIR: resnext101_32x4d (resnext-101: M01, M10), resnext101_64x4d
+(resnext-101-64x4d: M07, M09; M11 and M13 continue from M07 and M09), densenet161
+(densenet-161: M04), dpn98 (dpn98: M05), dpn131 (dpn131: M08, M12); seresnext101_64x4d is
+covered too, though no model script starts from it. The zoo has no DPN-92 (M02, M03, M06) and
+no DPN-107 weights (M14): those come from cypw's dpn92-5k and dpn107-extra
+(https://github.com/cypw/DPNs).
 """
 import argparse
 import json
@@ -35,7 +42,9 @@ log = logging.getLogger(__name__)
 
 ZOO_MEAN_RGB = (0.485, 0.456, 0.406)
 ZOO_STD_RGB = (0.229, 0.224, 0.225)
-FAMILIES = ("resnext", "seresnext", "densenet", "dpn")
+# The feature layer's name in the published MXNet checkpoint of each family (train/M*.sh FEATURE_LAYER).
+FEATURE_LAYERS = {"resnext": "flatten0", "seresnext": "flatten0", "densenet": "pool5", "dpn": "flatten"}
+FAMILIES = tuple(FEATURE_LAYERS)
 TOLERANCE = 1e-4  # relative to the largest absolute zoo output: float32 rounding only
 CHECK_IMAGES = 2
 SEED = 0
@@ -93,27 +102,41 @@ def normalised(data):
     return mx.sym.concat(*scaled, dim=1, name="zoo_input")
 
 
-def has_params(block):
-    return len(block.collect_params().keys()) > 0
+def family_of(name):
+    return next(family for family in FEATURE_LAYERS if name.startswith(family))
 
 
-def checkpoint_symbol(net):
-    """(logits, feature layer name) of `net` on raw images, the feature layer being the input of
-    the zoo's classifier (the first layer of `net.output` with parameters)."""
-    x = normalised(mx.sym.var("data"))
-    last = net.features[len(net.features) - 1]
-    if isinstance(last, mx.gluon.nn.AvgPool2D):  # fixed 7x7 pooling: global, so any input size works
+def pooled_features(net, x):
+    """The zoo network's features of `x` before its pooling (the fixed 7x7 pooling left out)."""
+    if isinstance(net.features[len(net.features) - 1], mx.gluon.nn.AvgPool2D):
         for i in range(len(net.features) - 1):
             x = net.features[i](x)
-        x = mx.sym.Pooling(x, global_pool=True, pool_type="avg", kernel=(1, 1), name="global_pool")
-    else:
-        x = net.features(x)
-    feature_layer = None
-    for block in net.output:
-        if feature_layer is None and has_params(block):
-            feature_layer = x.name
-        x = block(x)
-    return x, feature_layer
+        return x
+    return net.features(x)
+
+
+def zoo_classifier(net):
+    """The one layer with parameters of the zoo's head (Dense, or DPN's 1x1 convolution)."""
+    with_params = [block for block in net.output if len(block.collect_params().keys()) > 0]
+    if len(with_params) != 1:
+        raise UserError(f"{net.name}: expected one classifier layer in the zoo's head, found {len(with_params)}")
+    return with_params[0]
+
+
+def checkpoint_symbol(net, family):
+    """(logits on raw images, feature layer). Global average pooling replaces the zoo's pooling,
+    and the feature layer has the name it has in the published checkpoint of the family, so the
+    model scripts' FEATURE_LAYER fits either checkpoint."""
+    layer = FEATURE_LAYERS[family]
+    x = pooled_features(net, normalised(mx.sym.var("data")))
+    pooled = mx.sym.Pooling(x, global_pool=True, pool_type="avg", kernel=(1, 1),
+                            name=layer if layer.startswith("pool") else "global_pool")
+    features = pooled if layer.startswith("pool") else mx.sym.Flatten(pooled, name=layer)
+    classifier = zoo_classifier(net)
+    if isinstance(classifier, mx.gluon.nn.Conv2D):  # DPN: 1x1 convolution on the pooled map
+        logits = classifier(mx.sym.reshape(features, shape=(0, 0, 1, 1), name="classifier_map"))
+        return mx.sym.Flatten(logits, name="classifier_flatten"), layer
+    return classifier(features), layer
 
 
 def checkpoint_arrays(net, symbol):
@@ -175,7 +198,7 @@ def convert(name, prefix, zoo_params=None, force=False):
     net = zoo_network(name, zoo_params)
     raw = random_images(net)
     expected = zoo_output(net, raw)
-    symbol, feature_layer = checkpoint_symbol(net)
+    symbol, feature_layer = checkpoint_symbol(net, family_of(name))
     args, aux = checkpoint_arrays(net, symbol)
     with atomic_outputs(*outputs) as (symbol_tmp, params_tmp, layer_tmp):
         save_checkpoint(symbol, args, aux, symbol_tmp, params_tmp)
