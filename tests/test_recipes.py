@@ -303,14 +303,17 @@ def test_dry_run_lists_what_is_missing(tmp_path):
     assert code == 0 and len(commands) == 5
     missing = [line for line in output.splitlines() if line.startswith("# missing: ")]
     url = "http://data.mxnet.io/models/imagenet/resnext/101-layers/"
+    hint = (f"download them from {url}, or make them from the gluoncv2 zoo: python -m train.import_weights "
+            f"--zoo gluoncv2 --model resnext101_32x4d --out {tmp_path}/pretrained/resnext-101")
     assert missing == [
         f"# missing: {tmp_path}/pretrained/resnext-101-symbol.json not found: the network of the starting weights; "
-        f"download them from {url}",
+        f"{hint}",
         f"# missing: {tmp_path}/data/dataset_C/train.rec not found: run data/create_dataset_C.sh first",
         f"# missing: {tmp_path}/data/dataset_C/valid.rec not found: run data/create_dataset_C.sh first",
-        f"# missing: {tmp_path}/pretrained/resnext-101-0000.params not found: the starting weights; "
-        f"download them from {url}",
+        f"# missing: {tmp_path}/pretrained/resnext-101-0000.params not found: the starting weights; {hint}",
     ]
+    code, _, output = dry_run("train/M14.sh", tmp_path)
+    assert code == 0 and "download them from https://github.com/cypw/DPNs (the gluoncv2 zoo has no weights" in output
     code, _, output = dry_run("train/M11.sh", tmp_path)
     assert code == 0
     assert f"# missing: {tmp_path}/models/M07/M07-0015.params not found: the starting weights; run train/M07.sh" \

@@ -186,10 +186,27 @@ earlier_run() {
   done
 }
 
-weights_hint() {  # where the starting weights come from: a URL, or the script that makes them
+weights_hint() {  # where the starting weights come from: a URL (or the zoo import), or the script that makes them
+  local zoo
   case "$PRETRAINED_SOURCE" in
-    http*) echo "download them from $PRETRAINED_SOURCE" ;;
+    http*) zoo="$(zoo_network "$SYMBOL")"
+      if [ -n "$zoo" ]; then
+        echo "download them from $PRETRAINED_SOURCE, or make them from the gluoncv2 zoo: python -m" \
+          "train.import_weights --zoo gluoncv2 --model $zoo --out ${SYMBOL%-symbol.json}"
+      else
+        echo "download them from $PRETRAINED_SOURCE (the gluoncv2 zoo has no weights for this network)"
+      fi ;;
     *) echo "${PRETRAINED_SOURCE:-see PARAMS in the model script}" ;;
+  esac
+}
+
+zoo_network() {  # the gluoncv2 network train.import_weights makes a published symbol's checkpoint from
+  case "$(basename "$1")" in
+    resnext-101-symbol.json) echo resnext101_32x4d ;;
+    resnext-101-64x4d-symbol.json) echo resnext101_64x4d ;;
+    densenet-161-symbol.json) echo densenet161 ;;
+    dpn98-symbol.json) echo dpn98 ;;
+    dpn131-symbol.json) echo dpn131 ;;
   esac
 }
 
