@@ -1,6 +1,11 @@
 """The multi-device path on the CPU: `--gpus cpu:0,cpu:1` runs the code `--gpus 0,1` runs (a Module over
 a list of contexts, each batch split between them, the `device` kvstore summing their gradients) and
 ends where one context ends, for training and for prediction."""
+import os
+import shutil
+import subprocess
+import sys
+
 import mxnet as mx
 import numpy as np
 import pytest
@@ -10,6 +15,7 @@ from predict import compare_devices, predict
 from predict.predictor import Predictor
 from predict.submission import read_submission
 from train import devices, fit, train_model
+from tests.conftest import REPO_ROOT
 from tests.test_predict_pipeline import colour_run, predict_args  # noqa: F401 (fixture)
 from tests.test_train import colour_rec  # noqa: F401 (fixture)
 
@@ -161,3 +167,80 @@ def test_devices_run_op_checks_each_device(capsys, monkeypatch):
     monkeypatch.setattr(mx.nd, "Convolution", failing)
     with pytest.raises(UserError, match="a convolution fails: no kernel image is available"):
         devices.run_tiny_op([mx.cpu(1)])
+
+
+# ---- scripts/gpu_check.sh up to its GPU detection: no install, nothing written -------------
+def run_gpu_check(tmp_path, nvidia_smi=None, **env):
+    """The script with only /usr/bin and /bin on PATH, plus a fake nvidia-smi printing `nvidia_smi`."""
+    fake_bin = tmp_path / "bin"
+    fake_bin.mkdir()
+    if nvidia_smi is not None:
+        fake = fake_bin / "nvidia-smi"
+        fake.write_text(f"#!/bin/sh\n{nvidia_smi}\n")
+        fake.chmod(0o755)
+    path = f"{fake_bin}:/usr/bin:/bin"
+    assert nvidia_smi is not None or shutil.which("nvidia-smi", path=path) is None
+    venv, check_dir = tmp_path / "venv", tmp_path / "check"
+    result = subprocess.run(["bash", os.path.join(REPO_ROOT, "scripts", "gpu_check.sh")], capture_output=True, text=True,
+                            env={"PATH": path, "HOME": str(tmp_path), "VENV_DIR": str(venv),
+                                 "CHECK_DIR": str(check_dir), **env}, timeout=60)
+    assert not venv.exists() and not check_dir.exists()  # the detection comes before any install or output
+    return result
+
+
+def test_gpu_check_on_hopper_says_why_in_one_line(tmp_path):
+    result = run_gpu_check(tmp_path, 'echo "0, NVIDIA H100 80GB HBM3, 9.0"; echo "1, NVIDIA H100 80GB HBM3, 9.0"')
+    assert result.returncode == 2
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: GPU 0 (NVIDIA H100 80GB HBM3) is compute capability 9.0 (Hopper): ")
+    assert "no PTX" in lines[0] and "-DMXNET_CUDA_ARCH=9.0" in lines[0] and "CUDA >= 11.8" in lines[0]
+
+
+def test_gpu_check_without_nvidia_smi_says_so(tmp_path):
+    result = run_gpu_check(tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [result.stderr.strip()] and "error: no nvidia-smi on PATH" in result.stderr
+
+
+def test_gpu_check_with_a_failing_driver_quotes_it(tmp_path):
+    result = run_gpu_check(tmp_path, 'echo "NVIDIA-SMI has failed because it couldn\'t communicate with the '
+                                     'NVIDIA driver."; exit 9')
+    assert result.returncode == 2
+    assert result.stderr.strip() == ("error: nvidia-smi fails: NVIDIA-SMI has failed because it couldn't "
+                                     "communicate with the NVIDIA driver.")
+
+
+@pytest.mark.parametrize("gpus, listed", [("", "0 1 2"), ("2", "2")])
+def test_gpu_check_accepts_maxwell_to_ada(tmp_path, gpus, listed):
+    listing = ('echo "0, Tesla M40, 5.2"; echo "1, NVIDIA A100-SXM4-40GB, 8.0"; '
+               'echo "2, NVIDIA GeForce RTX 4090, 8.9"')
+    result = run_gpu_check(tmp_path, listing, DETECT_ONLY="1", GPUS=gpus)
+    assert result.returncode == 0, result.stderr
+    assert [line.split(":")[0] for line in result.stdout.splitlines() if line.startswith("GPU ")] == \
+        [f"GPU {i}" for i in listed.split()]
+    assert f"DETECT_ONLY=1: the wheels have code for GPUs {listed.replace(' ', ',')}" in result.stdout
+
+
+def test_gpu_check_refuses_a_kepler_gpu_it_is_given(tmp_path):
+    result = run_gpu_check(tmp_path, 'echo "0, Tesla K80, 3.7"; echo "1, Tesla T4, 7.5"', GPUS="0")
+    assert result.returncode == 2
+    assert result.stderr.startswith("error: GPU 0 (Tesla K80) is compute capability 3.7: ")
+
+
+@pytest.mark.slow
+def test_gpu_check_runs_through_on_cpu_contexts(tmp_path):
+    """The whole script, with CPU contexts standing in for GPUs and a small network (about 60 s)."""
+    check_dir = tmp_path / "check"
+    env = dict(os.environ, GPUS=TWO_CPUS, SKIP_INSTALL="1", VENV_DIR=sys.prefix, CHECK_DIR=str(check_dir),
+               DTYPES="float32", NETWORK="resnext-14", IMAGE_SIZE="64", STEPS="10", BATCH_PER_GPU="4",
+               NUM_PRODUCTS="50")
+    result = subprocess.run(["bash", os.path.join(REPO_ROOT, "scripts", "gpu_check.sh")], capture_output=True,
+                            text=True, env=env, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    rows = [line.split() for line in result.stdout.splitlines() if line.startswith("float32 ")]
+    assert [row[1:3] for row in rows] == [["cpu:0", "4"], ["cpu:0,cpu:1", "8"]]
+    assert all(float(row[3]) > 0 for row in rows)  # images/s of each run
+    assert "predicted 50 products on GPUs cpu:0,cpu:1" in result.stdout
+    assert "16 pictures (32 views): largest probability difference cpu(0), cpu(1) vs cpu" in result.stdout
+    assert "GPU check passed" in result.stdout and (check_dir / "predictions.csv.gz").exists()
