@@ -41,7 +41,7 @@ def test_cpu_contexts_are_explicit_and_plain_ids_stay_gpus(monkeypatch):
         devices.contexts("cpu:1,cpu:1")
 
 
-def test_two_cpu_contexts_make_a_device_kvstore(colour_rec):  # noqa: F811
+def test_two_cpu_contexts_make_a_device_kvstore():
     args = train_model.build_parser().parse_args(["--gpus", TWO_CPUS, "--kv-store", "device"])
     assert fit.make_kvstore(args).type == "device"
     args.gpus = ""
