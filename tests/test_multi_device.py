@@ -195,6 +195,7 @@ def test_gpu_check_on_hopper_says_why_in_one_line(tmp_path):
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith("error: GPU 0 (NVIDIA H100 80GB HBM3) is compute capability 9.0 (Hopper): ")
     assert "no PTX" in lines[0] and "-DMXNET_CUDA_ARCH=9.0" in lines[0] and "CUDA >= 11.8" in lines[0]
+    assert lines[0].endswith("then run this check on it with SKIP_INSTALL=1")
 
 
 def test_gpu_check_without_nvidia_smi_says_so(tmp_path):
@@ -244,3 +245,10 @@ def test_gpu_check_runs_through_on_cpu_contexts(tmp_path):
     assert "predicted 50 products on GPUs cpu:0,cpu:1" in result.stdout
     assert "16 pictures (32 views): largest probability difference cpu(0), cpu(1) vs cpu" in result.stdout
     assert "GPU check passed" in result.stdout and (check_dir / "predictions.csv.gz").exists()
+
+
+def test_gpu_check_on_hopper_with_an_own_build_goes_on(tmp_path):
+    result = run_gpu_check(tmp_path, 'echo "0, NVIDIA H200, 9.0"', DETECT_ONLY="1", SKIP_INSTALL="1")
+    assert result.returncode == 0, result.stderr
+    assert "warning: GPU 0 (NVIDIA H200) is compute capability 9.0 (Hopper)" in result.stdout
+    assert "SKIP_INSTALL=1: step 3 tests the build in the venv on it" in result.stdout
