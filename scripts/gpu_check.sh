@@ -8,9 +8,11 @@
 #      GPU and on all: images/s and the GPU memory used
 #   5. predicts 1,000 demo products with flip TTA on the GPUs, and compares the GPU's probabilities
 #      with the CPU's on 16 pictures
-# Usage: scripts/gpu_check.sh    (GPUS=0,1 checks only these; DETECT_ONLY=1 stops after step 1;
-#        SKIP_INSTALL=1 uses the venv as it is, e.g. with a source build for Hopper; GPUS=cpu:0,cpu:1 SKIP_INSTALL=1 DTYPES=float32 runs
-#        the script's path on the CPU, to test the script itself)
+# Usage: scripts/gpu_check.sh
+#   GPUS=0,1         checks only these GPUs
+#   DETECT_ONLY=1    stops after step 1
+#   SKIP_INSTALL=1   uses the venv as it is (e.g. a source build for Hopper: step 3 then decides)
+#   GPUS=cpu:0,cpu:1 SKIP_INSTALL=1 DTYPES=float32: the script's path on CPU contexts, to test the script
 set -euo pipefail
 CALLER_DIR="$PWD"  # a relative CHECK_DIR or VENV_DIR is taken from where the script was run
 cd "$(dirname "$0")/.."
