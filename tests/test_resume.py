@@ -229,3 +229,15 @@ def test_params_with_load_epoch_resumes_those_weights_numbered_from_the_epoch(co
     assert np.array_equal(third["arg:fc_weight"].asnumpy(), first["arg:fc_weight"].asnumpy())
     assert not np.array_equal(third["arg:fc_weight"].asnumpy(), second["arg:fc_weight"].asnumpy())
     assert read_json(prefix, 3)["num_update"] == BATCHES_PER_EPOCH  # ... with a fresh optimizer
+
+
+def test_a_resume_says_which_epochs_have_no_metrics_row(tmp_path, caplog):
+    """MXNet writes an epoch's checkpoint before validating it: a run stopped in between left no row."""
+    from train.metrics_log import EpochRecorder, _write_rows
+    prefix = str(tmp_path / "m")
+    _write_rows(f"{prefix}-metrics.csv", [{"epoch": 2, "lr": 0.1, "images_per_sec": 1.0, "seconds": 1.0}])
+    scheduler = EpochStepScheduler(0.1, 0.1, [], 10)
+    with caplog.at_level(logging.WARNING):
+        recorder = EpochRecorder(prefix, 4, scheduler, begin_epoch=3)
+    assert [int(r["epoch"]) for r in recorder.rows] == [2]
+    assert "has no row for epoch 1, 3" in caplog.text

@@ -41,6 +41,10 @@ class EpochRecorder:
         self._train = {}
         if self.csv_path and begin_epoch and os.path.exists(self.csv_path):
             self.rows = [r for r in _read_rows(self.csv_path) if int(r["epoch"]) <= begin_epoch]
+            missing = sorted(set(range(1, begin_epoch + 1)) - {int(r["epoch"]) for r in self.rows})
+            if missing:  # MXNet saves a checkpoint before validating it: a run stopped in between
+                log.warning("%s has no row for epoch %s (the run stopped before recording it); the curve "
+                            "will have a gap there", self.csv_path, ", ".join(map(str, missing)))
 
     def batch_end(self, param):
         if param.nbatch == 0 or self._epoch_start is None:

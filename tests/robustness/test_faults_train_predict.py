@@ -29,9 +29,11 @@ def test_training_killed_mid_epoch_resumes_on_schedule(colour_rec, resnet18, tmp
     process = subprocess.Popen([sys.executable, "-m", "train.train_model", *argv], cwd=REPO_ROOT,
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
-    while not os.path.exists(f"{prefix}-0001.params") and time.monotonic() < deadline:
+    # epoch 1 done: its checkpoint and (after its validation) its metrics row; then into epoch 2
+    while not (os.path.exists(f"{prefix}-0001.params") and os.path.exists(f"{prefix}-metrics.csv")) \
+            and time.monotonic() < deadline:
         time.sleep(0.05)
-    time.sleep(0.5)  # into epoch 2
+    time.sleep(0.5)
     assert process.poll() is None, "training ended before it could be killed"
     process.send_signal(signal.SIGKILL)
     process.communicate()
