@@ -9,12 +9,13 @@ import pytest
 
 from data import bson2rec
 from data.common import UserError
-from train import import_weights, train_model
+from train import import_weights, symbols, train_model
+from train.finetune import select_params
 from tests.helpers import colour_products, write_bson, write_category_csv
 from tests.test_train import NUM_CLASSES, train_argv
 
 # Small networks of the solution's families, and a model script starting from the family's published checkpoint.
-SMALL_NETWORKS = {"resnext14_16x4d": "M07", "dpn68": "M05", "densenet121": "M04"}
+SMALL_NETWORKS = {"resnext14_32x4d": "M07", "dpn68": "M05", "densenet121": "M04"}
 
 
 def save_random_zoo_params(name, path, seed=0):
@@ -84,17 +85,31 @@ def test_checkpoint_gives_the_zoo_output_and_fine_tunes(name, zoo_params, one_ba
     assert tuned["arg:fc_weight"].shape[0] == NUM_CLASSES
 
 
+def test_resnext_checkpoints_load_by_name_into_our_graphs(zoo_params, tmp_path, capsys):
+    """M11 and M13 build SE-ResNeXt with train/symbols and continue from M07/M09's checkpoints,
+    so an imported ResNeXt must carry the published graph's parameter names."""
+    params = {"resnext14_32x4d": zoo_params["resnext14_32x4d"],
+              "seresnext50_32x4d": save_random_zoo_params("seresnext50_32x4d", tmp_path / "se.params")}
+    for zoo_name, ours in (("resnext14_32x4d", "resnext-14"), ("seresnext50_32x4d", "se-resnext-50")):
+        report = run(zoo_name, str(tmp_path / zoo_name), params[zoo_name], capsys)
+        assert report["relative_difference"] <= import_weights.TOLERANCE
+        saved = mx.nd.load(import_weights.output_paths(str(tmp_path / zoo_name))[1])
+        args = {k[4:]: v for k, v in saved.items() if k.startswith("arg:")}
+        aux = {k[4:]: v for k, v in saved.items() if k.startswith("aux:")}
+        kept_args, kept_aux, missing = select_params(symbols.get_symbol(ours, num_classes=1000), (1, 3, 224, 224),
+                                                     args, aux)
+        assert missing == [] and (len(kept_args), len(kept_aux)) == (len(args), len(aux))
+
+
 def test_a_differing_checkpoint_is_refused_and_nothing_written(zoo_params, tmp_path, monkeypatch):
-    name = "resnext14_16x4d"
-    real = import_weights.checkpoint_arrays
+    name = "resnext14_32x4d"
+    real = import_weights.save_checkpoint
 
-    def corrupted(net, symbol):
-        args, aux = real(net, symbol)
+    def corrupted(symbol, args, aux, symbol_path, params_path):
         key = sorted(k for k in args if k.endswith("weight"))[0]
-        args[key] = args[key] * 1.01
-        return args, aux
+        real(symbol, {**args, key: args[key] * 1.01}, aux, symbol_path, params_path)
 
-    monkeypatch.setattr(import_weights, "checkpoint_arrays", corrupted)
+    monkeypatch.setattr(import_weights, "save_checkpoint", corrupted)
     with pytest.raises(UserError, match="differs from the zoo network's.*nothing written"):
         import_weights.main(["--zoo", "gluoncv2", "--model", name, "--out", str(tmp_path / name),
                              "--zoo-params", zoo_params[name]])
@@ -105,8 +120,8 @@ def test_inputs_are_checked_before_any_work(zoo_params, tmp_path, monkeypatch):
     params = zoo_params["dpn68"]
     with pytest.raises(UserError, match="not a supported gluoncv2 network"):
         import_weights.convert("resnet18", str(tmp_path / "x"), params)
-    with pytest.raises(UserError, match="not the Gluon parameters of gluoncv2 resnext14_16x4d"):
-        import_weights.convert("resnext14_16x4d", str(tmp_path / "x"), params)
+    with pytest.raises(UserError, match="not the Gluon parameters of gluoncv2 resnext14_32x4d"):
+        import_weights.convert("resnext14_32x4d", str(tmp_path / "x"), params)
     (tmp_path / "x-symbol.json").write_text("{}")
     with pytest.raises(UserError, match="exists"):
         import_weights.convert("dpn68", str(tmp_path / "x"), params)
@@ -138,3 +153,9 @@ def test_a_full_size_network_converts_and_runs_at_180_px(tmp_path, capsys):
     symbol_path, params_path, _ = import_weights.output_paths(str(tmp_path / name))
     raw = np.random.RandomState(1).uniform(0, 255, size=(1, 3, 180, 180)).astype(np.float32)
     assert import_weights.checkpoint_output(symbol_path, params_path, raw).shape == (1, 1000)
+    saved = mx.nd.load(params_path)  # and M07/M09's network, as M11/M13 rebuild it, loads it by name
+    args = {k[4:]: v for k, v in saved.items() if k.startswith("arg:")}
+    aux = {k[4:]: v for k, v in saved.items() if k.startswith("aux:")}
+    _, _, missing = select_params(symbols.get_symbol("resnext-101-64x4d", num_classes=1000), (1, 3, 180, 180),
+                                  args, aux)
+    assert missing == []

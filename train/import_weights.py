@@ -10,11 +10,15 @@ the zoo publishes ImageNet weights for most of its networks. Our model scripts f
 ImageNet's mean (0.485,0.456,0.406) and std (0.229,0.224,0.225) (imgclsmob's ImageNet-1K
 evaluation settings), so that normalisation is folded into the written graph.
 
-The last fixed 7x7 average pooling of ResNeXt, SE-ResNeXt and DenseNet becomes global
-average pooling (the same at the zoo's 224 px, and it lets the network run at 180 px);
-DPN gets the zoo's training head (global average pooling, not test-time pooling). The
-feature layer is named as in the family's published MXNet checkpoint (flatten0 for
-ResNeXt and SE-ResNeXt, flatten for DPN, pool5 for DenseNet), so a checkpoint written
+ResNeXt and SE-ResNeXt are written in our train/symbols graph with the published MXNet
+checkpoint's parameter names (the normalisation becomes `bn_data`'s statistics), so
+`--symbol resnext-101-64x4d` and M11/M13, which rebuild that graph from M07/M09's
+checkpoints, load them by name. DenseNet and DPN keep the zoo's graph and names, with the
+normalisation as scalar operations at the input. The last fixed 7x7 average pooling
+becomes global average pooling (the same at the zoo's 224 px, and it lets the network run
+at 180 px); DPN gets the zoo's training head (global average pooling, not test-time
+pooling). The feature layer is named as in the family's published checkpoint (flatten0
+for ResNeXt and SE-ResNeXt, flatten for DPN, pool5 for DenseNet), so a checkpoint written
 under the published name in PRETRAINED_DIR serves train/Mxx.sh unchanged.
 Before anything is written, the checkpoint read back through MXNet's Module must give
 the zoo network's output on random images; otherwise nothing is written.
@@ -31,12 +35,13 @@ no DPN-107 weights (M14): those come from cypw's dpn92-5k and dpn107-extra
 import argparse
 import json
 import logging
+import re
 
 import mxnet as mx
 import numpy as np
 
 from data.common import HelpFormatter, UserError, atomic_outputs, check_input_file, check_outputs, run_cli
-from train.finetune import mxnet_reason
+from train.finetune import cut_at, mxnet_reason
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +52,8 @@ FEATURE_LAYERS = {"resnext": "flatten0", "seresnext": "flatten0", "densenet": "p
 FAMILIES = tuple(FEATURE_LAYERS)
 TOLERANCE = 1e-4  # relative to the largest absolute zoo output: float32 rounding only
 CHECK_IMAGES = 2
+GLUON_BN_EPS = 1e-5  # gluoncv2's BatchNorm epsilon
+GLUON_TO_MXNET_BN = {"running_mean": "moving_mean", "running_var": "moving_var"}
 SEED = 0
 
 
@@ -139,12 +146,84 @@ def checkpoint_symbol(net, family):
     return classifier(features), layer
 
 
+def resnext_architecture(name):
+    """(layers, groups, width, SE) of a zoo ResNeXt our train/symbols builds, else None."""
+    from train.symbols.resnext import UNITS_PER_STAGE
+    match = re.fullmatch(r"(se)?resnext(\d+)_(\d+)x(\d+)d", name)
+    if match and int(match[2]) in UNITS_PER_STAGE:
+        return int(match[2]), int(match[3]), int(match[4]), bool(match[1])
+    return None
+
+
+def published_param(layer, kind):
+    return f"{layer}_{GLUON_TO_MXNET_BN.get(kind, kind)}"
+
+
+def published_resnext_name(short):
+    """The published ResNeXt graph's name of a zoo parameter (`short`: without the network prefix)."""
+    match = re.fullmatch(r"resinitblock0_convblock0_(conv|batchnormextra)0_(\w+)", short)
+    if match:
+        return published_param("conv0" if match[1] == "conv" else "bn0", match[2])
+    match = re.fullmatch(r"stage(\d+)_(?:se)?resnextunit(\d+)_(\w+)", short)
+    if match:
+        unit, rest = f"stage{match[1]}_unit{int(match[2]) + 1}", match[3]
+        body = re.fullmatch(r"resnextbottleneck0_convblock(\d)_(conv|batchnormextra)0_(\w+)", rest)
+        if body:
+            return published_param(f"{unit}_{'conv' if body[2] == 'conv' else 'bn'}{int(body[1]) + 1}", body[3])
+        shortcut = re.fullmatch(r"convblock0_(conv|batchnormextra)0_(\w+)", rest)
+        if shortcut:
+            return published_param(f"{unit}_sc" if shortcut[1] == "conv" else f"{unit}_sc_bn", shortcut[2])
+        gate = re.fullmatch(r"seblock0_conv(\d)_(weight|bias)", rest)
+        if gate:
+            return f"{unit}_excitation{int(gate[1]) + 1}_{gate[2]}"
+    match = re.fullmatch(r"dense0_(weight|bias)", short)
+    if match:
+        return f"fc1_{match[1]}"
+    raise UserError(f"gluoncv2 parameter {short}: no counterpart in the published ResNeXt graph")
+
+
+def published_resnext(net, name, architecture):
+    """(logits, arg_params, aux_params) of the zoo ResNeXt in train/symbols' graph (the published
+    checkpoint's names): the zoo's normalisation becomes `bn_data`'s statistics, and each BatchNorm's
+    variance absorbs the difference of epsilons, so the arithmetic is the zoo's."""
+    from train.symbols.resnext import BN_EPS, get_symbol
+    layers, groups, width, squeeze_excitation = architecture
+    logits = cut_at(get_symbol(1000, num_layers=layers, num_group=groups, bottleneck_width=width,
+                               use_se=squeeze_excitation, se_ratio=16), "fc1")
+    values = {}
+    for param in net.collect_params().values():
+        target, value = published_resnext_name(param.name[len(f"{name}_"):]), param.data(mx.cpu())
+        if target.endswith("moving_var"):
+            value = value + (GLUON_BN_EPS - BN_EPS)
+        elif "_excitation" in target and target.endswith("weight"):
+            value = value.reshape(value.shape[:2])  # the zoo's 1x1 convolutions are our FullyConnected
+        values[target] = value
+    scale = 255.0 * np.array(ZOO_STD_RGB)
+    values.update({"bn_data_gamma": mx.nd.ones(3), "bn_data_beta": mx.nd.zeros(3),
+                   "bn_data_moving_mean": mx.nd.array(255.0 * np.array(ZOO_MEAN_RGB)),
+                   "bn_data_moving_var": mx.nd.array(scale * scale - BN_EPS)})
+    args = {n: values[n] for n in logits.list_arguments() if n != "data"}
+    aux = {n: values[n] for n in logits.list_auxiliary_states()}
+    return logits, args, aux
+
+
 def checkpoint_arrays(net, symbol):
     """(arg_params, aux_params) of `symbol` from the Gluon network's parameters."""
     values = {p.name: p.data(mx.cpu()) for p in net.collect_params().values()}
     args = {n: values[n] for n in symbol.list_arguments() if n != "data"}
     aux = {n: values[n] for n in symbol.list_auxiliary_states()}
     return args, aux
+
+
+def checkpoint_graph(net, name):
+    """(logits symbol, arg_params, aux_params, feature layer) of the checkpoint: ResNeXt and
+    SE-ResNeXt in our train/symbols graph (so `--symbol resnext-101` and M11/M13, which build it,
+    load them by name), other networks in the zoo's own graph."""
+    architecture = resnext_architecture(name)
+    if architecture:
+        return (*published_resnext(net, name, architecture), FEATURE_LAYERS[family_of(name)])
+    symbol, feature_layer = checkpoint_symbol(net, family_of(name))
+    return (symbol, *checkpoint_arrays(net, symbol), feature_layer)
 
 
 def random_images(net):
@@ -198,8 +277,7 @@ def convert(name, prefix, zoo_params=None, force=False):
     net = zoo_network(name, zoo_params)
     raw = random_images(net)
     expected = zoo_output(net, raw)
-    symbol, feature_layer = checkpoint_symbol(net, family_of(name))
-    args, aux = checkpoint_arrays(net, symbol)
+    symbol, args, aux, feature_layer = checkpoint_graph(net, name)
     with atomic_outputs(*outputs) as (symbol_tmp, params_tmp, layer_tmp):
         save_checkpoint(symbol, args, aux, symbol_tmp, params_tmp)
         worst, relative = largest_difference(expected, checkpoint_output(symbol_tmp, params_tmp, raw))
