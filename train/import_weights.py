@@ -278,6 +278,7 @@ def convert(name, prefix, zoo_params=None, force=False):
     raw = random_images(net)
     expected = zoo_output(net, raw)
     symbol, args, aux, feature_layer = checkpoint_graph(net, name)
+    log.info("%s: %d parameters, %d BatchNorm statistics", name, len(args), len(aux))
     with atomic_outputs(*outputs) as (symbol_tmp, params_tmp, layer_tmp):
         save_checkpoint(symbol, args, aux, symbol_tmp, params_tmp)
         worst, relative = largest_difference(expected, checkpoint_output(symbol_tmp, params_tmp, raw))
