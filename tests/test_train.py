@@ -170,6 +170,8 @@ def test_cli_errors_are_clear(colour_rec, resnet18, tmp_path):
         train_model.main(train_argv(colour_rec, prefix, symbol, str(tmp_path / "missing.params")))
     with pytest.raises(UserError, match="float16 needs --gpus"):
         train_model.main(train_argv(colour_rec, prefix, symbol, extra=["--dtype", "float16"]))
+    with pytest.raises(UserError, match="float16 needs --gpus"):  # CPU contexts standing in for GPUs
+        train_model.main(train_argv(colour_rec, prefix, symbol, extra=["--dtype", "float16", "--gpus", "cpu:0,cpu:1"]))
     with pytest.raises(UserError, match=r"\.rec file not found"):
         train_model.main(train_argv(str(tmp_path / "none.rec"), prefix, symbol))
 

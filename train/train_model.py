@@ -117,8 +117,8 @@ def ignored_names(args):
 def check_args(args):
     if not args.symbol:
         raise UserError("--symbol is required (see --list-symbols)")
-    if args.dtype == "float16" and not args.gpus.strip():
-        raise UserError("--dtype float16 needs --gpus: MXNet has no float16 GEMM on the CPU")
+    if args.dtype == "float16" and (not args.gpus.strip() or args.gpus.strip().startswith("cpu:")):
+        raise UserError("--dtype float16 needs --gpus with GPU ids: MXNet has no float16 GEMM on the CPU")
     contexts(args.gpus)  # ids and GPUs of this build, before the data or the network
     for flag in ("batch_size", "num_epochs"):
         if getattr(args, flag) <= 0:
