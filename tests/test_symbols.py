@@ -220,8 +220,29 @@ def test_densenet_matches_the_published_graph_up_to_the_classifier(depth):
     assert operators(mine, until="pool5") == operators(published, until="pool5")
 
 
+CYPW_DPN_SHAPES = os.path.join(os.path.dirname(__file__), "data", "cypw_dpn_param_shapes.json")
+
+
+@pytest.mark.parametrize("name", ["dpn-92", "dpn-107"])
+def test_dpn_loads_the_parameter_names_of_cypws_checkpoints(name):
+    """Every parameter of cypw's published graph up to `flatten` is in ours, with its shape, as argument or
+    auxiliary state alike, and nothing else is, so `dpn92-5k` (M02/M03/M06) and `dpn107-extra` (M14) load
+    by name. No published symbol JSON of these checkpoints could be found; the data file lists the names
+    and shapes that cypw/DPNs' own symbol code (settings/symbol_dpn-92.py, symbol_dpn-107.py) gives when
+    built with MXNet 1.9.1 at 224 px: names and shapes only, the commit is in its "source" field."""
+    with open(CYPW_DPN_SHAPES) as f:
+        published = json.load(f)["networks"][name]
+    num_classes = published["classifier"]["fc6_bias"][0]  # 5000 for the ImageNet-5k dpn92-5k
+    symbol = get_symbol(name, num_classes=num_classes)
+    arg_shapes, _, aux_shapes = symbol.infer_shape(data=IMAGENET)
+    arguments = {n: list(s) for n, s in zip(symbol.list_arguments(), arg_shapes) if n not in NOT_PARAMETERS}
+    auxiliary = {n: list(s) for n, s in zip(symbol.list_auxiliary_states(), aux_shapes)}
+    assert arguments == {**published["arguments"], **published["classifier"]}
+    assert auxiliary == published["auxiliary_states"]
+
+
 def test_dpn_uses_cypw_names():
-    # No published DPN graph is at hand; these are the names cypw/DPNs' symbol code gives.
+    # Spot checks that spell out the scheme; the full lists are checked against cypw's graph above.
     shapes = parameter_shapes(get_symbol("dpn-92", num_classes=1000))
     expected = {
         "conv1_x_1__conv_weight": (64, 3, 7, 7),

@@ -4,9 +4,11 @@ Every block keeps two paths: a residual path of `bw` channels (added to) and a d
 connected path (appended to: `inc` new channels per block). Pre-activation throughout
 (BatchNorm, ReLU, then convolution).
 
-Names follow the naming scheme of cypw/DPNs' symbol code, so its published `.params` should
-load by name. No published DPN graph is at hand to check against, so this is by construction
-only. A BN-ReLU-conv called N has BatchNorm `N__bn__bn`, ReLU `N__ac__relu` and convolution
+Names follow the naming scheme of cypw/DPNs' symbol code, so its published `.params` load by
+name. No published symbol JSON of its checkpoints could be found; instead its symbol code was
+built with MXNet 1.9.1 and every parameter up to `flatten` of DPN-68/92/98/107/131 matched ours
+in name and shape (tests/data/cypw_dpn_param_shapes.json keeps the lists of DPN-92, as in
+`dpn92-5k`, and DPN-107, as in `dpn107-extra`). A BN-ReLU-conv called N has BatchNorm `N__bn__bn`, ReLU `N__ac__relu` and convolution
 `N__conv`. The stem is `conv1_x_1__conv` + BN-ReLU `conv1_x_1__relu-sp__{bn,relu}` + `pool1`.
 Block I of stage S is `convS_x__I`, with `_c1x1-w(s/K)` (the projection that opens a stage,
 K its stride), `_c1x1-a`, `_c3x3-b`, `_c1x1-c` and the outputs `_sum` and `_cat` (`_cat-input`
