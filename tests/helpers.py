@@ -69,6 +69,19 @@ def colour_products(num_classes, per_class, size=32, seed=0, first_category=1000
 
 
 # ---- processes -----------------------------------------------------------------------------
+def write_colour_rec(folder, num_classes, per_class, size=32):
+    """A .rec of `num_classes` colour classes, `per_class` pictures each, converted by data.bson2rec
+    (with its category CSV beside it); returns the .rec path."""
+    from data import bson2rec
+
+    csv_path = write_category_csv(os.path.join(folder, "category_names.csv"),
+                                  [1000000000 + c for c in range(num_classes)])
+    bson_path = write_bson(os.path.join(folder, "train.bson"), colour_products(num_classes, per_class, size=size))
+    rec = os.path.join(str(folder), "train.rec")
+    bson2rec.main(["--bson", bson_path, "--out-rec", rec, "--category-csv", csv_path])
+    return rec
+
+
 def children_of(pid):
     found = []
     for entry in os.listdir("/proc"):

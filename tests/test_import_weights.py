@@ -7,11 +7,10 @@ import mxnet as mx
 import numpy as np
 import pytest
 
-from data import bson2rec
 from data.common import UserError
 from train import import_weights, symbols, train_model
 from train.finetune import select_params
-from tests.helpers import colour_products, write_bson, write_category_csv
+from tests.helpers import write_colour_rec
 from tests.test_train import NUM_CLASSES, train_argv
 
 # Small networks of the solution's families, and a model script starting from the family's published checkpoint.
@@ -37,12 +36,7 @@ def save_random_zoo_params(name, path, seed=0):
 @pytest.fixture(scope="module")
 def one_batch_rec(tmp_path_factory):
     """16 images of 4 colour classes: one training step of batch 16 (these networks are slow on a CPU)."""
-    folder = tmp_path_factory.mktemp("colours")
-    csv_path = write_category_csv(folder / "category_names.csv", [1000000000 + c for c in range(NUM_CLASSES)])
-    bson_path = write_bson(folder / "train.bson", colour_products(NUM_CLASSES, 4, size=32))
-    rec = str(folder / "train.rec")
-    bson2rec.main(["--bson", bson_path, "--out-rec", rec, "--category-csv", csv_path])
-    return rec
+    return write_colour_rec(tmp_path_factory.mktemp("colours"), NUM_CLASSES, 4)
 
 
 @pytest.fixture(scope="module")

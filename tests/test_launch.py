@@ -13,19 +13,14 @@ from data import bson2rec
 from train import launch, train_model
 from train.data import get_iterators
 from tests.conftest import REPO_ROOT
-from tests.helpers import alive, children_of, colour_products, write_bson, write_category_csv
+from tests.helpers import alive, children_of, colour_products, write_bson, write_category_csv, write_colour_rec
 
 NUM_CLASSES = 4
 
 
 @pytest.fixture(scope="module")
 def colour_rec(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("dist")
-    csv_path = write_category_csv(folder / "category_names.csv", [1000000000 + c for c in range(NUM_CLASSES)])
-    bson_path = write_bson(folder / "train.bson", colour_products(NUM_CLASSES, 24, size=32))
-    rec = str(folder / "train.rec")
-    bson2rec.main(["--bson", bson_path, "--out-rec", rec, "--category-csv", csv_path])
-    return rec
+    return write_colour_rec(tmp_path_factory.mktemp("dist"), NUM_CLASSES, 24)
 
 
 def worker_command(out_dir, rec, epochs):

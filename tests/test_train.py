@@ -8,14 +8,13 @@ import mxnet as mx
 import numpy as np
 import pytest
 
-from data import bson2rec
 from data.common import UserError
 from train import train_model
 from train.data import get_iterators
 from train.fit import describe_optimizer, eval_metrics, fit, make_optimizer, optimizer_settings
 from train.lr_schedule import EpochStepScheduler, lr_at_epoch
 from tests.conftest import shared_file
-from tests.helpers import colour_products, write_bson, write_category_csv
+from tests.helpers import write_colour_rec
 from tests.test_finetune import save_published_params
 
 NUM_CLASSES = 4
@@ -24,13 +23,7 @@ NUM_CLASSES = 4
 @pytest.fixture(scope="module")
 def colour_rec(tmp_path_factory):
     """A .rec of 4 colour classes (96 images) converted by data.bson2rec, and its category CSV."""
-    folder = tmp_path_factory.mktemp("colours")
-    docs = colour_products(NUM_CLASSES, 24, size=32)
-    csv_path = write_category_csv(folder / "category_names.csv", [1000000000 + c for c in range(NUM_CLASSES)])
-    bson_path = write_bson(folder / "train.bson", docs)
-    rec = str(folder / "train.rec")
-    bson2rec.main(["--bson", bson_path, "--out-rec", rec, "--category-csv", csv_path])
-    return rec
+    return write_colour_rec(tmp_path_factory.mktemp("colours"), NUM_CLASSES, 24)
 
 
 @pytest.fixture(scope="module")
