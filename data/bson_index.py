@@ -26,7 +26,7 @@ import struct
 import numpy as np
 from tqdm import tqdm
 
-from data.common import UserError, atomic_outputs, check_input_file, plural
+from data.common import UserError, atomic_outputs, check_input_file, plural, write_npz
 
 log = logging.getLogger(__name__)
 
@@ -379,10 +379,10 @@ class BsonIndex:
                 "skipped": [list(s) for s in self.skipped]}
         try:
             os.makedirs(os.path.dirname(cache), exist_ok=True)
-            with atomic_outputs(cache) as (tmp,), open(tmp, "wb") as fh:
-                np.savez(fh, products=self.products, image_offset=self.image_offset,
-                         image_length=self.image_length,
-                         meta=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8))
+            with atomic_outputs(cache) as (tmp,):
+                write_npz(tmp, {"products": self.products, "image_offset": self.image_offset,
+                                "image_length": self.image_length,
+                                "meta": np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)})
         except (OSError, ValueError) as exc:  # a cache we cannot write only costs a rebuild next time
             log.warning("could not write index cache %s: %s", cache, exc)
 

@@ -219,6 +219,22 @@ def _with_final_names(exc, temps, paths):
     return None
 
 
+def write_npz(path, arrays):
+    """Write `arrays` ({name: array}) as an uncompressed .npz (np.load reads it, allow_pickle=False).
+
+    np.savez leaves its archive to the garbage collector when a write fails (disk full), which then
+    fails again with an unrelated "seek of closed file"; here the archive closes at once and the
+    failure surfaces as that OSError."""
+    import zipfile
+
+    import numpy as np
+
+    with open(path, "wb") as fh, zipfile.ZipFile(fh, "w", zipfile.ZIP_STORED, allowZip64=True) as archive:
+        for name, array in arrays.items():
+            with archive.open(f"{name}.npy", "w", force_zip64=True) as member:
+                np.lib.format.write_array(member, np.asanyarray(array), allow_pickle=False)
+
+
 class Timer:
     """Wall time of a stage, for the summary lines."""
 

@@ -18,12 +18,10 @@ a dictionary file, and 8 million entries load in about a second.
 import hashlib
 import json
 import logging
-import os
-import zipfile
 
 import numpy as np
 
-from data.common import UserError, check_input_file
+from data.common import UserError, check_input_file, write_npz
 
 log = logging.getLogger(__name__)
 
@@ -177,13 +175,7 @@ class Md5Dictionary:
             arrays[f"{name}_category_ids"] = table.category_ids
             arrays[f"{name}_counts"] = table.counts
         arrays["meta"] = np.frombuffer(json.dumps(self.meta).encode(), dtype=np.uint8)
-        # The .npz format of np.savez, written here so that a failed write (disk full) closes the
-        # archive at once and surfaces as that OSError (np.savez leaves the archive to the garbage
-        # collector, which then fails again with an unrelated "seek of closed file").
-        with open(path, "wb") as fh, zipfile.ZipFile(fh, "w", zipfile.ZIP_STORED, allowZip64=True) as archive:
-            for name, array in arrays.items():
-                with archive.open(f"{name}.npy", "w", force_zip64=True) as member:
-                    np.lib.format.write_array(member, np.asanyarray(array), allow_pickle=False)
+        write_npz(path, arrays)
 
     @classmethod
     def load(cls, path):
