@@ -11,9 +11,11 @@ queue is bounded by ZeroMQ high-water marks, so the reader runs only a little ah
 import logging
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 import numpy as np
@@ -68,6 +70,8 @@ class Pipeline:
         self.transport, self.skip_corrupt, self.queue, self.poll_ms = transport, skip_corrupt, queue, poll_ms
         self.processes = {}  # name -> Popen
         self._context = self._tmp = self._views = self._control = None
+        self.interrupted = False
+        self._previous_sigint = None
 
     # ---- set-up and tear-down -------------------------------------------------
     def _endpoint(self, name):
@@ -80,8 +84,16 @@ class Pipeline:
                    "--parent-pid", str(os.getpid()), "--name", name, "--queue", str(self.queue), *extra]
         self.processes[name] = subprocess.Popen(command, stdin=subprocess.DEVNULL)
 
+    def _on_sigint(self, *_):
+        # Remembered as well as raised: a KeyboardInterrupt raised while Python runs a __del__
+        # (MXNet frees NDArrays there) is printed and dropped; check_processes raises it again.
+        self.interrupted = True
+        raise KeyboardInterrupt
+
     def __enter__(self):
         try:
+            if threading.current_thread() is threading.main_thread():
+                self._previous_sigint = signal.signal(signal.SIGINT, self._on_sigint)
             self._open()
         except BaseException:
             self.close()
@@ -147,6 +159,9 @@ class Pipeline:
         if self._tmp:
             shutil.rmtree(self._tmp, ignore_errors=True)
             self._tmp = None
+        if self._previous_sigint is not None:
+            signal.signal(signal.SIGINT, self._previous_sigint)
+            self._previous_sigint = None
 
     # ---- running ------------------------------------------------------------------
     def _raise_if_failed(self, frames):
@@ -155,7 +170,10 @@ class Pipeline:
             raise PipelineError(f"{name} failed: {reason}")
 
     def check_processes(self):
-        """Fail if a child died: any worker at any time, the reader unless it finished cleanly."""
+        """Fail if a child died: any worker at any time, the reader unless it finished cleanly;
+        stop on a Ctrl-C that arrived while a KeyboardInterrupt could not be raised."""
+        if self.interrupted:
+            raise KeyboardInterrupt
         for name, process in self.processes.items():
             returncode = process.poll()
             if returncode is None or (name == "reader" and returncode == 0):
