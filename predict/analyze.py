@@ -320,19 +320,12 @@ def load_inputs(args):
 
 
 def check_outputs_in_new_folders(paths, force, inputs):
-    """data.common.check_outputs for outputs in folders this command makes: where a folder is missing,
-    the first missing one is checked as an output instead (its parent exists and is writable)."""
-    ready, missing_folders = [], set()
-    for path in paths:
-        folder = os.path.dirname(os.path.abspath(path))
-        if os.path.isdir(folder):
-            ready.append(path)
-            continue
-        while not os.path.exists(os.path.dirname(folder)):
-            folder = os.path.dirname(folder)
-        missing_folders.add(folder)
-    check_outputs(ready, force, inputs)
-    check_outputs(sorted(missing_folders), False, inputs)
+    """data.common.check_outputs for outputs in folders this command makes: a missing folder is
+    checked as a folder to make (data.common.check_output_folder)."""
+    folders = {os.path.dirname(os.path.abspath(path)) for path in paths}
+    check_outputs([p for p in paths if os.path.isdir(os.path.dirname(os.path.abspath(p)))], force, inputs)
+    for folder in sorted(f for f in folders if not os.path.isdir(f)):
+        check_output_folder(folder)
 
 
 def report(rows, correct, index, num_predicted):

@@ -13,12 +13,11 @@ import numpy as np
 
 from data.bson_index import BsonIndex
 from data.common import HelpFormatter, UserError, check_input_file, run_cli
-from predict.models import Model, normaliser, probability_symbol
+from predict.models import Model, normaliser
 from predict.preprocess import MULTI_VIEWS, product_views
 from predict.probability import view_mean
 from train.data import parse_image_shape, parse_rgb_mean
 from train.devices import DEVICES_HELP, contexts
-from train.finetune import load_symbol
 
 log = logging.getLogger(__name__)
 
@@ -54,17 +53,10 @@ def first_pictures(bson_path, count):
     return pictures
 
 
-def output_count(symbol_path, image_shape):
-    """How many probabilities the network outputs per picture."""
-    _, shapes, _ = probability_symbol(load_symbol(symbol_path)).infer_shape(data=(1, *image_shape))
-    return shapes[0][-1]
-
-
 def picture_probabilities(args, views, num_views, device_contexts):
     """(pictures, classes): the mean over each picture's views, computed on `device_contexts`."""
     image_shape = parse_image_shape(args.image_shape, "--image-shape")
-    model = Model(args.symbol, args.params, len(views), image_shape, device_contexts,
-                  output_count(args.symbol, image_shape))
+    model = Model(args.symbol, args.params, len(views), image_shape, device_contexts, num_classes=None)
     batch = normaliser(parse_rgb_mean(args.rgb_mean), args.rgb_scale)(views)
     return view_mean(model.forward(batch).asnumpy(), num_views)
 

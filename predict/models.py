@@ -23,7 +23,8 @@ def probability_symbol(symbol):
 
 
 class Model:
-    """One bound network: `probabilities(batch)` of a float32 NCHW batch of `batch_size`."""
+    """One bound network: `probabilities(batch)` of a float32 NCHW batch of `batch_size`
+    (`num_classes`: the output count it must have; None: any)."""
 
     def __init__(self, symbol_path, params_path, batch_size, data_shape, context, num_classes, classes_are=""):
         symbol = probability_symbol(load_symbol(symbol_path))
@@ -36,7 +37,7 @@ class Model:
         except (RuntimeError, AssertionError, mx.base.MXNetError) as exc:
             raise UserError(f"{params_path}: does not fit {symbol_path} ({mxnet_reason(exc)})") from None
         outputs = self.module.output_shapes[0][1]
-        if outputs[-1] != num_classes:
+        if num_classes is not None and outputs[-1] != num_classes:
             raise UserError(f"{symbol_path}: the network has {outputs[-1]} outputs, expected {num_classes}"
                             f"{' (' + classes_are + ')' if classes_are else ''}")
 
