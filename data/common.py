@@ -92,7 +92,7 @@ def check_outputs(paths, force, inputs=()):
         if not os.access(folder, os.W_OK | os.X_OK):
             raise UserError(f"{path}: output folder {folder} is not writable")
         for source in inputs:
-            if source and _same_path(path, source):
+            if source and same_file(path, source):
                 raise UserError(f"{path}: output is also an input ({source}); choose another output name")
         key = _identity(path)
         if key in seen:
@@ -123,7 +123,8 @@ def _identity(path):
         return os.path.realpath(path)
 
 
-def _same_path(path, other):
+def same_file(path, other):
+    """Whether two paths name one file: through symlinks and hard links, or the same path to be made."""
     return _identity(path) == _identity(other)
 
 

@@ -21,7 +21,7 @@ import time
 import mxnet as mx
 import numpy as np
 
-from data.common import UserError, atomic_outputs, check_input_file, check_outputs
+from data.common import UserError, atomic_outputs, check_input_file, check_outputs, same_file
 from train import optimizer_state
 from train.devices import DEVICES_HELP, contexts
 from train.data import count_records, epoch_seed, get_iterators, updates_per_epoch
@@ -289,7 +289,7 @@ def load_resume_point(args, kv):
     if args.load_epoch >= args.num_epochs:
         raise UserError(f"--load-epoch {args.load_epoch} is not before --num-epochs {args.num_epochs}")
     params_path = checkpoint_paths(args.model_prefix, args.load_epoch)[1]
-    if args.params and not _same_file(args.params, params_path):
+    if args.params and not same_file(args.params, params_path):
         # The original's meaning of the two flags together: weights from --params, epochs numbered
         # from --load-epoch (M08's NADAM runs took epoch 15's weights as epoch 18).
         arg_params, aux_params = load_params(args.params)
@@ -302,10 +302,6 @@ def load_resume_point(args, kv):
                     "not restored; resuming with a fresh %s optimizer (update counter 0)", kv.type, args.optimizer)
         return arg_params, aux_params, None
     return arg_params, aux_params, optimizer_state.read_state(params_path, args.optimizer)
-
-
-def _same_file(path, other):
-    return os.path.exists(other) and os.path.exists(path) and os.path.samefile(path, other)
 
 
 def _restorer(args, saved):
