@@ -136,6 +136,15 @@ def check_input_file(path, what="input"):
         raise UserError(f"{path}: {what} file not found")
 
 
+def check_input_paths(named_paths):
+    """check_input_file for each (path, what) (an empty path: an optional input not given);
+    returns the paths, the `inputs` of check_outputs."""
+    given = [(path, what) for path, what in named_paths if path]
+    for path, what in given:
+        check_input_file(path, what)
+    return [path for path, _ in given]
+
+
 def temp_name(path, suffix=""):
     """Name an output is written under until it is complete (`suffix`: an extension some writers need)."""
     directory, base = os.path.split(os.path.abspath(path))

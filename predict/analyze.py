@@ -24,7 +24,7 @@ from tqdm import tqdm
 
 from data.bson_index import BsonIndex
 from data.categories import Categories, default_category_csv
-from data.common import (HelpFormatter, UserError, atomic_outputs, check_input_file, check_output_folder,
+from data.common import (HelpFormatter, UserError, atomic_outputs, check_input_paths, check_output_folder,
                          check_outputs, run_cli)
 from predict.submission import read_text, duplicated_ids, positions_in_bson, read_submission
 
@@ -347,11 +347,8 @@ def main(argv=None):
     out_dir = args.out_dir or default_out_dir(args.predict_csv)
     table_csv, chart_png, sheet = (os.path.join(out_dir, name) for name in (TABLE_CSV, CHART_PNG, CONTACT_SHEET))
     args.category_csv = args.category_csv or default_category_csv()
-    inputs = [(args.predict_csv, "--predict-csv"), (args.bson, "--bson BSON"),
-              (args.category_csv, "--category-csv category")]
-    for path, what in inputs:
-        check_input_file(path, what)
-    inputs = [path for path, _ in inputs]
+    inputs = check_input_paths([(args.predict_csv, "--predict-csv"), (args.bson, "--bson BSON"),
+                                (args.category_csv, "--category-csv category")])
     check_outputs_in_new_folders([table_csv, chart_png] + ([sheet] if args.save_cut else []), args.force, inputs)
     if args.save_incorrect:
         check_output_folder(args.save_incorrect)  # its files are named after the products: checked again below

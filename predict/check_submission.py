@@ -10,7 +10,7 @@ import logging
 
 from data.bson_index import BsonIndex
 from data.categories import Categories, default_category_csv
-from data.common import HelpFormatter, check_input_file, plural, run_cli
+from data.common import HelpFormatter, check_input_paths, plural, run_cli
 from predict.submission import read_submission, submission_problems
 
 log = logging.getLogger(__name__)
@@ -31,9 +31,8 @@ def build_parser():
 def main(argv=None):
     args = build_parser().parse_args(argv)
     args.category_csv = args.category_csv or default_category_csv()
-    for path, what in ((args.submission, "submission"), (args.bson, "--bson BSON"),
-                       (args.category_csv, "--category-csv category")):
-        check_input_file(path, what)
+    check_input_paths([(args.submission, "submission"), (args.bson, "--bson BSON"),
+                       (args.category_csv, "--category-csv category")])
     categories = Categories.load(args.category_csv)
     index = BsonIndex.open(args.bson, skip_corrupt=args.skip_corrupt)
     product_ids, category_ids = read_submission(args.submission)

@@ -12,7 +12,7 @@ import mxnet as mx
 import numpy as np
 
 from data.bson_index import BsonIndex
-from data.common import HelpFormatter, UserError, check_input_file, run_cli
+from data.common import HelpFormatter, UserError, check_input_paths, run_cli
 from predict.models import Model, normaliser
 from predict.preprocess import MULTI_VIEWS, product_views
 from predict.probability import view_mean
@@ -65,8 +65,7 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     if args.num_images < 1:
         raise UserError(f"--num-images {args.num_images}: must be at least 1")
-    for path, what in ((args.bson, "BSON"), (args.symbol, "symbol"), (args.params, "parameter")):
-        check_input_file(path, what)
+    check_input_paths([(args.bson, "BSON"), (args.symbol, "symbol"), (args.params, "parameter")])
     device_contexts = contexts(args.gpus)
     _, height, width = parse_image_shape(args.image_shape, "--image-shape")
     views, valid = product_views(first_pictures(args.bson, args.num_images), height, width, args.multi_view)

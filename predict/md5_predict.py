@@ -13,7 +13,7 @@ import logging
 
 from data.bson_index import BsonIndex
 from data.bson_md5_dict import build_dictionary, hash_images
-from data.common import HelpFormatter, Timer, UserError, check_input_file, check_outputs, run_cli
+from data.common import HelpFormatter, Timer, UserError, check_input_paths, check_outputs, run_cli
 from data.md5_dict import PICKLE_REFUSED, Md5Dictionary
 from predict.submission import write_submission
 
@@ -63,11 +63,9 @@ def main(argv=None):
     if args.md5_dict_pkl:
         log.warning("--md5-dict-pkl %s not read (the original did not read it either): the product table comes "
                     "from %s", args.md5_dict_pkl, "--train-bson" if args.train_bson else "--md5-dict")
-    inputs = [(args.bson, "--bson BSON"), (args.train_bson, "--train-bson BSON"), (args.md5_dict, "--md5-dict")]
-    inputs = [(path, what) for path, what in inputs if path]
-    for path, what in inputs:
-        check_input_file(path, what)
-    check_outputs([args.output], args.force, inputs=[path for path, _ in inputs])
+    inputs = check_input_paths([(args.bson, "--bson BSON"), (args.train_bson, "--train-bson BSON"),
+                                (args.md5_dict, "--md5-dict")])
+    check_outputs([args.output], args.force, inputs=inputs)
     timer = Timer()
     if args.md5_dict:
         dictionary = Md5Dictionary.load(args.md5_dict)

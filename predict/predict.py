@@ -33,7 +33,7 @@ from tqdm import tqdm
 
 from data.bson_index import BsonIndex
 from data.categories import Categories, default_category_csv
-from data.common import (HelpFormatter, RefusedFlag, Timer, UserError, atomic_outputs, check_input_file,
+from data.common import (HelpFormatter, RefusedFlag, Timer, UserError, atomic_outputs, check_input_paths,
                          check_outputs, plural, run_cli)
 from data.md5_dict import BUILD_COMMAND, PICKLE_REFUSED, Md5Dictionary
 from predict import probability
@@ -238,9 +238,7 @@ def check_input_files(args):
     inputs += [(path, "--symbol") for path in args.symbol] + [(path, "--params") for path in args.params]
     if args.md5_dict:
         inputs.append((args.md5_dict, "--md5-dict"))
-    for path, what in inputs:
-        check_input_file(path, what)
-    return [path for path, _ in inputs]
+    return check_input_paths(inputs)
 
 
 def load_md5_override(args, categories, num_classes):
