@@ -5,7 +5,7 @@ import bson
 import numpy as np
 import pytest
 
-from data.bson_index import BsonFormatError, BsonIndex
+from data.bson_index import PRODUCT_COLUMNS, BsonFormatError, BsonIndex
 from tests.helpers import make_jpeg, product, read_docs, write_bson
 
 
@@ -50,7 +50,10 @@ def test_cache_is_reused_and_rebuilt_when_the_file_changes(tmp_path, monkeypatch
         raise AssertionError("index rebuilt although the cache is fresh")
 
     monkeypatch.setattr(BsonIndex, "build", classmethod(no_build))
-    assert BsonIndex.open(path).products.tolist() == first.products.tolist()
+    cached = BsonIndex.open(path)
+    for name in PRODUCT_COLUMNS:
+        assert cached.products[name].tolist() == first.products[name].tolist()
+    assert cached.image_offset.tolist() == first.image_offset.tolist()
     monkeypatch.undo()
 
     with open(path, "ab") as fh:
@@ -168,3 +171,126 @@ def test_index_is_consistent_for_many_random_products(tmp_path):
     for k in (0, 17, 199):
         assert index.read_document(k) == bson.encode(docs[k])
     assert index.num_images == sum(len(d["imgs"]) for d in docs)
+
+
+def _odd_and_kaggle_docs():
+    """Kaggle-layout documents mixed with valid ones laid out otherwise, which the general walker reads."""
+    rng = np.random.default_rng(3)
+    pictures = lambda n: [make_jpeg(int(s), size=8) for s in rng.integers(0, 10 ** 6, n)]  # noqa: E731
+    docs = [product(int(i), pictures(int(rng.integers(0, 5))), int(rng.integers(10, 20))) for i in range(40)]
+    docs += [product(100, pictures(2)),                                   # test document
+             product(2 ** 40, pictures(1), 12),                           # 64-bit _id: still Kaggle's layout
+             product(101, pictures(12), 13),                              # two-digit keys
+             product(102, pictures(70), 14),                              # more images than the fast keys
+             {"category_id": 15, "_id": 103, "imgs": [{"picture": bson.Binary(b"ab")}]},  # other key order
+             product(104, pictures(1), 2 ** 40),                          # 64-bit category
+             {"_id": 105, "imgs": [{"picture": bson.Binary(b"cd"), "md5": "x"}], "category_id": 16},  # extra field
+             {"_id": 106.0, "imgs": [], "category_id": 17},               # double _id
+             product(107, [b""], 18)]                                     # empty picture
+    return docs
+
+
+def test_vectorised_read_and_general_walker_agree(tmp_path, monkeypatch):
+    import data.bson_index as bson_index
+
+    docs = _odd_and_kaggle_docs()
+    path = write_bson(tmp_path / "mixed.bson", docs)
+    walked = []
+    general = bson_index._scan_document
+    monkeypatch.setattr(bson_index, "_scan_document", lambda *args: walked.append(args[1]) or general(*args))
+    fast = BsonIndex.build(path, progress=False)
+    # Every Kaggle-layout document took the vectorised path, the five odd ones the walker.
+    assert len(walked) == 5
+    monkeypatch.setattr(bson_index, "_scan_kaggle_chunk", _nothing_fits(bson_index._scan_kaggle_chunk))
+    slow = BsonIndex.build(path, progress=False)
+    assert len(walked) == 5 + len(docs)
+    for name in PRODUCT_COLUMNS:
+        assert fast.products[name].tolist() == slow.products[name].tolist(), name
+    assert fast.image_offset.tolist() == slow.image_offset.tolist()
+    assert fast.image_length.tolist() == slow.image_length.tolist()
+    assert fast.products["product_id"].tolist() == [int(d["_id"]) for d in docs]
+    assert fast.products["category_id"].tolist() == [d.get("category_id", -1) for d in docs]
+    pictures = [bytes(img["picture"]) for d in docs for img in d["imgs"]]
+    assert [fast.read_image(j) for j in range(fast.num_images)] == pictures
+
+
+def _nothing_fits(scan):
+    def general_walker_only(buf, starts, ends):
+        fits, *rest = scan(buf, starts, ends)
+        return (np.zeros_like(fits), *rest)
+    return general_walker_only
+
+
+def test_chunks_of_the_build_join_in_file_order(tmp_path, monkeypatch):
+    import data.bson_index as bson_index
+
+    docs = _odd_and_kaggle_docs()
+    path = write_bson(tmp_path / "mixed.bson", docs)
+    whole = BsonIndex.build(path, progress=False)
+    monkeypatch.setattr(bson_index, "_CHUNK_DOCUMENTS", 3)
+    chunked = BsonIndex.build(path, progress=False)
+    for name in PRODUCT_COLUMNS:
+        assert chunked.products[name].tolist() == whole.products[name].tolist()
+    assert chunked.image_offset.tolist() == whole.image_offset.tolist()
+
+
+def test_old_cache_version_is_rebuilt_not_misread(tmp_path):
+    from data.common import write_npz
+
+    path = write_bson(tmp_path / "a.bson", [product(1, [make_jpeg(1)], 10)])
+    stat = os.stat(path)
+    version_1 = {"version": 1, "size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "skipped": []}
+    old = np.zeros(1, dtype=[("product_id", "<i8"), ("offset", "<i8")])
+    old["product_id"] = 999
+    write_npz(path + ".index.npz", {"products": old, "image_offset": np.zeros(0, np.int64),
+                                    "image_length": np.zeros(0, np.int64),
+                                    "meta": np.frombuffer(__import__("json").dumps(version_1).encode(), np.uint8)})
+    assert BsonIndex.open(path).products["product_id"].tolist() == [1]
+
+
+SPARSE_PICTURE = (1 << 31) - 200  # nearly the largest picture a BSON document can hold (int32 lengths)
+
+
+def _write_sparse_bson(path, num_holes=3, num_after=4):
+    """Products whose pictures are holes of nearly 2 GiB each (no disk space), then normal products;
+    returns each product's expected byte offset."""
+    offsets, at = [], 0
+    with open(path, "wb") as fh:
+        for k in range(num_holes):
+            tail = bson.encode(product(k, [b"\xff\xd8"], 10))  # a tiny document, then its picture widened
+            picture = tail.index(b"\xff\xd8")
+            head = bytearray(tail[:picture])
+            grow = SPARSE_PICTURE - 2
+            for length_at in (0, head.index(b"\x04imgs\x00") + 6, head.index(b"\x030\x00") + 3):
+                struct.pack_into("<i", head, length_at, struct.unpack_from("<i", head, length_at)[0] + grow)
+            struct.pack_into("<i", head, len(head) - 5, SPARSE_PICTURE)
+            offsets.append(at)
+            fh.write(head)
+            fh.seek(SPARSE_PICTURE, os.SEEK_CUR)  # the hole: the picture's bytes are never written
+            fh.write(tail[picture + 2:])
+            at = fh.tell()
+        for k in range(num_after):
+            offsets.append(at)
+            fh.write(bson.encode(product(100 + k, [make_jpeg(k), make_jpeg(k + 9)], 11)))
+            at = fh.tell()
+    return offsets
+
+
+def test_offsets_past_4_gib_from_a_sparse_file_without_reading_its_holes(tmp_path):
+    import resource
+
+    path = str(tmp_path / "sparse.bson")
+    expected = _write_sparse_bson(path)
+    if os.stat(path).st_blocks * 512 > 64 << 20:
+        pytest.skip("this filesystem has no sparse files")
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    index = BsonIndex.build(path, progress=False)
+    faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+    assert faults < 20000  # reading the 6 GiB of holes would map at least 6 GiB / 64 KiB = 98,304 times
+    assert index.products["offset"].tolist() == expected
+    assert expected[3] > 3 * SPARSE_PICTURE > 1 << 32
+    assert index.image_length.tolist()[:3] == [SPARSE_PICTURE] * 3
+    assert index.products["product_id"].tolist() == [0, 1, 2, 100, 101, 102, 103]
+    assert bson.decode(index.read_document(6))["_id"] == 103
+    assert index.read_image(index.num_images - 1) == make_jpeg(3 + 9)
+    assert index.image_offset[-1] > 1 << 32
