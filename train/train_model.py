@@ -22,6 +22,7 @@ from data.common import HelpFormatter, RefusedFlag, UserError, check_input_file,
 from train import symbols
 from train.devices import contexts
 from train.data import add_data_args, add_data_aug_args, check_data, image_shape
+from train.cpu_kernels import add_cpu_kernel_args, use_faster_kernels
 from train.finetune import attach_classifier, cut_at, float16_input, load_symbol, select_params
 from train.fit import add_fit_args, check_model_prefix, fit, load_params
 
@@ -71,6 +72,7 @@ def build_parser():
     add_fit_args(parser)
     add_data_args(parser)
     add_data_aug_args(parser)
+    add_cpu_kernel_args(parser)
     return parser
 
 
@@ -163,6 +165,7 @@ def _main(args):
                                      args.symbol if args.symbol.endswith(".json") else None])
     network = build_network(args)  # the symbol's file checked before the data
     check_data(args)
+    use_faster_kernels(args, network, image_shape(args))  # before MXNet's first operator
     arg_params = aux_params = None
     if args.params and not args.load_epoch:
         loaded_args, loaded_aux = load_params(args.params)
