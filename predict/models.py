@@ -1,4 +1,8 @@
-"""Trained networks for inference: load a `*-symbol.json` and its `.params`, output probabilities."""
+"""Trained networks for inference: load a `*-symbol.json` and its `.params`, output probabilities.
+
+A Model knows the input its network was trained on (train.checkpoint's PREFIX-input.json beside the
+symbol, flags as overrides), so that each model of an ensemble can be fed its own input.
+"""
 import json
 import logging
 import os
@@ -7,8 +11,7 @@ import mxnet as mx
 import numpy as np
 
 from data.common import UserError
-from train.finetune import load_symbol, mxnet_reason
-from train.fit import load_params
+from train.checkpoint import load_params, load_symbol, mxnet_reason, resolve_input_settings
 
 log = logging.getLogger(__name__)
 
@@ -23,15 +26,19 @@ def probability_symbol(symbol):
 
 
 class Model:
-    """One bound network: `probabilities(batch)` of a float32 NCHW batch of `batch_size`
-    (`num_classes`: the output count it must have; None: any)."""
+    """One bound network: `forward(batch)` of a float32 NCHW batch of `batch_size` (`num_classes`:
+    the output count it must have; None: any). `input` holds its input settings
+    (train.checkpoint.InputSettings): the checkpoint's, with `data_shape` (C,H,W) and `overrides`
+    ({setting: value}, None: not given) in their place; without the checkpoint's, `data_shape` is needed."""
 
-    def __init__(self, symbol_path, params_path, batch_size, data_shape, context, num_classes, classes_are=""):
+    def __init__(self, symbol_path, params_path, batch_size, data_shape, context, num_classes, classes_are="",
+                 overrides=None):
+        self.input = resolve_input_settings(symbol_path, {**(overrides or {}), "image_shape": data_shape})
         symbol = probability_symbol(load_symbol(symbol_path))
         arg_params, aux_params = load_params(params_path)
         self.name = os.path.basename(params_path)
         self.module = mx.mod.Module(symbol, data_names=["data"], label_names=None, context=context)
-        self.module.bind(data_shapes=[("data", (batch_size, *data_shape))], for_training=False)
+        self.module.bind(data_shapes=[("data", (batch_size, *self.input.image_shape))], for_training=False)
         try:
             self.module.set_params(arg_params, aux_params, allow_missing=False, allow_extra=True)
         except (RuntimeError, AssertionError, mx.base.MXNetError) as exc:
@@ -63,7 +70,7 @@ def load_models(symbol_paths, params_paths, batch_size, data_shape, context, num
     models = []
     for symbol_path, params_path in model_files(symbol_paths, params_paths):
         models.append(Model(symbol_path, params_path, batch_size, data_shape, context, num_classes, classes_are))
-        log.info("model %d: %s + %s", len(models), symbol_path, params_path)
+        log.info("model %d: %s + %s, %s", len(models), symbol_path, params_path, models[-1].input.describe())
     return models
 
 

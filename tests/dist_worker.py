@@ -20,8 +20,8 @@ def main(argv):
 
 
 def train_and_save(args, out_dir):
-    recorder = fit(args, train_model.build_network(args))
-    kv, module = recorder.kvstore, recorder.module
+    result = fit(args, train_model.build_network(args))
+    kv, module = result.kvstore, result.module
     arg_params, _ = module.get_params()
     mine, server = {}, {}
     for name, value in arg_params.items():

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from data.common import UserError
-from train.finetune import attach_classifier, cut_at, load_symbol, select_params
-from train.fit import load_params
+from train.checkpoint import load_params, load_symbol
+from train.finetune import attach_classifier, cut_at, select_params
 from tests.conftest import shared_file
 
 # (graph, its feature layer, the old classifier's parameters that must be dropped)

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from data.common import UserError
-from train import optimizer_state, train_model
+from train import checkpoint, optimizer_state, train_model
 from train.data import get_iterators
 from train.lr_schedule import EpochStepScheduler
 from tests.test_train import colour_rec, tiny_symbol  # noqa: F401 - fixtures, used by name
@@ -40,7 +40,7 @@ def max_relative_difference(expected_path, got_path):
 
 
 def read_json(prefix, epoch):
-    with open(optimizer_state.state_paths(f"{prefix}-{epoch:04d}.params")[1]) as fh:
+    with open(checkpoint.optimizer_state_paths(f"{prefix}-{epoch:04d}.params")[1]) as fh:
         return json.load(fh)
 
 
@@ -82,7 +82,7 @@ def test_a_resumed_epoch_reads_what_the_uninterrupted_epoch_reads(colour_rec):  
 def test_state_files_are_ndarrays_and_json(colour_rec, tiny_symbol, tmp_path):  # noqa: F811
     prefix = str(tmp_path / "m")
     train_model.main(argv(colour_rec, tiny_symbol, prefix, "nadam", 1))
-    arrays_path, json_path = optimizer_state.state_paths(f"{prefix}-0001.params")
+    arrays_path, json_path = checkpoint.optimizer_state_paths(f"{prefix}-0001.params")
     assert arrays_path.endswith("m-0001.optimizer.nd") and json_path.endswith("m-0001.optimizer.json")
     arrays = mx.nd.load(arrays_path)  # MXNet's own format: no pickle
     assert sorted(k for k in arrays if k.startswith("fc_weight")) == ["fc_weight:s.0", "fc_weight:s.1"]
@@ -105,7 +105,7 @@ def test_checkpoint_without_state_resumes_fresh(colour_rec, tiny_symbol, tmp_pat
     prefix = str(tmp_path / "m")
 
     def remove_state():  # as a checkpoint written before states were saved, or by the original
-        for path in optimizer_state.state_paths(f"{prefix}-0001.params"):
+        for path in checkpoint.optimizer_state_paths(f"{prefix}-0001.params"):
             os.remove(path)
 
     warnings = resume_after_one_epoch(colour_rec, tiny_symbol, prefix, "nadam", "nadam", caplog, remove_state)
@@ -139,7 +139,7 @@ def test_state_of_another_checkpoint_is_not_used(colour_rec, tiny_symbol, tmp_pa
 def test_unreadable_state_is_a_clear_error(colour_rec, tiny_symbol, tmp_path):  # noqa: F811
     prefix = str(tmp_path / "m")
     train_model.main(argv(colour_rec, tiny_symbol, prefix, "nadam", 1))
-    json_path = optimizer_state.state_paths(f"{prefix}-0001.params")[1]
+    json_path = checkpoint.optimizer_state_paths(f"{prefix}-0001.params")[1]
     with open(json_path, "w") as fh:
         fh.write("{truncated")
     with pytest.raises(UserError, match=r"m-0001\.optimizer\.json: unreadable optimizer state .*delete it"):
@@ -188,7 +188,7 @@ def test_restore_through_each_updater(tmp_path, monkeypatch, on_kvstore, optimiz
     params = first.get_params()
     params_path = str(tmp_path / "m-0001.params")
     mx.nd.save(params_path, {f"arg:{k}": v for k, v in params[0].items()})
-    arrays_path, json_path = optimizer_state.state_paths(params_path)
+    arrays_path, json_path = checkpoint.optimizer_state_paths(params_path)
     optimizer_state.write_state(first, optimizer, 1, params_path, arrays_path, json_path)
 
     resumed = small_module("local", params=params, optimizer=optimizer)
@@ -205,7 +205,7 @@ def test_state_that_does_not_fit_is_not_restored(tmp_path):
     train_on(module, batches(2))
     params_path = str(tmp_path / "m-0001.params")
     mx.nd.save(params_path, {"arg:x": mx.nd.zeros(1)})
-    arrays_path, json_path = optimizer_state.state_paths(params_path)
+    arrays_path, json_path = checkpoint.optimizer_state_paths(params_path)
     optimizer_state.write_state(module, "nadam", 1, params_path, arrays_path, json_path)
     description, arrays = optimizer_state.read_state(params_path, "nadam")
     arrays["fc1_weight:s.0"] = mx.nd.zeros((2, 2))  # as from another network

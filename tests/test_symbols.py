@@ -18,7 +18,8 @@ import pytest
 
 from data.common import UserError
 from tests.conftest import shared_file
-from train.symbols import FEATURE_LAYERS, family, feature_layer, get_symbol, list_symbols, resnext
+from train.finetune import attach_classifier
+from train.symbols import FEATURE_LAYERS, build_features, family, get_symbol, list_symbols, resnext
 
 IMAGENET = (1, 3, 224, 224)
 NOT_PARAMETERS = ("data", "softmax_label")
@@ -121,7 +122,7 @@ def test_network_classifies_180px_images(name):
 @pytest.mark.parametrize("name", list_symbols())
 def test_feature_layer_is_a_global_pool_right_before_the_classifier(name):
     symbol = get_symbol(name, num_classes=7)
-    layer = feature_layer(name)
+    layer = FEATURE_LAYERS[family(name)]
     assert input_names(symbol, classifier_name(symbol))[0] == layer
     features = symbol.get_internals()[f"{layer}_output"]
     _, (shape,), _ = features.infer_shape(data=(2, 3, 180, 180))
@@ -132,7 +133,7 @@ def test_feature_layer_is_a_global_pool_right_before_the_classifier(name):
 
 def test_feature_layers_by_family():
     assert FEATURE_LAYERS == {"resnext": "flatten0", "se-resnext": "flatten0", "dpn": "flatten", "densenet": "pool5"}
-    assert [feature_layer(n) for n in ("resnext-101", "se-resnext-101-64x4d", "dpn-131", "densenet-161")] == \
+    assert [build_features(n)[1] for n in ("resnext-101", "se-resnext-101-64x4d", "dpn-131", "densenet-161")] == \
         ["flatten0", "flatten0", "flatten", "pool5"]
     assert family("se-resnext-50") == "se-resnext"
 
@@ -146,13 +147,28 @@ def test_the_solutions_networks_are_registered():
 def test_unknown_name_is_a_clear_error():
     with pytest.raises(UserError, match="unknown network 'resnext-77'.*resnext-101"):
         get_symbol("resnext-77", num_classes=10)
-    with pytest.raises(UserError, match="num_layers is fixed by the name"):
-        get_symbol("dpn-92", num_classes=10, num_layers=131)
+    with pytest.raises(UserError, match="dpn-92: has no squeeze-excitation layers"):
+        build_features("dpn-92", se_ratio=4)
 
 
-def test_too_small_images_are_refused():
-    with pytest.raises(ValueError, match="at least 32"):
-        get_symbol("dpn-92", num_classes=10, image_shape="3,16,16")
+@pytest.mark.parametrize("build, misspelled", [
+    (lambda: get_symbol("dpn-92", num_classes=10, num_layers=131), "num_layers"),
+    (lambda: get_symbol("resnext-14", num_classes=10, dropout_rate=0.5), "dropout_rate"),
+    (lambda: build_features("se-resnext-50", se_ration=8), "se_ration"),
+    (lambda: resnext.build(num_layers=14, use_squeeze_excitation=True), "use_squeeze_excitation"),
+])
+def test_an_argument_no_builder_takes_is_an_error(build, misspelled):
+    # the builders took **kwargs once, and a misspelled argument built another network without a word
+    with pytest.raises(TypeError, match=misspelled):
+        build()
+
+
+@pytest.mark.parametrize("name", list_symbols())
+def test_builders_return_features_and_their_layer_without_a_head(name):
+    features, layer = build_features(name)
+    assert layer == FEATURE_LAYERS[family(name)] and features.list_outputs() == [f"{layer}_output"]
+    assert not [n for n in nodes(features) if n["op"] in ("FullyConnected", "SoftmaxOutput", "Cast")
+                and not n["name"].endswith(("_excitation1", "_excitation2"))]
 
 
 # --- sizes against the published figures --------------------------------------------------------
@@ -284,14 +300,14 @@ def test_smooth_alpha_and_dropout_reach_the_head():
     assert input_names(plain, "fc6")[0] == "pool5"
 
 
-@pytest.mark.parametrize("bad", [dict(smooth_alpha=1.0), dict(dropout_ratio=-0.1), dict(dtype="int8")])
+@pytest.mark.parametrize("bad", [dict(smooth_alpha=1.0), dict(dropout_ratio=-0.1), dict(num_classes=0)])
 def test_bad_head_arguments_are_refused(bad):
     with pytest.raises(ValueError):
-        get_symbol("dpn-26", num_classes=10, **bad)
+        get_symbol("dpn-26", **{"num_classes": 10, **bad})
 
 
 def test_float16_network_keeps_the_classifier_in_float32():
-    symbol = get_symbol("resnext-14", num_classes=10, dtype="float16")
+    symbol = get_symbol("resnext-14", num_classes=10, float16=True)
     arg_types, out_types, _ = symbol.infer_type(data=np.float32)
     types = dict(zip(symbol.list_arguments(), arg_types))
     assert types["conv0_weight"] == np.float16
@@ -326,7 +342,7 @@ def forward_backward(symbol, batch=(2, 3, 64, 64)):
 
 @pytest.mark.parametrize("build", [
     *[lambda name=name: get_symbol(name, num_classes=5) for name in DEMO_NETWORKS],
-    lambda: resnext.get_symbol(5, num_layers=14, use_se=True),
+    lambda: attach_classifier(resnext.build(num_layers=14, use_se=True)[0], 5),
 ], ids=[*DEMO_NETWORKS, "se-resnext-14"])
 def test_demo_network_trains_one_step(build):
     symbol = build()
@@ -380,7 +396,7 @@ def test_resnext_parts_we_do_not_build_are_one_line_errors(argv, message):
 def test_m11_loads_m07s_checkpoint_all_but_the_squeeze_excitation_layers():
     # M07 fine-tuned the published ResNeXt-101 64x4d (cut at flatten0, new 5270-class `fc`);
     # M11 builds SE-ResNeXt-101 64x4d the original's way and starts from M07's epoch-15 weights.
-    from train.finetune import attach_classifier, cut_at, select_params
+    from train.finetune import cut_at, select_params
 
     data_shape = (1, 3, 180, 180)
     m07 = attach_classifier(cut_at(published_graph("resnext-101-64x4d"), "flatten0"), 5270)

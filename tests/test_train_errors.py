@@ -8,7 +8,7 @@ import pytest
 
 from data.common import UserError
 from train import devices, train_model
-from train.data import check_labels, record_labels, record_offsets
+from train.data import check_labels, parse_image_shape, record_labels, record_offsets
 from tests.conftest import REPO_ROOT
 from tests.test_train import colour_rec, tiny_symbol  # noqa: F401 (fixtures)
 
@@ -73,7 +73,7 @@ def test_a_prefix_with_checkpoints_is_refused_without_load_epoch_or_force(colour
     prefix = str(tmp_path / "m" / "m")
     train_model.main(tiny_argv(colour_rec, tiny_symbol, prefix))
     finished = open(f"{prefix}-0001.params", "rb").read(), open(f"{prefix}-metrics.csv").read()
-    with pytest.raises(UserError, match=r"earlier run's checkpoints are there \(m-0001.params, m-metrics.csv\); "
+    with pytest.raises(UserError, match=r"earlier run's checkpoints are there \(m-0001.params, m-metrics.csv, m-args.json\); "
                                         r"resume with --load-epoch N"):
         train_model.main(tiny_argv(colour_rec, tiny_symbol, prefix))
     assert (open(f"{prefix}-0001.params", "rb").read(), open(f"{prefix}-metrics.csv").read()) == finished
@@ -234,3 +234,12 @@ def test_help_shows_every_default(module):
         if action.default in (None, False, argparse.SUPPRESS) or not action.option_strings:
             continue
         assert "%(default)" in formatter._get_help_string(action), action.option_strings
+
+
+@pytest.mark.parametrize("text", ["3,180", "1,180,180", "3,0,180", "3,180,x", "3,-8,8"])
+def test_image_shape_is_three_channels_and_a_positive_size(text):
+    # one rule for training's --image-shape and prediction's --data-shape (train.data.parse_image_shape);
+    # the networks take small inputs too (the tests train at 16 px), so no minimum size beyond 1
+    with pytest.raises(UserError, match=f"^--data-shape {text}: expected 3,H,W such as 3,180,180"):
+        parse_image_shape(text, "--data-shape")
+    assert parse_image_shape("3,16,24") == (3, 16, 24)

@@ -23,6 +23,7 @@ import numpy as np
 
 from data.common import UserError, check_input_file
 from data.recordio import MAGIC
+from train.checkpoint import InputSettings
 
 log = logging.getLogger(__name__)
 
@@ -103,6 +104,13 @@ def image_shape(args):
 
 def rgb_mean(args):
     return parse_rgb_mean(args.rgb_mean)
+
+
+def input_settings(args, feature_layer=None):
+    """The input of this run, as its checkpoints record it (train.checkpoint.InputSettings)."""
+    return InputSettings(image_shape=image_shape(args), resize=args.resize, rgb_mean=tuple(rgb_mean(args)),
+                         rgb_scale=args.rgb_scale, inter_method=args.inter_method, feature_layer=feature_layer,
+                         num_classes=args.num_classes)
 
 
 def idx_of(rec_path):

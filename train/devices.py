@@ -15,7 +15,7 @@ import mxnet as mx
 import numpy as np
 
 from data.common import UserError, run_cli
-from train.finetune import mxnet_reason
+from train.checkpoint import mxnet_reason
 
 CPU_HINT = "set GPUS= (empty) to run on the CPU"
 GPU_BUILD_HINT = ("or install MXNet's CUDA build (REQUIREMENTS=requirements-gpu.txt when the scripts make the "

@@ -8,48 +8,12 @@ layer (the old 1000-class classifier) is dropped.
 """
 import json
 import logging
-import os
 
 import mxnet as mx
 
-from data.common import UserError, check_input_file
-from train.symbols.common import classifier
+from data.common import UserError
 
 log = logging.getLogger(__name__)
-
-
-def mxnet_reason(exc):
-    """The one line of an MXNetError that says what went wrong: MXNet 1.9 puts a C++ traceback
-    ("Traceback (most recent call last): File ...") before it."""
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    reason = next((line for line in reversed(lines) if line.startswith(("MXNetError:", "Check failed"))),
-                  lines[-1] if lines else type(exc).__name__)
-    return reason.split("MXNetError: ", 1)[-1]
-
-
-def load_named_arrays(path, kind, content, hint=""):
-    """{name: NDArray} of an MXNet NDArray file saved from a dict (`mx.nd.save`); a one-line
-    UserError naming `path` if it is not one (`hint`: what the user can do about it)."""
-    try:
-        saved = mx.nd.load(path)
-    except mx.base.MXNetError as exc:
-        raise UserError(f"{path}: not a readable MXNet {kind} file (truncated or corrupt): "
-                        f"{mxnet_reason(exc)}{hint}") from None
-    if saved == []:  # a dict saved empty (SGD without momentum has no state) loads as a list
-        return {}
-    if not isinstance(saved, dict):
-        raise UserError(f"{path}: holds a list of arrays, not named {content}{hint}")
-    return saved
-
-
-def load_symbol(path):
-    check_input_file(path, "symbol")
-    try:
-        with open(path) as fh:
-            json.load(fh)  # a clear message for a file that is not JSON at all
-        return mx.sym.load(path)
-    except (ValueError, mx.base.MXNetError) as exc:
-        raise UserError(f"{path}: not a readable MXNet symbol JSON ({mxnet_reason(exc)})") from None
 
 
 def cut_at(symbol, layer, source="the network"):
@@ -63,16 +27,40 @@ def cut_at(symbol, layer, source="the network"):
     return internals[name]
 
 
-def attach_classifier(features, num_classes, dropout_ratio=0.0, smooth_alpha=0.0, float16=False):
-    """The solution's head on `features`: [Dropout] -> FullyConnected `fc` -> SoftmaxOutput `softmax`."""
-    return classifier(features, num_classes, fc_name="fc", dtype="float16" if float16 else "float32",
-                      dropout_ratio=dropout_ratio, smooth_alpha=smooth_alpha)
+def attach_classifier(features, num_classes, dropout_ratio=0.0, smooth_alpha=0.0, float16=False, fc_name="fc",
+                      dropout_name="dropout"):
+    """The one head of every network here: [Dropout] -> FullyConnected `fc_name` -> SoftmaxOutput
+    `softmax` on `features`. `float16`: mixed precision, the float32 input cast to float16 at the start
+    and the features back to float32 before the head (classifier and loss stay float32).
+    The published graphs name the classifier differently (train.symbols.get_symbol passes theirs)."""
+    if int(num_classes) != num_classes or num_classes < 1:
+        raise ValueError(f"num_classes {num_classes!r}: must be a positive integer")
+    if not 0.0 <= dropout_ratio < 1.0:
+        raise ValueError(f"dropout_ratio {dropout_ratio}: must be in [0, 1)")
+    if not 0.0 <= smooth_alpha < 1.0:
+        raise ValueError(f"smooth_alpha {smooth_alpha}: must be in [0, 1)")
+    net = mx.sym.Cast(features, dtype="float32", name="features_float32") if float16 else features
+    if dropout_ratio > 0:
+        net = mx.sym.Dropout(net, p=dropout_ratio, name=dropout_name)
+    net = mx.sym.FullyConnected(net, num_hidden=int(num_classes), name=fc_name)  # flattens (N, C, 1, 1) itself
+    network = mx.sym.SoftmaxOutput(net, smooth_alpha=smooth_alpha, name="softmax")
+    if float16:
+        network = network(data=mx.sym.Cast(mx.sym.var("data"), dtype="float16", name="data_float16"))
+    return network
 
 
-def float16_input(symbol):
-    """Feed `symbol` float16 data: cast the float32 input at the start (GPU mixed precision)."""
-    data = mx.sym.var("data")
-    return symbol(data=mx.sym.Cast(data, dtype="float16"))
+HEAD_OPS = ("SoftmaxOutput", "FullyConnected", "Dropout", "Cast")
+
+
+def feature_layer_of(network):
+    """The name of the layer under a network's attach_classifier head (None for another head)."""
+    graph = json.loads(network.tojson())
+    node = graph["nodes"][graph["heads"][0][0]]
+    if node["op"] != "SoftmaxOutput":
+        return None
+    while node["op"] in HEAD_OPS:
+        node = graph["nodes"][node["inputs"][0][0]]
+    return node["name"]
 
 
 def select_params(symbol, data_shape, arg_params, aux_params, ignore_names=(), source="parameters",

@@ -7,13 +7,15 @@ and BatchNorm betas from weight decay); Adam and NADAM get only the learning rat
 its schedule (MXNet's betas, no weight decay unless --adam-wd), SGD and NAG momentum,
 weight decay and multi-precision.
 
+Checkpoints are written through train.checkpoint, with the input settings of the run
+(PREFIX-input.json) and, once per run, its arguments (PREFIX-args.json).
 Every checkpoint carries the optimizer state (train.optimizer_state), and --load-epoch
 restores it, so a resumed run continues exactly as an uninterrupted one: same moments,
 update counter, lr and data order. A checkpoint without state (older, or the original's)
 or a stage that changes the optimizer resumes with a fresh optimizer whose counter starts
 at 0, as the original did; the schedule is offset so that the epoch still gets its lr.
 """
-import glob
+import dataclasses
 import logging
 import os
 import time
@@ -21,11 +23,11 @@ import time
 import mxnet as mx
 import numpy as np
 
-from data.common import UserError, atomic_outputs, check_input_file, check_outputs, same_file
-from train import optimizer_state
+from data.common import UserError, check_outputs, same_file
+from train import checkpoint, optimizer_state
 from train.devices import DEVICES_HELP, contexts
-from train.data import count_records, epoch_seed, get_iterators, updates_per_epoch
-from train.finetune import load_named_arrays, mxnet_reason
+from train.data import count_records, epoch_seed, get_iterators, input_settings, updates_per_epoch
+from train.finetune import feature_layer_of
 from train.lr_schedule import EpochStepScheduler
 from train.metrics_log import EpochRecorder
 
@@ -55,8 +57,9 @@ def add_fit_args(parser):
     fit.add_argument("--mom", type=float, default=0.9,
                      help="momentum of sgd and nag (adam and nadam keep MXNet's beta1 0.9, as in the original)")
     fit.add_argument("--model-prefix", help="required (except with --test-io or --benchmark): checkpoints "
-                                            "PREFIX-symbol.json, PREFIX-%%04d.params, PREFIX-metrics.csv, "
-                                            "PREFIX-curve.png; its folder is made")
+                                            "PREFIX-symbol.json, PREFIX-%%04d.params, PREFIX-input.json (the "
+                                            "input settings prediction reads), PREFIX-args.json (the arguments "
+                                            "of each run), PREFIX-metrics.csv, PREFIX-curve.png; its folder is made")
     fit.add_argument("--force", action="store_true",
                      help="train from --load-epoch 0 over a prefix that already has checkpoints (refused without)")
     fit.add_argument("--load-epoch", type=int, default=0,
@@ -130,20 +133,9 @@ def make_kvstore(args):
     try:
         kv = mx.kvstore.create(args.kv_store)
     except mx.base.MXNetError as exc:
-        raise UserError(f"--kv-store {args.kv_store}: {mxnet_reason(exc)}") from None
+        raise UserError(f"--kv-store {args.kv_store}: {checkpoint.mxnet_reason(exc)}") from None
     log.info("kvstore %s: worker %d of %d", kv.type, kv.rank, kv.num_workers)
     return kv
-
-
-def checkpoint_paths(prefix, epoch):
-    return f"{prefix}-symbol.json", f"{prefix}-{epoch:04d}.params"
-
-
-def existing_checkpoints(prefix):
-    """Files of an earlier run at `prefix`: its PREFIX-%04d.params and PREFIX-metrics.csv."""
-    found = sorted(glob.glob(f"{glob.escape(prefix)}-[0-9][0-9][0-9][0-9].params"))
-    metrics = f"{prefix}-metrics.csv"
-    return found + [metrics] if os.path.exists(metrics) else found
 
 
 def check_model_prefix(args, inputs=()):
@@ -162,7 +154,7 @@ def check_model_prefix(args, inputs=()):
         os.makedirs(folder, exist_ok=True)
     except OSError as exc:
         raise UserError(f"--model-prefix {prefix}: cannot make its folder {folder}: {exc.strerror}") from None
-    earlier = existing_checkpoints(prefix)
+    earlier = checkpoint.existing_checkpoints(prefix)
     if earlier and not args.load_epoch:
         if not args.force:
             raise UserError(f"--model-prefix {prefix}: an earlier run's checkpoints are there "
@@ -170,48 +162,13 @@ def check_model_prefix(args, inputs=()):
                             "pass --force to train over them")
         log.warning("--force: training over %d files of an earlier run at %s; checkpoints past epoch %d stay "
                     "from that run", len(earlier), prefix, args.num_epochs)
-    written = [checkpoint_paths(prefix, epoch)[1] for epoch in range(args.load_epoch + 1, args.num_epochs + 1)]
-    check_outputs([f"{prefix}-symbol.json", f"{prefix}-metrics.csv", f"{prefix}-curve.png"] + written,
-                  force=True, inputs=inputs)
+    written = checkpoint.written_files(prefix, range(args.load_epoch + 1, args.num_epochs + 1))
+    check_outputs(written + [f"{prefix}-metrics.csv", f"{prefix}-curve.png"], force=True, inputs=inputs)
 
 
 def _listing(paths, shown=3):
     names = [os.path.basename(p) for p in paths[:shown]]
     return ", ".join(names) + (f" and {len(paths) - shown} more" if len(paths) > shown else "")
-
-
-def save_checkpoint(prefix, epoch, symbol, arg_params, aux_params, module=None, optimizer_name=None):
-    """PREFIX-symbol.json and PREFIX-%04d.params, with `module`'s optimizer state beside them
-    (train.optimizer_state), each written to a temporary name then renamed: the state before the
-    .params, so that a .params file never appears without its state."""
-    symbol_path, params_path = checkpoint_paths(prefix, epoch)
-    outputs = [symbol_path, params_path]
-    if module is not None:
-        outputs[1:1] = optimizer_state.state_paths(params_path)
-    saved = {f"arg:{k}": v.as_in_context(mx.cpu()) for k, v in arg_params.items()}
-    saved.update({f"aux:{k}": v.as_in_context(mx.cpu()) for k, v in aux_params.items()})
-    with atomic_outputs(*outputs) as temps:
-        symbol.save(temps[0])
-        mx.nd.save(temps[-1], saved)
-        if module is not None:
-            optimizer_state.write_state(module, optimizer_name, epoch, temps[-1], temps[1], temps[2])
-    log.info("saved checkpoint %s%s", params_path, " and its optimizer state" if module is not None else "")
-
-
-def load_params(params_path):
-    """(arg_params, aux_params) of a .params file in the format of MXNet's checkpoints."""
-    check_input_file(params_path, "parameter")
-    saved = load_named_arrays(params_path, ".params", "parameters")
-    arg_params, aux_params = {}, {}
-    for key, value in saved.items():
-        kind, _, name = key.partition(":")
-        if kind == "arg":
-            arg_params[name] = value
-        elif kind == "aux":
-            aux_params[name] = value
-        else:
-            raise UserError(f"{params_path}: parameter name {key!r} lacks the arg:/aux: prefix")
-    return arg_params, aux_params
 
 
 class _SkipPadding:
@@ -288,15 +245,15 @@ def load_resume_point(args, kv):
         raise UserError("--load-epoch needs --model-prefix")
     if args.load_epoch >= args.num_epochs:
         raise UserError(f"--load-epoch {args.load_epoch} is not before --num-epochs {args.num_epochs}")
-    params_path = checkpoint_paths(args.model_prefix, args.load_epoch)[1]
+    params_path = checkpoint.checkpoint_paths(args.model_prefix, args.load_epoch)[1]
     if args.params and not same_file(args.params, params_path):
         # The original's meaning of the two flags together: weights from --params, epochs numbered
         # from --load-epoch (M08's NADAM runs took epoch 15's weights as epoch 18).
-        arg_params, aux_params = load_params(args.params)
+        arg_params, aux_params = checkpoint.load_params(args.params)
         log.warning("weights from --params %s, numbered as epoch %d; resuming with a fresh %s optimizer "
                     "(update counter 0)", args.params, args.load_epoch, args.optimizer)
         return arg_params, aux_params, None
-    arg_params, aux_params = load_params(params_path)
+    arg_params, aux_params = checkpoint.load_params(params_path)
     if _is_dist(kv):
         log.warning("%s: the optimizer state of a distributed run lives on its parameter servers and is "
                     "not restored; resuming with a fresh %s optimizer (update counter 0)", kv.type, args.optimizer)
@@ -311,28 +268,46 @@ def _restorer(args, saved):
     return restore
 
 
-def _epoch_end_callbacks(args, kv, recorder, module):
-    """Checkpoint (rank 0, with the optimizer state where it can be read), seed the next epoch's
-    random generator, record the metrics."""
-    def checkpoint(epoch, symbol, arg_params, aux_params):
-        save_checkpoint(args.model_prefix, epoch + 1, symbol, arg_params, aux_params,
-                        module if optimizer_state.readable(module) else None, args.optimizer)
+def _writes_checkpoints(args, kv):
+    """Whether this process writes the run's files at --model-prefix (rank 0 of a distributed run)."""
+    return bool(args.model_prefix) and (kv is None or kv.rank == 0)
+
+
+def _epoch_end_callbacks(args, kv, recorder, module, settings):
+    """Checkpoint (rank 0, with the input settings, and the optimizer state where it can be read),
+    seed the next epoch's random generator, record the metrics."""
+    def save(epoch, symbol, arg_params, aux_params):
+        write_state = None
+        if optimizer_state.readable(module):
+            def write_state(params, arrays, description):
+                optimizer_state.write_state(module, args.optimizer, epoch + 1, params, arrays, description)
+        checkpoint.save_checkpoint(args.model_prefix, epoch + 1, symbol, arg_params, aux_params, settings,
+                                   write_state)
 
     def seed_next_epoch(epoch, *_):
         mx.random.seed(epoch_seed(args.seed, epoch + 1))
 
     callbacks = [seed_next_epoch, recorder.epoch_end]
-    if args.model_prefix and (kv is None or kv.rank == 0):
-        os.makedirs(os.path.dirname(os.path.abspath(args.model_prefix)), exist_ok=True)
-        callbacks.insert(0, checkpoint)
+    if _writes_checkpoints(args, kv):
+        callbacks.insert(0, save)
         if _is_dist(kv):
             log.warning("%s: optimizer states live on the parameter servers and are not saved with the "
                         "checkpoints; a resume will start a fresh optimizer", kv.type)
     return callbacks
 
 
+@dataclasses.dataclass
+class FitResult:
+    """What `fit` trained: the metrics rows of its epochs (train.metrics_log's columns), the
+    Module with the trained weights, and the kvstore (None on one device)."""
+    rows: list
+    module: mx.mod.Module
+    kvstore: object = None
+
+
 def fit(args, symbol, arg_params=None, aux_params=None, allow_missing=False):
-    """Train `symbol` on the iterators of `args`; returns the EpochRecorder with per-epoch metrics."""
+    """Train `symbol` on the iterators of `args`; returns a FitResult (None with --test-io)."""
+    log.info("start with arguments %s", " ".join(f"{name}={value!r}" for name, value in sorted(vars(args).items())))
     kv = make_kvstore(args)
     if args.num_examples <= 0 and not args.benchmark:
         args.num_examples = count_records(args.data_train) if args.data_train else 0
@@ -351,7 +326,10 @@ def fit(args, symbol, arg_params=None, aux_params=None, allow_missing=False):
     log.info("%s; epoch %d at lr %g", describe_optimizer(args, settings), begin_epoch + 1,
              scheduler.lr_of_epoch(begin_epoch))
     log.info(EPOCH_NUMBERING)
-    recorder = EpochRecorder(args.model_prefix if kv is None or kv.rank == 0 else None, args.batch_size,
+    if _writes_checkpoints(args, kv):
+        os.makedirs(os.path.dirname(os.path.abspath(args.model_prefix)), exist_ok=True)
+        checkpoint.record_arguments(args.model_prefix, vars(args), resumed=begin_epoch > 0)
+    recorder = EpochRecorder(args.model_prefix if _writes_checkpoints(args, kv) else None, args.batch_size,
                              scheduler, begin_epoch=begin_epoch, has_validation=val is not None)
     module = _Module(symbol, contexts(args.gpus), _restorer(args, saved))
     monitor = mx.mon.Monitor(args.monitor, pattern=".*") if args.monitor > 0 else None
@@ -362,7 +340,8 @@ def fit(args, symbol, arg_params=None, aux_params=None, allow_missing=False):
                begin_epoch=begin_epoch, num_epoch=args.num_epochs, monitor=monitor,
                batch_end_callback=[mx.callback.Speedometer(args.batch_size, args.disp_batches, auto_reset=False),
                                    recorder.batch_end],
-               epoch_end_callback=_epoch_end_callbacks(args, kv, recorder, module),
+               epoch_end_callback=_epoch_end_callbacks(args, kv, recorder, module,
+                                                       input_settings(args, feature_layer_of(symbol))),
                eval_end_callback=recorder.eval_end)
     recorder.finish()
     if _is_dist(kv):
@@ -370,5 +349,4 @@ def fit(args, symbol, arg_params=None, aux_params=None, allow_missing=False):
         # still waiting on the servers while another entered ps-lite's exit barrier hung at exit.
         mx.nd.waitall()
         kv._barrier()
-    recorder.module, recorder.kvstore = module, kv  # for callers that inspect the trained state
-    return recorder
+    return FitResult(recorder.rows, module, kv)

@@ -41,14 +41,18 @@ import mxnet as mx
 import numpy as np
 
 from data.common import HelpFormatter, UserError, atomic_outputs, check_input_file, check_outputs, run_cli
-from train.finetune import cut_at, mxnet_reason
+from train import symbols
+from train.checkpoint import load_params, load_symbol, mxnet_reason, write_params
+from train.finetune import attach_classifier, cut_at
 
 log = logging.getLogger(__name__)
 
 ZOO_MEAN_RGB = (0.485, 0.456, 0.406)
 ZOO_STD_RGB = (0.229, 0.224, 0.225)
 # The feature layer's name in the published MXNet checkpoint of each family (train/M*.sh FEATURE_LAYER).
-FEATURE_LAYERS = {"resnext": "flatten0", "seresnext": "flatten0", "densenet": "pool5", "dpn": "flatten"}
+FEATURE_LAYERS = {zoo_family: symbols.FEATURE_LAYERS[family]
+                  for zoo_family, family in (("resnext", "resnext"), ("seresnext", "se-resnext"),
+                                             ("densenet", "densenet"), ("dpn", "dpn"))}
 FAMILIES = tuple(FEATURE_LAYERS)
 TOLERANCE = 1e-4  # relative to the largest absolute zoo output: float32 rounding only
 CHECK_IMAGES = 2
@@ -186,10 +190,10 @@ def published_resnext(net, name, architecture):
     """(logits, arg_params, aux_params) of the zoo ResNeXt in train/symbols' graph (the published
     checkpoint's names): the zoo's normalisation becomes `bn_data`'s statistics, and each BatchNorm's
     variance absorbs the difference of epsilons, so the arithmetic is the zoo's."""
-    from train.symbols.resnext import BN_EPS, get_symbol
+    from train.symbols.resnext import BN_EPS, PUBLISHED_HEAD, build
     layers, groups, width, squeeze_excitation = architecture
-    logits = cut_at(get_symbol(1000, num_layers=layers, num_group=groups, bottleneck_width=width,
-                               use_se=squeeze_excitation, se_ratio=16), "fc1")
+    features, _ = build(num_layers=layers, num_group=groups, bottleneck_width=width, use_se=squeeze_excitation)
+    logits = cut_at(attach_classifier(features, 1000, fc_name=PUBLISHED_HEAD[0]), PUBLISHED_HEAD[0])
     values = {}
     for param in net.collect_params().values():
         target, value = published_resnext_name(param.name[len(f"{name}_"):]), param.data(mx.cpu())
@@ -241,10 +245,8 @@ def zoo_output(net, raw):
 
 def checkpoint_output(symbol_path, params_path, raw):
     """The written checkpoint's output on `raw`, loaded back through an MXNet Module."""
-    symbol = mx.sym.load(symbol_path)
-    saved = mx.nd.load(params_path)
-    args = {k[4:]: v for k, v in saved.items() if k.startswith("arg:")}
-    aux = {k[4:]: v for k, v in saved.items() if k.startswith("aux:")}
+    symbol = load_symbol(symbol_path)
+    args, aux = load_params(params_path)
     module = mx.mod.Module(symbol, data_names=["data"], label_names=None, context=mx.cpu())
     module.bind(data_shapes=[("data", raw.shape)], for_training=False)
     module.set_params(args, aux, allow_missing=False, allow_extra=False)
@@ -262,9 +264,7 @@ def largest_difference(expected, got):
 
 def save_checkpoint(symbol, args, aux, symbol_path, params_path):
     symbol.save(symbol_path)
-    arrays = {f"arg:{k}": v for k, v in args.items()}
-    arrays.update({f"aux:{k}": v for k, v in aux.items()})
-    mx.nd.save(params_path, arrays)
+    write_params(params_path, args, aux)
 
 
 def convert(name, prefix, zoo_params=None, force=False):

@@ -24,18 +24,12 @@ import os
 import mxnet as mx
 
 from data.common import UserError
-from train.finetune import load_named_arrays
+from train.checkpoint import load_named_arrays, optimizer_state_paths
 
 log = logging.getLogger(__name__)
 
 FORMAT = "cdiscount-optimizer-state/1"
 ROOT_SLOT = "s"
-
-
-def state_paths(params_path):
-    """(arrays, description) files of the optimizer state that goes with `params_path`."""
-    stem = params_path[:-len(".params")] if params_path.endswith(".params") else params_path
-    return f"{stem}.optimizer.nd", f"{stem}.optimizer.json"
 
 
 def file_sha256(path):
@@ -106,7 +100,7 @@ def write_state(module, optimizer_name, epoch, params_path, arrays_path, json_pa
 def read_state(params_path, optimizer_name):
     """(description, arrays) saved with `params_path` for `optimizer_name`, or None (with a
     warning saying why) when the resumed stage must start a fresh optimizer."""
-    arrays_path, json_path = state_paths(params_path)
+    arrays_path, json_path = optimizer_state_paths(params_path)
     fresh = f"resuming with a fresh {optimizer_name} optimizer (update counter 0, as the original did)"
     if not (os.path.exists(arrays_path) and os.path.exists(json_path)):
         log.warning("%s: no saved optimizer state beside this checkpoint (written before states were "

@@ -22,9 +22,10 @@ from data.common import HelpFormatter, RefusedFlag, UserError, check_input_file,
 from train import symbols
 from train.devices import contexts
 from train.data import add_data_args, add_data_aug_args, check_data, image_shape
+from train.checkpoint import load_params, load_symbol
 from train.cpu_kernels import add_cpu_kernel_args, use_faster_kernels
-from train.finetune import attach_classifier, cut_at, float16_input, load_symbol, select_params
-from train.fit import add_fit_args, check_model_prefix, fit, load_params
+from train.finetune import attach_classifier, cut_at, select_params
+from train.fit import add_fit_args, check_model_prefix, fit
 
 log = logging.getLogger(__name__)
 
@@ -91,24 +92,25 @@ def resnext_parts(args):
 
 
 def feature_symbol(args):
-    """(features, where they came from) for --symbol and --feature-layer."""
+    """(features, the layer they end in) for --symbol and --feature-layer."""
     if args.symbol.endswith(".json") or os.path.sep in args.symbol:
         check_input_file(args.symbol, "symbol")  # "not found" before asking for its --feature-layer
         if not args.feature_layer:
             raise UserError(f"{args.symbol}: a symbol file needs --feature-layer "
                             "(flatten0 for ResNet/ResNeXt/SE-ResNeXt, flatten for DPN, pool5 for DenseNet)")
-        return cut_at(load_symbol(args.symbol), args.feature_layer, args.symbol), args.symbol
+        return cut_at(load_symbol(args.symbol), args.feature_layer, args.symbol), args.feature_layer
     name, architecture = resnext_parts(args)
-    network = symbols.get_symbol(name, num_classes=args.num_classes, **architecture)
-    layer = args.feature_layer or symbols.feature_layer(name)
-    return cut_at(network, layer, f"symbol {name}"), name
+    features, layer = symbols.build_features(name, **architecture)
+    if args.feature_layer and args.feature_layer != layer:
+        features, layer = cut_at(features, args.feature_layer, f"symbol {name}"), args.feature_layer
+    return features, layer
 
 
 def build_network(args):
+    """The network to train: the features of --symbol under the classifier head."""
     features, _ = feature_symbol(args)
-    float16 = args.dtype == "float16"
-    network = attach_classifier(features, args.num_classes, args.dropout_ratio, args.smooth_alpha, float16)
-    return float16_input(network) if float16 else network
+    return attach_classifier(features, args.num_classes, args.dropout_ratio, args.smooth_alpha,
+                             float16=args.dtype == "float16")
 
 
 def ignored_names(args):
@@ -172,10 +174,10 @@ def _main(args):
         arg_params, aux_params, _ = select_params(network, (1,) + image_shape(args), loaded_args, loaded_aux,
                                                   ignored_names(args), source=args.params,
                                                   ignore_mismatched=args.ignore_mismatched_params)
-    recorder = fit(args, network, arg_params, aux_params, allow_missing=True)
-    if recorder and recorder.rows:
-        last = recorder.rows[-1]
-        log.info("done: %s; last epoch train accuracy %.4f, validation accuracy %s", plural(len(recorder.rows), "epoch"),
+    result = fit(args, network, arg_params, aux_params, allow_missing=True)
+    if result and result.rows:
+        last = result.rows[-1]
+        log.info("done: %s; last epoch train accuracy %.4f, validation accuracy %s", plural(len(result.rows), "epoch"),
                  float(last.get("train_accuracy", "nan")),
                  f"{float(last['val_accuracy']):.4f}" if "val_accuracy" in last else "-")
     return 0

@@ -1,27 +1,22 @@
-"""The networks of the solution, by name: `get_symbol("dpn-92", num_classes=5270)`.
+"""The networks of the solution, by name: `build_features("dpn-92")`, `get_symbol("dpn-92", num_classes=5270)`.
 
 Names: `resnext-D` (32x4d, the MXNet model zoo's `resnext-D`), `resnext-D-64x4d`,
-`se-resnext-D[-GxWd]`, `dpn-D`, `densenet-D`. Every network ends in a FullyConnected
-classifier and SoftmaxOutput `softmax`; `FEATURE_LAYERS` names, per family, the layer
-that fine-tuning cuts at (the input of the classifier). Keyword arguments (`smooth_alpha`,
-`dropout_ratio`, `image_shape`, `dtype`) go to the family's `get_symbol`.
+`se-resnext-D[-GxWd]`, `dpn-D`, `densenet-D`. A family's builder returns the features and
+the name of their layer (where fine-tuning cuts: `FEATURE_LAYERS`); the head comes from
+train.finetune.attach_classifier, the only head builder. `get_symbol` gives it the names of
+the published graph's classifier (fc1, fc6), so the published weights load by name.
 """
 from data.common import UserError
+from train.finetune import attach_classifier
 from train.symbols import densenet, dpn, resnext
 
-FEATURE_LAYERS = {
-    "resnext": "flatten0",
-    "se-resnext": "flatten0",
-    "dpn": "flatten",
-    "densenet": "pool5",
+_MODULES = {
+    "resnext": resnext,
+    "se-resnext": resnext,
+    "dpn": dpn,
+    "densenet": densenet,
 }
-
-_BUILDERS = {
-    "resnext": resnext.get_symbol,
-    "se-resnext": resnext.get_symbol,
-    "dpn": dpn.get_symbol,
-    "densenet": densenet.get_symbol,
-}
+FEATURE_LAYERS = {family_name: module.FEATURE_LAYER for family_name, module in _MODULES.items()}
 
 
 def _resnext(depth, groups=32, width=4, se=False):
@@ -76,11 +71,6 @@ def family(name):
     return _lookup(name)[0]
 
 
-def feature_layer(name):
-    """The layer before the classifier of network `name` (where fine-tuning cuts)."""
-    return FEATURE_LAYERS[family(name)]
-
-
 def resnext_name(num_layers, num_groups=32, squeeze_excitation=False):
     """Our name of the original's `--symbol resnext --num-layers N --num-conv-groups G
     [--use-squeeze-excitation]` (its bottleneck is 4 channels wide per group for 32 and 64 groups)."""
@@ -102,10 +92,20 @@ def se_ratio_of(excitation_ratio):
     return reduction
 
 
-def get_symbol(name, num_classes, **kwargs):
-    """Network `name` with a `num_classes` classifier; kwargs go to the family's builder."""
+def build_features(name, se_ratio=None):
+    """(features, their layer name) of network `name`; `se_ratio`: another SE reduction than 16
+    (the original's --excitation-ratio) for an SE-ResNeXt."""
     family_name, architecture = _lookup(name)
-    clash = set(architecture) & set(kwargs)
-    if clash:
-        raise UserError(f"{name}: {', '.join(sorted(clash))} is fixed by the name")
-    return _BUILDERS[family_name](num_classes, **architecture, **kwargs)
+    if se_ratio is not None:
+        if family_name != "se-resnext":
+            raise UserError(f"{name}: has no squeeze-excitation layers to set a ratio for")
+        architecture = dict(architecture, se_ratio=se_ratio)
+    return _MODULES[family_name].build(**architecture)
+
+
+def get_symbol(name, num_classes, dropout_ratio=0.0, smooth_alpha=0.0, float16=False):
+    """Network `name` with a `num_classes` classifier named as in its published graph."""
+    features, _ = build_features(name)
+    fc_name, dropout_name = _MODULES[family(name)].PUBLISHED_HEAD
+    return attach_classifier(features, num_classes, dropout_ratio, smooth_alpha, float16, fc_name=fc_name,
+                             dropout_name=dropout_name)

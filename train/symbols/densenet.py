@@ -18,7 +18,7 @@ import collections
 
 import mxnet as mx
 
-from train.symbols.common import classifier, fresh_names, input_data, parse_image_shape
+from train.symbols.common import fresh_names
 
 DenseNetConfig = collections.namedtuple("DenseNetConfig", "growth_rate init_features block_layers")
 
@@ -31,6 +31,8 @@ CONFIGS = {
 }
 BOTTLENECK_FACTOR = 4  # the 1x1 convolution gives 4 * growth_rate channels
 COMPRESSION = 0.5  # a transition halves the channels
+FEATURE_LAYER = "pool5"
+PUBLISHED_HEAD = ("fc6", "dropout")  # names of the classifier and its Dropout in the published graph
 BN_EPS = 1e-4  # Caffe's BatchNorm epsilon, kept by the conversion
 
 
@@ -80,17 +82,14 @@ def features(data, config):
             net = transition(net, channels, block)
     net = bn_relu(net, f"conv{last_block}_blk_bn", f"relu{last_block}_blk")
     return mx.sym.Pooling(net, global_pool=True, kernel=(1, 1), pool_type="avg", pooling_convention="full",
-                          name="pool5")
+                          name=FEATURE_LAYER)
 
 
-def get_symbol(num_classes, num_layers=161, image_shape="3,224,224", dtype="float32", smooth_alpha=0.0,
-               dropout_ratio=0.0, **kwargs):
-    """DenseNet-`num_layers` ending in `pool5`, FullyConnected `fc6` and SoftmaxOutput `softmax`.
-    Other keyword arguments are ignored, so one argument dict can serve every family."""
+def build(num_layers=161):
+    """(features, their layer name) of DenseNet-`num_layers` up to `pool5`: no classifier
+    (train.finetune.attach_classifier)."""
     if num_layers not in CONFIGS:
         raise ValueError(f"DenseNet num_layers {num_layers}: expected one of {sorted(CONFIGS)}")
-    parse_image_shape(image_shape)
     with fresh_names():
-        net = features(input_data(dtype), CONFIGS[num_layers])
-        return classifier(net, num_classes, "fc6", dtype=dtype, dropout_ratio=dropout_ratio,
-                          smooth_alpha=smooth_alpha)
+        net = features(mx.sym.var("data"), CONFIGS[num_layers])
+    return net, FEATURE_LAYER

@@ -24,7 +24,7 @@ import collections
 
 import mxnet as mx
 
-from train.symbols.common import classifier, fresh_names, input_data, parse_image_shape
+from train.symbols.common import fresh_names
 
 DPNConfig = collections.namedtuple(
     "DPNConfig",
@@ -41,6 +41,8 @@ CONFIGS = {
     107: DPNConfig(128, 7, 200, 50, (4, 8, 20, 3), (20, 64, 64, 128), 256),
     131: DPNConfig(128, 7, 160, 40, (4, 8, 28, 3), (16, 32, 32, 128), 256),
 }
+FEATURE_LAYER = "flatten"
+PUBLISHED_HEAD = ("fc6", "dropout")  # names of the classifier and its Dropout in cypw's graphs
 BN_EPS = 1e-3  # MXNet's default, which cypw's graphs used
 BN_MOMENTUM = 0.9
 
@@ -104,17 +106,14 @@ def features(data, config):
     net = mx.sym.Concat(*paths, dim=1, name="conv5_x_x_cat-final")
     net = bn_relu(net, "conv5_x_x__relu-sp")
     net = mx.sym.Pooling(net, global_pool=True, kernel=(7, 7), pool_type="avg", name="pool5")
-    return mx.sym.Flatten(net, name="flatten")
+    return mx.sym.Flatten(net, name=FEATURE_LAYER)
 
 
-def get_symbol(num_classes, num_layers=92, image_shape="3,224,224", dtype="float32", smooth_alpha=0.0,
-               dropout_ratio=0.0, **kwargs):
-    """DPN-`num_layers` ending in `flatten`, FullyConnected `fc6` and SoftmaxOutput `softmax`.
-    Other keyword arguments are ignored, so one argument dict can serve every family."""
+def build(num_layers=92):
+    """(features, their layer name) of DPN-`num_layers` up to `flatten`: no classifier
+    (train.finetune.attach_classifier)."""
     if num_layers not in CONFIGS:
         raise ValueError(f"DPN num_layers {num_layers}: expected one of {sorted(CONFIGS)}")
-    parse_image_shape(image_shape)
     with fresh_names():
-        net = features(input_data(dtype), CONFIGS[num_layers])
-        return classifier(net, num_classes, "fc6", dtype=dtype, dropout_ratio=dropout_ratio,
-                          smooth_alpha=smooth_alpha)
+        net = features(mx.sym.var("data"), CONFIGS[num_layers])
+    return net, FEATURE_LAYER

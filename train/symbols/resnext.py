@@ -16,7 +16,7 @@ the SENet paper's SE-ResNeXt-50 is 32x4d.
 """
 import mxnet as mx
 
-from train.symbols.common import classifier, fresh_names, input_data, parse_image_shape
+from train.symbols.common import fresh_names
 
 UNITS_PER_STAGE = {
     14: (1, 1, 1, 1),  # demo-sized
@@ -28,6 +28,8 @@ UNITS_PER_STAGE = {
 STAGE_OUTPUTS = (256, 512, 1024, 2048)
 BN_EPS = 2e-5
 BN_MOMENTUM = 0.9
+FEATURE_LAYER = "flatten0"
+PUBLISHED_HEAD = ("fc1", "dp1")  # names of the classifier and its Dropout in the published graphs
 WORKSPACE = 256  # MB of convolution scratch space, as in the published graph
 
 
@@ -88,23 +90,19 @@ def features(data, units, num_group, bottleneck_width, se_ratio=None):
             net = bottleneck_unit(net, num_out, num_inner, stride, project=first, num_group=num_group,
                                   name=f"stage{stage}_unit{unit}", se_ratio=se_ratio)
     net = mx.sym.Pooling(net, global_pool=True, kernel=(7, 7), pool_type="avg", name="pool1")
-    return mx.sym.Flatten(net, name="flatten0")
+    return mx.sym.Flatten(net, name=FEATURE_LAYER)
 
 
-def get_symbol(num_classes, num_layers=101, num_group=32, bottleneck_width=4, image_shape="3,224,224",
-               use_se=False, se_ratio=16, dtype="float32", smooth_alpha=0.0, dropout_ratio=0.0, **kwargs):
-    """ResNeXt-`num_layers` `num_group`x`bottleneck_width`d (SE-ResNeXt with `use_se`) ending in
-    `fc1` and SoftmaxOutput `softmax`. Other keyword arguments are ignored, so one argument dict
-    can serve every family."""
+def build(num_layers=101, num_group=32, bottleneck_width=4, use_se=False, se_ratio=16):
+    """(features, their layer name) of ResNeXt-`num_layers` `num_group`x`bottleneck_width`d
+    (SE-ResNeXt with `use_se`), up to `flatten0`: no classifier (train.finetune.attach_classifier)."""
     if num_layers not in UNITS_PER_STAGE:
         raise ValueError(f"ResNeXt num_layers {num_layers}: expected one of {sorted(UNITS_PER_STAGE)}")
     if num_group < 1 or bottleneck_width < 1:
         raise ValueError(f"ResNeXt {num_group}x{bottleneck_width}d: groups and width must be positive")
     if use_se and (se_ratio < 1 or STAGE_OUTPUTS[0] % se_ratio):
         raise ValueError(f"se_ratio {se_ratio}: must divide {STAGE_OUTPUTS[0]}")
-    parse_image_shape(image_shape)
     with fresh_names():
-        net = features(input_data(dtype), UNITS_PER_STAGE[num_layers], num_group, bottleneck_width,
+        net = features(mx.sym.var("data"), UNITS_PER_STAGE[num_layers], num_group, bottleneck_width,
                        se_ratio=se_ratio if use_se else None)
-        return classifier(net, num_classes, "fc1", dtype=dtype, dropout_ratio=dropout_ratio, dropout_name="dp1",
-                          smooth_alpha=smooth_alpha)
+    return net, FEATURE_LAYER
