@@ -178,3 +178,16 @@ def test_feature_layer_of_the_heads_input():
     features, layer = symbols.build_features("densenet-41")
     assert feature_layer_of(attach_classifier(features, 3, dropout_ratio=0.5)) == layer == "pool5"
     assert feature_layer_of(features) is None  # no head
+
+
+def test_a_symbol_file_takes_its_feature_layer_from_its_input_settings(colour_rec, tiny_symbol, tmp_path):
+    prefix = str(tmp_path / "m")
+    argv = tiny_argv(colour_rec, tiny_symbol, prefix)
+    without_layer = argv[:2] + argv[4:]
+    with pytest.raises(UserError, match="tiny-symbol.json: a symbol file without input settings beside it needs "
+                                        "--feature-layer"):
+        train_model.main(without_layer)
+    train_model.main(argv)
+    again = [f"{prefix}-symbol.json" if word == tiny_symbol else word for word in without_layer]
+    train_model.main([*again[:-1], str(tmp_path / "again"), "--params", f"{prefix}-0001.params"])
+    assert checkpoint.read_input_settings(str(tmp_path / "again-input.json")).feature_layer == "flatten0"

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from data.common import UserError
-from train import import_weights, symbols, train_model
+from train import checkpoint, import_weights, symbols, train_model
 from train.finetune import select_params
 from tests.helpers import write_colour_rec
 from tests.test_train import NUM_CLASSES, train_argv
@@ -65,13 +65,15 @@ def test_checkpoint_gives_the_zoo_output_and_fine_tunes(name, zoo_params, one_ba
     assert report["feature_layer"] == script_feature_layer(SMALL_NETWORKS[name])
     print(f"{name}: largest difference {report['largest_difference']:.3g}, "
           f"relative {report['relative_difference']:.3g}")
-    symbol_path, params_path, layer_path = import_weights.output_paths(prefix)
-    with open(layer_path) as fh:
-        assert fh.read().strip() == report["feature_layer"]
-    # Fine-tune from it at 32 px (not the zoo's 224): the imported weights are the starting point.
+    symbol_path, params_path, settings_path = import_weights.output_paths(prefix)
+    assert checkpoint.read_input_settings(settings_path) == checkpoint.InputSettings(
+        image_shape=(3, 224, 224), feature_layer=report["feature_layer"], num_classes=1000)
+    # Fine-tune from it at 32 px (not the zoo's 224): the imported weights are the starting point; the
+    # feature layer comes from its input settings, with no --feature-layer.
     out = str(tmp_path / "ft" / "m")
-    train_model.main(train_argv(one_batch_rec, out, symbol_path, params_path, epochs=1,
-                                extra=["--feature-layer", report["feature_layer"], "--lr", "1e-6"]))
+    argv = train_argv(one_batch_rec, out, symbol_path, params_path, epochs=1, extra=["--lr", "1e-6"])
+    at = argv.index("--feature-layer")
+    train_model.main(argv[:at] + argv[at + 2:])
     imported = mx.nd.load(params_path)
     tuned = mx.nd.load(f"{out}-0001.params")
     first_conv = next(k for k in imported if k.startswith("arg:") and k.endswith("conv0_weight"))

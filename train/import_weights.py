@@ -42,7 +42,8 @@ import numpy as np
 
 from data.common import HelpFormatter, UserError, atomic_outputs, check_input_file, check_outputs, run_cli
 from train import symbols
-from train.checkpoint import load_params, load_symbol, mxnet_reason, write_params
+from train.checkpoint import (InputSettings, checkpoint_paths, input_settings_path, load_params, load_symbol,
+                              mxnet_reason, write_input_settings, write_params)
 from train.finetune import attach_classifier, cut_at
 
 log = logging.getLogger(__name__)
@@ -68,7 +69,8 @@ def build_parser():
     parser.add_argument("--model", required=True,
                         help=f"zoo network name of the families {', '.join(FAMILIES)} (e.g. resnext101_64x4d)")
     parser.add_argument("--out", required=True, metavar="PREFIX",
-                        help="writes PREFIX-symbol.json, PREFIX-0000.params, PREFIX-feature_layer.txt")
+                        help="writes PREFIX-symbol.json, PREFIX-0000.params, PREFIX-input.json (the input "
+                             "settings with the feature layer, train.checkpoint's)")
     parser.add_argument("--zoo-params", metavar="FILE",
                         help="Gluon .params of that zoo network; without it the zoo downloads its "
                              "published weights (needs network access)")
@@ -77,7 +79,7 @@ def build_parser():
 
 
 def output_paths(prefix):
-    return f"{prefix}-symbol.json", f"{prefix}-0000.params", f"{prefix}-feature_layer.txt"
+    return (*checkpoint_paths(prefix, 0), input_settings_path(prefix))
 
 
 def zoo_network(name, zoo_params=None):
@@ -279,7 +281,7 @@ def convert(name, prefix, zoo_params=None, force=False):
     expected = zoo_output(net, raw)
     symbol, args, aux, feature_layer = checkpoint_graph(net, name)
     log.info("%s: %d parameters, %d BatchNorm statistics", name, len(args), len(aux))
-    with atomic_outputs(*outputs) as (symbol_tmp, params_tmp, layer_tmp):
+    with atomic_outputs(*outputs) as (symbol_tmp, params_tmp, settings_tmp):
         save_checkpoint(symbol, args, aux, symbol_tmp, params_tmp)
         worst, relative = largest_difference(expected, checkpoint_output(symbol_tmp, params_tmp, raw))
         log.info("%s: largest output difference %.3g (%.3g of the largest output) on %d random %dx%d images",
@@ -287,19 +289,20 @@ def convert(name, prefix, zoo_params=None, force=False):
         if not relative <= TOLERANCE:
             raise UserError(f"{name}: the checkpoint's output differs from the zoo network's by {worst:.3g} "
                             f"({relative:.3g} relative, tolerance {TOLERANCE:g}); nothing written")
-        with open(layer_tmp, "w") as fh:
-            fh.write(feature_layer + "\n")
+        # raw 0-255 RGB: the zoo's normalisation is in the graph; the zoo's image size
+        write_input_settings(settings_tmp, InputSettings(image_shape=raw.shape[1:], feature_layer=feature_layer,
+                                                         num_classes=expected.shape[1]))
     return feature_layer, worst, relative
 
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
     feature_layer, worst, relative = convert(args.model, args.out, args.zoo_params, args.force)
-    symbol_path, params_path, layer_path = output_paths(args.out)
+    symbol_path, params_path, settings_path = output_paths(args.out)
     print(json.dumps({"model": args.model, "largest_difference": worst, "relative_difference": relative,
                       "feature_layer": feature_layer}))
-    log.info("wrote %s, %s, %s; fine-tune with --symbol %s --params %s --feature-layer %s",
-             symbol_path, params_path, layer_path, symbol_path, params_path, feature_layer)
+    log.info("wrote %s, %s, %s (feature layer %s); fine-tune with --symbol %s --params %s",
+             symbol_path, params_path, settings_path, feature_layer, symbol_path, params_path)
     return 0
 
 

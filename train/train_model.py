@@ -22,7 +22,7 @@ from data.common import HelpFormatter, RefusedFlag, UserError, check_input_file,
 from train import symbols
 from train.devices import contexts
 from train.data import add_data_args, add_data_aug_args, check_data, image_shape
-from train.checkpoint import load_params, load_symbol
+from train.checkpoint import input_settings_path, load_params, load_symbol, prefix_of_symbol, read_input_settings
 from train.cpu_kernels import add_cpu_kernel_args, use_faster_kernels
 from train.finetune import attach_classifier, cut_at, select_params
 from train.fit import add_fit_args, check_model_prefix, fit
@@ -91,14 +91,23 @@ def resnext_parts(args):
     return name, {"se_ratio": symbols.se_ratio_of(args.excitation_ratio)}
 
 
+def stored_feature_layer(symbol_path):
+    """The feature layer that PREFIX-input.json beside PREFIX-symbol.json names (train.import_weights
+    and training write it), or None."""
+    prefix = prefix_of_symbol(symbol_path)
+    settings = read_input_settings(input_settings_path(prefix)) if prefix else None
+    return settings.feature_layer if settings else None
+
+
 def feature_symbol(args):
     """(features, the layer they end in) for --symbol and --feature-layer."""
     if args.symbol.endswith(".json") or os.path.sep in args.symbol:
         check_input_file(args.symbol, "symbol")  # "not found" before asking for its --feature-layer
-        if not args.feature_layer:
-            raise UserError(f"{args.symbol}: a symbol file needs --feature-layer "
+        layer = args.feature_layer or stored_feature_layer(args.symbol)
+        if not layer:
+            raise UserError(f"{args.symbol}: a symbol file without input settings beside it needs --feature-layer "
                             "(flatten0 for ResNet/ResNeXt/SE-ResNeXt, flatten for DPN, pool5 for DenseNet)")
-        return cut_at(load_symbol(args.symbol), args.feature_layer, args.symbol), args.feature_layer
+        return cut_at(load_symbol(args.symbol), layer, args.symbol), layer
     name, architecture = resnext_parts(args)
     features, layer = symbols.build_features(name, **architecture)
     if args.feature_layer and args.feature_layer != layer:
