@@ -239,40 +239,58 @@ _CATEGORY_TAIL = len(_CATEGORY) + 4 + 1     # bytes from the array's end to the 
 _TEST_TAIL = 1                              # the same for a test document: only its NUL
 
 
-def _gather(buf, at, width):
-    """Bytes [at, at + width) of each position `at`, as an (n, width) uint8 array."""
-    return buf[at[:, None] + np.arange(width)]
+class _FileBytes:
+    """Little-endian reads at arrays of positions of a memory-mapped file. One strided view per width
+    (unaligned items, one byte apart) lets numpy copy one item per position: about five times faster than
+    gathering rows of bytes."""
+
+    def __init__(self, data, size):
+        self.size = size
+        self.views = {dtype: np.ndarray((max(size - np.dtype(dtype).itemsize + 1, 0),), dtype, buffer=data,
+                                        strides=(1,)) for dtype in ("<u8", "u1", "<i4", "<i8")}
+
+    def ints(self, at, dtype):
+        return self.views[dtype][at].astype(np.int64)
+
+    def byte(self, at):
+        return self.views["u1"][at]
+
+    def matches(self, at, pattern):
+        """Whether the bytes at each position are `pattern`: 8-byte words compared under a mask. A word may
+        read past the pattern, never past the file (such positions do not match)."""
+        padded = -(-len(pattern) // 8) * 8
+        same = at + padded <= self.size
+        inside = np.flatnonzero(same)
+        for start in range(0, len(pattern), 8):
+            piece = pattern[start:start + 8]
+            mask = np.uint64((1 << (8 * len(piece))) - 1)
+            words = self.views["<u8"][at[inside] + start]
+            same[inside] &= (words & mask) == np.uint64(int.from_bytes(piece, "little"))
+        return same
+
+    def close(self):
+        self.views.clear()  # the views hold the memory map open
 
 
-def _matches(buf, at, pattern):
-    return (_gather(buf, at, len(pattern)) == np.frombuffer(pattern, dtype=np.uint8)).all(axis=1)
-
-
-def _ints_at(buf, at, dtype):
-    """Little-endian integers of `dtype` at unaligned positions `at`, as int64."""
-    dtype = np.dtype(dtype)
-    return _gather(buf, at, dtype.itemsize).view(dtype).reshape(-1).astype(np.int64)
-
-
-def _kaggle_heads(buf, starts, ends):
+def _kaggle_heads(fb, starts, ends):
     """(fits, product_id, array_at, array_end) of documents that start as Kaggle's: _id, then imgs."""
     fits = np.zeros(len(starts), dtype=bool)
     product_id, array_at = np.zeros(len(starts), dtype=np.int64), np.zeros(len(starts), dtype=np.int64)
     for id_element, id_dtype in _ID_ELEMENTS:
         imgs_at = _ID_AT + len(id_element) + np.dtype(id_dtype).itemsize
         head = imgs_at + len(_IMGS) + _ARRAY_HEAD
-        rows = np.flatnonzero(ends - starts >= head + 2)  # + the array's NUL and the document's
-        rows = rows[_matches(buf, starts[rows] + _ID_AT, id_element) & _matches(buf, starts[rows] + imgs_at, _IMGS)]
-        product_id[rows] = _ints_at(buf, starts[rows] + _ID_AT + len(id_element), id_dtype)
+        rows = np.flatnonzero(~fits & (ends - starts >= head + 2))  # + the array's NUL and the document's
+        rows = rows[fb.matches(starts[rows] + _ID_AT, id_element) & fb.matches(starts[rows] + imgs_at, _IMGS)]
+        product_id[rows] = fb.ints(starts[rows] + _ID_AT + len(id_element), id_dtype)
         array_at[rows] = starts[rows] + imgs_at + len(_IMGS)
         fits[rows] = True
     array_end = array_at.copy()  # just past the array's NUL
-    array_end[fits] += _ints_at(buf, array_at[fits], "<i4")
+    array_end[fits] += fb.ints(array_at[fits], "<i4")
     fits &= (array_end >= array_at + _ARRAY_HEAD + 1) & (array_end <= ends - _TEST_TAIL)
     return fits, product_id, array_at, array_end
 
 
-def _kaggle_images(buf, array_at, array_end):
+def _kaggle_images(fb, array_at, array_end):
     """Pictures of arrays laid out as Kaggle's, one element rank at a time over all documents.
 
     Returns (fits, num_imgs, [(rows, rank, picture offsets, picture lengths) per rank])."""
@@ -285,14 +303,14 @@ def _kaggle_images(buf, array_at, array_end):
         at, last = cursor[alive], array_end[alive] - 1
         key_end = at + 1 + len(key)
         good = key_end + _PICTURE_DATA_AT <= last
-        good[good] = _matches(buf, at[good], b"\x03" + key) & _matches(buf, key_end[good] + _PICTURE_NAME_AT, _PICTURE)
+        good[good] = fb.matches(at[good], b"\x03" + key) & fb.matches(key_end[good] + _PICTURE_NAME_AT, _PICTURE)
         doc_length = np.zeros(len(alive), dtype=np.int64)
         picture_length = np.zeros(len(alive), dtype=np.int64)
-        doc_length[good] = _ints_at(buf, key_end[good], "<i4")
-        picture_length[good] = _ints_at(buf, key_end[good] + _PICTURE_LENGTH_AT, "<i4")
+        doc_length[good] = fb.ints(key_end[good], "<i4")
+        picture_length[good] = fb.ints(key_end[good] + _PICTURE_LENGTH_AT, "<i4")
         after = key_end + doc_length
         good &= (picture_length >= 0) & (doc_length == picture_length + _IMAGE_DOC_OVERHEAD) & (after <= last)
-        good[good] = buf[after[good] - 1] == 0  # the image document's own NUL
+        good[good] = fb.byte(after[good] - 1) == 0  # the image document's own NUL
         fits[alive[~good]] = False
         alive, after = alive[good], after[good]
         found.append((alive, rank, key_end[good] + _PICTURE_DATA_AT, picture_length[good]))
@@ -302,28 +320,28 @@ def _kaggle_images(buf, array_at, array_end):
     return fits, num_imgs, found
 
 
-def _kaggle_tails(buf, array_end, ends):
+def _kaggle_tails(fb, array_end, ends):
     """(fits, category_id): a train document's category, NO_CATEGORY for a test document."""
     is_test, is_train = ends == array_end + _TEST_TAIL, ends == array_end + _CATEGORY_TAIL
-    fits = (is_test | is_train) & (buf[array_end - 1] == 0) & (buf[ends - 1] == 0)
+    fits = (is_test | is_train) & (fb.byte(array_end - 1) == 0) & (fb.byte(ends - 1) == 0)
     category_id = np.full(len(ends), NO_CATEGORY, dtype=np.int64)
     train = np.flatnonzero(fits & is_train)
-    fits[train] = _matches(buf, array_end[train], _CATEGORY)
-    category_id[train] = _ints_at(buf, array_end[train] + len(_CATEGORY), "<i4")
+    fits[train] = fb.matches(array_end[train], _CATEGORY)
+    category_id[train] = fb.ints(array_end[train] + len(_CATEGORY), "<i4")
     return fits, category_id
 
 
-def _scan_kaggle_chunk(buf, starts, ends):
+def _scan_kaggle_chunk(fb, starts, ends):
     """Vectorised read of the documents [starts, ends) in Kaggle's layout: (fits, product_id, category_id,
     num_imgs, pictures), `pictures` listing (rows, rank, offsets, lengths); rows that do not fit (and their
     pictures) are left to the general walker."""
-    fits, product_id, array_at, array_end = _kaggle_heads(buf, starts, ends)
+    fits, product_id, array_at, array_end = _kaggle_heads(fb, starts, ends)
     category_id = np.full(len(starts), NO_CATEGORY, dtype=np.int64)
     rows = np.flatnonzero(fits)
-    fits[rows], category_id[rows] = _kaggle_tails(buf, array_end[rows], ends[rows])
+    fits[rows], category_id[rows] = _kaggle_tails(fb, array_end[rows], ends[rows])
     rows = np.flatnonzero(fits)
     num_imgs = np.zeros(len(starts), dtype=np.int32)
-    fits[rows], num_imgs[rows], pictures = _kaggle_images(buf, array_at[rows], array_end[rows])
+    fits[rows], num_imgs[rows], pictures = _kaggle_images(fb, array_at[rows], array_end[rows])
     return fits, product_id, category_id, num_imgs, [(rows[r], k, at, n) for r, k, at, n in pictures]
 
 
@@ -356,11 +374,11 @@ def _walk_lengths(data, offset, file_size):
     return starts, offset, None
 
 
-def _scan_chunk(buf, reader, starts, ends, errors):
+def _scan_chunk(fb, reader, starts, ends, errors):
     """Product columns and image columns of the documents [starts, ends): the vectorised read, then the
     general walker for the documents it did not take. Corrupt ones are left out and appended to `errors`
     as (byte offset, reason, product _id or None)."""
-    fits, product_id, category_id, num_imgs, pictures = _scan_kaggle_chunk(buf, starts, ends)
+    fits, product_id, category_id, num_imgs, pictures = _scan_kaggle_chunk(fb, starts, ends)
     keep, walked = fits.copy(), {}
     for row in np.flatnonzero(~fits).tolist():
         offset = int(starts[row])
@@ -442,6 +460,11 @@ class Columns:
     def arrays(self):
         return {name: self[name] for name in self.names}
 
+    def forget(self):
+        """Free the columns read from the cache so far (they are read again if used again)."""
+        if self._npz is not None:
+            self._arrays.clear()
+
 
 class BsonIndex:
     """Products and images of one BSON file, by offset. Build with `BsonIndex.open(path)`.
@@ -470,8 +493,9 @@ class BsonIndex:
                     raise BsonFormatError(path, offset, reason + " (pass --skip-corrupt to skip it)")
                 return index
         index = cls.build(path, skip_corrupt=skip_corrupt, progress=progress)
-        if cache:
-            index._save_cache(stat)
+        if cache and index._save_cache(stat):
+            # Read back from the cache: the build's arrays are freed and the command reads only its columns.
+            return cls._load_cache(path, stat) or index
         return index
 
     @classmethod
@@ -487,12 +511,12 @@ class BsonIndex:
         with open(path, "rb") as fh, tqdm(total=file_size, unit="B", unit_scale=True, leave=False,
                                           desc=f"index {os.path.basename(path)}", disable=not progress) as bar:
             data = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) if file_size else b""
-            buf, reader, offset, released = np.frombuffer(data, dtype=np.uint8), _PositionedReader(fh.fileno()), 0, 0
+            fb, reader, offset, released = _FileBytes(data, file_size), _PositionedReader(fh.fileno()), 0, 0
             try:
                 while offset < file_size and broken is None and (skip_corrupt or not errors):
                     starts, end, broken = _walk_lengths(data, offset, file_size)
                     starts = np.array(starts, dtype=np.int64)
-                    chunks.append(_scan_chunk(buf, reader, starts, np.r_[starts[1:], end], errors))
+                    chunks.append(_scan_chunk(fb, reader, starts, np.r_[starts[1:], end], errors))
                     bar.update(end - offset)
                     offset, broken_at = end, end
                     if file_size:  # the chunk's pages leave this process (they stay in the page cache)
@@ -500,7 +524,7 @@ class BsonIndex:
                         data.madvise(mmap.MADV_DONTNEED, released, page_end - released)
                         released = page_end
             finally:
-                del buf
+                fb.close()
                 if file_size:
                     data.close()
         columns = _concatenate(chunks)
@@ -567,8 +591,10 @@ class BsonIndex:
             with atomic_outputs(cache) as (tmp,):
                 write_npz(tmp, {**self.products.arrays(), **self.images.arrays(),
                                 "meta": np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)})
+            return True
         except (OSError, ValueError) as exc:  # a cache we cannot write only costs a rebuild next time
             log.warning("could not write index cache %s: %s", cache, exc)
+            return False
 
     # ---- queries ----------------------------------------------------------------
     def __len__(self):
@@ -603,6 +629,11 @@ class BsonIndex:
             self._fd = os.open(self.path, os.O_RDONLY)
         return self._fd
 
+    def forget_columns(self):
+        """Free the columns read from the cache so far, for a command done with them (read again if used)."""
+        self.products.forget()
+        self.images.forget()
+
     def close(self):
         if self._fd is not None:
             os.close(self._fd)
@@ -629,15 +660,17 @@ class BsonIndex:
         """Yield (product, raw document bytes) in file order through one large read buffer."""
         stop = len(self.products) if stop is None else stop
         with open(self.path, "rb", buffering=buffer_size) as fh:
+            position = fh.tell()
             for first, last in _row_chunks(start, stop):
                 offsets = self.products["offset"][first:last].tolist()
                 lengths = self.products["length"][first:last].tolist()
                 for product, offset, length in zip(range(first, last), offsets, lengths):
-                    if fh.tell() != offset:  # only after a document skipped as corrupt
+                    if position != offset:  # at the start, and after a document skipped as corrupt
                         fh.seek(offset)
                     raw = fh.read(length)
                     if len(raw) != length:
                         raise BsonFormatError(self.path, offset, "file shrank since it was indexed")
+                    position = offset + length
                     yield product, raw
 
     def iter_product_images(self, start=0, stop=None):

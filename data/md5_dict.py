@@ -93,21 +93,29 @@ class HashTable:
     @classmethod
     def from_pairs(cls, keys, category_ids):
         """Count (key, category_id) occurrences; `keys` is an S16 array, one per item, in file order.
-        Each key's categories come in the order of their first occurrence."""
+        Each key's categories come in the order of their first occurrence.
+
+        Built from one sort order and gathers, a chunk at a time where it can, so that 12 million keys
+        take little more than the inputs and the table (no dict, no sorted copy of the pairs)."""
+        keys = np.ascontiguousarray(keys, dtype=KEY_DTYPE)
+        category_ids = np.asarray(category_ids)
         if len(keys) == 0:
             empty = np.zeros(0, dtype=np.int64)
             return cls(np.zeros(0, dtype=KEY_DTYPE), np.zeros(1, dtype=np.int64), empty, empty)
-        pairs = np.empty(len(keys), dtype=[("key", KEY_DTYPE), ("category_id", "<i8")])
-        pairs["key"] = keys
-        pairs["category_id"] = category_ids
-        # sorted by key, then category; `first` is where each pair occurs first
-        unique_pairs, first, counts = np.unique(pairs, return_index=True, return_counts=True)
-        starts = np.flatnonzero(np.r_[True, unique_pairs["key"][1:] != unique_pairs["key"][:-1]])
-        group = np.repeat(np.arange(len(starts)), np.diff(np.r_[starts, len(unique_pairs)]))
-        order = np.lexsort((first, group))  # keys stay sorted; within a key, first-seen order
-        ptr = np.r_[starts, len(unique_pairs)].astype(np.int64)
-        return cls(unique_pairs["key"][starts].copy(), ptr, unique_pairs["category_id"][order].copy(),
-                   counts[order].astype(np.int64))
+        order = _pair_order(keys, category_ids)
+        new_key = _changes(keys, order)
+        pair_starts = np.flatnonzero(new_key | _changes(category_ids, order))
+        first_seen = order[pair_starts]  # a stable order: each run of equal pairs starts at its first occurrence
+        del order
+        key_starts = new_key[pair_starts]
+        del new_key
+        counts = np.diff(np.r_[pair_starts, len(keys)])
+        del pair_starts
+        ptr = np.r_[np.flatnonzero(key_starts), len(key_starts)].astype(np.int64)
+        shared, within = _first_seen_within_keys(ptr, first_seen)
+        first_seen[shared], counts[shared] = first_seen[within], counts[within]
+        unique_keys = keys[first_seen[key_starts]]  # a key's first pair now holds its first occurrence
+        return cls(unique_keys, ptr, category_ids[first_seen].astype(np.int64), counts.astype(np.int64, copy=False))
 
     def __len__(self):
         return len(self.keys)
@@ -146,6 +154,47 @@ class HashTable:
         return result
 
 
+def compact_ints(values):
+    """`values` as int32 when they all fit (Kaggle's category ids do): half the memory of int64."""
+    values = np.asarray(values)
+    fits = len(values) == 0 or (values.min() >= np.iinfo(np.int32).min and values.max() <= np.iinfo(np.int32).max)
+    return values.astype(np.int32) if fits else values
+
+
+def _pair_order(keys, category_ids):
+    """Stable order of the items by (key, category). A key's big-endian 8-byte words sort as its bytes do;
+    MD5s rarely share their first word unless they are equal, so the rest is sorted only within such ties."""
+    words = keys.view(">u8").reshape(-1, 2)
+    order = np.argsort(words[:, 0], kind="stable")
+    first_words = words[order, 0]
+    tie = first_words[1:] == first_words[:-1]
+    del first_words
+    tied = np.flatnonzero(np.r_[tie, False] | np.r_[False, tie])  # sorted positions in runs of equal first words
+    if len(tied):
+        run = np.cumsum(np.r_[True, ~tie])[tied]
+        items = order[tied]
+        order[tied] = items[np.lexsort((category_ids[items], words[items, 1], run))]
+    return order
+
+
+def _changes(values, order, chunk=1 << 20):
+    """Whether each item in `order` differs from the one before (the first does), a chunk at a time."""
+    changed = np.ones(len(order), dtype=bool)
+    for start in range(0, len(order), chunk):
+        part = values[order[start:start + chunk + 1]]
+        changed[start + 1:start + len(part)] = part[1:] != part[:-1]
+    return changed
+
+
+def _first_seen_within_keys(ptr, first_seen):
+    """(positions, source positions) that put each key's pairs in first-seen order: only the pairs of
+    keys with several categories move."""
+    sizes = np.diff(ptr)
+    shared = np.flatnonzero(np.repeat(sizes > 1, sizes))
+    group = np.searchsorted(ptr, shared, side="right") - 1  # the key of each moving pair
+    return shared, shared[np.lexsort((first_seen[shared], group))]
+
+
 class Md5Dictionary:
     """Image and product tables plus the build's totals."""
 
@@ -163,8 +212,12 @@ class Md5Dictionary:
     def build(cls, digests, image_categories, product_keys, product_categories, source=""):
         images = HashTable.from_pairs(np.asarray(digests, dtype=KEY_DTYPE), image_categories)
         products = HashTable.from_pairs(np.asarray(product_keys, dtype=KEY_DTYPE), product_categories)
+        return cls.from_tables(images, products, len(digests), len(product_keys), source)
+
+    @classmethod
+    def from_tables(cls, images, products, total_images, total_products, source=""):
         meta = {"format": FORMAT, "version": FORMAT_VERSION, "source": source}
-        meta.update(summarise(images, products, len(digests), len(product_keys)))
+        meta.update(summarise(images, products, total_images, total_products))
         return cls(images, products, meta)
 
     def save(self, path):

@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 def choose_validation_ids(product_ids, val_ratio, seed):
     """The original split: shuffle then sample, both from one `random` state seeded with `seed`."""
     check_val_ratio(val_ratio)
-    ids = [int(i) for i in product_ids]
+    ids = np.asarray(product_ids, dtype=np.int64).tolist()  # Python ints, as the original's decoded ids
     random.seed(seed)
     random.shuffle(ids)
     n_val = int(len(ids) * val_ratio)
@@ -52,9 +52,13 @@ def document_runs(index, is_val):
     return [(start, stop, bool(is_val[start])) for start, stop in zip(starts, stops)] if len(products) else []
 
 
-def write_split(index, val_ids, train_path, val_path):
+def validation_mask(index, val_ids):
+    """Whether each product (in file order) is on the validation side."""
+    return np.isin(index.products["product_id"], np.fromiter(val_ids, dtype=np.int64, count=len(val_ids)))
+
+
+def write_split(index, is_val, train_path, val_path):
     """Copy each document to the train or validation file; returns per-file (products, bytes)."""
-    is_val = np.isin(index.products["product_id"], np.fromiter(val_ids, dtype=np.int64, count=len(val_ids)))
     counts = {"train": [0, 0], "val": [0, 0]}
     total = int(index.products["length"].sum())
     with atomic_outputs(train_path, val_path) as (train_tmp, val_tmp), \
@@ -74,15 +78,15 @@ def write_split(index, val_ids, train_path, val_path):
     return counts
 
 
-def check_split(index, val_ids, counts):
-    """train + val = input and no product on both sides; raises if not."""
+def check_split(index, num_chosen, is_val, counts):
+    """train + val = input and no product on both sides; raises if not. Product ids are unique (the index
+    refuses repeats), so each chosen id marked exactly one product when the marks number the chosen."""
     n_in = len(index)
     n_train, n_val = counts["train"][0], counts["val"][0]
     if n_train + n_val != n_in:
         raise UserError(f"split lost products: {n_train} train + {n_val} val != {n_in} input")
-    ids = set(index.products["product_id"].tolist())
-    if not val_ids <= ids or n_val != len(val_ids):
-        raise UserError(f"split mismatch: {n_val} validation products written, {len(val_ids)} chosen")
+    if n_val != num_chosen or int(is_val.sum()) != num_chosen:
+        raise UserError(f"split mismatch: {n_val} validation products written, {num_chosen} chosen")
     bytes_in = int(index.products["length"].sum())
     if counts["train"][1] + counts["val"][1] != bytes_in:
         raise UserError("split bytes written do not add up to the input's documents")
@@ -119,8 +123,9 @@ def main(argv=None):
     val_ids = choose_validation_ids(index.products["product_id"], args.val_ratio, args.random_seed)
     log.info("seed %d, val ratio %g: %d of %d products for validation",
              args.random_seed, args.val_ratio, len(val_ids), len(index))
-    counts = write_split(index, val_ids, args.save_train_bson, args.save_val_bson)
-    check_split(index, val_ids, counts)
+    is_val = validation_mask(index, val_ids)
+    counts = write_split(index, is_val, args.save_train_bson, args.save_val_bson)
+    check_split(index, len(val_ids), is_val, counts)
     log.info("in: %d products (%s)%s", len(index), human_bytes(int(index.products["length"].sum())),
              f"; skipped {plural(len(index.skipped), 'corrupt document')}" if index.skipped else "")
     log.info("out: train %d products (%s) -> %s", counts["train"][0], human_bytes(counts["train"][1]),

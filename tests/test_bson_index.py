@@ -215,8 +215,8 @@ def test_vectorised_read_and_general_walker_agree(tmp_path, monkeypatch):
 
 
 def _nothing_fits(scan):
-    def general_walker_only(buf, starts, ends):
-        fits, *rest = scan(buf, starts, ends)
+    def general_walker_only(fb, starts, ends):
+        fits, *rest = scan(fb, starts, ends)
         return (np.zeros_like(fits), *rest)
     return general_walker_only
 

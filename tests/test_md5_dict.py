@@ -113,3 +113,25 @@ def test_version_1_files_still_load(tmp_path):
     d.save(str(tmp_path / "future.npz"))
     with pytest.raises(UserError, match="format version 99"):
         Md5Dictionary.load(str(tmp_path / "future.npz"))
+
+
+def test_sorted_array_counting_matches_a_dict_of_counters():
+    import collections
+
+    from data.md5_dict import HashTable
+
+    rng = np.random.default_rng(5)
+    pool = rng.integers(0, 256, (300, 16), dtype=np.uint8)
+    pool[::5, 12:] = 0  # trailing NUL bytes, which numpy's S16 hides on reading
+    keys = pool[rng.integers(0, len(pool), 5000)].view("S16").ravel()
+    categories = rng.integers(0, 6, len(keys))
+    reference = collections.defaultdict(dict)
+    for row, category in zip(keys.view(np.uint8).reshape(-1, 16), categories.tolist()):
+        entry = reference[row.tobytes()]
+        entry[category] = entry.get(category, 0) + 1  # dicts keep insertion order: first seen
+    table = HashTable.from_pairs(keys, categories)
+    assert len(table) == len(reference)
+    assert sorted(reference) == [k.ljust(16, b"\x00") for k in table.keys.tolist()]
+    for key, entry in reference.items():
+        found = table.entry(table.find(np.frombuffer(key, dtype="S16"))[0])
+        assert list(found.items()) == list(entry.items())
