@@ -13,6 +13,12 @@ Part 1, for each demo network at its demo input size on a generated `.rec` (abou
   the batches after its first, as `train.metrics_log.EpochRecorder` does.
 Part 2: forward+backward images/s of each of the solution's networks at 3x180x180, batch 32
 (median of 2 batches after a warm-up batch).
+Part 3, CPU kernels: what `--cpu-kernels auto` chooses for a grouped-convolution network
+(ResNeXt) and one without (DenseNet), at demo and at small real sizes. Each side is the
+training probe itself (`train.cpu_kernels.measure_both`: a process with MXNET_MKLDNN_ENABLED=1,
+then one with 0, each timing forward+backward batches after a warm-up batch), run
+`--kernel-repeats` times alternately; the table gives the medians, native / oneDNN, the
+choice, and how long one probe pair (what a training run pays once) took.
 Run from the repository root:  python -m benchmarks.bench_train [--markdown OUT.md]
 """
 import argparse
@@ -22,16 +28,16 @@ import statistics
 import time
 
 import mxnet as mx
-import numpy as np
 
 from benchmarks.report import print_tables
 from data import bson2rec
 from data.make_demo_data import generate_demo_dataset
-from train import symbols, train_model
+from train import cpu_kernels, symbols, train_model
 from train.fit import eval_metrics, make_optimizer, test_io, updates_per_epoch
 from train.data import get_iterators
 
 DEMO_NETWORKS = [("resnext-14", 64), ("densenet-41", 64), ("dpn-26", 64)]
+KERNEL_RUNS = [("resnext-14", 64, 32), ("densenet-41", 64, 32), ("resnext-50", 160, 8), ("densenet-121", 160, 8)]
 SOLUTION_NETWORKS = ["resnext-101", "resnext-101-64x4d", "se-resnext-101-64x4d", "dpn-92", "dpn-98", "dpn-107",
                      "dpn-131", "densenet-161"]
 
@@ -120,40 +126,17 @@ def io_speed(size, rec, batch_size, repeats, nthreads):
 def forward_backward_speed(network, batch_size=32, size=180, batches=2):
     """Images/s of forward+backward at 3 x size x size (after one warm-up batch)."""
     net = symbols.get_symbol(network, num_classes=5270)
-    module = mx.mod.Module(net, context=mx.cpu())
-    module.bind(data_shapes=[("data", (batch_size, 3, size, size))], label_shapes=[("softmax_label", (batch_size,))])
-    module.init_params(mx.init.MSRAPrelu())
-    batch = mx.io.DataBatch([mx.nd.random.uniform(0, 255, (batch_size, 3, size, size))],
-                            [mx.nd.array(np.random.randint(0, 5270, batch_size))])
-    times = []
-    for _ in range(batches + 1):
-        start = time.perf_counter()
-        module.forward_backward(batch)
-        for grads in module._exec_group.grad_arrays:
-            grads[0].wait_to_read()
-        times.append(time.perf_counter() - start)
-    return batch_size / statistics.median(times[1:])
+    return batch_size / cpu_kernels.time_batches(net, (3, size, size), batch_size, batches)
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--work-dir", default="/tmp/cdiscount_bench_train", help="generated data goes here")
-    parser.add_argument("--batch-size", type=int, default=32, help="batch of the demo-network runs")
-    parser.add_argument("--repeats", type=int, default=3,
-                        help="measured epochs of each kind (after one warm-up epoch of each)")
-    parser.add_argument("--data-nthreads", type=int, default=2, help="decoding threads of the ImageRecordIter")
-    parser.add_argument("--skip-solution-networks", action="store_true", help="only part 1")
-    parser.add_argument("--markdown", help="also write the tables as markdown here")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING)
+def demo_table(args):
+    """Part 1, in this process (MXNet's kernels as MXNET_MKLDNN_ENABLED says: oneDNN when unset)."""
     os.makedirs(args.work_dir, exist_ok=True)
-    started = time.perf_counter()
     rec = make_rec(args.work_dir)
     setting = (f"{count_images(rec)} images, batch {args.batch_size}, {args.data_nthreads} decoding threads, "
                f"medians of {args.repeats} epochs of each kind after a warm-up epoch of each, "
                f"{os.cpu_count()} CPU cores, MXNet {mx.__version__}")
     print(f"data: {rec}; {setting}", flush=True)
-
     lines = ["| network | input | test-io img/s | synthetic train img/s | real-data train img/s | real / synthetic |",
              "|---|---|---|---|---|---|"]
     for network, size in DEMO_NETWORKS:
@@ -163,13 +146,71 @@ def main(argv=None):
         lines.append(f"| {network} | 3x{size}x{size} | {io:,.0f} | {synthetic:,.1f} | {real:,.1f} | "
                      f"{real / synthetic:.2f} ({verdict} >= 0.9) |")
         print(lines[-1], flush=True)
-    tables = [f"Demo `.rec`: {setting}.\n\n" + "\n".join(lines)]
+    return f"Demo `.rec`: {setting}.\n\n" + "\n".join(lines)
+
+
+def solution_table():
+    lines = ["| network | forward+backward img/s (3x180x180, batch 32, CPU) |", "|---|---|"]
+    for network in SOLUTION_NETWORKS:
+        lines.append(f"| {network} | {forward_backward_speed(network):.2f} |")
+        print(lines[-1], flush=True)
+    return "\n".join(lines)
+
+
+def kernel_speeds(network, size, batch_size, repeats):
+    """({kernels: median images/s}, seconds of the first probe pair) of the network as training builds it."""
+    args = train_model.build_parser().parse_args(["--symbol", network, "--num-classes", "40"])
+    network_json = train_model.build_network(args).tojson()
+    runs, first_pair = [], None
+    for _ in range(repeats):
+        start = time.perf_counter()
+        runs.append(cpu_kernels.measure_both(network_json, (3, size, size), batch_size))
+        first_pair = first_pair or time.perf_counter() - start
+    print(f"  {network}: " + "; ".join(f"{cpu_kernels.NAMES[k]} {', '.join(f'{run[k]:.2f}' for run in runs)}"
+                                       for k in cpu_kernels.SETTINGS) + " img/s", flush=True)
+    return {k: statistics.median(run[k] for run in runs) for k in cpu_kernels.SETTINGS}, first_pair
+
+
+def kernel_table(repeats):
+    lines = ["| network | grouped 3x3 convolutions | input, batch | oneDNN img/s | native img/s | native / oneDNN "
+             "| `--cpu-kernels auto` takes | gain over MXNet's default | one probe pair |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for network, size, batch_size in KERNEL_RUNS:
+        speeds, probe_seconds = kernel_speeds(network, size, batch_size, repeats)
+        choice = cpu_kernels.faster(speeds)
+        lines.append(f"| {network} | {'yes' if network.startswith('resnext') else 'no'} | 3x{size}x{size}, "
+                     f"{batch_size} | {speeds['onednn']:.2f} | {speeds['native']:.2f} | "
+                     f"{speeds['native'] / speeds['onednn']:.2f} | {cpu_kernels.NAMES[choice]} | "
+                     f"{speeds[choice] / speeds['onednn']:.2f}x | {probe_seconds:.0f} s |")
+        print(lines[-1], flush=True)
+    setting = (f"CPU kernels (forward+backward, {cpu_kernels.WARMUP_BATCHES} warm-up and "
+               f"{cpu_kernels.PROBE_BATCHES} timed batches per probe process, medians of {repeats} alternating "
+               f"probe pairs; {os.cpu_count()} cores, {cpu_kernels.cpu_model()}, MXNet {mx.__version__})")
+    return f"{setting}:\n\n" + "\n".join(lines)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--work-dir", default="/tmp/cdiscount_bench_train", help="generated data goes here")
+    parser.add_argument("--batch-size", type=int, default=32, help="batch of the demo-network runs")
+    parser.add_argument("--repeats", type=int, default=3,
+                        help="measured epochs of each kind (after one warm-up epoch of each)")
+    parser.add_argument("--data-nthreads", type=int, default=2, help="decoding threads of the ImageRecordIter")
+    parser.add_argument("--skip-demo-networks", action="store_true", help="no part 1")
+    parser.add_argument("--skip-solution-networks", action="store_true", help="no part 2")
+    parser.add_argument("--skip-kernels", action="store_true", help="no part 3 (oneDNN vs native kernels)")
+    parser.add_argument("--kernel-repeats", type=int, default=3, help="probe pairs per network in part 3")
+    parser.add_argument("--markdown", help="also write the tables as markdown here")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+    started = time.perf_counter()
+    tables = []
+    if not args.skip_demo_networks:
+        tables.append(demo_table(args))
     if not args.skip_solution_networks:
-        lines = ["| network | forward+backward img/s (3x180x180, batch 32, CPU) |", "|---|---|"]
-        for network in SOLUTION_NETWORKS:
-            lines.append(f"| {network} | {forward_backward_speed(network):.2f} |")
-            print(lines[-1], flush=True)
-        tables.append("\n".join(lines))
+        tables.append(solution_table())
+    if not args.skip_kernels:
+        tables.append(kernel_table(args.kernel_repeats))
     print(f"\ntotal {time.perf_counter() - started:.0f} s")
     print_tables(tables, args.markdown)
     return 0
