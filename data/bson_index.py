@@ -673,24 +673,31 @@ class BsonIndex:
                     position = offset + length
                     yield product, raw
 
-    def iter_product_images(self, start=0, stop=None):
-        """Yield (product, [JPEG bytes of each image]) in file order, from one sequential read."""
+    def iter_product_images(self, start=0, stop=None, block_bytes=16 << 20):
+        """Yield (product, [JPEG bytes of each image]) in file order. The file is read in blocks of about
+        `block_bytes` and the pictures are sliced out of them: no read nor document per product."""
         stop = len(self.products) if stop is None else stop
-        documents = self.iter_documents(start, stop)
+        fd = self._file()
         for first, last in _row_chunks(start, stop):
-            bases = self.products["offset"][first:last].tolist()
+            offsets = self.products["offset"][first:last]
+            ends = offsets + self.products["length"][first:last]
             first_images = self.products["first_image"][first:last].tolist()
             counts = self.products["num_imgs"][first:last].tolist()
             low, high = first_images[0], first_images[-1] + counts[-1]
             image_offsets = self.image_offset[low:high].tolist()
             image_lengths = self.image_length[low:high].tolist()
-            # The lists come first in zip: it stops on them before taking a document of the next chunk.
-            for base, first_image, count, (product, raw) in zip(bases, first_images, counts, documents):
-                pictures = []
-                for k in range(first_image - low, first_image - low + count):
-                    at = image_offsets[k] - base
-                    pictures.append(raw[at:at + image_lengths[k]])
-                yield product, pictures
+            block_of = (offsets - offsets[0]) // block_bytes  # a document longer than a block gets its own
+            bounds = np.r_[0, np.flatnonzero(np.diff(block_of)) + 1, len(offsets)].tolist()
+            for block_start, block_stop in zip(bounds[:-1], bounds[1:]):
+                base = int(offsets[block_start])
+                span = int(ends[block_stop - 1]) - base
+                block = os.pread(fd, span, base)
+                if len(block) != span:
+                    raise BsonFormatError(self.path, base + len(block), "file shrank since it was indexed")
+                for row in range(block_start, block_stop):
+                    at = first_images[row] - low
+                    yield first + row, [block[image_offsets[k] - base:image_offsets[k] - base + image_lengths[k]]
+                                        for k in range(at, at + counts[row])]
 
     def copy_documents(self, out_fd, start, stop):
         """Copy documents [start, stop) (consecutive in the file) to `out_fd` as raw bytes, in the kernel

@@ -294,3 +294,13 @@ def test_offsets_past_4_gib_from_a_sparse_file_without_reading_its_holes(tmp_pat
     assert bson.decode(index.read_document(6))["_id"] == 103
     assert index.read_image(index.num_images - 1) == make_jpeg(3 + 9)
     assert index.image_offset[-1] > 1 << 32
+
+
+def test_pictures_read_in_blocks_are_those_of_each_document(tmp_path):
+    docs = _odd_and_kaggle_docs()
+    path = write_bson(tmp_path / "mixed.bson", docs)
+    index = BsonIndex.open(path)
+    expected = [[bytes(img["picture"]) for img in d["imgs"]] for d in docs]
+    for block_bytes in (1, 700, 1 << 20):  # a block per document, a few documents, all of them
+        assert [pictures for _, pictures in index.iter_product_images(block_bytes=block_bytes)] == expected
+        assert [p for p, _ in index.iter_product_images(3, 40, block_bytes=block_bytes)] == list(range(3, 40))
