@@ -17,6 +17,7 @@ import glob
 import json
 import logging
 import os
+import typing
 
 import mxnet as mx
 
@@ -156,8 +157,8 @@ class InputSettings:
     rgb_mean: tuple = (0.0, 0.0, 0.0)  # subtracted per channel from raw 0-255 RGB
     rgb_scale: float = 1.0  # multiplier after the mean
     inter_method: int = 9  # OpenCV interpolation of the resize (MXNet's numbering; 9: auto)
-    feature_layer: str = None  # the layer the network was cut at before its classifier (None: not known)
-    num_classes: int = None  # outputs of the classifier (None: not known)
+    feature_layer: typing.Optional[str] = None  # the layer the network was cut at before its classifier
+    num_classes: typing.Optional[int] = None  # outputs of the classifier (None: not known)
 
     def describe(self):
         return (f"input {','.join(map(str, self.image_shape))}, resize {self.resize}, "
@@ -220,7 +221,8 @@ def resolve_input_settings(symbol_path, overrides=None):
     setting in `overrides` (a flag the user gave; None: not given) replacing it with a warning when
     they differ. Without the file (an older checkpoint) the overrides are all there is, and
     `image_shape` must be among them."""
-    given = {name: value for name, value in (overrides or {}).items() if value is not None}
+    given = {name: tuple(value) if isinstance(value, list) else value
+             for name, value in (overrides or {}).items() if value is not None}
     unknown = set(given) - set(FIELDS)
     if unknown:
         raise ValueError(f"no input setting {sorted(unknown)[0]!r}; settings: {', '.join(FIELDS)}")
@@ -233,13 +235,9 @@ def resolve_input_settings(symbol_path, overrides=None):
                             "with the checkpoints by train.train_model); give the input shape as a flag")
         return InputSettings(**given)
     for name, value in given.items():
-        if tuple_or_value(value) != tuple_or_value(getattr(stored, name)):
+        if value != getattr(stored, name):
             log.warning("%s: %s %s replaces the %s it was trained with", path, name, value, getattr(stored, name))
     return dataclasses.replace(stored, **given)
-
-
-def tuple_or_value(value):
-    return tuple(value) if isinstance(value, (list, tuple)) else value
 
 
 # --- the arguments of each run ---------------------------------------------------------------------
