@@ -60,7 +60,7 @@ class Pipeline:
     """Context manager; iterate `products()` to receive every product of [start, stop) once."""
 
     def __init__(self, bson_path, start, stop, num_workers, data_shape, multi_view, resize=0,
-                 transport="ipc", skip_corrupt=False, queue=16, poll_ms=200):
+                 transport="ipc", skip_corrupt=False, queue=16, poll_ms=200, forward_mask=None):
         if transport not in TRANSPORTS:
             raise UserError(f"--transport {transport}: expected one of {TRANSPORTS}")
         if num_workers < 1:
@@ -68,6 +68,7 @@ class Pipeline:
         self.bson_path, self.start, self.stop = bson_path, start, stop
         self.num_workers, self.data_shape, self.multi_view, self.resize = num_workers, data_shape, multi_view, resize
         self.transport, self.skip_corrupt, self.queue, self.poll_ms = transport, skip_corrupt, queue, poll_ms
+        self.forward_mask = forward_mask  # per picture of [start, stop): False = the workers skip it
         self.processes = {}  # name -> Popen
         self._context = self._tmp = self._views = self._control = None
         self.interrupted = False
@@ -117,9 +118,14 @@ class Pipeline:
         self._views.setsockopt(zmq.RCVHWM, self.queue)
         self._views.bind(self._endpoint("views"))
         views_endpoint = self._views.getsockopt_string(zmq.LAST_ENDPOINT)
+        mask_args = []
+        if self.forward_mask is not None:  # a file in the private folder: the reader marks what to skip
+            mask_path = os.path.join(self._tmp, "forward_mask.npy")
+            np.save(mask_path, np.asarray(self.forward_mask, dtype=bool))
+            mask_args = ["--forward-mask", mask_path]
         self._spawn("reader", "reader", "--bson", self.bson_path, "--start", str(self.start), "--stop",
                     str(self.stop), "--bind", self._endpoint("products"),
-                    *(["--skip-corrupt"] if self.skip_corrupt else []))
+                    *(["--skip-corrupt"] if self.skip_corrupt else []), *mask_args)
         products_endpoint = self._wait_ready("reader")
         for k in range(1, self.num_workers + 1):
             self._spawn(f"worker {k}", "worker", "--products", products_endpoint, "--views", views_endpoint,

@@ -5,10 +5,12 @@ Started by `predict.pipeline` (never by hand):
   python -m predict.pipeline_worker worker --products P --views V --control C --data-shape 3,H,W ...
 
 reader: products [I, J) of the BSON in file order, through its offset index, one
-  message per product: [header {product, _id}, jpeg, jpeg, ...] on a PUSH socket
+  message per product: [header {product, _id, skip}, jpeg, jpeg, ...] on a PUSH socket
   (bound; the workers connect). It reports its endpoint on the control socket, and
-  stays until the parent stops it.
-worker: PULLs products, decodes and prepares the views, MD5s each picture, and PUSHes
+  stays until the parent stops it. `skip` lists the pictures --forward-mask (a bool .npy, one
+  per picture of the range) leaves out: the predictor gets their probability elsewhere.
+worker: PULLs products, decodes and prepares the views (not of skipped pictures, which it
+  flags as not valid), MD5s each picture, and PUSHes
   [header {product, num_images, num_views, valid}, views uint8 (N,3,H,W), digests].
 
 Both die with their parent (PR_SET_PDEATHSIG), ignore Ctrl-C (the parent stops them),
@@ -21,6 +23,7 @@ import signal
 import sys
 import time
 
+import numpy as np
 import zmq
 
 from data.common import set_parent_death_signal
@@ -44,8 +47,13 @@ def run_reader(args, context, control):
     control.send_multipart([messages.READY, b"reader", endpoint])
     index = BsonIndex.open(args.bson, skip_corrupt=args.skip_corrupt, progress=False)
     product_ids = index.products["product_id"][args.start:args.stop].tolist()
+    forward = np.load(args.forward_mask, allow_pickle=False) if args.forward_mask else None
+    at = 0
     for (product, pictures), product_id in zip(index.iter_product_images(args.start, args.stop), product_ids):
-        sender.send_multipart([messages.encode_header(product=product, _id=product_id), *pictures], copy=False)
+        skip = [] if forward is None else np.flatnonzero(~forward[at:at + len(pictures)]).tolist()
+        at += len(pictures)
+        sender.send_multipart([messages.encode_header(product=product, _id=product_id, skip=skip), *pictures],
+                              copy=False)
     # Stay connected until the parent stops us: a worker drops the messages still queued from
     # a peer that has disconnected, so leaving now would lose the last products.
     while True:
@@ -67,7 +75,12 @@ def run_worker(args, context, control):
         frames = receiver.recv_multipart(copy=True)
         header = messages.decode_header(frames[0], required=("product",))
         pictures = frames[1:]
-        views, valid = product_views(pictures, height, width, args.multi_view, args.resize)
+        skip = set(header.get("skip", []))
+        kept = [i for i in range(len(pictures)) if i not in skip]
+        views, kept_valid = product_views([pictures[i] for i in kept], height, width, args.multi_view, args.resize)
+        valid = [False] * len(pictures)
+        for i, ok in zip(kept, kept_valid):
+            valid[i] = ok
         digests = b"".join(hashlib.md5(p).digest() for p in pictures)
         out = messages.encode_header(product=header["product"], num_images=len(pictures), num_views=num_views,
                                      valid=valid, shape=list(views.shape))
@@ -88,6 +101,7 @@ def build_parser():
     parser.add_argument("--stop", type=int, default=None)
     parser.add_argument("--bind", help="endpoint for the product socket (tcp://127.0.0.1:* or ipc://...)")
     parser.add_argument("--skip-corrupt", action="store_true")
+    parser.add_argument("--forward-mask", help="bool .npy per picture of the range: False = skip it")
     # worker
     parser.add_argument("--products", help="the reader's endpoint")
     parser.add_argument("--views", help="the predictor's endpoint")

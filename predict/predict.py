@@ -15,33 +15,40 @@ name with .e{k}.m0 / .e{k}.m1 before its extension (the original wrote OUTPUT.e{
 the solution submitted e14.m1 after product-hash post-processing. On a labelled BSON
 (e.g. the 5% validation split) it prints the product-level accuracy of every output.
 
+MD5-aware inference (predict.forward_plan): a first pass hashes the pictures of the run; a
+picture the dictionary answers is not decoded nor forwarded, and a picture repeated within
+the run is forwarded once per model, its image mean reused (--forward-all: forward every
+picture, to compare). The outputs are the same either way, within float rounding.
+--save-probs DIR keeps every image's probabilities (predict.prob_store) for predict.ensemble;
+it forwards the answered pictures too, since the store serves every --md5-dict-type.
+
 --cate-level 1 runs a level-1 sub-class model (outputs: a category's index within its
 level-1 group, data.bson2rec --cate-type 1): accuracy is against the products' sub-class
 ids, MD5 overrides set sub-class ids, and the CSVs hold the predicted sub-class id (not a
 submission), as the original.
 """
 import argparse
-import csv
 import logging
 import os
-import sys
 import time
 import types
 
-import numpy as np
 from tqdm import tqdm
 
 from data.bson_index import BsonIndex
 from data.categories import Categories, default_category_csv
-from data.common import (HelpFormatter, RefusedFlag, Timer, UserError, atomic_outputs, check_input_paths,
+from data.common import (HelpFormatter, RefusedFlag, Timer, UserError, check_input_paths, check_output_folder,
                          check_outputs, plural, run_cli)
-from data.md5_dict import BUILD_COMMAND, PICKLE_REFUSED, Md5Dictionary
-from predict import probability
+from data.md5_dict import PICKLE_REFUSED
+from predict.forward_plan import plan_run
 from predict.models import load_models, model_files, normaliser
+from predict.outputs import (add_reduction_flags, forward_counts, load_md5_override, report_accuracy, write_category_summary,  # noqa: F401
+                             write_outputs)
 from predict.pipeline import TRANSPORTS, Pipeline
-from predict.predictor import CATE_LEVELS, Md5Override, Predictor, labels_of, make_variants
+from predict.predictor import CATE_LEVELS, Predictor, make_variants
+from predict.prob_store import StoreWriter, range_folder
 from predict.preprocess import BORDER_PIXELS, MULTI_VIEWS
-from predict.submission import variant_path, write_submission
+from predict.submission import variant_path
 from train.data import parse_image_shape, parse_rgb_mean
 from train.devices import DEVICES_HELP, contexts
 
@@ -80,24 +87,29 @@ def build_parser():
     tta.add_argument("--multi-view", type=int, default=1, choices=sorted(MULTI_VIEWS),
                      help="0 the picture; 1 adds the horizontal flip (solution); 2 adds the vertical flip; "
                           f"3 adds the picture without a {BORDER_PIXELS}-pixel border, resized back")
-    tta.add_argument("--ensembles", type=int, nargs="*", default=[],
-                     help="extra outputs of the first k models, e.g. 8 11 14")
-    tta.add_argument("--md5-dict", default=None, help=f"training MD5 dictionary .npz ({BUILD_COMMAND})")
-    tta.add_argument("--md5-dict-type", default="unique", choices=probability.MD5_DICT_TYPES,
-                     help="how a known image MD5 sets its probability (unique: one-hot if single-category)")
-    tta.add_argument("--product-unique-md5", action="store_true", help="count repeated pictures of a product once")
+    add_reduction_flags(tta)
     pipe = parser.add_argument_group("Pipeline")
     pipe.add_argument("--num-procs", type=int, default=max(1, (os.cpu_count() or 2) - 1),
                       help="preprocessing worker processes")
     pipe.add_argument("--transport", default="ipc", choices=TRANSPORTS,
                       help="ipc (socket files in a private folder) or tcp on 127.0.0.1")
     pipe.add_argument("--queue", type=int, default=16, help="messages buffered between processes")
+    pipe.add_argument("--forward-all", action="store_true",
+                      help="forward every picture, also those the MD5 dictionary answers and repeats (to compare)")
+    pipe.add_argument("--reuse-cache-mb", type=int, default=1024,
+                      help="memory for the image means of repeated pictures between their first and last use; "
+                           "repeats beyond it are forwarded again")
     out = parser.add_argument_group("Output")
     out.add_argument("--output", required=True,
                      help="submission CSV (.gz to compress); empty: write nothing (accuracy only), as the original")
     out.add_argument("--print-summary", nargs="?", const="-", default=None, metavar="CSV",
                      help="labelled BSON: per-category accuracy and most-confused category, to CSV "
                           "(bare flag, as the original: to stdout)")
+    out.add_argument("--save-probs", default=None, metavar="DIR",
+                     help="keep every image's top probabilities in DIR/products-START-STOP/ for predict.ensemble "
+                          "(forwards the pictures the dictionary answers as well)")
+    out.add_argument("--save-probs-top-k", type=int, default=50, metavar="K",
+                     help="probabilities kept per model and image (float16 logs, with the remaining mass)")
     out.add_argument("--force", action="store_true", help="overwrite existing outputs")
     add_original_flags(parser)
     return parser
@@ -153,54 +165,6 @@ def product_range(index, shard, cut):
     return start, stop
 
 
-def accuracy_table(variants, class_ids, labels):
-    """One row per output: the main output (OUTPUT itself) first, then OUTPUT's .eK.mJ variants."""
-    lines = [f"{'output':<8} {'models':>6} {'pictures':<8} {'accuracy':>9}"]
-    for number, (variant, predicted) in enumerate(zip(variants, class_ids)):
-        # the main output is computed like e{all}.m0, which --ensembles may list too: name it apart
-        label = "main" if number == 0 else variant.tag
-        lines.append(f"{label:<8} {variant.num_models:>6} {variant.reduction:<8} "
-                     f"{float((predicted == labels).mean()):>9.5f}")
-    return "\n".join(lines)
-
-
-def category_summary_rows(predicted, labels):
-    """Per label: (label, products, correct, most-confused label or None, its products), by label."""
-    pairs, counts = np.unique(np.stack([labels, predicted], axis=1), axis=0, return_counts=True)
-    rows = {}
-    for (label, guess), count in zip(pairs.tolist(), counts.tolist()):
-        row = rows.setdefault(label, [label, 0, 0, None, 0])
-        row[1] += count
-        if guess == label:
-            row[2] = count
-        elif count > row[4]:
-            row[3], row[4] = guess, count
-    return [rows[label] for label in sorted(rows)]
-
-
-def write_category_summary(path, categories, predicted, labels, cate_level=3):
-    """Per category (per sub-class id with --cate-level 1): products, correct, accuracy, the one it
-    is most often mistaken for. `path` "-": to stdout."""
-    level3 = cate_level == 3
-    header = (["category_id", "class_id"] if level3 else ["sub_class_id"]) + [
-        "products", "correct", "accuracy", "most_confused_" + ("category_id" if level3 else "sub_class_id"),
-        "most_confused_products"] + (["name"] if level3 else [])
-    lines = []
-    for label, total, correct, confused, confused_count in category_summary_rows(predicted, labels):
-        if level3:
-            confused = "" if confused is None else categories.category_of(confused)
-            lines.append([categories.category_of(label), label, total, correct, f"{correct / total:.4f}", confused,
-                          confused_count, categories.level3_names[label]])
-        else:
-            lines.append([label, total, correct, f"{correct / total:.4f}", "" if confused is None else confused,
-                          confused_count])
-    if path == "-":
-        csv.writer(sys.stdout).writerows([header] + lines)
-        return
-    with atomic_outputs(path) as (tmp,), open(tmp, "w", newline="") as fh:
-        csv.writer(fh).writerows([header] + lines)
-
-
 def check_arguments(args):
     """Everything that can be checked before loading anything: every flag, the devices, every input
     file, every output. Returns (image_shape, rgb_mean, variants, outputs, contexts)."""
@@ -208,7 +172,9 @@ def check_arguments(args):
     image_shape = parse_image_shape(args.image_shape, "--image-shape")
     rgb_mean = parse_rgb_mean(args.rgb_mean)
     for flag, value, least in (("--batch-size", args.batch_size, 1), ("--cut", args.cut, 0),
-                               ("--num-procs", args.num_procs, 1), ("--queue", args.queue, 1)):
+                               ("--num-procs", args.num_procs, 1), ("--queue", args.queue, 1),
+                               ("--save-probs-top-k", args.save_probs_top_k, 1),
+                               ("--reuse-cache-mb", args.reuse_cache_mb, 1)):
         if value < least:
             raise UserError(f"{flag} {value}: must be at least {least}")
     parse_shard(args.shard)
@@ -227,6 +193,8 @@ def check_arguments(args):
     outputs = [args.output] + [variant_path(args.output, v.tag) for v in variants[1:]] if args.output else []
     summary = args.print_summary if args.print_summary != "-" else None
     check_outputs(outputs + [summary], args.force, inputs=check_input_files(args))
+    if args.save_probs:
+        check_output_folder(args.save_probs)
     return image_shape, rgb_mean, variants, outputs, device_contexts
 
 
@@ -241,18 +209,6 @@ def check_input_files(args):
     return check_input_paths(inputs)
 
 
-def load_md5_override(args, categories, num_classes):
-    if not args.md5_dict or args.md5_dict_type == "none":
-        return None
-    dictionary = Md5Dictionary.load(args.md5_dict)
-    if args.md5_dict_type == "majority" and not dictionary.first_seen_order:
-        raise UserError(f"{args.md5_dict}: an older dictionary (format version 1) whose categories are sorted by id; "
-                        "majority gives a tie to the category seen first in training: rebuild it with "
-                        f"{BUILD_COMMAND} --force")
-    log.info("MD5 dictionary %s: %d images (%s)", args.md5_dict, len(dictionary.images), args.md5_dict_type)
-    return Md5Override(dictionary, categories, args.md5_dict_type, num_classes, args.cate_level)
-
-
 def run(args):
     """Everything up to the outputs: check the arguments, load, predict. Returns the run's parts."""
     image_shape, rgb_mean, variants, outputs, device_contexts = check_arguments(args)
@@ -264,36 +220,54 @@ def run(args):
     else:
         num_classes, classes_are = len(categories), f"the categories of {categories.path}"
     md5_override = load_md5_override(args, categories, num_classes)
-    models = load_models(args.symbol, args.params, args.batch_size, image_shape, device_contexts, num_classes,
-                         classes_are)
     index = BsonIndex.open(args.bson, skip_corrupt=args.skip_corrupt)
     start, stop = product_range(index, parse_shard(args.shard), args.cut)
+    if args.save_probs and os.path.exists(range_folder(args.save_probs, start, stop)) and not args.force:
+        raise UserError(f"{range_folder(args.save_probs, start, stop)}: already exists (--force to replace it)")
+    models = load_models(args.symbol, args.params, args.batch_size, image_shape, device_contexts, num_classes,
+                         classes_are)
     num_products = stop - start
     num_images = int(index.products["num_imgs"][start:stop].sum())
     log.info("%s: products %d..%d of %d (%d products, %d images)", args.bson, start, stop, len(index),
              num_products, num_images)
     if index.skipped:
         log.warning("%d unreadable documents skipped (--skip-corrupt); they get no row", len(index.skipped))
-    predictor = Predictor(models, normaliser(rgb_mean, args.rgb_scale), args.batch_size, num_classes, variants,
-                          start, num_products, md5_override, args.product_unique_md5)
-
     started = time.perf_counter()
-    if num_products:
-        stream(args, predictor, start, stop, image_shape)
-    else:
-        log.warning("nothing to predict: %s has no products%s; the outputs get only their header line",
-                    args.bson, f" in --shard {args.shard}" if args.shard and len(index) else "")
+    plan = None
+    if not args.forward_all and num_products:
+        cache_entries = args.reuse_cache_mb * 2 ** 20 // (4 * len(models) * num_classes)
+        plan = plan_run(index, start, stop, md5_override, bool(args.save_probs), cache_entries)
+    store = None
+    if args.save_probs:
+        os.makedirs(args.save_probs, exist_ok=True)
+        store = StoreWriter(args.save_probs, index, start, stop, num_classes, [os.path.basename(p) for p in args.params],
+                            args.save_probs_top_k, {"multi_view": args.multi_view, "cate_level": args.cate_level})
+    predictor = Predictor(models, normaliser(rgb_mean, args.rgb_scale), args.batch_size, num_classes, variants,
+                          start, num_products, md5_override, args.product_unique_md5, plan, store)
+    try:
+        if num_products:
+            stream(args, predictor, start, stop, image_shape, plan)
+        else:
+            log.warning("nothing to predict: %s has no products%s; the outputs get only their header line",
+                        args.bson, f" in --shard {args.shard}" if args.shard and len(index) else "")
+        if store is not None:
+            store.commit(args.force)
+    finally:
+        if store is not None and store.arrays:
+            store.abandon()
     seconds = time.perf_counter() - started
     return types.SimpleNamespace(index=index, categories=categories, variants=variants, predictor=predictor,
                                  outputs=outputs, start=start, stop=stop, seconds=seconds, timer=timer,
                                  num_views=len(MULTI_VIEWS[args.multi_view]))
 
 
-def stream(args, predictor, start, stop, image_shape):
-    """Products start..stop through the pipeline's workers into the predictor."""
+def stream(args, predictor, start, stop, image_shape, plan=None):
+    """Products start..stop through the pipeline's workers into the predictor (the workers skip the
+    pictures `plan` does not forward)."""
     received = 0
     with Pipeline(args.bson, start, stop, args.num_procs, image_shape, args.multi_view, args.resize,
-                  args.transport, args.skip_corrupt, args.queue) as pipeline, \
+                  args.transport, args.skip_corrupt, args.queue,
+                  forward_mask=None if plan is None else plan.forward) as pipeline, \
             tqdm(total=stop - start, unit="product", desc="predict") as bar:
         while received < stop - start:
             for prepared in pipeline.receive():
@@ -301,22 +275,6 @@ def stream(args, predictor, start, stop, image_shape):
                 received += 1
                 bar.update(1)
         predictor.flush()
-
-
-def report_accuracy(args, result):
-    """On a labelled BSON: the accuracy table of every output, and the per-category summary."""
-    index, categories, predictor = result.index, result.categories, result.predictor
-    if result.stop == result.start:
-        return
-    if not index.has_labels:
-        if args.print_summary:
-            log.warning("--print-summary needs category_id in the BSON; %s has none", args.bson)
-        return
-    labels = labels_of(categories, index.products["category_id"][result.start:result.stop], args.cate_level)
-    print(accuracy_table(result.variants, predictor.class_ids, labels))
-    if args.print_summary:
-        write_category_summary(args.print_summary, categories, predictor.class_ids[0], labels, args.cate_level)
-        log.info("per-category summary: %s", "stdout" if args.print_summary == "-" else args.print_summary)
 
 
 def main(argv=None):
@@ -328,21 +286,27 @@ def main(argv=None):
     # Products in = rows out, each exactly once.
     if predictor.completed != num_products or (predictor.class_ids < 0).any():
         raise UserError(f"internal: {predictor.completed} of {num_products} products predicted")
-    product_ids = index.products["product_id"][start:stop]
-    for path, class_ids in zip(outputs, predictor.class_ids):
-        # level 3: the category ids of a submission; level 1: the sub-class ids themselves, as the original
-        write_submission(path, product_ids, categories.category_ids[class_ids] if args.cate_level == 3 else class_ids)
+    write_outputs(outputs, index.products["product_id"][start:stop], predictor.class_ids, categories, args.cate_level)
     log.info("predicted %d products, %d images (%d overridden by MD5, %d products without a usable picture) "
              "with %s x %d views in %.1f s: %.1f images/s, forward %.0f%% of the time",
              num_products, predictor.images, predictor.images_overridden, predictor.products_without_picture,
              plural(len(predictor.models), "model"), result.num_views, seconds,
              predictor.images / max(seconds, 1e-9),
              100 * predictor.forward_seconds / max(seconds, 1e-9))
-    report_accuracy(args, result)
+    counts = forward_counts(predictor.images_forwarded, predictor.images, predictor.images_overridden,
+                            predictor.images_reused)
+    if args.save_probs and not args.forward_all:
+        counts += "; --save-probs forwards the answered ones too"
+    labelled = index.has_labels and stop > start
+    report_accuracy(index.products["category_id"][start:stop] if labelled else None, categories, result.variants,
+                    predictor.class_ids, args.cate_level, args.print_summary, args.bson)
+    if args.print_summary:
+        print(counts)  # the summary's counts of pictures forwarded
     for path in outputs:
         log.info("wrote %s (%s)", path, plural(num_products, "row"))
     if not outputs:
         log.info("no --output: nothing written")
+    log.info(counts)
     log.info("done in %.1f s", result.timer.seconds)
     return 0
 

@@ -7,6 +7,12 @@ mean; the first k models -> the image's mean for each requested k; an image whos
 the training dictionary gets the dictionary's probability instead; the images -> the
 product by their product (m0) and their sum (m1). Only the resulting class ids are kept, so
 memory does not grow with the test set.
+
+With a ForwardPlan (predict.forward_plan) the workers do not even decode the pictures the
+dictionary answers or that repeat an earlier picture of the run: a repeat takes the image
+mean computed for the first occurrence, held in a cache only from that occurrence to its
+last use. `product_classes` is the one reduction from image means to classes; the
+probability store's ensembles (predict.ensemble) call it too.
 """
 import collections
 import time
@@ -59,6 +65,21 @@ class Md5Override:
         self.num_classes = num_classes
         self.cate_level = cate_level
 
+    def answered(self, digests):
+        """Whether the dictionary sets each image's probability (bool array), without building the vectors;
+        each dictionary entry is judged once however often its MD5 occurs."""
+        answered = np.zeros(len(digests), dtype=bool)
+        if self.kind == "none" or not len(digests):
+            return answered
+        found = self.table.find(digests)
+        entries, where = np.unique(found[found >= 0], return_inverse=True)
+        judged = np.zeros(len(entries), dtype=bool)
+        for e, position in enumerate(entries.tolist()):
+            known = labels_of(self.categories, list(self.table.entry(position)), self.cate_level) >= 0
+            judged[e] = probability.md5_answers(int(known.sum()), self.kind)
+        answered[found >= 0] = judged[where]
+        return answered
+
     def __call__(self, digests):
         """{image position: override probability} for the images of one product."""
         if self.kind == "none" or not digests:
@@ -79,34 +100,76 @@ class Md5Override:
         return overrides
 
 
-class _Pending:
-    __slots__ = ("prepared", "probs", "done")
+def image_ensembles(model_probs, decoded, overrides, ensemble_sizes, digests=None):
+    """{k: (pictures, C) probabilities of a product's pictures from the first k models}, MD5 overrides in
+    place, in picture order, or None without any usable picture. `model_probs` (models, images, C):
+    each model's image mean (rows of undecoded pictures are ignored); `overrides` {position: vector};
+    `digests`: given, a repeated picture of the product counts once (--product-unique-md5)."""
+    positions = sorted(set(np.flatnonzero(decoded).tolist()) | set(overrides))
+    if digests is not None:
+        keep = set(probability.first_occurrences(digests))
+        positions = [p for p in positions if p in keep]
+    if not positions:
+        return None
+    image_probs = probability.ensemble_means(model_probs[:, positions], ensemble_sizes)
+    for i, position in enumerate(positions):
+        if position in overrides:
+            for probs in image_probs.values():
+                probs[i] = overrides[position]
+    return image_probs
 
-    def __init__(self, prepared, num_models, num_classes):
+
+def product_classes(image_probs, variants):
+    """The class of each variant from `image_ensembles`' output (class 0 without any usable picture)."""
+    classes = {}  # (k, reduction) -> class: the main output is also e{all}.m0
+    for variant in variants:
+        key = (variant.num_models, variant.reduction)
+        if key not in classes:
+            classes[key] = 0 if image_probs is None else int(
+                np.argmax(probability.product_scores(image_probs[key[0]], key[1])))
+    return [classes[(v.num_models, v.reduction)] for v in variants]
+
+
+class _Pending:
+    __slots__ = ("prepared", "probs", "done", "means", "missing", "row", "first_image")
+
+    def __init__(self, prepared, num_models, num_classes, row, first_image):
         self.prepared = prepared
         self.probs = np.zeros((num_models, len(prepared.views), num_classes), dtype=np.float32)
         self.done = 0
+        self.means = np.zeros((num_models, prepared.num_images, num_classes), dtype=np.float32)
+        self.missing = 0  # repeats whose first occurrence is not computed yet
+        self.row, self.first_image = row, first_image
 
 
 class Predictor:
-    """Feed `add(prepared_product)`, then `flush()`; read `class_ids[variant_index][position]`."""
+    """Feed `add(prepared_product)`, then `flush()`; read `class_ids[variant_index][position]`.
+
+    `plan` (a ForwardPlan, None: forward every picture) says which pictures the workers skipped;
+    `store` (a prob_store.StoreWriter or None) receives every image's model means."""
 
     def __init__(self, models, normalise, batch_size, num_classes, variants, first_product, num_products,
-                 md5_override=None, product_unique_md5=False):
+                 md5_override=None, product_unique_md5=False, plan=None, store=None):
         self.models, self.normalise, self.batch_size = models, normalise, batch_size
         self.num_classes, self.variants = num_classes, variants
         self.first_product = first_product  # products [first, first + num) of the BSON are rows [0, num)
         self.md5_override = md5_override
         self.product_unique_md5 = product_unique_md5
+        self.plan, self.store = plan, store
         self.class_ids = np.full((len(variants), num_products), -1, dtype=np.int64)
         self.seen = np.zeros(num_products, dtype=bool)
         self.queue = collections.deque()  # (pending, first view row not yet batched)
         self.queued_rows = 0
         self.in_flight = None  # (outputs being computed, their slots)
         self.ensemble_sizes = sorted({v.num_models for v in variants})
+        self.cache = {}  # digest -> [image means (models, C) or None if undecodable, uses left]
+        self.waiting = collections.defaultdict(list)  # digest -> [(pending, position)] until it is computed
+        self.next_first_image = 0  # without a plan: products arrive in order only with one worker
         self.completed = 0
         self.images = 0
+        self.images_forwarded = 0
         self.images_overridden = 0
+        self.images_reused = 0
         self.products_without_picture = 0
         self.forward_seconds = 0.0
 
@@ -115,10 +178,14 @@ class Predictor:
         if not 0 <= row < len(self.seen) or self.seen[row]:
             raise ValueError(f"product {prepared.product} unexpected or received twice")
         self.seen[row] = True
-        pending = _Pending(prepared, len(self.models), self.num_classes)
+        first_image = self.plan.first_image[row] if self.plan is not None else -1
+        pending = _Pending(prepared, len(self.models), self.num_classes, row, first_image)
         self.images += prepared.num_images
+        self.images_forwarded += sum(prepared.valid)
+        if self.plan is not None:
+            self._borrow_repeats(pending)
         if len(prepared.views) == 0:
-            self._finish(pending)
+            self._views_done(pending)
             return
         self.queue.append([pending, 0])
         self.queued_rows += len(prepared.views)
@@ -131,7 +198,45 @@ class Predictor:
         if self.in_flight is not None:
             previous, self.in_flight = self.in_flight, None
             self._scatter(*previous)
+        if self.waiting:
+            raise ValueError(f"internal: {len(self.waiting)} repeated pictures never computed")
 
+    # ---- repeats: computed once, reused ---------------------------------------------------------
+    def _borrow_repeats(self, pending):
+        """Take (or wait for) the image means of the pictures the plan left to an earlier occurrence."""
+        prepared = pending.prepared
+        for position in self.plan.repeats_in(pending.first_image, prepared.num_images).tolist():
+            digest = prepared.digests[position]
+            if digest in self.cache:
+                self._take(pending, position, digest)
+            else:
+                pending.missing += 1
+                self.waiting[digest].append((pending, position))
+
+    def _take(self, pending, position, digest):
+        entry = self.cache[digest]
+        if entry[0] is not None:
+            pending.means[:, position] = entry[0]
+        pending.prepared.valid[position] = entry[0] is not None
+        self.images_reused += 1
+        entry[1] -= 1
+        if entry[1] == 0:  # its last use: free it
+            del self.cache[digest]
+
+    def _publish(self, pending):
+        """Offer the image means of this product's first occurrences to the repeats that need them."""
+        prepared = pending.prepared
+        for position in self.plan.sources_in(pending.first_image, prepared.num_images).tolist():
+            digest = prepared.digests[position]
+            means = pending.means[:, position].copy() if prepared.valid[position] else None
+            self.cache[digest] = [means, self.plan.uses[digest]]
+            for waiter, waiter_position in self.waiting.pop(digest, []):
+                self._take(waiter, waiter_position, digest)
+                waiter.missing -= 1
+                if waiter.missing == 0 and waiter.done == len(waiter.prepared.views) and waiter is not pending:
+                    self._finish(waiter)
+
+    # ---- batches --------------------------------------------------------------------------------
     def _run_batch(self):
         parts, slots, rows = [], [], 0
         while self.queue and rows < self.batch_size:
@@ -169,45 +274,30 @@ class Predictor:
             at += take
             pending.done += take
             if pending.done == len(pending.prepared.views):
-                self._finish(pending)
+                self._views_done(pending)
+
+    def _views_done(self, pending):
+        """Every view of the product's own pictures is through the models: their image means."""
+        prepared = pending.prepared
+        decoded = [i for i, ok in enumerate(prepared.valid) if ok and (self.plan is None or
+                                                                      self.plan.forwarded(pending.first_image, i))]
+        if decoded:
+            pending.means[:, decoded] = probability.view_mean(pending.probs, prepared.num_views)
+        pending.probs = None
+        if self.plan is not None:
+            self._publish(pending)
+        if pending.missing == 0:
+            self._finish(pending)
 
     def _finish(self, pending):
         prepared = pending.prepared
-        image_probs = self._image_probs(pending)  # {k: (images, C)}, or None without any usable picture
-        row = prepared.product - self.first_product
-        classes = {}  # (k, reduction) -> class: the main output is also e{all}.m0
-        for v, variant in enumerate(self.variants):
-            key = (variant.num_models, variant.reduction)
-            if image_probs is None:  # no usable picture and no dictionary entry: nothing to go on
-                classes[key] = 0
-            elif key not in classes:
-                classes[key] = int(np.argmax(probability.product_scores(image_probs[key[0]], key[1])))
-            self.class_ids[v, row] = classes[key]
-        self.completed += 1
-
-    def _image_probs(self, pending):
-        """{k: (images, C) probabilities of the product's pictures from the first k models}, MD5
-        overrides in place, in picture order (first of each MD5 only with --product-unique-md5)."""
-        prepared = pending.prepared
-        valid_positions = [i for i, ok in enumerate(prepared.valid) if ok]
         overrides = self.md5_override(prepared.digests) if self.md5_override is not None else {}
         self.images_overridden += len(overrides)
-        positions = sorted(set(valid_positions) | set(overrides))
-        if self.product_unique_md5:
-            keep = set(probability.first_occurrences(prepared.digests))
-            positions = [p for p in positions if p in keep]
-        if not positions:
+        if self.store is not None:
+            self.store.write(pending.row, pending.means, prepared.valid, prepared.digests)
+        digests = prepared.digests if self.product_unique_md5 else None
+        image_probs = image_ensembles(pending.means, prepared.valid, overrides, self.ensemble_sizes, digests)
+        if image_probs is None:  # no usable picture and no dictionary entry: nothing to go on
             self.products_without_picture += 1
-            return None
-        row_of = {p: i for i, p in enumerate(valid_positions)}  # decoded picture -> its views' rows
-        decoded = [i for i, p in enumerate(positions) if p in row_of]
-        model_probs = np.zeros((len(self.models), len(positions), self.num_classes), dtype=np.float32)
-        if decoded:  # an undecodable picture is here only for its override, which replaces its zeros
-            means = probability.view_mean(pending.probs, prepared.num_views)  # (models, decoded pictures, C)
-            model_probs[:, decoded] = means[:, [row_of[positions[i]] for i in decoded]]
-        image_probs = probability.ensemble_means(model_probs, self.ensemble_sizes)
-        for i, position in enumerate(positions):
-            if position in overrides:
-                for probs in image_probs.values():
-                    probs[i] = overrides[position]
-        return image_probs
+        self.class_ids[:, pending.row] = product_classes(image_probs, self.variants)
+        self.completed += 1

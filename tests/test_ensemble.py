@@ -1,0 +1,193 @@
+"""The probability store (--save-probs) and predict.ensemble: the outputs of a direct run, from the store.
+
+Three small networks over 120 classes (more than the K=50 kept) predict generated products with
+repeated and dictionary-known pictures; the store's ensembles must give the direct run's
+categories for every output, MD5 type, shard layout and store combination."""
+import os
+import shutil
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+
+from data import bson_md5_dict
+from data.common import UserError
+from predict import ensemble, predict, probability
+from predict.submission import read_submission
+from tests.conftest import REPO_ROOT
+from tests.helpers import product, write_bson, write_category_csv
+from tests.test_predict_formulas import SIZE, save_flat_model
+
+NUM_CLASSES = 120
+FIRST = 2000
+TAGS = ("e1.m0", "e1.m1", "e2.m0", "e2.m1", "e3.m0", "e3.m1")
+
+
+def category_picture(rng, template):
+    """A product picture of a category: a faint copy of its template under heavy noise."""
+    image = np.clip(128 + 0.3 * (template - 128.0) + rng.normal(0, 50, template.shape), 0, 255).astype(np.uint8)
+    return cv2.imencode(".jpg", image)[1].tobytes()
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    """Products whose pictures show their category (as real products' pictures agree), three template
+    -matching networks of different noise (top probabilities mostly 0.5 to 1), some pictures known to
+    the dictionary, some repeated across products."""
+    tmp = tmp_path_factory.mktemp("ensemble")
+    rng = np.random.default_rng(11)
+    categories = [FIRST + i for i in range(NUM_CLASSES)]
+    templates = rng.integers(0, 256, (NUM_CLASSES, SIZE, SIZE, 3)).astype(np.float64)
+    known = [category_picture(rng, templates[c]) for c in range(8)]
+    # the dictionary knows them under other categories, so that its overrides change products
+    train = [product(i, [p], categories[i + 20]) for i, p in enumerate(known)] + [
+        product(50, [known[0]], categories[9]), product(51, [known[1]], categories[21])]
+    shared = {c: category_picture(rng, templates[c]) for c in range(8, 14)}
+    docs = []
+    for n in range(120):
+        c = int(rng.integers(NUM_CLASSES))
+        pictures = [known[c] if c < 8 and rng.random() < 0.5 else shared[c] if c in shared and rng.random() < 0.5
+                    else category_picture(rng, templates[c]) for _ in range(1 + n % 4)]
+        docs.append(product(900 + n, pictures, categories[c]))
+    paths = {"test": write_bson(tmp / "test.bson", docs), "csv": write_category_csv(tmp / "categories.csv", categories),
+             "dict": str(tmp / "md5.npz"), "dir": tmp}
+    assert bson_md5_dict.main(["--bson", write_bson(tmp / "train.bson", train), "--out", paths["dict"]]) == 0
+    paths["models"] = []
+    scale = 2.6e-5
+    for m in range(3):  # the network flattens C, H, W: the templates in that order, plus noise
+        weight = scale * ((templates - 128).transpose(0, 3, 1, 2).reshape(NUM_CLASSES, -1)
+                          + rng.normal(0, 40 + 20 * m, (NUM_CLASSES, 3 * SIZE * SIZE)))
+        bias = -128 * weight.sum(axis=1)
+        paths["models"].append(save_flat_model(str(tmp / f"net{m}"), weight, bias))
+    paths["store"] = str(tmp / "store")
+    assert predict.main(predict_argv(paths, tmp / "stored.csv", "unique", "--save-probs", paths["store"])) == 0
+    return paths
+
+
+def predict_argv(setup, output, kind, *extra, models=None):
+    models = models or setup["models"]
+    return ["--bson", setup["test"], "--csv", setup["csv"], "--symbol", *(s for s, _ in models),
+            "--params", *(p for _, p in models), "--data-shape", f"3,{SIZE},{SIZE}", "--batch-size", "8",
+            "--num-procs", "1", "--multi-view", "1", "--ensembles", *map(str, range(1, len(models) + 1)),
+            "--md5-dict", setup["dict"], "--md5-dict-type", kind, "--output", str(output), *extra]
+
+
+def ensemble_argv(setup, output, kind, *stores):
+    return ["--probs", *(stores or [setup["store"]]), "--csv", setup["csv"], "--md5-dict", setup["dict"],
+            "--md5-dict-type", kind, "--ensembles", "1", "2", "3", "--output", str(output)]
+
+
+def outputs(path):
+    path = str(path)
+    got = {tag: read_submission(path.replace(".csv", f".{tag}.csv")) for tag in TAGS}
+    got["main"] = read_submission(path)
+    return got
+
+
+def assert_agree(got, expected, least=0.999):
+    for tag, (ids, categories) in expected.items():
+        assert got[tag][0].tolist() == ids.tolist(), tag
+        assert (got[tag][1] == categories).mean() >= least, tag
+
+
+@pytest.mark.parametrize("kind", ["unique", "l1", "softmax"])
+def test_every_output_of_every_md5_type_from_the_store(setup, kind):
+    direct, stored = setup["dir"] / f"direct_{kind}.csv", setup["dir"] / f"from_store_{kind}.csv"
+    assert predict.main(predict_argv(setup, direct, kind)) == 0
+    assert ensemble.main(ensemble_argv(setup, stored, kind)) == 0
+    expected = outputs(direct)
+    assert_agree(outputs(stored), expected)
+    # the MD5 type matters on this data: the store does not just echo the run that wrote it
+    if kind == "unique":
+        plain = setup["dir"] / "from_store_none.csv"
+        assert ensemble.main(ensemble_argv(setup, plain, "none")) == 0
+        assert any((outputs(plain)[tag][1] != expected[tag][1]).any() for tag in TAGS)
+
+
+def test_stores_of_separate_runs_combine_in_the_order_given(setup):
+    stores = []
+    for m, model in enumerate(setup["models"]):
+        stores.append(str(setup["dir"] / f"store_model{m}"))
+        assert predict.main(predict_argv(setup, setup["dir"] / f"one{m}.csv", "unique", "--save-probs", stores[-1],
+                                         models=[model])) == 0
+    combined = setup["dir"] / "combined.csv"
+    assert ensemble.main(ensemble_argv(setup, combined, "unique", *stores)) == 0
+    assert predict.main(predict_argv(setup, setup["dir"] / "direct3.csv", "unique")) == 0
+    assert_agree(outputs(combined), outputs(setup["dir"] / "direct3.csv"))
+    reversed_order = setup["dir"] / "reversed.csv"
+    assert ensemble.main(ensemble_argv(setup, reversed_order, "unique", *stores[::-1])) == 0
+    # e1 is the first store's model alone: the order given decides it
+    assert (outputs(reversed_order)["e1.m1"][1] != outputs(combined)["e1.m1"][1]).any()
+
+
+def test_shards_fill_one_store(setup):
+    store = str(setup["dir"] / "sharded")
+    for shard in ("0/3", "1/3", "2/3"):
+        assert predict.main(predict_argv(setup, setup["dir"] / f"part{shard[0]}.csv", "unique",
+                                         "--save-probs", store, "--shard", shard)) == 0
+    assert sorted(os.listdir(store)) == ["products-000000000-000000040", "products-000000040-000000080",
+                                         "products-000000080-000000120"]
+    sharded = setup["dir"] / "sharded.csv"
+    assert ensemble.main(ensemble_argv(setup, sharded, "unique", store)) == 0
+    assert predict.main(predict_argv(setup, setup["dir"] / "direct_u.csv", "unique")) == 0
+    assert_agree(outputs(sharded), outputs(setup["dir"] / "direct_u.csv"))
+    shutil.rmtree(os.path.join(store, "products-000000040-000000080"))  # a shard missing in between
+    with pytest.raises(UserError, match="products 40-80 are in no range folder"):
+        ensemble.main(ensemble_argv(setup, setup["dir"] / "gap.csv", "unique", store))
+
+
+def test_errors_are_one_line_before_any_work(setup, tmp_path):
+    other = str(tmp_path / "cut")
+    assert predict.main(predict_argv(setup, tmp_path / "cut.csv", "unique", "--save-probs", other, "--cut", "7")) == 0
+    with pytest.raises(UserError, match="products differ from those of"):
+        ensemble.main(ensemble_argv(setup, tmp_path / "x.csv", "unique", setup["store"], other))
+    with pytest.raises(UserError, match="already exists"):
+        predict.main(predict_argv(setup, tmp_path / "again.csv", "unique", "--save-probs", other, "--cut", "7"))
+    argv = ensemble_argv(setup, tmp_path / "x.csv", "unique")
+    with pytest.raises(UserError, match=r"--ensembles \[4\]"):
+        ensemble.main(argv + ["--ensembles", "4"])
+    with pytest.raises(UserError, match="was predicted with --multi-view 1"):
+        ensemble.main(argv + ["--multi-view", "0"])
+    with pytest.raises(UserError, match="store given twice"):
+        ensemble.main(ensemble_argv(setup, tmp_path / "x.csv", "unique", setup["store"], setup["store"]))
+    with pytest.raises(UserError, match="no probability store"):
+        ensemble.main(ensemble_argv(setup, tmp_path / "x.csv", "unique", str(tmp_path)))
+    # an array replaced by a pickled object array is refused, never unpickled
+    folder = os.path.join(other, os.listdir(other)[0])
+    np.save(os.path.join(folder, "rest.npy"), np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    with pytest.raises(UserError, match="rest.npy: not a readable probability store array"):
+        ensemble.main(ensemble_argv(setup, tmp_path / "x.csv", "unique", other))
+
+
+def test_ensemble_imports_no_mxnet():
+    code = "import sys, predict.ensemble; assert 'mxnet' not in sys.modules, 'mxnet imported'"
+    subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, check=True)
+
+
+# ---- top-K arithmetic ----------------------------------------------------------------------
+def test_top_k_keeps_small_probabilities_and_zeros_only_where_the_network_gave_them():
+    probs = np.array([[0.7, 0.3 - 3e-20, 2e-20, 1e-20, 0.0],     # tail: tiny but positive, and a zero
+                      [0.6, 0.4, 0.0, 0.0, 0.0]], dtype=np.float32)  # tail: zeros (float32 underflow)
+    ids, logs, rest, tail_log_mean = probability.top_k(probs, 3)
+    assert ids.tolist() == [[0, 1, 2], [0, 1, 2]] or ids[0].tolist() == [0, 1, 2]
+    np.testing.assert_allclose(rest, [1e-20, 0.0], atol=1e-7)
+    dense = probability.from_top_k(ids, logs, tail_log_mean, 5)
+    np.testing.assert_allclose(dense[0, 2], 2e-20, rtol=2e-2)  # a float16 probability would be 0
+    np.testing.assert_allclose(dense[0, 3:], 1e-20, rtol=2e-2)  # the zero of class 4: never a spurious zero ...
+    assert (dense[1, 3:] == 0).all()  # ... but where every other class was zero, they stay zero
+    np.testing.assert_allclose(dense.sum(axis=1), probs.sum(axis=1), rtol=1e-3)
+
+
+def test_agreement_grows_with_k(setup):
+    """The measurement the README reports: fewer classes kept, more products change (K=50 is enough)."""
+    rows = {}
+    for k in (1, 50):
+        store = str(setup["dir"] / f"store_k{k}")
+        assert predict.main(predict_argv(setup, setup["dir"] / f"k{k}.csv", "none", "--save-probs", store,
+                                         "--save-probs-top-k", str(k))) == 0
+        assert ensemble.main(ensemble_argv(setup, setup["dir"] / f"from_k{k}.csv", "none", store)) == 0
+        got, direct = outputs(setup["dir"] / f"from_k{k}.csv"), outputs(setup["dir"] / f"k{k}.csv")
+        rows[k] = min(float((got[t][1] == direct[t][1]).mean()) for t in TAGS)
+    assert rows[50] >= 0.999 and rows[1] < rows[50], rows
