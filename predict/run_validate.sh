@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The final run on DATASET_A's held-out 5% (labelled), with the dictionary of its training part
 # only: prints the accuracy of each output, and of the solution's choice (the sum over pictures of
-# all models, eN.m1) before and after product-hash post-processing.
+# all models, eN.m1) before and after product-hash post-processing. Then the original's MD5 experiment,
+# every --md5-dict-type x both means over the pictures (m0 product / geometric, m1 sum / arithmetic),
+# from the probability store this run keeps: no second forward pass.
 set -euo pipefail
 CALLER_DIR="$PWD"  # a relative DATA_DIR, MODEL_DIR or OUT_DIR is taken from where the script was run
 cd "$(dirname "$0")/.."
@@ -31,10 +33,22 @@ SUBMITTED="$OUT_DIR/valid.e$(wc -w <<< "$MODELS").m1.csv"  # all models, m1 (sum
 OVERRIDES="$OUT_DIR/md5_product_overrides.csv"
 FINAL="$OUT_DIR/valid_final.csv"
 SUMMARY="$OUT_DIR/per_category.csv"      # per-category accuracy and most-confused category
-EXTRA_PREDICT_ARGS="--print-summary $SUMMARY"
+STORE="$OUT_DIR/probs"                   # every picture's top-K probabilities (forwards the known pictures too)
+MD5_SWEEP="${MD5_SWEEP-unique majority l1 l2 softmax none}"  # the original's experiment; empty: no sweep
+EXTRA_PREDICT_ARGS="--print-summary $SUMMARY --save-probs $STORE"
 
 export DATA_DIR MODEL_DIR GPUS BSON CATEGORY_CSV MD5_DICT MODELS ENSEMBLES BATCH_SIZE IMAGE_SHAPE RESIZE RGB_MEAN \
   RGB_SCALE MULTI_VIEW MD5_DICT_TYPE NUM_PROCS OUTPUT SUBMITTED OVERRIDES FINAL EXTRA_PREDICT_ARGS
 predict/predict_and_postprocess.sh
 python -m predict.score_submission --bson "$BSON" --label "all models, m0 (product)" \
   --label "all models, m1 (sum)" --label "m1 + product hashes" "$OUTPUT" "$SUBMITTED" "$FINAL"
+
+NUM_MODELS="$(wc -w <<< "$MODELS")"
+SWEEP_ENSEMBLES="$ENSEMBLES"
+if [[ " $ENSEMBLES " != *" $NUM_MODELS "* ]]; then SWEEP_ENSEMBLES+=" $NUM_MODELS"; fi
+for md5_type in $MD5_SWEEP; do
+  echo "--md5-dict-type $md5_type, from $STORE (m0: product over the pictures, the original's geometric mean;" \
+    "m1: sum, its arithmetic mean):"
+  python -m predict.ensemble --probs "$STORE" --category-csv "$CATEGORY_CSV" --md5-dict "$MD5_DICT" \
+    --md5-dict-type "$md5_type" --ensembles $SWEEP_ENSEMBLES --output ""
+done

@@ -41,6 +41,10 @@ def test_validate_and_predict_scripts(tmp_path):
     scores = [line for line in validate.stdout.splitlines() if line.startswith(("all models, m", "m1 + product"))]
     assert len(scores) == 3 and all(float(line.split()[-2]) >= 0.95 for line in scores)
     assert (tmp_path / "validation" / "per_category.csv").exists()
+    # the original's MD5 experiment from the probability store: every type, both means, no second forward pass
+    sweep = validate.stdout.split("--md5-dict-type ")[1:]
+    assert [part.split(",")[0] for part in sweep] == ["unique", "majority", "l1", "l2", "softmax", "none"]
+    assert all(sum(line.startswith(("e2.m0", "e2.m1")) for line in part.splitlines()) == 2 for part in sweep)
     analysis = subprocess.run([os.path.join(REPO_ROOT, "predict", "run_analyze.sh")], cwd=tmp_path,
                               capture_output=True, text=True, env=relative, timeout=120)
     assert analysis.returncode == 0, analysis.stderr[-2000:]
