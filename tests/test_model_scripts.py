@@ -116,3 +116,22 @@ def test_gpus_on_the_cpu_build_stop_the_script_in_one_line(setup, tmp_path):
         line for line in result.stderr.strip().splitlines() if line.startswith("error: --gpus 0,1,2,3,4,5,6,7: ")]
     assert len(result.stderr.strip().splitlines()) == 1 and "GPUS=" in result.stderr
     assert not (tmp_path / "models" / "Mtiny" / "Mtiny-symbol.json").exists()
+
+
+def dry_run_command(setup, tmp_path, **env_changes):
+    script = model_script(tmp_path / "Mtiny.sh", ["START_EPOCH=0 END_EPOCH=1"])
+    env = dict(setup["env"], MODEL_DIR=str(tmp_path / "models"), DRY_RUN="1", **env_changes)
+    for name in ("DATA_NTHREADS", "DISP_BATCHES", "KV_STORE"):
+        if name not in env_changes:
+            env.pop(name, None)
+    result = subprocess.run([script], env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    return next(line for line in result.stdout.splitlines() if "train.train_model" in line)
+
+
+def test_machine_settings_reach_training_only_when_set(setup, tmp_path):
+    # one place for each default: train.train_model's argparse, not a second copy in run_model.sh
+    unset = dry_run_command(setup, tmp_path)
+    assert "--data-nthreads" not in unset and "--disp-batches" not in unset and "--kv-store" not in unset
+    chosen = dry_run_command(setup, tmp_path, DATA_NTHREADS="3", DISP_BATCHES="7", KV_STORE="local")
+    assert "--data-nthreads 3" in chosen and "--disp-batches 7" in chosen and "--kv-store local" in chosen

@@ -132,11 +132,10 @@ def test_relative_venv_dir_is_taken_from_the_callers_folder(tmp_path, tools_dir)
 
 
 # Variables a script reads that the user does not set: the calling script sets them (dataset and
-# model settings, the distributed launcher's, experiment headers) or the shell does.
+# model settings, experiment headers) or the shell does.
 INTERNAL_VARIABLES = {
     "BSON2REC_OPTIONS", "DATASET_DIR", "RANDOM_SEED", "SHUFFLE_SEED", "SPLIT_DIR", "VAL_RATIO",  # create_dataset_*.sh
     "EXTRA_PREDICT_ARGS",                                                                      # run_validate.sh
-    "DIST_HOSTFILE", "DIST_KV_STORE", "DIST_LAUNCHER", "DIST_SERVERS", "DIST_WORKERS",         # launch_dist.sh
     "PRETRAINED_SOURCE", "NUM_EPOCHS", "VARIANT_1",                                            # model headers
     "MARKERS", "SCRIPT_ARG", "CALLER_DIR", "NAME", "LD_LIBRARY_PATH",                          # the scripts' own
 }

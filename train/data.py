@@ -45,8 +45,8 @@ def add_data_args(parser):
     data.add_argument("--num-classes", type=int, default=5270, help="number of categories")
     data.add_argument("--num-examples", type=int, default=0,
                       help="training images per epoch (0: count the records in the .idx)")
-    data.add_argument("--data-nthreads", "--data-nthread", dest="data_nthreads", type=int, default=4,
-                      help="decoding threads (--data-nthread: the original's spelling)")
+    data.add_argument("--data-nthreads", "--data-nthread", dest="data_nthreads", type=int, default=6,
+                      help="decoding threads, as the original's runs (--data-nthread: the original's spelling)")
     data.add_argument("--inter-method", type=int, default=9, choices=(0, 1, 2, 3, 4, 9, 10),
                       help="interpolation when resizing or warping: 0 nearest, 1 bilinear, 2 cubic, 3 area, "
                            "4 Lanczos, 9 auto (cubic to enlarge, area to shrink, else bilinear), 10 random "

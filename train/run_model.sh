@@ -15,21 +15,18 @@
 #   DRY_RUN=1                      print each stage's command and what is missing (# lines); run nothing
 #   FORCE=1                        a run from the starting weights trains over an earlier run's checkpoints
 #                                  in MODEL_DIR/MODEL_NAME (refused without; LOAD_EPOCH=N resumes instead)
-# and the machine settings below, the same for every model (one place for their defaults).
+#   NUM_WORKERS, NUM_SERVERS, LAUNCHER, HOSTFILE, KV_STORE   set by train/launch_dist.sh: each stage runs
+#                                  on NUM_WORKERS machines through train.launch; BATCH_SIZE is then per machine
+# Machine settings, the same for every model: passed to train.train_model only when set in the
+# environment, so that its argparse defaults are the one place for their defaults:
+#   KV_STORE DTYPE DATA_NTHREADS NUM_CLASSES RGB_MEAN RGB_SCALE TOP_K DISP_BATCHES SEED
 set -euo pipefail
 
-KV_STORE="${KV_STORE:-device}"          # device or nccl on one machine
-DTYPE="${DTYPE:-float32}"               # float16: mixed precision on GPUs
-DATA_NTHREADS="${DATA_NTHREADS:-6}"     # JPEG decoding threads (the original: 6)
-NUM_CLASSES="${NUM_CLASSES:-5270}"      # Kaggle's categories
-RGB_MEAN="${RGB_MEAN:-0,0,0}"           # raw 0-255 RGB: what the original fed every network
-RGB_SCALE="${RGB_SCALE:-1.0}"
-TOP_K="${TOP_K:-5}"                     # also report top-5 accuracy
-DISP_BATCHES="${DISP_BATCHES:-100}"     # log speed and metrics every N batches
-SEED="${SEED:-0}"                       # data order and initialisation
 LOAD_EPOCH="${LOAD_EPOCH:-0}"
 DRY_RUN="${DRY_RUN:-0}"
 FORCE="${FORCE:-0}"
+MACHINE_FLAGS=(KV_STORE:--kv-store DTYPE:--dtype DATA_NTHREADS:--data-nthreads NUM_CLASSES:--num-classes
+               RGB_MEAN:--rgb-mean RGB_SCALE:--rgb-scale TOP_K:--top-k DISP_BATCHES:--disp-batches SEED:--seed)
 
 # Recipe settings a stage may change; the header sets each (its value for every stage that
 # does not change it).
@@ -228,34 +225,35 @@ weights_epoch() {
 # CMD: the command of stage $1 from checkpoint $2 to $3 (weights of checkpoint $4), its settings
 # changed as the stage says.
 stage_command() {
-  local name word launch=() network_args=() kv="$KV_STORE"
+  local name word pair launch=() network_args=()
   for name in "${STAGE_SETTINGS[@]}"; do local "$name=${!name}"; done
   read_stage "$1"
   for word in "${STAGE_WORDS[@]}"; do
     case "${word%%=*}" in START_EPOCH | END_EPOCH | WEIGHTS_EPOCH) ;; *) printf -v "${word%%=*}" '%s' "${word#*=}" ;; esac
   done
   read -r -a network_args <<< "$NETWORK_ARGS"
-  if [ -n "${DIST_WORKERS:-}" ]; then  # under train/launch_dist.sh: the same command on every worker
-    launch=(python -m train.launch -n "$DIST_WORKERS" -s "${DIST_SERVERS:-$DIST_WORKERS}"
-            --launcher "${DIST_LAUNCHER:-ssh}" ${DIST_HOSTFILE:+-H "$DIST_HOSTFILE"}
+  if [ -n "${NUM_WORKERS:-}" ]; then  # under train/launch_dist.sh: the same command on every worker
+    launch=(python -m train.launch -n "$NUM_WORKERS" -s "${NUM_SERVERS:-$NUM_WORKERS}"
+            --launcher "${LAUNCHER:-ssh}" ${HOSTFILE:+-H "$HOSTFILE"}
             --log-dir "$(dirname "$PREFIX")/launch_logs" --)
-    kv="${DIST_KV_STORE:-dist_sync}"
   fi
   CMD=("${launch[@]}" python -m train.train_model --symbol "$SYMBOL" "${network_args[@]}")
   if [ "$2" -eq 0 ] && [ -n "$PARAMS" ]; then CMD+=(--params "$PARAMS"); fi
   if [ "$4" -ne "$2" ]; then CMD+=(--params "$(checkpoint "$4")"); fi
   if [ -n "$FEATURE_LAYER" ]; then CMD+=(--feature-layer "$FEATURE_LAYER"); fi
   if [ "$FORCE" = 1 ] && [ "$2" -eq 0 ]; then CMD+=(--force); fi
-  CMD+=(--gpus "$GPUS" --kv-store "$kv" --dtype "$DTYPE"
+  CMD+=(--gpus "$GPUS"
         --data-train "$DATA_DIR/$DATASET/train.rec" --data-val "$DATA_DIR/$DATASET/valid.rec"
         --model-prefix "$PREFIX" --load-epoch "$2" --num-epochs "$3"
         --optimizer "$OPTIMIZER" --lr "$LR" --lr-factor "$LR_FACTOR" --lr-step-epochs "$LR_STEP_EPOCHS"
         --mom "$MOM" --wd "$WD" --batch-size "$BATCH_SIZE" --smooth-alpha "$SMOOTH_ALPHA"
         --dropout-ratio "$DROPOUT_RATIO" --image-shape "$IMAGE_SHAPE" --resize "$RESIZE"
         --inter-method "$INTER_METHOD" --random-crop "$RANDOM_CROP" --random-mirror "$RANDOM_MIRROR"
-        --max-random-h "$MAX_RANDOM_H" --max-random-s "$MAX_RANDOM_S" --max-random-l "$MAX_RANDOM_L"
-        --rgb-mean "$RGB_MEAN" --rgb-scale "$RGB_SCALE" --num-classes "$NUM_CLASSES"
-        --data-nthreads "$DATA_NTHREADS" --top-k "$TOP_K" --disp-batches "$DISP_BATCHES" --seed "$SEED")
+        --max-random-h "$MAX_RANDOM_H" --max-random-s "$MAX_RANDOM_S" --max-random-l "$MAX_RANDOM_L")
+  for pair in "${MACHINE_FLAGS[@]}"; do  # only those set: train.train_model's defaults otherwise
+    name="${pair%%:*}"
+    if [ -n "${!name:-}" ]; then CMD+=("${pair#*:}" "${!name}"); fi
+  done
 }
 
 shell_words() {  # the words, quoted only where a shell needs it
