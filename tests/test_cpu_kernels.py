@@ -138,6 +138,11 @@ def test_a_broken_cache_or_probe_does_not_stop_training(clean_env, monkeypatch, 
         assert cpu_kernels.choose(parse(tmp_path, *LONG_RUN), tiny_network(), (3, 16, 16))[0] == "native"
     assert "cache.json: ignored" in caplog.text and len(probe.calls) == 1
     assert json.loads((tmp_path / "cache.json").read_text())["format"] == cpu_kernels.CACHE_FORMAT
+    key = cpu_kernels.cache_key(tiny_network().tojson(), (3, 16, 16), 16)
+    (tmp_path / "cache.json").write_text(json.dumps({"format": cpu_kernels.CACHE_FORMAT,
+                                                     "verdicts": {key: {"speeds": {"onednn": 9.0}}}}))
+    assert cpu_kernels.choose(parse(tmp_path, *LONG_RUN), tiny_network(), (3, 16, 16))[0] == "native"
+    assert len(probe.calls) == 2  # an entry without both speeds is measured again
 
     def broken_probe(*args, **kwargs):
         raise RuntimeError("the native probe failed: out of memory")

@@ -176,10 +176,10 @@ def probed_choice(args, network, data_shape):
     key = cache_key(network.tojson(), data_shape, args.batch_size)
     what = f"{args.symbol} at {'x'.join(map(str, data_shape))}, batch {args.batch_size}"
     verdicts = read_cache(args.cpu_kernels_cache)
-    if key in verdicts:
-        speeds = verdicts[key]["speeds"]
-        return faster(speeds), f"{describe(speeds)} for {what} (probed {verdicts[key]['measured']}, " \
-                               f"cached in {args.cpu_kernels_cache})"
+    entry = verdicts.get(key)
+    if isinstance(entry, dict) and isinstance(entry.get("speeds"), dict) and set(entry["speeds"]) == set(SETTINGS):
+        return faster(entry["speeds"]), (f"{describe(entry['speeds'])} for {what} (probed "
+                                         f"{entry.get('measured', '?')}, cached in {args.cpu_kernels_cache})")
     log.info("CPU kernels: probing oneDNN and native kernels on %s (%d+%d batches each)", what, WARMUP_BATCHES,
              PROBE_BATCHES)
     started = time.perf_counter()
