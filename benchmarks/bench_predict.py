@@ -24,8 +24,9 @@ import numpy as np
 from benchmarks.report import print_tables
 from data.make_demo_data import generate_demo_dataset
 from predict import predict
-from predict.models import Model, contexts, normaliser
+from predict.models import Model, normaliser
 from train import symbols
+from train.devices import contexts
 
 NUM_CATEGORIES = 40
 CONFIGS = [  # (network, input size, products of the test BSON)
@@ -42,11 +43,11 @@ def make_test_bson(work_dir, num_products):
     return os.path.join(data_dir, "test.bson"), os.path.join(data_dir, "category_names.csv")
 
 
-def make_checkpoint(work_dir, network, size):
+def make_checkpoint(work_dir, network, size, num_classes=NUM_CATEGORIES, name=None):
     """Randomly initialised weights saved as training saves them (speed does not depend on them)."""
-    prefix = os.path.join(work_dir, f"{network}-{size}")
+    prefix = os.path.join(work_dir, name or f"{network}-{size}")
     if not os.path.exists(f"{prefix}-0001.params"):
-        net = symbols.get_symbol(network, num_classes=NUM_CATEGORIES)
+        net = symbols.get_symbol(network, num_classes=num_classes)
         module = mx.mod.Module(net, context=mx.cpu())
         module.bind(data_shapes=[("data", (1, 3, size, size))], label_shapes=[("softmax_label", (1,))])
         module.init_params(mx.init.MSRAPrelu())
