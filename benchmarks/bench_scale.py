@@ -186,17 +186,19 @@ def steps(bson_path, csv_path, out_dir, checkpoint):
     naive = [out("naive_train.bson"), out("naive_val.bson")]
     rec = [out("train.rec"), out("train.idx")]
     symbol, params = checkpoint
+    # Order: at most the input and one set of outputs on disk at a time, so that the page cache holds
+    # what the next command reads.
     return [
         ("index build", [sys.executable, "-c", f"from data.bson_index import BsonIndex; BsonIndex.open({bson_path!r})"],
          [index_cache], []),
-        ("split, first run (index build included)", split, [index_cache, train, val], []),
+        ("split, first run (index build included)", split, [index_cache, train, val], [train, val]),
         ("split, index cached", split, [train, val], []),
-        ("naive split (3 decode passes)", py + ["benchmarks.naive_data_stage", "split", *split_args,
-                                                "--save-train-bson", naive[0], "--save-val-bson", naive[1]], naive,
-         naive),
         ("bson2rec of the 95% train split (shuffled, index build included)",
          py + ["data.bson2rec", "--bson", train, "--category-csv", csv_path, "--out-rec", rec[0], "--force"],
          [train + ".index.npz", *rec], [*rec, train, val, train + ".index.npz", val + ".index.npz"]),
+        ("naive split (3 decode passes)", py + ["benchmarks.naive_data_stage", "split", *split_args,
+                                                "--save-train-bson", naive[0], "--save-val-bson", naive[1]], naive,
+         naive),
         ("MD5 dictionary", py + ["data.bson_md5_dict", "--bson", bson_path, "--out", out("md5_dict.npz"), "--force"],
          [out("md5_dict.npz")], [out("md5_dict.npz")]),
         ("predict --cut 1000", py + ["predict.predict", "--bson", bson_path, "--category-csv", csv_path,

@@ -421,15 +421,25 @@ def _duplicates(product_id, offset):
                   for row, first in zip(rows.tolist(), firsts.tolist())]
 
 
-def _concatenate(chunks):
-    """One array per column from the chunks' pieces, freeing each column's pieces as it goes."""
-    columns = {}
-    for name in (*PRODUCT_COLUMNS.keys() - {"first_image"}, *IMAGE_COLUMNS):
-        pieces = [chunk.pop(name) for chunk in chunks]
-        columns[name] = np.concatenate(pieces) if pieces else np.zeros(0, dtype={**PRODUCT_COLUMNS,
-                                                                                 **IMAGE_COLUMNS}[name])
-        del pieces
-    return columns
+class _Column:
+    """One column's pieces, appended chunk by chunk and joined into blocks of at least `block_bytes` as
+    they come. Arrays under 32 MB live in malloc's heap, which cannot give freed ones back while later
+    ones sit above them: a thousand kept pieces would double the build's peak memory."""
+
+    def __init__(self, dtype, block_bytes=32 << 20):
+        self.dtype, self.block_bytes = dtype, block_bytes
+        self.blocks, self.pieces, self.piece_bytes = [], [], 0
+
+    def append(self, array):
+        self.pieces.append(array)
+        self.piece_bytes += array.nbytes
+        if self.piece_bytes >= self.block_bytes:
+            self.blocks.append(np.concatenate(self.pieces))
+            self.pieces, self.piece_bytes = [], 0
+
+    def join(self):
+        parts, self.blocks, self.pieces = self.blocks + self.pieces, [], []
+        return np.concatenate(parts) if parts else np.zeros(0, dtype=self.dtype)
 
 
 def _drop_products(columns, rows):
@@ -507,7 +517,9 @@ class BsonIndex:
     @classmethod
     def build(cls, path, skip_corrupt=False, progress=True):
         file_size = os.path.getsize(path)
-        chunks, errors, broken_at, broken = [], [], file_size, None
+        columns = {name: _Column(dtype) for name, dtype in {**PRODUCT_COLUMNS, **IMAGE_COLUMNS}.items()
+                   if name != "first_image"}
+        errors, broken_at, broken = [], file_size, None
         with open(path, "rb") as fh, tqdm(total=file_size, unit="B", unit_scale=True, leave=False,
                                           desc=f"index {os.path.basename(path)}", disable=not progress) as bar:
             data = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) if file_size else b""
@@ -516,7 +528,8 @@ class BsonIndex:
                 while offset < file_size and broken is None and (skip_corrupt or not errors):
                     starts, end, broken = _walk_lengths(data, offset, file_size)
                     starts = np.array(starts, dtype=np.int64)
-                    chunks.append(_scan_chunk(fb, reader, starts, np.r_[starts[1:], end], errors))
+                    for name, array in _scan_chunk(fb, reader, starts, np.r_[starts[1:], end], errors).items():
+                        columns[name].append(array)
                     bar.update(end - offset)
                     offset, broken_at = end, end
                     if file_size:  # the chunk's pages leave this process (they stay in the page cache)
@@ -527,7 +540,7 @@ class BsonIndex:
                 fb.close()
                 if file_size:
                     data.close()
-        columns = _concatenate(chunks)
+        columns = {name: columns.pop(name).join() for name in list(columns)}
         duplicate_rows, duplicates = _duplicates(columns["product_id"], columns["offset"])
         problems = sorted(errors + duplicates, key=lambda problem: problem[0])
         if broken:

@@ -42,11 +42,12 @@ def build_dictionary(index):
         raise UserError(f"{index.path}: products without category_id (a test BSON?); "
                         "the MD5 dictionary needs a labelled training BSON")
     image_digests, product_keys = hash_images(index)
-    categories, num_imgs = index.products["category_id"], index.products["num_imgs"]
+    categories = compact_ints(index.products["category_id"])
+    image_categories = np.repeat(categories, index.products["num_imgs"])
     index.forget_columns()  # the offsets are no longer needed
-    images = HashTable.from_pairs(image_digests, np.repeat(compact_ints(categories), num_imgs))
+    images = HashTable.from_pairs(image_digests, image_categories)
     total_images = len(image_digests)
-    del image_digests
+    del image_digests, image_categories
     products = HashTable.from_pairs(product_keys, categories)
     return Md5Dictionary.from_tables(images, products, total_images, len(product_keys), source=index.path)
 

@@ -109,13 +109,20 @@ class HashTable:
         del order
         key_starts = new_key[pair_starts]
         del new_key
-        counts = np.diff(np.r_[pair_starts, len(keys)])
+        counts = np.empty(len(pair_starts), dtype=np.int64)
+        np.subtract(pair_starts[1:], pair_starts[:-1], out=counts[:-1])
+        counts[-1] = len(keys) - pair_starts[-1]
         del pair_starts
-        ptr = np.r_[np.flatnonzero(key_starts), len(key_starts)].astype(np.int64)
+        # Each step below frees what it no longer needs before the next allocates: at 12 million distinct
+        # keys every array here is 50-200 MB.
+        unique_keys = keys[first_seen[key_starts]]  # any occurrence of a key holds its bytes
+        ptr = np.flatnonzero(np.r_[key_starts, True])
+        del key_starts
         shared, within = _first_seen_within_keys(ptr, first_seen)
         first_seen[shared], counts[shared] = first_seen[within], counts[within]
-        unique_keys = keys[first_seen[key_starts]]  # a key's first pair now holds its first occurrence
-        return cls(unique_keys, ptr, category_ids[first_seen].astype(np.int64), counts.astype(np.int64, copy=False))
+        pair_categories = category_ids[first_seen]
+        del first_seen
+        return cls(unique_keys, ptr, pair_categories.astype(np.int64), counts)
 
     def __len__(self):
         return len(self.keys)
