@@ -24,7 +24,7 @@ import numpy as np
 from benchmarks.report import print_tables
 from data.make_demo_data import generate_demo_dataset
 from predict import predict
-from predict.models import Model, normaliser
+from predict.models import Model
 from train import symbols
 from train.devices import contexts
 
@@ -59,12 +59,11 @@ def make_checkpoint(work_dir, network, size, num_classes=NUM_CATEGORIES, name=No
 def forward_speed(symbol, params, size, batch_size, batches):
     """Views/s of normalise + forward + outputs on ready-made batches (after one warm-up batch)."""
     model = Model(symbol, params, batch_size, (3, size, size), contexts(""), NUM_CATEGORIES)
-    normalise = normaliser([0, 0, 0], 1.0)
     batch = np.random.default_rng(0).integers(0, 256, (batch_size, 3, size, size), dtype=np.uint8)
     times = []
     for _ in range(batches + 1):
         start = time.perf_counter()
-        model.forward(normalise(batch)).asnumpy()
+        model.forward(model.normalise(batch)).asnumpy()
         times.append(time.perf_counter() - start)
     return batch_size / statistics.median(times[1:])
 

@@ -3,6 +3,11 @@
 A message is a small JSON header frame followed by raw byte frames (JPEGs, numpy
 buffers). Nothing is ever unpickled: a receiver reads JSON and builds arrays with
 `np.frombuffer` after checking the declared shape against the bytes it got.
+
+The two data messages are defined here, each by its encoder and its decoder:
+- pictures, reader -> worker: [header {product, _id, skip}, jpeg, jpeg, ...];
+- a prepared product, worker -> predictor: [header {product, num_images, num_views, valid,
+  shapes}, views uint8 (N,3,H,W) for each model input, MD5 digests (16 bytes per picture)].
 """
 import json
 
@@ -44,3 +49,53 @@ def array_from_frame(frame, shape, dtype):
 # Control messages from the reader and the workers to the coordinating process.
 READY = b"ready"    # [READY, role, endpoint]: the reader's bound endpoint, for the workers
 FAILED = b"failed"  # [FAILED, role, one-line reason]
+
+
+def encode_pictures(product, product_id, skip, pictures):
+    """Frames of one product's pictures; `skip`: positions the workers leave out."""
+    return [encode_header(product=product, _id=product_id, skip=skip), *pictures]
+
+
+def decode_pictures(frames):
+    """(product, positions to skip, pictures) of `encode_pictures`' frames."""
+    header = decode_header(frames[0], required=("product",))
+    return int(header["product"]), set(header.get("skip", [])), frames[1:]
+
+
+def encode_product(product, num_views, valid, views_by_input, digests):
+    """Frames of a prepared product: the views of its valid pictures at each model input, the
+    MD5 digest of every picture."""
+    header = encode_header(product=product, num_images=len(valid), num_views=num_views, valid=list(valid),
+                           shapes=[list(views.shape) for views in views_by_input])
+    return [header, *views_by_input, b"".join(digests)]
+
+
+class PreparedProduct:
+    """One product as a worker prepared it (decoded from `encode_product`'s frames): `views[i]`
+    holds the views of the valid pictures at model input i, `num_rows` views each."""
+
+    __slots__ = ("product", "num_images", "num_views", "valid", "views", "digests")
+
+    def __init__(self, frames):
+        header = decode_header(frames[0], required=("product", "num_images", "num_views", "valid", "shapes"))
+        self.product = int(header["product"])
+        self.num_images = int(header["num_images"])
+        self.num_views = int(header["num_views"])
+        self.valid = [bool(v) for v in header["valid"]]
+        shapes = header["shapes"]
+        if not shapes or len(frames) != len(shapes) + 2:
+            raise MessageError(f"product {self.product}: {len(frames)} frames for {len(shapes)} model inputs")
+        self.views = [array_from_frame(frame, shape, np.uint8) for frame, shape in zip(frames[1:-1], shapes)]
+        digest_frame = bytes(frames[-1])
+        if len(digest_frame) != 16 * self.num_images or len(self.valid) != self.num_images:
+            raise MessageError(f"product {self.product}: digests or flags do not match its images")
+        expected = sum(self.valid) * self.num_views
+        if any(len(views) != expected for views in self.views):
+            raise MessageError(f"product {self.product}: {[len(v) for v in self.views]} views for "
+                               f"{sum(self.valid)} pictures x {self.num_views}")
+        self.digests = [digest_frame[i:i + 16] for i in range(0, len(digest_frame), 16)]
+
+    @property
+    def num_rows(self):
+        """Views per model input: the valid pictures times the views of each."""
+        return len(self.views[0])

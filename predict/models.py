@@ -26,14 +26,15 @@ def probability_symbol(symbol):
 
 
 class Model:
-    """One bound network: `forward(batch)` of a float32 NCHW batch of `batch_size` (`num_classes`:
-    the output count it must have; None: any). `input` holds its input settings
+    """One bound network: `forward(normalise(batch))` of a uint8 NCHW batch of `batch_size` at its
+    input (`num_classes`: the output count it must have; None: any). `input` holds its input settings
     (train.checkpoint.InputSettings): the checkpoint's, with `data_shape` (C,H,W) and `overrides`
     ({setting: value}, None: not given) in their place; without the checkpoint's, `data_shape` is needed."""
 
     def __init__(self, symbol_path, params_path, batch_size, data_shape, context, num_classes, classes_are="",
                  overrides=None):
         self.input = resolve_input_settings(symbol_path, {**(overrides or {}), "image_shape": data_shape})
+        self.normalise = normaliser(self.input.rgb_mean, self.input.rgb_scale)
         symbol = probability_symbol(load_symbol(symbol_path))
         arg_params, aux_params = load_params(params_path)
         self.name = os.path.basename(params_path)
@@ -64,12 +65,15 @@ def model_files(symbol_paths, params_paths):
     return list(zip(symbol_paths, params_paths))
 
 
-def load_models(symbol_paths, params_paths, batch_size, data_shape, context, num_classes, classes_are=""):
-    """One Model per --params on the devices `context` (train.devices.contexts); `classes_are` says what
+def load_models(symbol_paths, params_paths, batch_size, data_shape, context, num_classes, classes_are="",
+                overrides=None):
+    """One Model per --params on the devices `context` (train.devices.contexts), each at its
+    checkpoint's input unless `data_shape` or `overrides` say otherwise; `classes_are` says what
     the expected output count is, for the error."""
     models = []
     for symbol_path, params_path in model_files(symbol_paths, params_paths):
-        models.append(Model(symbol_path, params_path, batch_size, data_shape, context, num_classes, classes_are))
+        models.append(Model(symbol_path, params_path, batch_size, data_shape, context, num_classes, classes_are,
+                            overrides))
         log.info("model %d: %s + %s, %s", len(models), symbol_path, params_path, models[-1].input.describe())
     return models
 

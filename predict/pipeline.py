@@ -35,38 +35,18 @@ class PipelineError(UserError):
     """A process of the pipeline failed; the message says which and why."""
 
 
-class PreparedProduct:
-    """One product as a worker prepared it."""
-
-    __slots__ = ("product", "num_images", "num_views", "valid", "views", "digests")
-
-    def __init__(self, frames):
-        header = messages.decode_header(frames[0], required=("product", "num_images", "num_views", "valid", "shape"))
-        self.product = int(header["product"])
-        self.num_images = int(header["num_images"])
-        self.num_views = int(header["num_views"])
-        self.valid = [bool(v) for v in header["valid"]]
-        self.views = messages.array_from_frame(frames[1], header["shape"], np.uint8)
-        digest_frame = bytes(frames[2])
-        if len(digest_frame) != 16 * self.num_images or len(self.valid) != self.num_images:
-            raise messages.MessageError(f"product {self.product}: digests or flags do not match its images")
-        if len(self.views) != sum(self.valid) * self.num_views:
-            raise messages.MessageError(f"product {self.product}: {len(self.views)} views for "
-                                        f"{sum(self.valid)} pictures x {self.num_views}")
-        self.digests = [digest_frame[i:i + 16] for i in range(0, len(digest_frame), 16)]
-
-
 class Pipeline:
-    """Context manager; iterate `products()` to receive every product of [start, stop) once."""
+    """Context manager; call `receive()` until every product of [start, stop) has arrived once.
+    `inputs`: the (image shape C,H,W, resize) of each model input the workers prepare views for."""
 
-    def __init__(self, bson_path, start, stop, num_workers, data_shape, multi_view, resize=0,
+    def __init__(self, bson_path, start, stop, num_workers, inputs, multi_view,
                  transport="ipc", skip_corrupt=False, queue=16, poll_ms=200, forward_mask=None):
         if transport not in TRANSPORTS:
             raise UserError(f"--transport {transport}: expected one of {TRANSPORTS}")
         if num_workers < 1:
             raise UserError("--num-procs must be at least 1")
         self.bson_path, self.start, self.stop = bson_path, start, stop
-        self.num_workers, self.data_shape, self.multi_view, self.resize = num_workers, data_shape, multi_view, resize
+        self.num_workers, self.inputs, self.multi_view = num_workers, list(inputs), multi_view
         self.transport, self.skip_corrupt, self.queue, self.poll_ms = transport, skip_corrupt, queue, poll_ms
         self.forward_mask = forward_mask  # per picture of [start, stop): False = the workers skip it
         self.processes = {}  # name -> Popen
@@ -127,11 +107,12 @@ class Pipeline:
                     str(self.stop), "--bind", self._endpoint("products"),
                     *(["--skip-corrupt"] if self.skip_corrupt else []), *mask_args)
         products_endpoint = self._wait_ready("reader")
+        input_args = [f"--input={','.join(map(str, shape))}:{resize}" for shape, resize in self.inputs]
         for k in range(1, self.num_workers + 1):
             self._spawn(f"worker {k}", "worker", "--products", products_endpoint, "--views", views_endpoint,
-                        "--data-shape", ",".join(map(str, self.data_shape)), "--multi-view", str(self.multi_view),
-                        "--resize", str(self.resize))
-        log.info("pipeline: reader + %s over %s", plural(self.num_workers, "worker"), self.transport)
+                        "--multi-view", str(self.multi_view), *input_args)
+        log.info("pipeline: reader + %s over %s, views at %s", plural(self.num_workers, "worker"), self.transport,
+                 "; ".join(f"{'x'.join(map(str, shape[1:]))} (resize {resize})" for shape, resize in self.inputs))
 
     def _wait_ready(self, name, timeout=60.0):
         deadline = time.monotonic() + timeout
@@ -199,6 +180,6 @@ class Pipeline:
                     frames = self._views.recv_multipart(flags=zmq.NOBLOCK, copy=False)
                 except zmq.Again:
                     break
-                received.append(PreparedProduct([f.buffer for f in frames]))
+                received.append(messages.PreparedProduct([f.buffer for f in frames]))
         self.check_processes()
         return received

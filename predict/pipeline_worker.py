@@ -2,16 +2,15 @@
 
 Started by `predict.pipeline` (never by hand):
   python -m predict.pipeline_worker reader --bson B --start I --stop J --bind ENDPOINT --control C
-  python -m predict.pipeline_worker worker --products P --views V --control C --data-shape 3,H,W ...
+  python -m predict.pipeline_worker worker --products P --views V --control C --input 3,H,W:R ...
 
-reader: products [I, J) of the BSON in file order, through its offset index, one
-  message per product: [header {product, _id, skip}, jpeg, jpeg, ...] on a PUSH socket
-  (bound; the workers connect). It reports its endpoint on the control socket, and
+reader: products [I, J) of the BSON in file order, through its offset index, one pictures
+  message per product (predict.messages) on a PUSH socket (bound; the workers connect). It reports its endpoint on the control socket, and
   stays until the parent stops it. `skip` lists the pictures --forward-mask (a bool .npy, one
   per picture of the range) leaves out: the predictor gets their probability elsewhere.
-worker: PULLs products, decodes and prepares the views (not of skipped pictures, which it
-  flags as not valid), MD5s each picture, and PUSHes
-  [header {product, num_images, num_views, valid}, views uint8 (N,3,H,W), digests].
+worker: PULLs products, decodes and prepares the views at each model input (`--input`, one per
+  distinct input of the ensemble; not of skipped pictures, which it flags as not valid), MD5s
+  each picture, and PUSHes a prepared-product message (predict.messages).
 
 Both die with their parent (PR_SET_PDEATHSIG), ignore Ctrl-C (the parent stops them),
 and report an exception as one line on the control socket before exiting non-zero.
@@ -52,18 +51,24 @@ def run_reader(args, context, control):
     for (product, pictures), product_id in zip(index.iter_product_images(args.start, args.stop), product_ids):
         skip = [] if forward is None else np.flatnonzero(~forward[at:at + len(pictures)]).tolist()
         at += len(pictures)
-        sender.send_multipart([messages.encode_header(product=product, _id=product_id, skip=skip), *pictures],
-                              copy=False)
+        sender.send_multipart(messages.encode_pictures(product, product_id, skip, pictures), copy=False)
     # Stay connected until the parent stops us: a worker drops the messages still queued from
     # a peer that has disconnected, so leaving now would lose the last products.
     while True:
         time.sleep(3600)
 
 
+def parse_input(text):
+    """(height, width, resize) of an --input C,H,W:RESIZE."""
+    shape, _, resize = text.partition(":")
+    _, height, width = (int(n) for n in shape.split(","))
+    return height, width, int(resize or 0)
+
+
 def run_worker(args, context, control):
     from predict.preprocess import MULTI_VIEWS, product_views
 
-    _, height, width = (int(n) for n in args.data_shape.split(","))
+    inputs = [parse_input(text) for text in args.input or ["3,180,180:0"]]
     num_views = len(MULTI_VIEWS[args.multi_view])
     receiver = context.socket(zmq.PULL)
     receiver.setsockopt(zmq.RCVHWM, 2)  # small: products stay with the reader until a worker is free
@@ -72,19 +77,17 @@ def run_worker(args, context, control):
     sender.setsockopt(zmq.SNDHWM, args.queue)
     sender.connect(args.views)
     while True:
-        frames = receiver.recv_multipart(copy=True)
-        header = messages.decode_header(frames[0], required=("product",))
-        pictures = frames[1:]
-        skip = set(header.get("skip", []))
+        product, skip, pictures = messages.decode_pictures(receiver.recv_multipart(copy=True))
         kept = [i for i in range(len(pictures)) if i not in skip]
-        views, kept_valid = product_views([pictures[i] for i in kept], height, width, args.multi_view, args.resize)
+        views_by_input = []
+        for height, width, resize in inputs:
+            views, kept_valid = product_views([pictures[i] for i in kept], height, width, args.multi_view, resize)
+            views_by_input.append(views)
         valid = [False] * len(pictures)
-        for i, ok in zip(kept, kept_valid):
+        for i, ok in zip(kept, kept_valid):  # decoding does not depend on the input
             valid[i] = ok
-        digests = b"".join(hashlib.md5(p).digest() for p in pictures)
-        out = messages.encode_header(product=header["product"], num_images=len(pictures), num_views=num_views,
-                                     valid=valid, shape=list(views.shape))
-        sender.send_multipart([out, views, digests], copy=False)
+        digests = [hashlib.md5(p).digest() for p in pictures]
+        sender.send_multipart(messages.encode_product(product, num_views, valid, views_by_input, digests), copy=False)
 
 
 def build_parser():
@@ -105,9 +108,8 @@ def build_parser():
     # worker
     parser.add_argument("--products", help="the reader's endpoint")
     parser.add_argument("--views", help="the predictor's endpoint")
-    parser.add_argument("--data-shape", default="3,180,180")
+    parser.add_argument("--input", action="append", help="C,H,W:RESIZE of a model input (repeat for each)")
     parser.add_argument("--multi-view", type=int, default=1)
-    parser.add_argument("--resize", type=int, default=0)
     return parser
 
 

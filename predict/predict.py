@@ -28,10 +28,10 @@ ids, MD5 overrides set sub-class ids, and the CSVs hold the predicted sub-class 
 submission), as the original.
 """
 import argparse
+import dataclasses
 import logging
 import os
 import time
-import types
 
 from tqdm import tqdm
 
@@ -41,11 +41,11 @@ from data.common import (HelpFormatter, RefusedFlag, Timer, UserError, check_inp
                          check_outputs, plural, run_cli)
 from data.md5_dict import PICKLE_REFUSED
 from predict.forward_plan import plan_run
-from predict.models import load_models, model_files, normaliser
+from predict.models import load_models, model_files
 from predict.outputs import (add_reduction_flags, forward_counts, load_md5_override, report_accuracy, write_category_summary,  # noqa: F401
                              write_outputs)
 from predict.pipeline import TRANSPORTS, Pipeline
-from predict.predictor import CATE_LEVELS, Predictor, make_variants
+from predict.predictor import CATE_LEVELS, Predictor, input_groups, make_variants
 from predict.prob_store import StoreWriter, range_folder
 from predict.preprocess import BORDER_PIXELS, MULTI_VIEWS
 from predict.submission import variant_path
@@ -77,12 +77,17 @@ def build_parser():
                         help="3: one output per category; 1: a level-1 sub-class model (see above)")
     models.add_argument("--gpus", default="", help=DEVICES_HELP)
     models.add_argument("--batch-size", type=int, default=128, help="views per forward pass")
-    models.add_argument("--image-shape", "--data-shape", dest="image_shape", default="3,180,180",
-                        help="network input C,H,W, as in training (--data-shape: the original's name)")
-    models.add_argument("--resize", type=int, default=0,
-                        help="squash every picture to RxR (cubic), as the original; then the centre crop")
-    models.add_argument("--rgb-mean", default="0,0,0", help="as in training (solution: raw 0-255 RGB)")
-    models.add_argument("--rgb-scale", type=float, default=1.0, help="as in training")
+    # The input settings: each model's own, from PREFIX-input.json beside its symbol (written by
+    # training); a flag overrides them for every model (needed for checkpoints without the file).
+    models.add_argument("--image-shape", "--data-shape", dest="image_shape", default=None,
+                        help="network input C,H,W (default: each checkpoint's; --data-shape: the original's name)")
+    models.add_argument("--resize", type=int, default=None,
+                        help="squash every picture to RxR (cubic), as the original, then the centre crop; "
+                             "0: pictures as stored (default: each checkpoint's)")
+    models.add_argument("--rgb-mean", default=None, help="R,G,B mean subtracted (default: each checkpoint's; "
+                                                         "the solution: raw 0-255 RGB, 0,0,0)")
+    models.add_argument("--rgb-scale", type=float, default=None, help="multiplier after the mean "
+                                                                      "(default: each checkpoint's)")
     tta = parser.add_argument_group("Views and ensembles")
     tta.add_argument("--multi-view", type=int, default=1, choices=sorted(MULTI_VIEWS),
                      help="0 the picture; 1 adds the horizontal flip (solution); 2 adds the vertical flip; "
@@ -167,10 +172,11 @@ def product_range(index, shard, cut):
 
 def check_arguments(args):
     """Everything that can be checked before loading anything: every flag, the devices, every input
-    file, every output. Returns (image_shape, rgb_mean, variants, outputs, contexts)."""
+    file, every output. Returns (input overrides, variants, outputs, contexts)."""
     check_original_flags(args)
-    image_shape = parse_image_shape(args.image_shape, "--image-shape")
-    rgb_mean = parse_rgb_mean(args.rgb_mean)
+    overrides = {"image_shape": parse_image_shape(args.image_shape, "--image-shape") if args.image_shape else None,
+                 "resize": args.resize, "rgb_scale": args.rgb_scale,
+                 "rgb_mean": tuple(parse_rgb_mean(args.rgb_mean)) if args.rgb_mean else None}
     for flag, value, least in (("--batch-size", args.batch_size, 1), ("--cut", args.cut, 0),
                                ("--num-procs", args.num_procs, 1), ("--queue", args.queue, 1),
                                ("--save-probs-top-k", args.save_probs_top_k, 1),
@@ -178,12 +184,6 @@ def check_arguments(args):
         if value < least:
             raise UserError(f"{flag} {value}: must be at least {least}")
     parse_shard(args.shard)
-    if args.resize and args.resize < max(image_shape[1:]):
-        raise UserError(f"--resize {args.resize} is smaller than the input {image_shape[1]}x{image_shape[2]}: "
-                        "the pictures are squashed to RxR, then centre-cropped to the input")
-    if args.multi_view == 3 and min(image_shape[1:]) <= 2 * BORDER_PIXELS:
-        raise UserError(f"--multi-view 3 drops a {BORDER_PIXELS}-pixel border: the input "
-                        f"{image_shape[1]}x{image_shape[2]} is too small")
     num_models = len(args.params)
     bad = [k for k in args.ensembles if not 1 <= k <= num_models]
     if bad:
@@ -195,7 +195,20 @@ def check_arguments(args):
     check_outputs(outputs + [summary], args.force, inputs=check_input_files(args))
     if args.save_probs:
         check_output_folder(args.save_probs)
-    return image_shape, rgb_mean, variants, outputs, device_contexts
+    return overrides, variants, outputs, device_contexts
+
+
+def check_model_inputs(models, multi_view):
+    """Each model's input (its checkpoint's, or the flags') fits what the workers can prepare."""
+    for model in models:
+        _, height, width = model.input.image_shape
+        resize, source = model.input.resize, f"{model.name}'s input"
+        if resize and resize < max(height, width):
+            raise UserError(f"{source}: resize {resize} is smaller than {height}x{width}: the pictures are "
+                            "squashed to RxR, then centre-cropped to the input (--resize, --image-shape)")
+        if multi_view == 3 and min(height, width) <= 2 * BORDER_PIXELS:
+            raise UserError(f"--multi-view 3 drops a {BORDER_PIXELS}-pixel border: {source} {height}x{width} "
+                            "is too small")
 
 
 def check_input_files(args):
@@ -209,9 +222,24 @@ def check_input_files(args):
     return check_input_paths(inputs)
 
 
+@dataclasses.dataclass
+class PredictionRun:
+    """What `run` hands to the outputs: the products [start, stop) of `index` and their classes."""
+    index: BsonIndex
+    categories: Categories
+    variants: list  # predictor.Variant of each output, the main output first
+    predictor: Predictor  # class_ids[variant][row] and the run's counts
+    outputs: list  # the file of each variant
+    start: int
+    stop: int
+    seconds: float  # the prediction itself, models loaded
+    timer: Timer
+    num_views: int  # views per picture
+
+
 def run(args):
     """Everything up to the outputs: check the arguments, load, predict. Returns the run's parts."""
-    image_shape, rgb_mean, variants, outputs, device_contexts = check_arguments(args)
+    overrides, variants, outputs, device_contexts = check_arguments(args)
     timer = Timer()
     categories = Categories.load(args.category_csv)
     if args.cate_level == 1:
@@ -220,12 +248,13 @@ def run(args):
     else:
         num_classes, classes_are = len(categories), f"the categories of {categories.path}"
     md5_override = load_md5_override(args, categories, num_classes)
+    models = load_models(args.symbol, args.params, args.batch_size, overrides.pop("image_shape"), device_contexts,
+                         num_classes, classes_are, overrides)
+    check_model_inputs(models, args.multi_view)
     index = BsonIndex.open(args.bson, skip_corrupt=args.skip_corrupt)
     start, stop = product_range(index, parse_shard(args.shard), args.cut)
     if args.save_probs and os.path.exists(range_folder(args.save_probs, start, stop)) and not args.force:
         raise UserError(f"{range_folder(args.save_probs, start, stop)}: already exists (--force to replace it)")
-    models = load_models(args.symbol, args.params, args.batch_size, image_shape, device_contexts, num_classes,
-                         classes_are)
     num_products = stop - start
     num_images = int(index.products["num_imgs"][start:stop].sum())
     log.info("%s: products %d..%d of %d (%d products, %d images)", args.bson, start, stop, len(index),
@@ -242,11 +271,11 @@ def run(args):
         os.makedirs(args.save_probs, exist_ok=True)
         store = StoreWriter(args.save_probs, index, start, stop, num_classes, [os.path.basename(p) for p in args.params],
                             args.save_probs_top_k, {"multi_view": args.multi_view, "cate_level": args.cate_level})
-    predictor = Predictor(models, normaliser(rgb_mean, args.rgb_scale), args.batch_size, num_classes, variants,
+    predictor = Predictor(models, args.batch_size, num_classes, variants,
                           start, num_products, md5_override, args.product_unique_md5, plan, store)
     try:
         if num_products:
-            stream(args, predictor, start, stop, image_shape, plan)
+            stream(args, predictor, start, stop, plan)
         else:
             log.warning("nothing to predict: %s has no products%s; the outputs get only their header line",
                         args.bson, f" in --shard {args.shard}" if args.shard and len(index) else "")
@@ -256,16 +285,15 @@ def run(args):
         if store is not None and store.arrays:
             store.abandon()
     seconds = time.perf_counter() - started
-    return types.SimpleNamespace(index=index, categories=categories, variants=variants, predictor=predictor,
-                                 outputs=outputs, start=start, stop=stop, seconds=seconds, timer=timer,
-                                 num_views=len(MULTI_VIEWS[args.multi_view]))
+    return PredictionRun(index, categories, variants, predictor, outputs, start, stop, seconds, timer,
+                         len(MULTI_VIEWS[args.multi_view]))
 
 
-def stream(args, predictor, start, stop, image_shape, plan=None):
-    """Products start..stop through the pipeline's workers into the predictor (the workers skip the
-    pictures `plan` does not forward)."""
+def stream(args, predictor, start, stop, plan=None):
+    """Products start..stop through the pipeline's workers into the predictor (the workers prepare
+    views at each distinct model input, and skip the pictures `plan` does not forward)."""
     received = 0
-    with Pipeline(args.bson, start, stop, args.num_procs, image_shape, args.multi_view, args.resize,
+    with Pipeline(args.bson, start, stop, args.num_procs, input_groups(predictor.models)[0], args.multi_view,
                   args.transport, args.skip_corrupt, args.queue,
                   forward_mask=None if plan is None else plan.forward) as pipeline, \
             tqdm(total=stop - start, unit="product", desc="predict") as bar:

@@ -32,8 +32,9 @@ if [[ " ${ENSEMBLE_LIST[*]} " != *" $NUM_MODELS "* ]]; then ENSEMBLE_LIST+=("$NU
 mkdir -p "$(dirname "$OUTPUT")"
 python -m predict.predict --bson "$BSON" --category-csv "$CATEGORY_CSV" \
   --symbol "${SYMBOLS[@]}" --params "${PARAMS[@]}" \
-  --gpus "$GPUS" --batch-size "$BATCH_SIZE" --image-shape "$IMAGE_SHAPE" --resize "$RESIZE" \
-  --rgb-mean "$RGB_MEAN" --rgb-scale "$RGB_SCALE" --multi-view "$MULTI_VIEW" \
+  --gpus "$GPUS" --batch-size "$BATCH_SIZE" ${IMAGE_SHAPE:+--image-shape "$IMAGE_SHAPE"} \
+  ${RESIZE:+--resize "$RESIZE"} ${RGB_MEAN:+--rgb-mean "$RGB_MEAN"} ${RGB_SCALE:+--rgb-scale "$RGB_SCALE"} \
+  --multi-view "$MULTI_VIEW" \
   --md5-dict "$MD5_DICT" --md5-dict-type "$MD5_DICT_TYPE" --ensembles "${ENSEMBLE_LIST[@]}" \
   --num-procs "$NUM_PROCS" --output "$OUTPUT" "${FORCE_FLAG[@]}" ${EXTRA_PREDICT_ARGS:-}
 

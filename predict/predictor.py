@@ -55,6 +55,18 @@ def labels_of(categories, category_ids, cate_level=3):
     raise ValueError(f"--cate-level {cate_level}: expected one of {CATE_LEVELS}")
 
 
+def input_groups(models):
+    """(inputs, input of each model): the distinct (image shape, resize) the models take, in first-use
+    order, for which the workers prepare views, and the index into them of each model's."""
+    inputs, of_model = [], []
+    for model in models:
+        key = (tuple(model.input.image_shape), model.input.resize)
+        if key not in inputs:
+            inputs.append(key)
+        of_model.append(inputs.index(key))
+    return inputs, of_model
+
+
 class Md5Override:
     """Per-image probabilities from the training MD5 dictionary, over the model's output classes."""
 
@@ -135,7 +147,7 @@ class _Pending:
 
     def __init__(self, prepared, num_models, num_classes, row, first_image):
         self.prepared = prepared
-        self.probs = np.zeros((num_models, len(prepared.views), num_classes), dtype=np.float32)
+        self.probs = np.zeros((num_models, prepared.num_rows, num_classes), dtype=np.float32)
         self.done = 0
         self.means = np.zeros((num_models, prepared.num_images, num_classes), dtype=np.float32)
         self.missing = 0  # repeats whose first occurrence is not computed yet
@@ -148,9 +160,10 @@ class Predictor:
     `plan` (a ForwardPlan, None: forward every picture) says which pictures the workers skipped;
     `store` (a prob_store.StoreWriter or None) receives every image's model means."""
 
-    def __init__(self, models, normalise, batch_size, num_classes, variants, first_product, num_products,
+    def __init__(self, models, batch_size, num_classes, variants, first_product, num_products,
                  md5_override=None, product_unique_md5=False, plan=None, store=None):
-        self.models, self.normalise, self.batch_size = models, normalise, batch_size
+        self.models, self.batch_size = models, batch_size
+        self.input_of_model = input_groups(models)[1]  # which of a product's view sets each model takes
         self.num_classes, self.variants = num_classes, variants
         self.first_product = first_product  # products [first, first + num) of the BSON are rows [0, num)
         self.md5_override = md5_override
@@ -184,11 +197,11 @@ class Predictor:
         self.images_forwarded += sum(prepared.valid)
         if self.plan is not None:
             self._borrow_repeats(pending)
-        if len(prepared.views) == 0:
+        if prepared.num_rows == 0:
             self._views_done(pending)
             return
         self.queue.append([pending, 0])
-        self.queued_rows += len(prepared.views)
+        self.queued_rows += prepared.num_rows
         while self.queued_rows >= self.batch_size:
             self._run_batch()
 
@@ -233,31 +246,36 @@ class Predictor:
             for waiter, waiter_position in self.waiting.pop(digest, []):
                 self._take(waiter, waiter_position, digest)
                 waiter.missing -= 1
-                if waiter.missing == 0 and waiter.done == len(waiter.prepared.views) and waiter is not pending:
+                if waiter.missing == 0 and waiter.done == waiter.prepared.num_rows and waiter is not pending:
                     self._finish(waiter)
 
     # ---- batches --------------------------------------------------------------------------------
     def _run_batch(self):
-        parts, slots, rows = [], [], 0
+        parts, slots, rows = [], [], 0  # parts[i]: the views at model input i
         while self.queue and rows < self.batch_size:
             item = self.queue[0]
             pending, first = item
-            take = min(len(pending.prepared.views) - first, self.batch_size - rows)
-            parts.append(pending.prepared.views[first:first + take])
+            take = min(pending.prepared.num_rows - first, self.batch_size - rows)
+            parts.append([views[first:first + take] for views in pending.prepared.views])
             slots.append((pending, first, take))
             rows += take
             item[1] += take
-            if item[1] == len(pending.prepared.views):
+            if item[1] == pending.prepared.num_rows:
                 self.queue.popleft()
         self.queued_rows -= rows
-        batch = np.concatenate(parts) if len(parts) > 1 else parts[0]
+        batches = [np.concatenate(views) if len(views) > 1 else views[0] for views in zip(*parts)]
         if rows < self.batch_size:  # the last batch: pad to the bound shape
-            batch = np.concatenate([batch, np.zeros((self.batch_size - rows, *batch.shape[1:]), np.uint8)])
+            batches = [np.concatenate([batch, np.zeros((self.batch_size - rows, *batch.shape[1:]), np.uint8)])
+                       for batch in batches]
         # Double buffering: start this batch's forward passes (MXNet runs them asynchronously),
         # then reduce the previous batch's products while they compute.
         start = time.perf_counter()
-        data = self.normalise(batch)
-        outputs = [model.forward(data) for model in self.models]
+        inputs, outputs = {}, []  # models of one input and normalisation share its conversion
+        for model, input_index in zip(self.models, self.input_of_model):
+            key = (input_index, model.input.rgb_mean, model.input.rgb_scale)
+            if key not in inputs:
+                inputs[key] = model.normalise(batches[input_index])
+            outputs.append(model.forward(inputs[key]))
         self.forward_seconds += time.perf_counter() - start
         previous, self.in_flight = self.in_flight, (outputs, slots)
         if previous is not None:
@@ -273,7 +291,7 @@ class Predictor:
                 pending.probs[m, first:first + take] = output[at:at + take]
             at += take
             pending.done += take
-            if pending.done == len(pending.prepared.views):
+            if pending.done == pending.prepared.num_rows:
                 self._views_done(pending)
 
     def _views_done(self, pending):

@@ -19,12 +19,14 @@ MD5_DICT="$DATA_DIR/md5_dict_train.npz"  # from the whole train.bson (data/creat
 MODELS="${MODELS:-M14:20 M13:13 M12:17 M11:15 M10:19 M09:15 M08:18 M07:15 M06:11 M05:15 M04:20 M03:13 M02:13 M01:23}"
 ENSEMBLES="${ENSEMBLES:-8 11 14}"                      # extra outputs of the first k models
 BATCH_SIZE="${BATCH_SIZE:-256}"                           # views per forward pass (over all GPUs)
-IMAGE_SHAPE="${IMAGE_SHAPE:-3,180,180}"                   # network input C,H,W, as in training
-RESIZE=0                                 # the pictures are already 180x180
-RGB_MEAN=0,0,0                           # raw 0-255 RGB, as in training
-RGB_SCALE=1.0
-MULTI_VIEW=1                             # original + horizontal flip (more views lowered accuracy)
-MD5_DICT_TYPE=unique                     # one-hot where the picture's MD5 has a single category
+# Each model's input (shape, resize, RGB mean and scale) is its checkpoint's (Mxx-input.json, written
+# by training); set these only to override it for every model (needed for checkpoints without the file).
+IMAGE_SHAPE="${IMAGE_SHAPE:-}"                            # network input C,H,W (the solution: 3,180,180)
+RESIZE="${RESIZE:-}"                                      # squash to RxR first (the solution: 0, pictures as stored)
+RGB_MEAN="${RGB_MEAN:-}"                                  # the solution: raw 0-255 RGB, 0,0,0
+RGB_SCALE="${RGB_SCALE:-}"                                # the solution: 1.0
+MULTI_VIEW="${MULTI_VIEW:-1}"                             # original + horizontal flip (more views lowered accuracy)
+MD5_DICT_TYPE="${MD5_DICT_TYPE:-unique}"                  # one-hot where the picture's MD5 has a single category
 NUM_PROCS="${NUM_PROCS:-8}"                              # preprocessing workers
 OUTPUT="$OUT_DIR/submission.csv.gz"      # all models, m0 (product over pictures), as the original's OUTPUT
 # + submission.e{k}.m0.csv.gz (product) and .e{k}.m1.csv.gz (sum) for each k of ENSEMBLES; the solution's file:

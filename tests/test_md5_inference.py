@@ -152,7 +152,7 @@ def test_a_repeat_arriving_before_its_first_occurrence_waits_for_it():
     # product 10's pictures only; product 11 arrives first (another worker was quicker).
     plan = build_plan(np.array([x, y, y, x], dtype="S16"), np.array([0, 2]), np.zeros(4, bool), False, 9)
     variants = make_variants(1, [1])
-    predictor = Predictor([model], lambda batch: batch, 4, 2, variants, 10, 2, plan=plan)
+    predictor = Predictor([model], 4, 2, variants, 10, 2, plan=plan)
     predictor.add(prepared(11, [], digests=[y, x], valid=[False, False]))
     assert predictor.completed == 0 and len(predictor.waiting) == 2
     predictor.add(prepared(10, [1, 0], digests=[x, y]))

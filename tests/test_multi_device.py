@@ -26,7 +26,7 @@ PROB_ATOL = 1e-6
 # Inputs in 0-1: on raw 0-255 pixels an lr of 0.05 blows the weights up to thousands, where float32's
 # rounding of the two summation orders alone differs by 1e-3.
 RGB_SCALE = str(1 / 255)
-PREDICTOR_FINISH, LOAD_MODELS, MODULE_INIT = Predictor._finish, predict.load_models, fit._Module.__init__
+PREDICTOR_VIEWS_DONE, LOAD_MODELS, MODULE_INIT = Predictor._views_done, predict.load_models, fit._Module.__init__
 
 
 def test_cpu_contexts_are_explicit_and_plain_ids_stay_gpus(monkeypatch):
@@ -98,17 +98,17 @@ def test_two_cpu_contexts_train_the_weights_of_one(colour_rec, no_batchnorm_symb
 def predicted_probabilities(run, output, gpus, monkeypatch):
     """{product id: (models, views, classes) probabilities} of a predict.main run, flip TTA."""
     seen, loaded = {}, []
-    finish, load_models = PREDICTOR_FINISH, LOAD_MODELS  # not a spy of an earlier call
+    views_done, load_models = PREDICTOR_VIEWS_DONE, LOAD_MODELS  # not a spy of an earlier call
 
-    def record(predictor, pending):
+    def record(predictor, pending):  # every view through the models: their probabilities, before the means
         seen[pending.prepared.product] = pending.probs.copy()
-        finish(predictor, pending)
+        views_done(predictor, pending)
 
     def spy_models(*args, **kwargs):
         loaded.extend(load_models(*args, **kwargs))
         return loaded
 
-    monkeypatch.setattr(Predictor, "_finish", record)
+    monkeypatch.setattr(Predictor, "_views_done", record)
     monkeypatch.setattr(predict, "load_models", spy_models)
     assert predict.main(predict_args(run, output, "--gpus", gpus, "--multi-view", "2", "--num-procs", "1")) == 0
     assert [model.module._context for model in loaded] == [devices.contexts(gpus)]

@@ -11,6 +11,7 @@ from predict import messages, probability
 from predict.predictor import Md5Override, Predictor, make_variants
 from predict.preprocess import fit_to_input, make_views, product_views
 from predict.submission import variant_path
+from train.checkpoint import InputSettings
 from tests.helpers import make_jpeg
 
 
@@ -132,6 +133,22 @@ def test_array_frames_are_checked_against_their_shape():
         messages.decode_header(b"\x80\x03pickle", required=("product",))
 
 
+def test_product_message_carries_the_views_of_each_model_input():
+    small, large = np.ones((4, 3, 8, 8), np.uint8), np.full((4, 3, 16, 16), 2, np.uint8)
+    digests = [b"a" * 16, b"b" * 16, b"c" * 16]
+    frames = messages.encode_product(7, 2, [True, False, True], [small, large], digests)
+    decoded = messages.PreparedProduct([bytes(f) for f in frames])
+    assert (decoded.product, decoded.num_images, decoded.num_views, decoded.num_rows) == (7, 3, 2, 4)
+    assert decoded.valid == [True, False, True] and decoded.digests == digests
+    np.testing.assert_array_equal(decoded.views[1], large)
+    with pytest.raises(messages.MessageError, match="views for 2 pictures x 2"):  # one input short of a view
+        messages.PreparedProduct([bytes(f) for f in messages.encode_product(7, 2, [True, False, True],
+                                                                           [small, large[:3]], digests)])
+    with pytest.raises(messages.MessageError, match="frames for 2 model inputs"):
+        messages.PreparedProduct([bytes(f) for f in frames[:2]] + [bytes(frames[-1])])
+    assert messages.decode_pictures(messages.encode_pictures(7, 42, [1], [b"x", b"y"]))[:2] == (7, {1})
+
+
 def test_variant_paths():
     variants = make_variants(3, [1, 2])
     assert [v.tag for v in variants] == ["e3.m0", "e1.m0", "e1.m1", "e2.m0", "e2.m1"]
@@ -145,6 +162,8 @@ class TableModel:
 
     def __init__(self, table):
         self.table = np.asarray(table, dtype=np.float32)
+        self.input = InputSettings(image_shape=(3, 1, 1))
+        self.normalise = np.asarray  # the pixel value is the row
 
     def forward(self, batch):
         rows = self.table[batch[:, 0, 0, 0].astype(int)]
@@ -156,14 +175,14 @@ def prepared(product, pixel_values, digests=None, valid=None, num_views=1):
     views = np.array(pixel_values, dtype=np.uint8).reshape(-1, 1, 1, 1).repeat(3, axis=1)
     num_images = len(valid) if valid is not None else len(pixel_values) // num_views
     return types.SimpleNamespace(product=product, num_images=num_images, num_views=num_views,
-                                 valid=valid or [True] * num_images, views=views,
+                                 valid=valid or [True] * num_images, views=[views], num_rows=len(views),
                                  digests=digests or [bytes([product, i]) * 8 for i in range(num_images)])
 
 
 def run_predictor(models, products, ensembles=(), batch_size=3, md5_override=None, unique_md5=False,
                   num_classes=2):
     variants = make_variants(len(models), list(ensembles))
-    predictor = Predictor(models, lambda batch: batch, batch_size, num_classes, variants, 10, len(products),
+    predictor = Predictor(models, batch_size, num_classes, variants, 10, len(products),
                           md5_override, unique_md5)
     for item in products:
         predictor.add(item)

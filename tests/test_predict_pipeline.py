@@ -16,6 +16,7 @@ from predict import check_submission, merge_shards, predict
 from predict.pipeline import Pipeline, PipelineError
 from predict.submission import read_submission
 from tests.conftest import REPO_ROOT
+from train.checkpoint import InputSettings, input_settings_path, load_params, write_input_settings
 from tests.helpers import alive, children_of, colour_products, product, write_bson, write_category_csv
 
 NUM_CLASSES = 6
@@ -160,7 +161,7 @@ def long_run(tmp_path):
 
 @pytest.mark.parametrize("victim", ["worker 2", "reader"])
 def test_a_killed_process_ends_the_run_with_a_message(long_run, victim):
-    with Pipeline(long_run["bson"], 0, 40000, 2, (3, 8, 8), 1) as pipeline:
+    with Pipeline(long_run["bson"], 0, 40000, 2, [((3, 8, 8), 0)], 1) as pipeline:
         pids = [p.pid for p in pipeline.processes.values()]
         pipeline.receive()
         os.kill(pipeline.processes[victim].pid, signal.SIGKILL)
@@ -179,7 +180,7 @@ def test_a_reader_error_is_reported(long_run):
     os.utime(long_run["bson"], (1, 1))
     os.utime(long_run["bson"], None)
     with pytest.raises(PipelineError, match="reader"):
-        with Pipeline(long_run["bson"], 0, 40000, 1, (3, 8, 8), 0) as pipeline:
+        with Pipeline(long_run["bson"], 0, 40000, 1, [((3, 8, 8), 0)], 0) as pipeline:
             start = time.monotonic()
             while time.monotonic() - start < 20:
                 pipeline.receive()
@@ -187,8 +188,8 @@ def test_a_reader_error_is_reported(long_run):
 
 def test_two_runs_at_once_do_not_collide(colour_run):
     count = len(colour_run["docs"])
-    with Pipeline(colour_run["bson"], 0, count, 1, (3, 32, 32), 0) as first, \
-            Pipeline(colour_run["bson"], 0, count, 1, (3, 32, 32), 0, transport="tcp") as second:
+    with Pipeline(colour_run["bson"], 0, count, 1, [((3, 32, 32), 0)], 0) as first, \
+            Pipeline(colour_run["bson"], 0, count, 1, [((3, 32, 32), 0)], 0, transport="tcp") as second:
         got = {id(first): [], id(second): []}
         deadline = time.monotonic() + 30
         while (len(got[id(first)]) < count or len(got[id(second)]) < count) and time.monotonic() < deadline:
@@ -247,7 +248,7 @@ def test_a_ctrl_c_dropped_inside_a_destructor_still_stops_the_run():
     """Python prints and drops a KeyboardInterrupt raised while a __del__ runs (MXNet frees its NDArrays
     there): seen once in CI as a Ctrl-C that did not stop a prediction. The pipeline remembers it."""
     from predict.pipeline import Pipeline
-    pipeline = Pipeline("unused.bson", 0, 1, 1, (3, 8, 8), 0)
+    pipeline = Pipeline("unused.bson", 0, 1, 1, [((3, 8, 8), 0)], 0)
 
     class Freed:
         def __del__(self):
@@ -256,3 +257,40 @@ def test_a_ctrl_c_dropped_inside_a_destructor_still_stops_the_run():
     Freed()  # its __del__ runs at once; the KeyboardInterrupt it raises is dropped
     with pytest.raises(KeyboardInterrupt):
         pipeline.check_processes()
+
+
+def scaled_colour_model(prefix, image_shape, rgb_scale):
+    """The colour classifier for input scaled by `rgb_scale`, with the input settings training
+    would have written beside it (PREFIX-input.json)."""
+    symbol, params = colour_centroid_model(prefix)
+    arg_params, _ = load_params(params)
+    weight = arg_params["fc_weight"].asnumpy()  # 2 s c and -s |c|^2 for the centroids c
+    save_model(prefix, weight, arg_params["fc_bias"].asnumpy() * rgb_scale, None)
+    write_input_settings(input_settings_path(prefix), InputSettings(image_shape=image_shape, rgb_scale=rgb_scale))
+    return symbol, params
+
+
+def accuracy(run, output):
+    ids, categories = read_submission(str(output))
+    truth = {d["_id"]: d["category_id"] for d in run["docs"]}
+    return float(np.mean([truth[i] == c for i, c in zip(ids.tolist(), categories.tolist())]))
+
+
+def test_each_model_predicts_at_its_checkpoints_input(colour_run, caplog):
+    # model B was trained at 16x16 on pictures scaled by 1/255: its PREFIX-input.json says so, and
+    # it is right only when fed that; model A (32x32, raw RGB) beside it keeps its own input
+    a_symbol, a_params = scaled_colour_model(str(colour_run["dir"] / "a"), (3, 32, 32), 1.0)
+    b_symbol, b_params = scaled_colour_model(str(colour_run["dir"] / "b"), (3, 16, 16), 1 / 255)
+    common = ["--bson", colour_run["bson"], "--csv", colour_run["csv"], "--batch-size", "8", "--num-procs", "1"]
+    out = colour_run["dir"]
+    assert predict.main([*common, "--symbol", b_symbol, "--params", b_params, "--output", str(out / "b.csv")]) == 0
+    assert accuracy(colour_run, out / "b.csv") == 1.0
+    assert predict.main([*common, "--symbol", b_symbol, "--params", b_params, "--rgb-scale", "1",
+                         "--output", str(out / "b_raw.csv")]) == 0  # the flag overrides: B fed raw RGB
+    assert accuracy(colour_run, out / "b_raw.csv") < 1.0
+    caplog.clear()
+    with caplog.at_level("INFO"):
+        assert predict.main([*common, "--symbol", a_symbol, b_symbol, "--params", a_params, b_params,
+                             "--ensembles", "1", "--output", str(out / "ab.csv")]) == 0
+    assert "views at 32x32 (resize 0); 16x16 (resize 0)" in caplog.text
+    assert accuracy(colour_run, out / "ab.csv") == accuracy(colour_run, out / "ab.e1.m0.csv") == 1.0
