@@ -1,5 +1,6 @@
 """run_demo.sh end to end on a small demo (slow: RUN_SLOW=1 ./run_tests.sh)."""
 import csv
+import gzip
 import os
 import subprocess
 import sys
@@ -19,25 +20,25 @@ def test_run_demo_end_to_end(tmp_path):
                             timeout=1800)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "chance:" in result.stdout
-    for name in ("model1", "model2", "finetune"):
+    for name in ("D01", "D02", "D03"):  # trained by train/demo/D0x.sh, the model scripts' format
         with open(demo_dir / "models" / name / f"{name}-metrics.csv", newline="") as fh:
             rows = list(csv.DictReader(fh))
         assert rows and 0.0 <= float(rows[-1]["val_accuracy"]) <= 1.0
-    # The fine-tune started from model 1's weights: its first epoch trains far better than model 1's first.
-    with open(demo_dir / "models" / "model1" / "model1-metrics.csv", newline="") as fh:
+    # The fine-tune started from D01's weights: its first epoch trains far better than D01's first.
+    with open(demo_dir / "models" / "D01" / "D01-metrics.csv", newline="") as fh:
         first_of_model1 = float(next(csv.DictReader(fh))["train_accuracy"])
-    with open(demo_dir / "models" / "finetune" / "finetune-metrics.csv", newline="") as fh:
+    with open(demo_dir / "models" / "D03" / "D03-metrics.csv", newline="") as fh:
         first_of_finetune = float(next(csv.DictReader(fh))["train_accuracy"])
     assert first_of_finetune > first_of_model1
     # Prediction: every technique scored, and a valid submission at the end.
     assert "OK: 50 products" in result.stdout
     scores = {line[:31].strip(): float(line.split()[-2]) for line in result.stdout.splitlines()
-              if line.startswith(("model 1 alone", "ensemble of 3", "+ "))}
+              if line.startswith(("D01 alone", "ensemble of 3", "+ "))}
     assert len(scores) == 6 and all(0.0 <= v <= 1.0 for v in scores.values())
     assert scores["+ product-hash post-processing"] > 1 / 10  # far above chance over 10 categories
-    submission = demo_dir / "submissions" / "submission.csv"
+    submission = demo_dir / "submissions" / "final" / "submission_final.csv.gz"  # predict/run_predict.sh's
     assert result.stdout.rstrip().endswith(f"submission: {submission}")
-    assert len(submission.read_text().splitlines()) == 51
+    assert len(gzip.decompress(submission.read_bytes()).decode().splitlines()) == 51
     # Re-running over its own folder works (the demo owns it).
     again = subprocess.run([os.path.join(REPO_ROOT, "run_demo.sh")], env=dict(env, EPOCHS_1="1", EPOCHS_2="1"),
                            capture_output=True, text=True, timeout=1800)
