@@ -33,8 +33,8 @@ from benchmarks.report import print_tables
 from data import bson2rec
 from data.make_demo_data import generate_demo_dataset
 from train import cpu_kernels, symbols, train_model
-from train.fit import eval_metrics, make_optimizer, test_io, updates_per_epoch
-from train.data import get_iterators
+from train.fit import eval_metrics, make_optimizer, test_io
+from train.data import get_iterators, updates_per_epoch
 
 DEMO_NETWORKS = [("resnext-14", 64), ("densenet-41", 64), ("dpn-26", 64)]
 KERNEL_RUNS = [("resnext-14", 64, 32), ("densenet-41", 64, 32), ("resnext-50", 160, 8), ("densenet-121", 160, 8)]
