@@ -213,7 +213,7 @@ def run_steps(bson_path, csv_path, out_dir, checkpoint, only=None):
     """Measure each step (warm input); returns [(name, Measurement)]."""
     results = []
     for name, argv, before, after in steps(bson_path, csv_path, out_dir, checkpoint):
-        if only and not any(word in name for word in only):
+        if only and not any(name.startswith(word) for word in only):
             continue
         remove(*before)
         warm_page_cache(argv[argv.index("--bson") + 1] if "--bson" in argv else bson_path)
@@ -246,7 +246,7 @@ def build_parser():
                         help="bytes per generated JPEG (770: a 10 GB file at full counts, as the issue's)")
     parser.add_argument("--category-csv", default=None,
                         help="Kaggle's category_names.csv for real category ids (default: generated ids)")
-    parser.add_argument("--only", nargs="*", default=None, help="run only the steps whose names hold these words")
+    parser.add_argument("--only", nargs="*", default=None, help="run only the steps whose names start with these words")
     parser.add_argument("--markdown", default=None, help="also write the table to this file")
     return parser
 

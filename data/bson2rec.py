@@ -29,7 +29,7 @@ from data.bson_index import NO_CATEGORY, BsonIndex
 from data.categories import Categories, default_category_csv
 from data.common import (HelpFormatter, RefusedFlag, Timer, UserError, atomic_outputs, check_input_file,
                          check_outputs, plural, run_cli)
-from data.md5_dict import KEY_DTYPE, PICKLE_REFUSED, Md5Dictionary, iter_image_digests
+from data.md5_dict import KEY_DTYPE, PICKLE_REFUSED, Md5Dictionary, first_occurrences, iter_image_digests
 from data.recordio import IndexedRecordWriter, pack_header
 
 log = logging.getLogger(__name__)
@@ -67,15 +67,19 @@ def product_classes(index, categories):
     return classes
 
 
+JPEG_PROBLEMS = (None, "not_jpeg", "truncated_jpeg")  # jpeg_problem's answers, by code
+
+
 def scan_md5(index):
-    """MD5 and JPEG check of every image in file order (one sequential pass)."""
+    """MD5 and JPEG check of every image in file order (one sequential pass): digests and problem codes
+    (positions in JPEG_PROBLEMS; a byte per image, where a list would take 8)."""
     digests = np.zeros(index.num_images, dtype=KEY_DTYPE)
-    problems = [None] * index.num_images
+    problems = np.zeros(index.num_images, dtype=np.uint8)
     first = 0  # the products come in file order, so their images do too
     with tqdm(total=index.num_images, unit="img", desc="md5 pre-pass") as bar:
         for product, pictures, product_digests in iter_image_digests(index):
             digests[first:first + len(pictures)] = product_digests
-            problems[first:first + len(pictures)] = [jpeg_problem(p) for p in pictures]
+            problems[first:first + len(pictures)] = [JPEG_PROBLEMS.index(jpeg_problem(p)) for p in pictures]
             first += len(pictures)
             bar.update(len(pictures))
     return digests, problems
@@ -98,19 +102,17 @@ def select_images(index, image_classes, skipped, unique_md5=False, md5_dict=None
     if needs_prepass(unique_md5, md5_dict, under_sampling):
         # Broken pictures are dropped before any counting, so that they take no category's place.
         digests, problems = scan_md5(index)
-        for j, problem in enumerate(problems):
-            if problem:
-                keep[j] = False
-                skipped[problem] += 1
+        for code, count in enumerate(np.bincount(problems, minlength=len(JPEG_PROBLEMS)).tolist()[1:], 1):
+            if count:
+                skipped[JPEG_PROBLEMS[code]] += count
+        keep &= problems == 0
+        del problems
         if md5_dict is not None:
             single = md5_dict.images.unique_category(digests) >= 0
             skipped["md5_not_single_category"] += int((keep & ~single).sum())
             keep &= single
         if unique_md5:
-            # np.unique's return_index gives the first position (file order) of each digest.
-            _, first = np.unique(digests[keep], return_index=True)
-            first_of_kept = np.zeros(int(keep.sum()), dtype=bool)
-            first_of_kept[first] = True
+            first_of_kept = first_occurrences(digests[keep])
             skipped["duplicate_md5"] += int((~first_of_kept).sum())
             keep[np.flatnonzero(keep)[~first_of_kept]] = False
     order = np.flatnonzero(keep)

@@ -168,7 +168,16 @@ def compact_ints(values):
     return values.astype(np.int32) if fits else values
 
 
-def _pair_order(keys, category_ids):
+def first_occurrences(keys):
+    """Whether each S16 key is the first of its value in file order (a sort order, not a set of 12M keys)."""
+    keys = np.ascontiguousarray(keys, dtype=KEY_DTYPE)
+    order = _pair_order(keys)
+    first = np.zeros(len(keys), dtype=bool)
+    first[order[_changes(keys, order)]] = True  # stable order: each run of equal keys starts at its first
+    return first
+
+
+def _pair_order(keys, category_ids=None):
     """Stable order of the items by (key, category). A key's big-endian 8-byte words sort as its bytes do;
     MD5s rarely share their first word unless they are equal, so the rest is sorted only within such ties."""
     words = keys.view(">u8").reshape(-1, 2)
@@ -180,7 +189,8 @@ def _pair_order(keys, category_ids):
     if len(tied):
         run = np.cumsum(np.r_[True, ~tie])[tied]
         items = order[tied]
-        order[tied] = items[np.lexsort((category_ids[items], words[items, 1], run))]
+        within = (words[items, 1], run) if category_ids is None else (category_ids[items], words[items, 1], run)
+        order[tied] = items[np.lexsort(within)]
     return order
 
 

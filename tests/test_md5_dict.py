@@ -123,6 +123,7 @@ def test_sorted_array_counting_matches_a_dict_of_counters():
     rng = np.random.default_rng(5)
     pool = rng.integers(0, 256, (300, 16), dtype=np.uint8)
     pool[::5, 12:] = 0  # trailing NUL bytes, which numpy's S16 hides on reading
+    pool[:100, :8] = pool[0, :8]  # keys sharing their first 8 bytes: sorted by the rest too
     keys = pool[rng.integers(0, len(pool), 5000)].view("S16").ravel()
     categories = rng.integers(0, 6, len(keys))
     reference = collections.defaultdict(dict)
@@ -135,3 +136,15 @@ def test_sorted_array_counting_matches_a_dict_of_counters():
     for key, entry in reference.items():
         found = table.entry(table.find(np.frombuffer(key, dtype="S16"))[0])
         assert list(found.items()) == list(entry.items())
+
+
+def test_first_occurrences_are_those_np_unique_finds():
+    from data.md5_dict import first_occurrences
+
+    rng = np.random.default_rng(9)
+    pool = rng.integers(0, 256, (50, 16), dtype=np.uint8)
+    pool[:25, :8] = pool[0, :8]  # keys sharing their first 8 bytes: ordered by the rest
+    keys = pool[rng.integers(0, len(pool), 2000)].view("S16").ravel()
+    _, first = np.unique(keys, return_index=True)
+    assert np.flatnonzero(first_occurrences(keys)).tolist() == sorted(first.tolist())
+    assert first_occurrences(np.zeros(0, dtype="S16")).tolist() == []
