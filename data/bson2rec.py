@@ -27,8 +27,9 @@ from tqdm import tqdm
 
 from data.bson_index import NO_CATEGORY, BsonIndex
 from data.categories import Categories, default_category_csv
-from data.common import (HelpFormatter, RefusedFlag, Timer, UserError, atomic_outputs, check_input_file,
-                         check_outputs, plural, run_cli)
+from cli.files import atomic_outputs, check_input_file, check_outputs
+from cli.reporting import Timer, plural
+from cli.runner import HelpFormatter, RefusedFlag, UserError, run_cli
 from data.md5_dict import KEY_DTYPE, PICKLE_REFUSED, Md5Dictionary, first_occurrences, iter_image_digests
 from data.recordio import IndexedRecordWriter, pack_header
 

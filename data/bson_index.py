@@ -36,7 +36,9 @@ import struct
 import numpy as np
 from tqdm import tqdm
 
-from data.common import UserError, atomic_outputs, check_input_file, plural, write_npz
+from cli.files import atomic_outputs, check_input_file, write_npz
+from cli.reporting import plural
+from cli.runner import UserError
 
 log = logging.getLogger(__name__)
 

@@ -11,8 +11,9 @@ import numpy as np
 from tqdm import tqdm
 
 from data.bson_index import BsonIndex
-from data.common import (HelpFormatter, RefusedFlag, Timer, UserError, atomic_outputs, check_input_file, check_outputs,
-                         plural, run_cli)
+from cli.files import atomic_outputs, check_input_file, check_outputs
+from cli.reporting import Timer, plural
+from cli.runner import HelpFormatter, RefusedFlag, UserError, run_cli
 from data.md5_dict import KEY_DTYPE, HashTable, Md5Dictionary, compact_ints, iter_image_digests, product_key
 
 log = logging.getLogger(__name__)

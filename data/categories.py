@@ -13,7 +13,8 @@ import os
 
 import numpy as np
 
-from data.common import UserError, check_input_file
+from cli.files import check_input_file
+from cli.runner import UserError
 
 HEADER = ["category_id", "category_level1", "category_level2", "category_level3"]
 

@@ -7,7 +7,8 @@ import glob
 import os
 
 from data.bson_index import BsonIndex
-from data.common import HelpFormatter, UserError, human_bytes, run_cli
+from cli.reporting import human_bytes
+from cli.runner import HelpFormatter, UserError, run_cli
 
 LOOKS_FOR = "*.bson, *.rec (with its .idx) and md5_dict*.npz, in it and its subfolders"
 from data.md5_dict import Md5Dictionary

@@ -29,7 +29,9 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from data.common import HelpFormatter, Timer, UserError, atomic_outputs, check_outputs, human_bytes, run_cli
+from cli.files import atomic_outputs, check_outputs
+from cli.reporting import Timer, human_bytes
+from cli.runner import HelpFormatter, UserError, run_cli
 
 log = logging.getLogger(__name__)
 

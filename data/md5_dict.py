@@ -21,7 +21,8 @@ import logging
 
 import numpy as np
 
-from data.common import UserError, check_input_file, write_npz
+from cli.files import check_input_file, write_npz
+from cli.runner import UserError
 
 log = logging.getLogger(__name__)
 

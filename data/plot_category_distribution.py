@@ -10,7 +10,8 @@ import os
 import numpy as np
 
 from data.bson_index import BsonIndex
-from data.common import HelpFormatter, UserError, atomic_outputs, check_input_file, check_outputs, run_cli
+from cli.files import atomic_outputs, check_input_file, check_outputs
+from cli.runner import HelpFormatter, UserError, run_cli
 
 log = logging.getLogger(__name__)
 

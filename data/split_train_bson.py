@@ -21,8 +21,9 @@ import numpy as np
 from tqdm import tqdm
 
 from data.bson_index import BsonIndex
-from data.common import (HelpFormatter, Timer, UserError, atomic_outputs, check_input_file, check_outputs, human_bytes,
-                         plural, run_cli)
+from cli.files import atomic_outputs, check_input_file, check_outputs
+from cli.reporting import Timer, human_bytes, plural
+from cli.runner import HelpFormatter, UserError, run_cli
 
 log = logging.getLogger(__name__)
 

@@ -24,8 +24,8 @@ from tqdm import tqdm
 
 from data.bson_index import BsonIndex
 from data.categories import Categories, default_category_csv
-from data.common import (HelpFormatter, UserError, atomic_outputs, check_input_paths, check_output_folder,
-                         check_outputs, run_cli)
+from cli.files import atomic_outputs, check_input_paths, check_output_folder, check_outputs
+from cli.runner import HelpFormatter, UserError, run_cli
 from predict.submission import read_text, duplicated_ids, positions_in_bson, read_submission
 
 log = logging.getLogger(__name__)
@@ -320,8 +320,8 @@ def load_inputs(args):
 
 
 def check_outputs_in_new_folders(paths, force, inputs):
-    """data.common.check_outputs for outputs in folders this command makes: a missing folder is
-    checked as a folder to make (data.common.check_output_folder)."""
+    """cli.files.check_outputs for outputs in folders this command makes: a missing folder is
+    checked as a folder to make (cli.files.check_output_folder)."""
     folders = {os.path.dirname(os.path.abspath(path)) for path in paths}
     check_outputs([p for p in paths if os.path.isdir(os.path.dirname(os.path.abspath(p)))], force, inputs)
     for folder in sorted(f for f in folders if not os.path.isdir(f)):

@@ -10,7 +10,9 @@ import logging
 
 from data.bson_index import BsonIndex
 from data.categories import Categories, default_category_csv
-from data.common import HelpFormatter, check_input_paths, plural, run_cli
+from cli.files import check_input_paths
+from cli.reporting import plural
+from cli.runner import HelpFormatter, run_cli
 from predict.submission import read_submission, submission_problems
 
 log = logging.getLogger(__name__)

@@ -12,7 +12,8 @@ import mxnet as mx
 import numpy as np
 
 from data.bson_index import BsonIndex
-from data.common import HelpFormatter, UserError, check_input_paths, run_cli
+from cli.files import check_input_paths
+from cli.runner import HelpFormatter, UserError, run_cli
 from predict.models import Model, normaliser
 from predict.preprocess import MULTI_VIEWS, product_views
 from predict.probability import view_mean

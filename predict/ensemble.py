@@ -21,7 +21,9 @@ import types
 import numpy as np
 
 from data.categories import Categories, default_category_csv
-from data.common import HelpFormatter, Timer, UserError, check_input_paths, check_outputs, plural, run_cli
+from cli.files import check_input_paths, check_outputs
+from cli.reporting import Timer, plural
+from cli.runner import HelpFormatter, UserError, run_cli
 from predict.outputs import add_reduction_flags, load_md5_override, report_accuracy, write_outputs
 from predict.predictor import image_ensembles, make_variants, product_classes
 from predict.prob_store import META, Store, check_stores_agree

@@ -13,7 +13,9 @@ import logging
 
 from data.bson_index import BsonIndex
 from data.bson_md5_dict import build_dictionary, hash_images
-from data.common import HelpFormatter, Timer, UserError, check_input_paths, check_outputs, run_cli
+from cli.files import check_input_paths, check_outputs
+from cli.reporting import Timer
+from cli.runner import HelpFormatter, UserError, run_cli
 from data.md5_dict import PICKLE_REFUSED, Md5Dictionary
 from predict.submission import write_submission
 

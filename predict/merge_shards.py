@@ -12,7 +12,9 @@ import os
 import numpy as np
 
 from data.bson_index import BsonIndex
-from data.common import HelpFormatter, Timer, UserError, check_input_file, check_outputs, plural, run_cli
+from cli.files import check_input_file, check_outputs
+from cli.reporting import Timer, plural
+from cli.runner import HelpFormatter, UserError, run_cli
 from predict.submission import (duplicated_ids, positions_in_bson, read_submission, variant_path,
                                 variant_tags_beside, write_submission)
 

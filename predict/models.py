@@ -10,7 +10,7 @@ import os
 import mxnet as mx
 import numpy as np
 
-from data.common import UserError
+from cli.runner import UserError
 from train.checkpoint import load_params, load_symbol, mxnet_reason, resolve_input_settings
 
 log = logging.getLogger(__name__)

@@ -7,7 +7,8 @@ import sys
 
 import numpy as np
 
-from data.common import UserError, atomic_outputs
+from cli.files import atomic_outputs
+from cli.runner import UserError
 from data.md5_dict import BUILD_COMMAND, Md5Dictionary
 from predict import probability
 from predict.predictor import Md5Override, labels_of

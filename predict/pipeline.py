@@ -21,7 +21,9 @@ import time
 import numpy as np
 import zmq
 
-from data.common import UserError, describe_exit, plural
+from cli.processes import describe_exit
+from cli.reporting import plural
+from cli.runner import UserError
 from predict import messages
 
 log = logging.getLogger(__name__)

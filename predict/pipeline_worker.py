@@ -25,7 +25,7 @@ import time
 import numpy as np
 import zmq
 
-from data.common import set_parent_death_signal
+from cli.processes import set_parent_death_signal
 from predict import messages
 
 def die_with_parent(parent_pid):

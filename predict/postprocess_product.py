@@ -9,7 +9,9 @@ import logging
 
 import numpy as np
 
-from data.common import HelpFormatter, Timer, UserError, check_input_file, check_outputs, plural, run_cli
+from cli.files import check_input_file, check_outputs
+from cli.reporting import Timer, plural
+from cli.runner import HelpFormatter, UserError, run_cli
 from predict.submission import duplicated_ids, first_ids, read_submission, write_submission
 
 log = logging.getLogger(__name__)

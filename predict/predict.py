@@ -37,8 +37,9 @@ from tqdm import tqdm
 
 from data.bson_index import BsonIndex
 from data.categories import Categories, default_category_csv
-from data.common import (HelpFormatter, RefusedFlag, Timer, UserError, check_input_paths, check_output_folder,
-                         check_outputs, plural, run_cli)
+from cli.files import check_input_paths, check_output_folder, check_outputs
+from cli.reporting import Timer, plural
+from cli.runner import HelpFormatter, RefusedFlag, UserError, run_cli
 from data.md5_dict import PICKLE_REFUSED
 from predict.forward_plan import plan_run
 from predict.models import load_models, model_files

@@ -24,7 +24,8 @@ import shutil
 
 import numpy as np
 
-from data.common import UserError, plural
+from cli.reporting import plural
+from cli.runner import UserError
 from data.md5_dict import KEY_DTYPE
 from predict import probability
 

@@ -10,7 +10,8 @@ import logging
 import numpy as np
 
 from data.bson_index import BsonIndex
-from data.common import HelpFormatter, UserError, check_input_file, run_cli
+from cli.files import check_input_file
+from cli.runner import HelpFormatter, UserError, run_cli
 from predict.submission import positions_of, read_submission
 
 log = logging.getLogger(__name__)

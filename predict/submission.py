@@ -9,7 +9,9 @@ import re
 
 import numpy as np
 
-from data.common import UserError, atomic_outputs, check_input_file, plural
+from cli.files import atomic_outputs, check_input_file
+from cli.reporting import plural
+from cli.runner import UserError
 
 HEADER = "_id,category_id"
 _ROW = re.compile(r"(\d+),(\d+)", re.ASCII)  # plain non-negative integers: no signs, spaces or underscores
@@ -29,7 +31,7 @@ def _open_for_write(temp_path, final_path):
 def write_submission(path, product_ids, category_ids):
     """Write `_id,category_id` rows in the given order, atomically (temporary name, then rename).
 
-    The caller checks an existing `path` against --force (data.common.check_outputs).
+    The caller checks an existing `path` against --force (cli.files.check_outputs).
     """
     product_ids = np.asarray(product_ids, dtype=np.int64)
     category_ids = np.asarray(category_ids, dtype=np.int64)

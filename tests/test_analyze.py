@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from data.common import UserError
+from cli.runner import UserError
 from predict import analyze
 from tests.conftest import REPO_ROOT
 from tests.helpers import product, write_bson, write_category_csv

@@ -7,7 +7,7 @@ import random
 import pytest
 
 from data import bson2rec, bson_md5_dict
-from data.common import UserError
+from cli.runner import UserError
 from tests.helpers import make_jpeg, product, read_docs, read_records, write_bson
 
 

@@ -235,7 +235,7 @@ def test_chunks_of_the_build_join_in_file_order(tmp_path, monkeypatch):
 
 
 def test_old_cache_version_is_rebuilt_not_misread(tmp_path):
-    from data.common import write_npz
+    from cli.files import write_npz
 
     path = write_bson(tmp_path / "a.bson", [product(1, [make_jpeg(1)], 10)])
     stat = os.stat(path)

@@ -3,7 +3,7 @@ import csv
 import pytest
 
 from data.categories import Categories
-from data.common import UserError
+from cli.runner import UserError
 
 
 def test_real_category_file(category_csv):

@@ -9,7 +9,7 @@ import mxnet as mx
 import numpy as np
 import pytest
 
-from data.common import UserError
+from cli.runner import UserError
 from predict.models import Model
 from tests.conftest import REPO_ROOT
 from tests.test_train import NUM_CLASSES, colour_rec, tiny_symbol  # noqa: F401 (fixtures)

@@ -12,7 +12,8 @@ import pytest
 from data import bson2rec, bson_md5_dict, dataset_summary, make_demo_data, plot_category_distribution
 from data import split_train_bson
 from data.bson_index import BsonIndex
-from data.common import UserError, atomic_outputs, run_cli
+from cli.files import atomic_outputs
+from cli.runner import UserError, run_cli
 from tests.conftest import REPO_ROOT
 from tests.helpers import make_jpeg, product, write_bson, write_category_csv
 

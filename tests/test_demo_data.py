@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from data.categories import Categories
-from data.common import UserError
+from cli.runner import UserError
 from data.make_demo_data import (OUTPUT_NAMES, assign_categories, category_weights, encode_jpeg,
                                  generate_demo_dataset, main, make_styles)
 

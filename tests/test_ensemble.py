@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from data import bson_md5_dict
-from data.common import UserError
+from cli.runner import UserError
 from predict import ensemble, predict, probability
 from predict.submission import read_submission
 from tests.conftest import REPO_ROOT

@@ -5,7 +5,7 @@ import mxnet as mx
 import numpy as np
 import pytest
 
-from data.common import UserError
+from cli.runner import UserError
 from train.checkpoint import load_params, load_symbol
 from train.finetune import attach_classifier, cut_at, select_params
 from tests.conftest import shared_file

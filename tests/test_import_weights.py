@@ -7,7 +7,7 @@ import mxnet as mx
 import numpy as np
 import pytest
 
-from data.common import UserError
+from cli.runner import UserError
 from train import checkpoint, import_weights, symbols, train_model
 from train.finetune import select_params
 from tests.helpers import write_colour_rec

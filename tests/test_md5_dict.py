@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from data import bson_md5_dict
-from data.common import UserError
+from cli.runner import UserError
 from data.md5_dict import Md5Dictionary, image_md5, product_hash, product_key
 from tests.helpers import make_jpeg, product, read_docs, write_bson
 

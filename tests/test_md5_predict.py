@@ -6,7 +6,7 @@ from collections import defaultdict
 import pytest
 
 from data import bson_md5_dict
-from data.common import UserError
+from cli.runner import UserError
 from predict import md5_predict, postprocess_product
 from predict.submission import read_submission, write_submission
 from tests.helpers import make_jpeg, product, read_docs, write_bson

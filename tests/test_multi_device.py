@@ -10,7 +10,7 @@ import mxnet as mx
 import numpy as np
 import pytest
 
-from data.common import UserError
+from cli.runner import UserError
 from predict import compare_devices, predict
 from predict.predictor import Predictor
 from predict.submission import read_submission

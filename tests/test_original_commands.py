@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from data import bson_md5_dict
-from data.common import UserError
+from cli.runner import UserError
 from data.md5_dict import Md5Dictionary
 from predict import md5_predict, postprocess_product, predict
 from predict.submission import read_submission

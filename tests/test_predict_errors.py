@@ -9,7 +9,7 @@ import sys
 import mxnet as mx
 import pytest
 
-from data.common import UserError
+from cli.runner import UserError
 from predict import (analyze, check_submission, md5_predict, merge_shards, postprocess_product, predict,
                      score_submission, submission)
 from predict.submission import read_submission, write_submission

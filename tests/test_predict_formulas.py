@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from data import bson_md5_dict
-from data.common import UserError
+from cli.runner import UserError
 from predict import predict
 from predict.submission import read_submission
 from tests.helpers import product, read_docs, write_bson, write_category_csv

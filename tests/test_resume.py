@@ -10,7 +10,7 @@ import mxnet as mx
 import numpy as np
 import pytest
 
-from data.common import UserError
+from cli.runner import UserError
 from train import checkpoint, optimizer_state, train_model
 from train.data import get_iterators
 from train.lr_schedule import EpochStepScheduler

@@ -9,7 +9,7 @@ import pytest
 
 from data import split_train_bson
 from data.bson_index import BsonIndex
-from data.common import UserError
+from cli.runner import UserError
 from tests.helpers import make_jpeg, product, read_docs, write_bson
 
 

@@ -7,7 +7,7 @@ import pytest
 
 from data.bson_index import BsonIndex
 from data.categories import Categories
-from data.common import UserError, run_cli
+from cli.runner import UserError, run_cli
 from predict import check_submission, merge_shards
 from predict.submission import read_submission, submission_problems, write_submission
 from tests.helpers import make_jpeg, product, write_bson, write_category_csv

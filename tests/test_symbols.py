@@ -16,7 +16,7 @@ import mxnet as mx
 import numpy as np
 import pytest
 
-from data.common import UserError
+from cli.runner import UserError
 from tests.conftest import shared_file
 from train.finetune import attach_classifier
 from train.symbols import FEATURE_LAYERS, build_features, family, get_symbol, list_symbols, resnext

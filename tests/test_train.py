@@ -8,7 +8,7 @@ import mxnet as mx
 import numpy as np
 import pytest
 
-from data.common import UserError
+from cli.runner import UserError
 from train import train_model
 from train.data import get_iterators
 from train.fit import describe_optimizer, eval_metrics, fit, make_optimizer, optimizer_settings

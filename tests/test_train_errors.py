@@ -6,7 +6,7 @@ import sys
 import mxnet as mx
 import pytest
 
-from data.common import UserError
+from cli.runner import UserError
 from train import devices, train_model
 from train.data import check_labels, parse_image_shape, record_labels, record_offsets
 from tests.conftest import REPO_ROOT

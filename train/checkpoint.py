@@ -21,7 +21,8 @@ import typing
 
 import mxnet as mx
 
-from data.common import UserError, atomic_outputs, check_input_file
+from cli.files import atomic_outputs, check_input_file
+from cli.runner import UserError
 
 log = logging.getLogger(__name__)
 

@@ -30,7 +30,8 @@ import sys
 import tempfile
 import time
 
-from data.common import UserError, atomic_outputs, run_cli
+from cli.files import atomic_outputs
+from cli.runner import UserError, run_cli
 
 log = logging.getLogger(__name__)
 

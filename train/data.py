@@ -21,7 +21,8 @@ import zlib
 import mxnet as mx
 import numpy as np
 
-from data.common import UserError, check_input_file
+from cli.files import check_input_file
+from cli.runner import UserError
 from data.recordio import MAGIC
 from train.checkpoint import InputSettings
 

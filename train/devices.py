@@ -14,7 +14,7 @@ import argparse
 import mxnet as mx
 import numpy as np
 
-from data.common import UserError, run_cli
+from cli.runner import UserError, run_cli
 from train.checkpoint import mxnet_reason
 
 CPU_HINT = "set GPUS= (empty) to run on the CPU"

@@ -11,7 +11,7 @@ import logging
 
 import mxnet as mx
 
-from data.common import UserError
+from cli.runner import UserError
 
 log = logging.getLogger(__name__)
 

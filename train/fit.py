@@ -23,7 +23,8 @@ import time
 import mxnet as mx
 import numpy as np
 
-from data.common import UserError, check_outputs, same_file
+from cli.files import check_outputs, same_file
+from cli.runner import UserError
 from train import checkpoint, optimizer_state
 from train.devices import DEVICES_HELP, contexts
 from train.data import count_records, epoch_seed, get_iterators, input_settings, updates_per_epoch

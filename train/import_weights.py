@@ -40,7 +40,8 @@ import re
 import mxnet as mx
 import numpy as np
 
-from data.common import HelpFormatter, UserError, atomic_outputs, check_input_file, check_outputs, run_cli
+from cli.files import atomic_outputs, check_input_file, check_outputs
+from cli.runner import HelpFormatter, UserError, run_cli
 from train import symbols
 from train.checkpoint import (InputSettings, checkpoint_paths, input_settings_path, load_params, load_symbol,
                               mxnet_reason, write_input_settings, write_params)

@@ -25,7 +25,8 @@ import subprocess
 import sys
 import time
 
-from data.common import HelpFormatter, UserError, describe_exit, run_cli, set_parent_death_signal
+from cli.processes import describe_exit, set_parent_death_signal
+from cli.runner import HelpFormatter, UserError, run_cli
 
 log = logging.getLogger(__name__)
 

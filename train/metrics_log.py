@@ -9,7 +9,7 @@ import logging
 import os
 import time
 
-from data.common import atomic_outputs
+from cli.files import atomic_outputs
 
 log = logging.getLogger(__name__)
 

@@ -23,7 +23,7 @@ import os
 
 import mxnet as mx
 
-from data.common import UserError
+from cli.runner import UserError
 from train.checkpoint import load_named_arrays, optimizer_state_paths
 
 log = logging.getLogger(__name__)

@@ -9,7 +9,8 @@ import os
 
 import mxnet as mx
 
-from data.common import HelpFormatter, UserError, plural, run_cli
+from cli.reporting import plural
+from cli.runner import HelpFormatter, UserError, run_cli
 
 
 def majority_share(rec_path):

@@ -18,7 +18,9 @@ import os
 import sys
 import traceback
 
-from data.common import HelpFormatter, RefusedFlag, UserError, check_input_file, plural, run_cli
+from cli.files import check_input_file
+from cli.reporting import plural
+from cli.runner import HelpFormatter, RefusedFlag, UserError, run_cli
 from train import symbols
 from train.devices import contexts
 from train.data import add_data_args, add_data_aug_args, check_data, image_shape

@@ -99,7 +99,7 @@ def test_sigkill_then_rerun_gives_the_uninterrupted_output(big_demo, tmp_path, n
 def test_a_rerun_removes_what_a_killed_run_left(tmp_path):
     """Temporary files of a killed run (its process gone) are removed by the next write of that output;
     those of a run still going are left alone."""
-    from data.common import atomic_outputs
+    from cli.files import atomic_outputs
 
     output = tmp_path / "out.csv"
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)

@@ -6,7 +6,7 @@ the name of their layer (where fine-tuning cuts: `FEATURE_LAYERS`); the head com
 train.finetune.attach_classifier, the only head builder. `get_symbol` gives it the names of
 the published graph's classifier (fc1, fc6), so the published weights load by name.
 """
-from data.common import UserError
+from cli.runner import UserError
 from train.finetune import attach_classifier
 from train.symbols import densenet, dpn, resnext
 

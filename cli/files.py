@@ -1,77 +1,16 @@
-"""Shared plumbing for every command of the project: logging, errors, safe outputs.
+"""Files a command reads and writes: checked before any work, outputs written whole or not at all.
 
-Each script is `main(argv)` over small functions; `run_cli` turns a `UserError`
-into a one-line message and a non-zero exit, so bad input never ends in a bare
-traceback.
+Every command calls `check_outputs` with all its outputs and inputs before the heavy work, and
+writes each output through `atomic_outputs` (a temporary name, renamed when complete).
 """
-import argparse
 import contextlib
 import logging
 import os
-import sys
-import time
+
+from cli.processes import process_alive
+from cli.runner import UserError
 
 log = logging.getLogger("cdiscount")
-
-
-class UserError(Exception):
-    """A problem with the user's input or environment, reported as one line."""
-
-
-def setup_logging(verbose=False):
-    """Timestamped logging to stderr, once per process."""
-    root = logging.getLogger()
-    if not any(getattr(h, "_cdiscount", False) for h in root.handlers):
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%Y-%m-%d %H:%M:%S"))
-        handler._cdiscount = True
-        root.addHandler(handler)
-    root.setLevel(logging.DEBUG if verbose else logging.INFO)
-
-
-def run_cli(main, argv=None):
-    """Run `main(argv)`; print a UserError as `error: ...` and exit 2."""
-    setup_logging()
-    try:
-        code = main(argv)
-    except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(2)
-    except OSError as exc:  # disk full, permissions: one line naming the file
-        where = f"{exc.filename}: " if exc.filename else ""
-        print(f"error: {where}{exc.strerror or exc}", file=sys.stderr)
-        sys.exit(2)
-    except KeyboardInterrupt:
-        print("error: interrupted", file=sys.stderr)
-        sys.exit(130)
-    sys.exit(code or 0)
-
-
-class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
-    """`--help` keeps the module docstring's line breaks and shows every option's default
-    (not for on/off flags, nor where the default is None: the help text says what happens then)."""
-
-    def _get_help_string(self, action):
-        if action.default is None or action.default is False or action.default is argparse.SUPPRESS:  # 0 is shown
-            return action.help
-        return super()._get_help_string(action)
-
-
-class RefusedFlag(argparse.Action):
-    """An original solution's flag whose meaning changed here (for example a pickle path).
-
-    Accepted so that its command lines parse, but naming it stops the run with one line
-    that says what to use instead: raised while parsing, before any work, never a silently
-    different behaviour. `parser.add_argument("--md5-dict-pkl", action=RefusedFlag, explanation="...")`
-    """
-
-    def __init__(self, option_strings, dest, explanation, help=None, **kwargs):
-        self.explanation = explanation
-        super().__init__(option_strings, dest, help=help or f"the original's flag, refused here: {explanation}",
-                         **kwargs)
-
-    def __call__(self, parser, namespace, values, option_string=None):
-        raise UserError(f"{option_string} {values}: {self.explanation}")
 
 
 def check_outputs(paths, force, inputs=()):
@@ -161,21 +100,11 @@ def remove_stale_temps(path):
         return
     for name in names:
         pid = name[len(prefix):].split(".", 1)[0]
-        if not pid.isdigit() or _alive(int(pid)):
+        if not pid.isdigit() or process_alive(int(pid)):
             continue
         with contextlib.suppress(OSError):
             os.remove(os.path.join(directory, name))
             log.info("removed %s, left by an interrupted run", os.path.join(directory, name))
-
-
-def _alive(pid):
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 @contextlib.contextmanager
@@ -243,55 +172,3 @@ def write_npz(path, arrays):
         for name, array in arrays.items():
             with archive.open(f"{name}.npy", "w", force_zip64=True) as member:
                 np.lib.format.write_array(member, np.asanyarray(array), allow_pickle=False)
-
-
-class Timer:
-    """Wall time of a stage, for the summary lines."""
-
-    def __init__(self):
-        self.start = time.perf_counter()
-
-    @property
-    def seconds(self):
-        return time.perf_counter() - self.start
-
-
-def plural(count, noun, plural_noun=None):
-    """'1 product', '2 products' (`plural_noun` where adding an s is wrong)."""
-    return f"{count} {noun if count == 1 else plural_noun or noun + 's'}"
-
-
-def human_bytes(n):
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if abs(n) < 1024 or unit == "TB":
-            return f"{n:.1f} {unit}" if unit != "B" else f"{n} B"
-        n /= 1024
-    return f"{n} B"
-
-
-# ---- child processes (prediction pipeline, distributed launcher) ----------------------------
-_PR_SET_PDEATHSIG = 1
-
-
-def set_parent_death_signal(sig=None):
-    """Have the kernel send `sig` (SIGTERM) to this process when its parent dies (Linux), so that
-    no child outlives a killed run. Returns False where unsupported."""
-    import ctypes
-    import signal
-
-    try:
-        return ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, sig or signal.SIGTERM) == 0
-    except (OSError, AttributeError):
-        return False
-
-
-def describe_exit(returncode):
-    """'exited with status 3' or 'killed by SIGKILL' for a child's return code."""
-    import signal
-
-    if returncode < 0:
-        try:
-            return f"killed by {signal.Signals(-returncode).name}"
-        except ValueError:
-            return f"killed by signal {-returncode}"
-    return f"exited with status {returncode}"

@@ -1,0 +1,1 @@
+"""Helpers every stage's commands share: running a command, checked files, child processes, reporting."""
