@@ -103,6 +103,7 @@ def select_images(index, image_classes, skipped, unique_md5=False, md5_dict=None
     if needs_prepass(unique_md5, md5_dict, under_sampling):
         # Broken pictures are dropped before any counting, so that they take no category's place.
         digests, problems = scan_md5(index)
+        index.forget_columns()  # the scan's offsets: the writing reads the image columns again
         for code, count in enumerate(np.bincount(problems, minlength=len(JPEG_PROBLEMS)).tolist()[1:], 1):
             if count:
                 skipped[JPEG_PROBLEMS[code]] += count
@@ -113,7 +114,7 @@ def select_images(index, image_classes, skipped, unique_md5=False, md5_dict=None
             skipped["md5_not_single_category"] += int((keep & ~single).sum())
             keep &= single
         if unique_md5:
-            first_of_kept = first_occurrences(digests[keep])
+            first_of_kept = first_occurrences(digests if keep.all() else digests[keep])  # no copy if all kept
             skipped["duplicate_md5"] += int((~first_of_kept).sum())
             keep[np.flatnonzero(keep)[~first_of_kept]] = False
     order = np.flatnonzero(keep)
