@@ -150,23 +150,8 @@ def ensure_bson(work_dir, scale, picture_bytes, category_csv, seed=0):
     return bson_path, csv_path
 
 
-def checkpoint_paths(work_dir, num_classes):
-    prefix = os.path.join(work_dir, f"{PREDICT_NETWORK}-{PREDICT_SIZE}-{num_classes}")
-    return f"{prefix}-symbol.json", f"{prefix}-0001.params"
-
-
-def make_checkpoint(work_dir, num_classes):
-    """A randomly initialised tiny network saved as training saves it (speed does not depend on weights)."""
-    import mxnet as mx
-
-    from train import symbols
-
-    net = symbols.get_symbol(PREDICT_NETWORK, num_classes=num_classes)
-    module = mx.mod.Module(net, context=mx.cpu())
-    module.bind(data_shapes=[("data", (1, 3, PREDICT_SIZE, PREDICT_SIZE))], label_shapes=[("softmax_label", (1,))])
-    module.init_params(mx.init.MSRAPrelu())
-    mx.model.save_checkpoint(checkpoint_paths(work_dir, num_classes)[0][:-len("-symbol.json")], 1, net,
-                             *module.get_params())
+def checkpoint_name(num_classes):
+    return f"{PREDICT_NETWORK}-{PREDICT_SIZE}-{num_classes}"
 
 
 def remove(*paths):
@@ -259,9 +244,12 @@ def main(argv=None):
     out_dir = os.path.dirname(bson_path)
     with open(csv_path, newline="", encoding="utf-8") as fh:
         num_classes = sum(1 for _ in fh) - 1
-    checkpoint = checkpoint_paths(args.work_dir, num_classes)
-    if not os.path.exists(checkpoint[1]):
-        in_child(f"make_checkpoint({args.work_dir!r}, {num_classes})")
+    prefix = os.path.join(args.work_dir, checkpoint_name(num_classes))
+    checkpoint = f"{prefix}-symbol.json", f"{prefix}-0001.params"
+    if not os.path.exists(checkpoint[1]):  # made in a child: this process does not import MXNet
+        in_child("from benchmarks.bench_predict import make_checkpoint; "
+                 f"make_checkpoint({args.work_dir!r}, PREDICT_NETWORK, PREDICT_SIZE, {num_classes}, "
+                 f"checkpoint_name({num_classes}))")
     results = run_steps(bson_path, csv_path, out_dir, checkpoint, args.only)
     counts = scaled_counts(args.scale)
     print_tables([format_table(results, sum(counts.values()), sum(k * n for k, n in counts.items()),

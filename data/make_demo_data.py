@@ -181,6 +181,9 @@ def make_categories(rng, num_categories):
                 name = f"{rng.choice(LEVEL3_OBJECTS)} {rng.choice(LEVEL3_QUALIFIERS)}"
                 if name not in level3_used:
                     break
+                if len(level3_used) >= len(LEVEL3_OBJECTS) * len(LEVEL3_QUALIFIERS):  # every pair taken
+                    name = f"{name} {len(rows)}"
+                    break
             level3_used.add(name)
             rows.append((int(ids[len(rows)]), str(group_level1), str(group_level2), name))
     rows.sort(key=lambda row: row[1:])

@@ -14,7 +14,7 @@ import pytest
 from data.categories import Categories
 from cli.runner import UserError
 from data.make_demo_data import (OUTPUT_NAMES, assign_categories, category_weights, encode_jpeg,
-                                 generate_demo_dataset, main, make_styles)
+                                 generate_demo_dataset, main, make_categories, make_styles)
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SMALL = dict(num_categories=12, num_train_products=300, num_test_products=100)
@@ -256,3 +256,9 @@ def test_command_line_runs_and_refuses_to_overwrite(tmp_path):
     second = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True)
     assert second.returncode == 2
     assert second.stderr.startswith("error: ") and "--force" in second.stderr
+
+
+def test_kaggle_many_categories_get_distinct_names():
+    # more categories than object x qualifier pairs (bench_scale makes Kaggle's 5270): no endless search
+    rows = make_categories(np.random.default_rng(0), 600)
+    assert len(rows) == 600 and len({row[3] for row in rows}) == 600
