@@ -446,23 +446,11 @@ def build_parser():
     return parser
 
 
-def main(argv=None):
-    args = build_parser().parse_args(argv)
-    work_dir = os.path.abspath(args.work_dir)
-    bson_path, csv_path = ensure_dataset(work_dir, args.products, args.categories, args.seed)
-    input_size = os.path.getsize(bson_path)
-    log_dir = os.path.join(work_dir, "logs")
-    os.makedirs(log_dir, exist_ok=True)
-    half_path = ensure_half_input(bson_path)
-    subprocess.run([sys.executable, "-c", f"from data.bson_index import BsonIndex; BsonIndex.open({half_path!r})"],
-                   cwd=REPO_ROOT, check=True)  # its index cache, as the input's "split" rows have theirs
-    picture_bytes = mean_picture_bytes(bson_path)
-    cases = build_cases(bson_path, csv_path, work_dir, cold=args.cold, half_path=half_path,
-                        picture_bytes=picture_bytes)
+def run_cases(args, cases, bson_path, half_path, work_dir, log_dir):
+    """Every case `args.repeats` times, warm or cold; returns (eviction check text, eviction verified)."""
     work_files = lambda: [os.path.join(work_dir, n) for n in sorted(os.listdir(work_dir))]  # noqa: E731
-
+    verified, check = check_eviction(bson_path, work_files()) if args.cold else (True, "")
     if args.cold:
-        verified, check = check_eviction(bson_path, work_files())
         print(f"eviction check of {bson_path}: {check}"
               + ("" if verified else "\nWARNING: the page cache was NOT emptied; the runs are not cold"), flush=True)
     resident_max = 0.0
@@ -481,19 +469,32 @@ def main(argv=None):
             m = case.runs[-1]
             print(f"[{repeat + 1}/{args.repeats}] {case.command} ({case.variant}): {m.wall_s:.2f} s, "
                   f"rchar {m.rchar / MB:.0f} MB, peak RSS {m.max_rss / MB:.0f} MB", flush=True)
+    if not args.cold:
+        return "page cache warm", ""
+    at_start = ("unknown (mincore unavailable)" if resident_max is None
+                else f"at most {100 * resident_max:.1f}% of the input was resident (mincore)")
+    verified = verified and resident_max is not None and resident_max < 0.01
+    return "page cache COLD", (
+        "Before every run: `sync`, then the input, its index cache, category_names.csv and every "
+        "output dropped from the page cache (posix_fadvise DONTNEED); Python's own modules stay "
+        f"cached. At the start of a run {at_start}. Eviction check of the input: {check}. "
+        + ("Eviction verified. " if verified else "WARNING: eviction NOT verified; these runs may not be cold. "))
 
-    if args.cold:
-        at_start = ("unknown (mincore unavailable)" if resident_max is None
-                    else f"at most {100 * resident_max:.1f}% of the input was resident (mincore)")
-        verified = verified and resident_max is not None and resident_max < 0.01
-        cache = "page cache COLD"
-        details = ("Before every run: `sync`, then the input, its index cache, category_names.csv and every "
-                   "output dropped from the page cache (posix_fadvise DONTNEED); Python's own modules stay "
-                   f"cached. At the start of a run {at_start}. Eviction check of the input: {check}. "
-                   + ("Eviction verified. " if verified else
-                      "WARNING: eviction NOT verified; these runs may not be cold. "))
-    else:
-        cache, details = "page cache warm", ""
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    work_dir = os.path.abspath(args.work_dir)
+    bson_path, csv_path = ensure_dataset(work_dir, args.products, args.categories, args.seed)
+    input_size = os.path.getsize(bson_path)
+    log_dir = os.path.join(work_dir, "logs")
+    os.makedirs(log_dir, exist_ok=True)
+    half_path = ensure_half_input(bson_path)
+    subprocess.run([sys.executable, "-c", f"from data.bson_index import BsonIndex; BsonIndex.open({half_path!r})"],
+                   cwd=REPO_ROOT, check=True)  # its index cache, as the input's "split" rows have theirs
+    picture_bytes = mean_picture_bytes(bson_path)
+    cases = build_cases(bson_path, csv_path, work_dir, cold=args.cold, half_path=half_path,
+                        picture_bytes=picture_bytes)
+    cache, details = run_cases(args, cases, bson_path, half_path, work_dir, log_dir)
     report = [f"Input: `{os.path.basename(bson_path)}`, {input_size / MB:.1f} MB, {cache}; "
               f"medians of {args.repeats} runs on {os.cpu_count()} CPUs. {details}rchar counts every read() of the "
               "process, including the interpreter's imports (see the `python imports` row); peak RSS has a "
