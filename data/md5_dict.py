@@ -51,9 +51,9 @@ def product_key(image_digests):
     return hashlib.md5(product_hash(image_digests).encode()).digest()
 
 
-def iter_image_digests(index, batch_images=4096):
-    """Yield (product, pictures, digests) in file order; MD5s computed on two threads
-    (hashlib releases the GIL on pictures over 2 KB) while the main thread reads."""
+def iter_image_digests(index, start=0, stop=None, batch_images=4096):
+    """Yield (product, pictures, digests) of products [start, stop) in file order; MD5s computed on
+    two threads (hashlib releases the GIL on pictures over 2 KB) while the main thread reads."""
     from concurrent.futures import ThreadPoolExecutor
 
     def digest_all(pictures):
@@ -61,7 +61,7 @@ def iter_image_digests(index, batch_images=4096):
 
     with ThreadPoolExecutor(max_workers=2) as pool:
         batch, images = [], 0
-        for product, pictures in index.iter_product_images():
+        for product, pictures in index.iter_product_images(start, stop):
             batch.append((product, pictures))
             images += len(pictures)
             if images >= batch_images:

@@ -16,7 +16,7 @@ import logging
 
 import numpy as np
 
-from data.md5_dict import KEY_DTYPE, image_md5
+from data.md5_dict import KEY_DTYPE, iter_image_digests
 
 log = logging.getLogger(__name__)
 
@@ -48,10 +48,9 @@ def run_digests(index, start, stop):
     """The MD5 of every picture of products [start, stop), in order, as an S16 array."""
     digests = np.empty(int(index.products["num_imgs"][start:stop].sum()), dtype=KEY_DTYPE)
     at = 0
-    for _, pictures in index.iter_product_images(start, stop):
-        for picture in pictures:
-            digests[at] = image_md5(picture)
-            at += 1
+    for _, _, product_digests in iter_image_digests(index, start, stop):
+        digests[at:at + len(product_digests)] = product_digests
+        at += len(product_digests)
     return digests
 
 
@@ -100,8 +99,7 @@ def build_plan(digests, first_image, answered, forward_answered, cache_entries):
 
 def plan_run(index, start, stop, md5_override, forward_answered, cache_entries):
     """Hash the pictures of products [start, stop) and plan which to forward (see build_plan)."""
-    counts = index.products["num_imgs"][start:stop].astype(np.int64)
-    first_image = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
+    first_image = index.first_images_in(start, stop)
     digests = run_digests(index, start, stop)
     answered = md5_override.answered(digests) if md5_override is not None else np.zeros(len(digests), bool)
     return build_plan(digests, first_image, answered, forward_answered, cache_entries)

@@ -177,7 +177,6 @@ class Predictor:
         self.ensemble_sizes = sorted({v.num_models for v in variants})
         self.cache = {}  # digest -> [image means (models, C) or None if undecodable, uses left]
         self.waiting = collections.defaultdict(list)  # digest -> [(pending, position)] until it is computed
-        self.next_first_image = 0  # without a plan: products arrive in order only with one worker
         self.completed = 0
         self.images = 0
         self.images_forwarded = 0
