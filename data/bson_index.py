@@ -530,8 +530,8 @@ class BsonIndex:
                 while offset < file_size and broken is None and (skip_corrupt or not errors):
                     starts, end, broken = _walk_lengths(data, offset, file_size)
                     starts = np.array(starts, dtype=np.int64)
-                    for name, array in _scan_chunk(fb, reader, starts, np.r_[starts[1:], end], errors).items():
-                        columns[name].append(array)
+                    for name, values in _scan_chunk(fb, reader, starts, np.r_[starts[1:], end], errors).items():
+                        columns[name].append(values)
                     bar.update(end - offset)
                     offset, broken_at = end, end
                     if file_size:  # the chunk's pages leave this process (they stay in the page cache)
@@ -666,6 +666,11 @@ class BsonIndex:
     def read_document(self, product):
         """Raw bytes of one product's BSON document (positioned read)."""
         return os.pread(self._file(), int(self.products["length"][product]), int(self.products["offset"][product]))
+
+    def first_images_in(self, start, stop):
+        """Position of each product's first image among the images of products [start, stop)."""
+        first = self.products["first_image"][start:stop]
+        return first - first[0] if len(first) else first
 
     def read_image(self, image):
         """JPEG bytes of one image, by its position in the image arrays."""

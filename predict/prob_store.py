@@ -56,7 +56,7 @@ class StoreWriter:
         os.makedirs(self.temp)
         product_ids = index.products["product_id"][start:stop]
         counts = index.products["num_imgs"][start:stop].astype(np.int64)
-        self.first_image = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
+        self.first_image = index.first_images_in(start, stop)
         num_images, num_models = int(counts.sum()), len(model_names)
         self.top_k = min(top_k, num_classes)
         class_dtype = np.int16 if num_classes <= np.iinfo(np.int16).max else np.int32
