@@ -16,7 +16,6 @@ It needs no MXNet: a sweep over override types or ensembles costs seconds, not a
 import argparse
 import logging
 import os
-import types
 
 import numpy as np
 
@@ -131,9 +130,8 @@ def main(argv=None):
     variants, outputs = check_arguments(args, stores)
     meta = stores[0].meta
     categories = load_categories(args, meta)
-    md5_override = load_md5_override(types.SimpleNamespace(md5_dict=args.md5_dict, md5_dict_type=args.md5_dict_type,
-                                                           cate_level=meta["cate_level"]),
-                                     categories, meta["num_classes"])
+    md5_override = load_md5_override(args.md5_dict, args.md5_dict_type, categories, meta["num_classes"],
+                                     meta["cate_level"])
     models = [f"{os.path.basename(os.path.normpath(store.directory))}:{name}"
               for store in stores for name in store.models]
     log.info("in: %s from %s: %s; %s, %s", plural(len(models), "model"), plural(len(stores), "store"),

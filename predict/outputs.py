@@ -27,16 +27,17 @@ def add_reduction_flags(group):
     group.add_argument("--product-unique-md5", action="store_true", help="count repeated pictures of a product once")
 
 
-def load_md5_override(args, categories, num_classes):
-    if not args.md5_dict or args.md5_dict_type == "none":
+def load_md5_override(md5_dict, md5_dict_type, categories, num_classes, cate_level):
+    """The MD5 override of --md5-dict and --md5-dict-type for a model of `cate_level`; None without one."""
+    if not md5_dict or md5_dict_type == "none":
         return None
-    dictionary = Md5Dictionary.load(args.md5_dict)
-    if args.md5_dict_type == "majority" and not dictionary.first_seen_order:
-        raise UserError(f"{args.md5_dict}: an older dictionary (format version 1) whose categories are sorted by id; "
+    dictionary = Md5Dictionary.load(md5_dict)
+    if md5_dict_type == "majority" and not dictionary.first_seen_order:
+        raise UserError(f"{md5_dict}: an older dictionary (format version 1) whose categories are sorted by id; "
                         "majority gives a tie to the category seen first in training: rebuild it with "
                         f"{BUILD_COMMAND} --force")
-    log.info("MD5 dictionary %s: %d images (%s)", args.md5_dict, len(dictionary.images), args.md5_dict_type)
-    return Md5Override(dictionary, categories, args.md5_dict_type, num_classes, args.cate_level)
+    log.info("MD5 dictionary %s: %d images (%s)", md5_dict, len(dictionary.images), md5_dict_type)
+    return Md5Override(dictionary, categories, md5_dict_type, num_classes, cate_level)
 
 
 def accuracy_table(variants, class_ids, labels):

@@ -43,8 +43,7 @@ from cli.runner import HelpFormatter, RefusedFlag, UserError, run_cli
 from data.md5_dict import PICKLE_REFUSED
 from predict.forward_plan import plan_run
 from predict.models import load_models, model_files
-from predict.outputs import (add_reduction_flags, forward_counts, load_md5_override, report_accuracy, write_category_summary,  # noqa: F401
-                             write_outputs)
+from predict.outputs import add_reduction_flags, forward_counts, load_md5_override, report_accuracy, write_outputs
 from predict.pipeline import TRANSPORTS, Pipeline
 from predict.predictor import CATE_LEVELS, Predictor, input_groups, make_variants
 from predict.prob_store import StoreWriter, range_folder
@@ -248,7 +247,7 @@ def run(args):
         classes_are = f"--cate-level 1: the largest level-1 group of {categories.path}"
     else:
         num_classes, classes_are = len(categories), f"the categories of {categories.path}"
-    md5_override = load_md5_override(args, categories, num_classes)
+    md5_override = load_md5_override(args.md5_dict, args.md5_dict_type, categories, num_classes, args.cate_level)
     models = load_models(args.symbol, args.params, args.batch_size, overrides.pop("image_shape"), device_contexts,
                          num_classes, classes_are, overrides)
     check_model_inputs(models, args.multi_view)

@@ -306,7 +306,7 @@ def test_a_product_received_twice_is_refused():
 
 
 def test_level1_summary_lists_sub_class_ids(capsys):
-    from predict.predict import write_category_summary
+    from predict.outputs import write_category_summary
     categories = Categories([1000, 1001, 1002, 1003], ["A", "B", "A", "B"], ["x"] * 4, ["c0", "c1", "c2", "c3"])
     write_category_summary("-", categories, np.array([0, 1, 1, 1]), np.array([0, 1, 0, 0]), cate_level=1)
     lines = capsys.readouterr().out.splitlines()
