@@ -217,6 +217,14 @@ def read_input_settings(path):
         raise UserError(f"{path}: not the input settings training writes ({exc})") from None
 
 
+def stored_input_settings(symbol_path):
+    """(path, InputSettings or None) of the PREFIX-input.json beside PREFIX-symbol.json (path None for a
+    symbol file named otherwise)."""
+    prefix = prefix_of_symbol(symbol_path)
+    path = input_settings_path(prefix) if prefix else None
+    return path, read_input_settings(path) if path else None
+
+
 def resolve_input_settings(symbol_path, overrides=None):
     """The input settings of the network `symbol_path`: its checkpoint's PREFIX-input.json, each
     setting in `overrides` (a flag the user gave; None: not given) replacing it with a warning when
@@ -227,9 +235,7 @@ def resolve_input_settings(symbol_path, overrides=None):
     unknown = set(given) - set(FIELDS)
     if unknown:
         raise ValueError(f"no input setting {sorted(unknown)[0]!r}; settings: {', '.join(FIELDS)}")
-    prefix = prefix_of_symbol(symbol_path)
-    path = input_settings_path(prefix) if prefix else None
-    stored = read_input_settings(path) if path else None
+    path, stored = stored_input_settings(symbol_path)
     if stored is None:
         if "image_shape" not in given:
             raise UserError(f"{symbol_path}: no input settings beside it ({path or 'PREFIX-input.json'}, written "

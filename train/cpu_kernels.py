@@ -72,11 +72,8 @@ def training_batches(args):
     """Batches this run trains (one worker's count), or 0 when it trains none."""
     if args.test_io:
         return 0
-    if args.benchmark:
-        per_epoch = max(1, args.num_examples // args.batch_size) if args.num_examples > 0 else 20
-    else:
-        from train.data import updates_per_epoch
-        per_epoch = updates_per_epoch(args, None)
+    from train.data import benchmark_batches, updates_per_epoch
+    per_epoch = benchmark_batches(args) if args.benchmark else updates_per_epoch(args, None)
     return per_epoch * max(0, args.num_epochs - args.load_epoch)
 
 
@@ -174,7 +171,8 @@ def describe(speeds):
 
 def probed_choice(args, network, data_shape):
     """(kernels, why) from the cache or a probe; MXNet's default when the probe fails."""
-    key = cache_key(network.tojson(), data_shape, args.batch_size)
+    network_json = network.tojson()
+    key = cache_key(network_json, data_shape, args.batch_size)
     what = f"{args.symbol} at {'x'.join(map(str, data_shape))}, batch {args.batch_size}"
     verdicts = read_cache(args.cpu_kernels_cache)
     entry = verdicts.get(key)
@@ -185,7 +183,7 @@ def probed_choice(args, network, data_shape):
              PROBE_BATCHES)
     started = time.perf_counter()
     try:
-        speeds = measure_both(network.tojson(), data_shape, args.batch_size)
+        speeds = measure_both(network_json, data_shape, args.batch_size)
     except (OSError, RuntimeError, ValueError, KeyError) as exc:
         log.warning("CPU kernels: probe failed (%s); keeping oneDNN, MXNet's default", exc)
         return "onednn", "probe failed"

@@ -354,12 +354,16 @@ def updates_per_epoch(args, kv):
     return max(1, math.ceil(num_examples / workers / args.batch_size))
 
 
+def benchmark_batches(args):
+    """Batches per epoch of --benchmark 1's synthetic data: --num-examples worth, else 20."""
+    return max(1, args.num_examples // args.batch_size) if args.num_examples > 0 else 20
+
+
 def get_iterators(args, kv=None, begin_epoch=0):
     """(train, val) iterators, train starting at 0-based `begin_epoch`; val is None without --data-val."""
     if args.benchmark:
-        batches = max(1, args.num_examples // args.batch_size) if args.num_examples else 20
         shape = (args.batch_size,) + image_shape(args)
-        return SyntheticDataIter(args.num_classes, shape, batches), None
+        return SyntheticDataIter(args.num_classes, shape, benchmark_batches(args)), None
     if not args.data_train:
         raise UserError("--data-train is required (or --benchmark 1)")
     def build(epoch):

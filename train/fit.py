@@ -328,10 +328,11 @@ def fit(args, symbol, arg_params=None, aux_params=None, allow_missing=False):
     log.info("%s; epoch %d at lr %g", describe_optimizer(args, settings), begin_epoch + 1,
              scheduler.lr_of_epoch(begin_epoch))
     log.info(EPOCH_NUMBERING)
-    if _writes_checkpoints(args, kv):
+    writes = _writes_checkpoints(args, kv)
+    if writes:
         os.makedirs(os.path.dirname(os.path.abspath(args.model_prefix)), exist_ok=True)
         checkpoint.record_arguments(args.model_prefix, vars(args), resumed=begin_epoch > 0)
-    recorder = EpochRecorder(args.model_prefix if _writes_checkpoints(args, kv) else None, args.batch_size,
+    recorder = EpochRecorder(args.model_prefix if writes else None, args.batch_size,
                              scheduler, begin_epoch=begin_epoch, has_validation=val is not None)
     module = _Module(symbol, contexts(args.gpus), _restorer(args, saved))
     monitor = mx.mon.Monitor(args.monitor, pattern=".*") if args.monitor > 0 else None

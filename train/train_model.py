@@ -24,7 +24,7 @@ from cli.runner import HelpFormatter, RefusedFlag, UserError, run_cli
 from train import symbols
 from train.devices import contexts
 from train.data import add_data_args, add_data_aug_args, check_data, image_shape
-from train.checkpoint import input_settings_path, load_params, load_symbol, prefix_of_symbol, read_input_settings
+from train.checkpoint import load_params, load_symbol, stored_input_settings
 from train.cpu_kernels import add_cpu_kernel_args, use_faster_kernels
 from train.finetune import attach_classifier, cut_at, select_params
 from train.fit import add_fit_args, check_model_prefix, fit
@@ -96,31 +96,29 @@ def resnext_parts(args):
 def stored_feature_layer(symbol_path):
     """The feature layer that PREFIX-input.json beside PREFIX-symbol.json names (train.import_weights
     and training write it), or None."""
-    prefix = prefix_of_symbol(symbol_path)
-    settings = read_input_settings(input_settings_path(prefix)) if prefix else None
+    settings = stored_input_settings(symbol_path)[1]
     return settings.feature_layer if settings else None
 
 
 def feature_symbol(args):
-    """(features, the layer they end in) for --symbol and --feature-layer."""
+    """The features of --symbol, cut at --feature-layer when given (fit reads the layer off the graph)."""
     if args.symbol.endswith(".json") or os.path.sep in args.symbol:
         check_input_file(args.symbol, "symbol")  # "not found" before asking for its --feature-layer
         layer = args.feature_layer or stored_feature_layer(args.symbol)
         if not layer:
             raise UserError(f"{args.symbol}: a symbol file without input settings beside it needs --feature-layer "
                             "(flatten0 for ResNet/ResNeXt/SE-ResNeXt, flatten for DPN, pool5 for DenseNet)")
-        return cut_at(load_symbol(args.symbol), layer, args.symbol), layer
+        return cut_at(load_symbol(args.symbol), layer, args.symbol)
     name, architecture = resnext_parts(args)
     features, layer = symbols.build_features(name, **architecture)
     if args.feature_layer and args.feature_layer != layer:
-        features, layer = cut_at(features, args.feature_layer, f"symbol {name}"), args.feature_layer
-    return features, layer
+        return cut_at(features, args.feature_layer, f"symbol {name}")
+    return features
 
 
 def build_network(args):
     """The network to train: the features of --symbol under the classifier head."""
-    features, _ = feature_symbol(args)
-    return attach_classifier(features, args.num_classes, args.dropout_ratio, args.smooth_alpha,
+    return attach_classifier(feature_symbol(args), args.num_classes, args.dropout_ratio, args.smooth_alpha,
                              float16=args.dtype == "float16")
 
 
