@@ -257,7 +257,7 @@ for share in range(workers):
 assert all(os.waitpid(pid, 0)[1] == 0 for pid in children)
 """
 
-COUNT_PICTURES = "import bson, sys; print(sum(len(d['imgs']) for d in bson.decode_file_iter(open(sys.argv[1], 'rb'))))"
+COUNT_PICTURES = "import sys; from data.bson_index import BsonIndex; print(BsonIndex.open(sys.argv[1]).num_images)"
 
 
 def document_ends(path):
@@ -285,10 +285,11 @@ def ensure_half_input(bson_path):
 
 
 def mean_picture_bytes(bson_path):
-    """Input bytes per picture (counted in a child: this process must stay small, see `measure`)."""
+    """Input bytes per picture, from the input's offset index (in a child: this process must stay small,
+    see `measure`; the cases that time an index build remove its cache first)."""
     done = subprocess.run([sys.executable, "-c", COUNT_PICTURES, bson_path], capture_output=True, text=True,
-                          check=True)
-    return max(1, os.path.getsize(bson_path) // int(done.stdout))
+                          check=True, cwd=REPO_ROOT)
+    return max(1, os.path.getsize(bson_path) // int(done.stdout.split()[-1]))
 
 
 def build_cases(bson_path, csv_path, work_dir, cold=False, half_path=None, picture_bytes=None):

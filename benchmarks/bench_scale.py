@@ -28,7 +28,7 @@ import sys
 
 import numpy as np
 
-from benchmarks.bench_data_stage import REPO_ROOT, measure, warm_page_cache
+from benchmarks.bench_data_stage import REPO_ROOT, measure, remove, warm_page_cache
 from benchmarks.report import print_tables
 
 # Kaggle's train.bson: products with 1, 2, 3 and 4 pictures (12,371,293 pictures in all).
@@ -154,12 +154,6 @@ def checkpoint_name(num_classes):
     return f"{PREDICT_NETWORK}-{PREDICT_SIZE}-{num_classes}"
 
 
-def remove(*paths):
-    for path in paths:
-        if os.path.exists(path):
-            os.remove(path)
-
-
 def steps(bson_path, csv_path, out_dir, checkpoint):
     """(name, argv, files removed before the run, files removed after it) of each measured command."""
     py = [sys.executable, "-m"]
@@ -200,13 +194,13 @@ def run_steps(bson_path, csv_path, out_dir, checkpoint, only=None):
     for name, argv, before, after in steps(bson_path, csv_path, out_dir, checkpoint):
         if only and not any(name.startswith(word) for word in only):
             continue
-        remove(*before)
+        remove(before)
         warm_page_cache(argv[argv.index("--bson") + 1] if "--bson" in argv else bson_path)
         log_path = os.path.join(out_dir, "log_" + "".join(c if c.isalnum() else "_" for c in name)[:40] + ".txt")
         measurement = measure(argv, log_path)
         print(f"{name}: {measurement.wall_s:.1f} s, peak RSS {measurement.max_rss / 1e9:.2f} GB", flush=True)
         results.append((name, measurement))
-        remove(*after)
+        remove(after)
     return results
 
 

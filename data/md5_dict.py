@@ -228,8 +228,8 @@ class Md5Dictionary:
 
     @classmethod
     def build(cls, digests, image_categories, product_keys, product_categories, source=""):
-        images = HashTable.from_pairs(np.asarray(digests, dtype=KEY_DTYPE), image_categories)
-        products = HashTable.from_pairs(np.asarray(product_keys, dtype=KEY_DTYPE), product_categories)
+        images = HashTable.from_pairs(digests, image_categories)  # from_pairs makes the keys KEY_DTYPE
+        products = HashTable.from_pairs(product_keys, product_categories)
         return cls.from_tables(images, products, len(digests), len(product_keys), source)
 
     @classmethod
