@@ -30,7 +30,7 @@ from data.categories import Categories, default_category_csv
 from cli.files import atomic_outputs, check_input_file, check_outputs
 from cli.reporting import Timer, plural
 from cli.runner import HelpFormatter, RefusedFlag, UserError, run_cli
-from data.md5_dict import KEY_DTYPE, PICKLE_REFUSED, Md5Dictionary, first_occurrences, iter_image_digests
+from data.md5_dict import PICKLE_REFUSED, Md5Dictionary, digests_in_file_order, first_occurrences
 from data.recordio import IndexedRecordWriter, pack_header
 
 log = logging.getLogger(__name__)
@@ -74,16 +74,12 @@ JPEG_PROBLEMS = (None, "not_jpeg", "truncated_jpeg")  # jpeg_problem's answers, 
 def scan_md5(index):
     """MD5 and JPEG check of every image in file order (one sequential pass): digests and problem codes
     (positions in JPEG_PROBLEMS; a byte per image, where a list would take 8)."""
-    digests = np.zeros(index.num_images, dtype=KEY_DTYPE)
     problems = np.zeros(index.num_images, dtype=np.uint8)
-    first = 0  # the products come in file order, so their images do too
-    with tqdm(total=index.num_images, unit="img", desc="md5 pre-pass") as bar:
-        for product, pictures, product_digests in iter_image_digests(index):
-            digests[first:first + len(pictures)] = product_digests
-            problems[first:first + len(pictures)] = [JPEG_PROBLEMS.index(jpeg_problem(p)) for p in pictures]
-            first += len(pictures)
-            bar.update(len(pictures))
-    return digests, problems
+
+    def check_jpegs(product, pictures, digests, first):
+        problems[first:first + len(pictures)] = [JPEG_PROBLEMS.index(jpeg_problem(p)) for p in pictures]
+
+    return digests_in_file_order(index, desc="md5 pre-pass", each_product=check_jpegs), problems
 
 
 def needs_prepass(unique_md5, md5_dict, under_sampling):

@@ -8,33 +8,25 @@ import argparse
 import logging
 
 import numpy as np
-from tqdm import tqdm
 
 from data.bson_index import BsonIndex
 from cli.files import atomic_outputs, check_input_file, check_outputs
 from cli.reporting import Timer, plural
 from cli.runner import HelpFormatter, RefusedFlag, UserError, run_cli
-from data.md5_dict import KEY_DTYPE, HashTable, Md5Dictionary, compact_ints, iter_image_digests, product_key
+from data.md5_dict import KEY_DTYPE, HashTable, Md5Dictionary, compact_ints, digests_in_file_order, product_key
 
 log = logging.getLogger(__name__)
 
 
 def hash_images(index):
     """MD5 of every image and product key of every product, in file order, in one pass."""
-    image_digests = np.zeros(index.num_images, dtype=KEY_DTYPE)
     product_keys = np.zeros(len(index), dtype=KEY_DTYPE)
-    # Bytes written through memoryviews: numpy's item assignment costs more than the MD5 of a small picture.
-    digest_bytes, key_bytes = memoryview(image_digests).cast("B"), memoryview(product_keys).cast("B")
-    first = 0  # the products come in file order, so their images do too
-    with tqdm(total=index.num_images, unit="img", desc="md5") as bar:
-        for product, pictures, digests in iter_image_digests(index):
-            digest_bytes[16 * first:16 * (first + len(digests))] = b"".join(digests)
-            key_bytes[16 * product:16 * product + 16] = product_key(digests)
-            first += len(digests)
-            if product % 4096 == 0:  # tqdm costs a microsecond per call: 7 seconds per call per product
-                bar.update(first - bar.n)
-        bar.update(first - bar.n)
-    return image_digests, product_keys
+    key_bytes = memoryview(product_keys).cast("B")
+
+    def add_product_key(product, pictures, digests, first):
+        key_bytes[16 * product:16 * product + 16] = product_key(digests)
+
+    return digests_in_file_order(index, each_product=add_product_key), product_keys
 
 
 def build_dictionary(index):

@@ -71,6 +71,29 @@ def iter_image_digests(index, start=0, stop=None, batch_images=4096):
             yield from _digest_batch(batch, pool, digest_all)
 
 
+def digests_in_file_order(index, start=0, stop=None, desc="md5", each_product=None):
+    """The MD5 of every picture of products [start, stop), in file order (an S16 array), in one pass
+    with a progress bar; `each_product(product, pictures, digests, first)` sees each product on the
+    way (`first`: its first picture's position in the array)."""
+    from tqdm import tqdm
+
+    total = int(index.products["num_imgs"][start:stop].sum())
+    digests_out = np.zeros(total, dtype=KEY_DTYPE)
+    # Bytes written through a memoryview: numpy's item assignment costs more than the MD5 of a small picture.
+    out_bytes = memoryview(digests_out).cast("B")
+    first = 0  # the products come in file order, so their images do too
+    with tqdm(total=total, unit="img", desc=desc) as bar:
+        for count, (product, pictures, digests) in enumerate(iter_image_digests(index, start, stop)):
+            out_bytes[16 * first:16 * (first + len(digests))] = b"".join(digests)
+            if each_product is not None:
+                each_product(product, pictures, digests, first)
+            first += len(digests)
+            if count % 4096 == 0:  # tqdm costs a microsecond per call: 7 seconds per call per product
+                bar.update(first - bar.n)
+        bar.update(first - bar.n)
+    return digests_out
+
+
 def _digest_batch(batch, pool, digest_all):
     flat = [picture for _, pictures in batch for picture in pictures]
     half = len(flat) // 2

@@ -16,7 +16,7 @@ import logging
 
 import numpy as np
 
-from data.md5_dict import KEY_DTYPE, iter_image_digests
+from data.md5_dict import digests_in_file_order
 
 log = logging.getLogger(__name__)
 
@@ -42,16 +42,6 @@ class ForwardPlan:
 
     def sources_in(self, first_image, num_images):
         return np.flatnonzero(self.source[first_image:first_image + num_images])
-
-
-def run_digests(index, start, stop):
-    """The MD5 of every picture of products [start, stop), in order, as an S16 array."""
-    digests = np.empty(int(index.products["num_imgs"][start:stop].sum()), dtype=KEY_DTYPE)
-    at = 0
-    for _, _, product_digests in iter_image_digests(index, start, stop):
-        digests[at:at + len(product_digests)] = product_digests
-        at += len(product_digests)
-    return digests
 
 
 def admitted_groups(first, last, capacity):
@@ -100,6 +90,6 @@ def build_plan(digests, first_image, answered, forward_answered, cache_entries):
 def plan_run(index, start, stop, md5_override, forward_answered, cache_entries):
     """Hash the pictures of products [start, stop) and plan which to forward (see build_plan)."""
     first_image = index.first_images_in(start, stop)
-    digests = run_digests(index, start, stop)
+    digests = digests_in_file_order(index, start, stop, desc="md5 of the run's pictures")
     answered = md5_override.answered(digests) if md5_override is not None else np.zeros(len(digests), bool)
     return build_plan(digests, first_image, answered, forward_answered, cache_entries)
