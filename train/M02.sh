@@ -19,6 +19,7 @@ DATA_DIR="$(dir_from_env DATA_DIR data_dir)"                # dataset_A/B/C .rec
 PRETRAINED_DIR="$(dir_from_env PRETRAINED_DIR pretrained)"  # published ImageNet checkpoints
 MODEL_DIR="$(dir_from_env MODEL_DIR models)"                # checkpoints go to MODEL_DIR/M02/
 GPUS="${GPUS-0,1,2,3}"                                      # 4 GPUs as recorded (M03 ran beside it on 4-7) (empty: CPU)
+BN_GROUPS="${BN_GROUPS-4}"                                  # BatchNorm over batch/4 as on the record's 4 GPUs, on any GPUS (empty: one per GPU)
 
 MODEL_NAME=M02
 SYMBOL="$PRETRAINED_DIR/dpn92-5k-symbol.json"     # the published DPN-92 ('dpn92-5k')

@@ -18,6 +18,7 @@ DATA_DIR="$(dir_from_env DATA_DIR data_dir)"                # dataset_A/B/C .rec
 PRETRAINED_DIR="$(dir_from_env PRETRAINED_DIR pretrained)"  # published ImageNet checkpoints
 MODEL_DIR="$(dir_from_env MODEL_DIR models)"                # checkpoints go to MODEL_DIR/M10/
 GPUS="${GPUS-0,1,2,3,4,5,6,7}"                              # the record's 8 GPUs (empty: CPU)
+BN_GROUPS="${BN_GROUPS-8}"                                  # BatchNorm over batch/8 as on the record's 8 GPUs, on any GPUS (empty: one per GPU)
 
 MODEL_NAME=M10
 SYMBOL="$PRETRAINED_DIR/resnext-101-symbol.json"  # the published ImageNet-1k ResNeXt-101 (32x4d)

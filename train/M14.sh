@@ -14,6 +14,7 @@ DATA_DIR="$(dir_from_env DATA_DIR data_dir)"                # dataset_A/B/C .rec
 PRETRAINED_DIR="$(dir_from_env PRETRAINED_DIR pretrained)"  # published ImageNet checkpoints
 MODEL_DIR="$(dir_from_env MODEL_DIR models)"                # checkpoints go to MODEL_DIR/M14/
 GPUS="${GPUS-0,1,2,3,4,5,6,7}"                              # the record's 8 GPUs (empty: CPU)
+BN_GROUPS="${BN_GROUPS-8}"                                  # BatchNorm over batch/8 as on the record's 8 GPUs, on any GPUS (empty: one per GPU)
 
 MODEL_NAME=M14
 SYMBOL="$PRETRAINED_DIR/dpn107-extra-symbol.json"  # the published DPN-107 ('dpn107-extra')

@@ -8,6 +8,11 @@ line what to do instead. Training and prediction both use it.
 `cpu:0,cpu:1` lists CPU contexts instead of GPUs: it exists to test the multi-device path
 (Module over a list of contexts, the `device` kvstore summing their gradients) on a machine
 without GPUs, through the very code `--gpus 0,1` runs. Plain ids always mean GPUs.
+
+`training_contexts` adds `--bn-groups`: BatchNorm normalises over what one executor sees, so the
+original's 8 GPUs normalised over batch/8 pictures. Listing a device several times gives it that
+many executors (MXNet's Module and its `local`/`device` kvstores accept a repeated context), so one
+or two GPUs keep the record's per-device batch; see docs/gpus-batchnorm.md.
 """
 import argparse
 
@@ -21,6 +26,10 @@ CPU_HINT = "set GPUS= (empty) to run on the CPU"
 GPU_BUILD_HINT = ("or install MXNet's CUDA build (REQUIREMENTS=requirements-gpu.txt when the scripts make the "
                   "venv, or pip install -r requirements-gpu.txt)")
 CPU_PREFIX = "cpu:"
+BN_GROUPS_HELP = ("executors the batch is split between, each with its own BatchNorm statistics (batch/N "
+                  "pictures each): a multiple of the devices of --gpus, several executors on each, that divides "
+                  "--batch-size; the model scripts set the record's GPU count (8, or 4 for M02/M03) so that one "
+                  "or two GPUs normalise as the original's 8 did (default: one executor per device)")
 DEVICES_HELP = ("GPU ids, e.g. 0,1,2,3; empty: the CPU; cpu:0,cpu:1: several CPU contexts, for testing the "
                 "multi-device path on the CPU")
 
@@ -82,6 +91,47 @@ def contexts(gpus_text):
         raise UserError(f"--gpus {gpus_text}: only {available} GPU(s) visible (ids 0-{available - 1}); "
                         f"list only those, or {CPU_HINT}")
     return [mx.gpu(i) for i in ids]
+
+
+def training_contexts(gpus_text, bn_groups=None, batch_size=None, kv_store="device"):
+    """The contexts a training Module gets: each device of `contexts(gpus_text)` listed
+    bn_groups/devices times in a row, so that each BatchNorm normalises over batch_size/bn_groups
+    pictures whatever the number of devices; `contexts` itself when bn_groups is None.
+
+    Raises UserError (before any work) when bn_groups is no multiple of the devices, does not
+    divide batch_size, or would put several executors on a GPU of the nccl kvstore."""
+    devices = contexts(gpus_text)
+    if bn_groups is None:
+        return devices
+    shown = f"--gpus {gpus_text!r}" if gpus_text.strip() else "--gpus '' (the CPU)"
+    if bn_groups < 1:
+        raise UserError(f"--bn-groups {bn_groups}: must be at least 1")
+    if bn_groups % len(devices):
+        raise UserError(f"--bn-groups {bn_groups}: not a multiple of the {len(devices)} devices of {shown}; "
+                        f"each device runs the same number of executors (e.g. --bn-groups "
+                        f"{len(devices) * max(1, round(bn_groups / len(devices)))})")
+    if batch_size is not None and batch_size % bn_groups:
+        below = batch_size // bn_groups * bn_groups
+        batches = " or ".join(str(b) for b in (below, below + bn_groups) if b > 0)
+        raise UserError(f"--bn-groups {bn_groups}: does not divide --batch-size {batch_size}; every BatchNorm "
+                        f"group gets the same number of pictures (e.g. a batch of {batches})")
+    per_device = bn_groups // len(devices)
+    if per_device > 1 and "nccl" in kv_store:
+        # MXNet's NCCL kvstore makes one communicator rank per listed GPU, and NCCL refuses two ranks
+        # on one GPU ("Duplicate GPU detected"); the device kvstore sums on the GPUs without NCCL.
+        raise UserError(f"--kv-store {kv_store}: NCCL cannot run {per_device} executors on one GPU "
+                        f"(--bn-groups {bn_groups} on {len(devices)} device(s)); use --kv-store device")
+    return [device for device in devices for _ in range(per_device)]
+
+
+def describe_contexts(device_contexts, batch_size):
+    """One line: how many executors on which devices, and the pictures each BatchNorm normalises over."""
+    counts = {}
+    for ctx in device_contexts:
+        counts[str(ctx)] = counts.get(str(ctx), 0) + 1
+    where = ", ".join(f"{n} on {name}" if n > 1 else name for name, n in counts.items())
+    return (f"{len(device_contexts)} executor(s) ({where}): each BatchNorm normalises over "
+            f"{batch_size / len(device_contexts):g} pictures of the batch of {batch_size}")
 
 
 def build_summary():

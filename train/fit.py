@@ -26,7 +26,7 @@ import numpy as np
 from cli.files import check_outputs, same_file
 from cli.runner import UserError
 from train import checkpoint, optimizer_state
-from train.devices import DEVICES_HELP, contexts
+from train.devices import BN_GROUPS_HELP, DEVICES_HELP, describe_contexts, training_contexts
 from train.data import count_records, epoch_seed, get_iterators, input_settings, updates_per_epoch
 from train.finetune import feature_layer_of
 from train.lr_schedule import EpochStepScheduler
@@ -42,6 +42,7 @@ EPOCH_NUMBERING = ("epochs are numbered from 1, as the checkpoints (PREFIX-0001.
 def add_fit_args(parser):
     fit = parser.add_argument_group("Fitting", "devices, optimizer, schedule and checkpoints")
     fit.add_argument("--gpus", default="", help=DEVICES_HELP + " (default: %(default)r)")
+    fit.add_argument("--bn-groups", type=int, default=None, metavar="N", help=BN_GROUPS_HELP)
     fit.add_argument("--kv-store", default="device",
                      help="kvstore: local, device, nccl (multi-GPU), dist_sync, dist_device_sync")
     fit.add_argument("--num-epochs", "--num-epoch", dest="num_epochs", type=int, default=20,
@@ -128,10 +129,14 @@ def make_optimizer(args, epoch_updates, begin_epoch=0, sync_workers=1):
                                **optimizer_settings(args, scheduler))
 
 
+def module_contexts(args):
+    """The Module's contexts: the devices of --gpus, each as many times as --bn-groups asks."""
+    return training_contexts(args.gpus, args.bn_groups, args.batch_size, args.kv_store)
+
+
 def make_kvstore(args):
-    devices = contexts(args.gpus)
-    if "dist" not in args.kv_store and len(devices) == 1:
-        return None  # one device: no kvstore needed
+    if "dist" not in args.kv_store and len(module_contexts(args)) == 1:
+        return None  # one executor: no kvstore needed
     try:
         kv = mx.kvstore.create(args.kv_store)
     except mx.base.MXNetError as exc:
@@ -334,7 +339,9 @@ def fit(args, symbol, arg_params=None, aux_params=None, allow_missing=False):
         checkpoint.record_arguments(args.model_prefix, vars(args), resumed=begin_epoch > 0)
     recorder = EpochRecorder(args.model_prefix if writes else None, args.batch_size,
                              scheduler, begin_epoch=begin_epoch, has_validation=val is not None)
-    module = _Module(symbol, contexts(args.gpus), _restorer(args, saved))
+    device_contexts = module_contexts(args)
+    log.info(describe_contexts(device_contexts, args.batch_size))
+    module = _Module(symbol, device_contexts, _restorer(args, saved))
     monitor = mx.mon.Monitor(args.monitor, pattern=".*") if args.monitor > 0 else None
     mx.random.seed(args.seed if not begin_epoch else epoch_seed(args.seed, begin_epoch))
     module.fit(train, eval_data=val, eval_metric=eval_metrics(args), kvstore=kv or "local",

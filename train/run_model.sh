@@ -17,6 +17,9 @@
 #                                  in MODEL_DIR/MODEL_NAME (refused without; LOAD_EPOCH=N resumes instead)
 #   NUM_WORKERS, NUM_SERVERS, LAUNCHER, HOSTFILE, KV_STORE   set by train/launch_dist.sh: each stage runs
 #                                  on NUM_WORKERS machines through train.launch; BATCH_SIZE is then per machine
+# BN_GROUPS (the M-scripts' headers set it to their record's GPU count; unset or empty: one executor per
+# device of GPUS) is passed as --bn-groups: the batch is split between that many executors, several on
+# a GPU when there are fewer GPUs, so each BatchNorm normalises over as many pictures as the record's did.
 # Machine settings, the same for every model: passed to train.train_model only when set in the
 # environment, so that its argparse defaults are the one place for their defaults:
 #   KV_STORE DTYPE DATA_NTHREADS NUM_CLASSES RGB_MEAN RGB_SCALE TOP_K DISP_BATCHES SEED
@@ -242,8 +245,9 @@ stage_command() {
   if [ "$4" -ne "$2" ]; then CMD+=(--params "$(checkpoint "$4")"); fi
   if [ -n "$FEATURE_LAYER" ]; then CMD+=(--feature-layer "$FEATURE_LAYER"); fi
   if [ "$FORCE" = 1 ] && [ "$2" -eq 0 ]; then CMD+=(--force); fi
-  CMD+=(--gpus "$GPUS"
-        --data-train "$DATA_DIR/$DATASET/train.rec" --data-val "$DATA_DIR/$DATASET/valid.rec"
+  CMD+=(--gpus "$GPUS")
+  if [ -n "${BN_GROUPS:-}" ]; then CMD+=(--bn-groups "$BN_GROUPS"); fi
+  CMD+=(--data-train "$DATA_DIR/$DATASET/train.rec" --data-val "$DATA_DIR/$DATASET/valid.rec"
         --model-prefix "$PREFIX" --load-epoch "$2" --num-epochs "$3"
         --optimizer "$OPTIMIZER" --lr "$LR" --lr-factor "$LR_FACTOR" --lr-step-epochs "$LR_STEP_EPOCHS"
         --mom "$MOM" --wd "$WD" --batch-size "$BATCH_SIZE" --smooth-alpha "$SMOOTH_ALPHA"

@@ -22,12 +22,11 @@ from cli.files import check_input_file
 from cli.reporting import plural
 from cli.runner import HelpFormatter, RefusedFlag, UserError, run_cli
 from train import symbols
-from train.devices import contexts
 from train.data import add_data_args, add_data_aug_args, check_data, image_shape
 from train.checkpoint import load_params, load_symbol, stored_input_settings
 from train.cpu_kernels import add_cpu_kernel_args, use_faster_kernels
 from train.finetune import attach_classifier, cut_at, select_params
-from train.fit import add_fit_args, check_model_prefix, fit
+from train.fit import add_fit_args, check_model_prefix, fit, module_contexts
 
 log = logging.getLogger(__name__)
 
@@ -132,10 +131,10 @@ def check_args(args):
         raise UserError("--symbol is required (see --list-symbols)")
     if args.dtype == "float16" and (not args.gpus.strip() or args.gpus.strip().startswith("cpu:")):
         raise UserError("--dtype float16 needs --gpus with GPU ids: MXNet has no float16 GEMM on the CPU")
-    contexts(args.gpus)  # ids and GPUs of this build, before the data or the network
     for flag in ("batch_size", "num_epochs"):
         if getattr(args, flag) <= 0:
             raise UserError(f"--{flag.replace('_', '-')} {getattr(args, flag)}: must be at least 1")
+    module_contexts(args)  # ids and GPUs of this build, and --bn-groups, before the data or the network
     if args.load_epoch < 0:
         raise UserError(f"--load-epoch {args.load_epoch}: must be 0 (a fresh run) or a checkpoint number")
     if not 0.0 <= args.smooth_alpha < 1.0:

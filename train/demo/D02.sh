@@ -11,6 +11,7 @@ set -a  # every setting below goes to train/run_model.sh
 DATA_DIR="$(dir_from_env DATA_DIR demo_data)"         # the demo's dataset_A .rec files
 MODEL_DIR="$(dir_from_env MODEL_DIR demo_data/models)"  # checkpoints go to MODEL_DIR/D02/
 GPUS="${GPUS-}"                                       # empty: the CPU
+BN_GROUPS="${BN_GROUPS-}"                             # empty: one executor, BatchNorm over all 32 (below the record's 48-64 a GPU)
 
 MODEL_NAME=D02
 SYMBOL=dpn-26                 # a network of train/symbols, built untrained
