@@ -30,17 +30,22 @@ supported_words() { echo "${SUPPORTED_PYTHONS// / or }"; }
 # version fits; in container mode PYTHON_BIN or python3 only (the system's, which has MXNet).
 # None: one line saying what was found and how to get one, exit 2.
 find_python() {
-  local candidates=() name path version seen=()
+  local candidates=() name path version wanted seen=()
   if [ -n "${PYTHON_BIN:-}" ]; then candidates=("$PYTHON_BIN")
   elif [ "$MXNET_FROM_SYSTEM" = 1 ]; then candidates=(python3)
-  else
-    for version in $SUPPORTED_PYTHONS; do candidates+=("python$version"); done
-    candidates+=(python3)
+  else candidates=(python3.11 python3.10 python3)
   fi
+  # the newest supported version wherever it is (python3.11, or python3 when that is 3.11), then the next
+  for wanted in $SUPPORTED_PYTHONS; do
+    for name in "${candidates[@]}"; do
+      path="$(command -v "$name")" || continue
+      version="$(python_version "$path")"
+      if [ "$version" = "$wanted" ]; then echo "$path"; return 0; fi
+    done
+  done
   for name in "${candidates[@]}"; do
-    path="$(command -v "$name")" || { seen+=("no $name"); continue; }
+    path="$(command -v "$name")" || continue
     version="$(python_version "$path")"
-    if supported "$version"; then echo "$path"; return 0; fi
     seen+=("$name is ${version:-not runnable}")
   done
   echo "error: no Python $(supported_words) found${seen[*]:+ (${seen[*]})}; the pinned numpy, pandas and" \

@@ -52,19 +52,26 @@ def test_prefers_python311_over_a_newer_python3(tmp_path, tools_dir):
     assert done.stdout.strip() == str(tmp_path / "pythons" / "python3.11")
 
 
-def test_takes_python3_when_it_is_311(tmp_path, tools_dir):
+def test_takes_python3_when_it_is_311_before_a_python310(tmp_path, tools_dir):
     done = run_bash("find_python", tmp_path, tools_dir, {"python3": "3.11.2", "python3.10": "3.10.12"})
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == str(tmp_path / "pythons" / "python3")
 
 
+def test_takes_python310_when_there_is_no_311(tmp_path, tools_dir):
+    """NVIDIA's MXNet containers have Python 3.10; the pins install on it."""
+    done = run_bash("find_python", tmp_path, tools_dir, {"python3": "3.12.3", "python3.10": "3.10.12"})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == str(tmp_path / "pythons" / "python3.10")
+
+
 def test_no_supported_python_one_line_and_nothing_created(tmp_path, tools_dir):
-    done = run_bash("ensure_venv", tmp_path, tools_dir, {"python3": "3.12.3", "python3.10": "3.10.12"})
+    done = run_bash("ensure_venv", tmp_path, tools_dir, {"python3": "3.12.3", "python3.9": "3.9.18"})
     assert done.returncode == 2
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1, done.stderr
-    assert lines[0].startswith("error: no Python 3.11 found (python3 is 3.12)")
-    assert "apt-get install python3.11" in lines[0] and "PYTHON_BIN" in lines[0]
+    assert lines[0].startswith("error: no Python 3.11 or 3.10 found (python3 is 3.12)")
+    assert "apt-get install python3.11" in lines[0] and "PYTHON_BIN" in lines[0] and "python3.10" in lines[0]
     assert not (tmp_path / "venv").exists()
 
 
@@ -76,7 +83,7 @@ def test_run_tests_sh_stops_in_one_line(tmp_path, tools_dir):
                                "VENV_DIR": str(tmp_path / "venv")})
     assert done.returncode == 2
     assert done.stderr.strip().splitlines() == [done.stderr.strip()]
-    assert done.stderr.startswith("error: no Python 3.11 found")
+    assert done.stderr.startswith("error: no Python 3.11 or 3.10 found")
     assert not (tmp_path / "venv").exists()
 
 
@@ -84,7 +91,17 @@ def test_python_bin_of_another_version_is_refused(tmp_path, tools_dir):
     done = run_bash("find_python", tmp_path, tools_dir, {"python3.11": "3.11.9", "python3.12": "3.12.3"},
                     PYTHON_BIN="python3.12")
     assert done.returncode == 2
-    assert done.stderr.startswith("error: no Python 3.11 found (python3.12 is 3.12)")
+    assert done.stderr.startswith("error: no Python 3.11 or 3.10 found (python3.12 is 3.12)")
+
+
+def test_container_mode_takes_the_systems_python3_only(tmp_path, tools_dir):
+    """MXNET_FROM_SYSTEM=1: the venv must see the site-packages of the Python that has MXNet."""
+    done = run_bash("find_python", tmp_path, tools_dir, {"python3.11": "3.11.9", "python3": "3.10.12"},
+                    MXNET_FROM_SYSTEM="1")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == str(tmp_path / "pythons" / "python3")
+    done = run_bash("echo $REQUIREMENTS", tmp_path, tools_dir, {}, MXNET_FROM_SYSTEM="1")
+    assert done.stdout.strip() == "requirements-without-mxnet.txt"
 
 
 def test_venv_of_another_python_is_recreated(tmp_path, tools_dir):
@@ -93,9 +110,26 @@ def test_venv_of_another_python_is_recreated(tmp_path, tools_dir):
     fake_pythons(old_bin.parent, {})
     fake_pythons(old_bin, {"python": "3.12.3"})
     done = run_bash("ensure_venv", tmp_path, tools_dir, {"python3": "3.12.3"})
-    assert "is not Python 3.11: recreating it" in done.stdout
-    assert done.returncode == 2 and done.stderr.startswith("error: no Python 3.11 found")
+    assert "is not Python 3.11 or 3.10: recreating it" in done.stdout
+    assert done.returncode == 2 and done.stderr.startswith("error: no Python 3.11 or 3.10 found")
     assert not (tmp_path / "venv").exists()
+
+
+@pytest.mark.parametrize("env, reason", [
+    ({"PYTHON_BIN": "python3.10"}, "is Python 3.11, PYTHON_BIN 3.10"),
+    ({"MXNET_FROM_SYSTEM": "1"}, "was made for requirements.txt, not requirements-without-mxnet.txt"),
+    ({"REQUIREMENTS": "requirements-gpu.txt"}, "was made for requirements.txt, not requirements-gpu.txt"),
+])
+def test_a_venv_of_another_python_or_build_is_named_for_recreation(tmp_path, tools_dir, env, reason):
+    venv = tmp_path / "venv"
+    (venv / "bin").mkdir(parents=True)
+    fake_pythons(venv / "bin", {"python": "3.11.9"})
+    (venv / ".requirements.stamp").write_text("requirements.txt 0123\n")
+    (venv / "pyvenv.cfg").write_text("include-system-site-packages = false\n")
+    done = run_bash("venv_outdated", tmp_path, tools_dir, {"python3.10": "3.10.12"}, **env)
+    assert done.stdout.strip() == f"{venv} {reason}", done.stderr
+    kept = run_bash("venv_outdated", tmp_path, tools_dir, {"python3.10": "3.10.12"})
+    assert kept.stdout.strip() == ""
 
 
 def default_folders():
@@ -155,7 +189,7 @@ def variables_read_by_scripts():
 
 
 def test_readme_lists_every_variable_the_scripts_read():
-    with open(os.path.join(REPO_ROOT, "README.md")) as readme:
+    with open(os.path.join(REPO_ROOT, "README.md"), encoding="utf-8") as readme:
         text = readme.read()
     found = variables_read_by_scripts()
     assert {"DATA_DIR", "FORCE", "SKIP_CORRUPT", "LOAD_EPOCH", "STAGES", "PYTHON_BIN"} <= set(found)
