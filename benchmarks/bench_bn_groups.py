@@ -116,7 +116,7 @@ def measured_table(args):
             f"{args.steps} steps; median of {args.repeats} processes each",
             "",
             "| executors on cpu(0) | pictures each | peak RSS growth | more than 1 executor | predicted: copies of "
-            "the parameters | left: activations, workspace, slack | seconds |",
+            "the parameters | left: activations, workspace, slack | seconds a process (not a speed figure) |",
             "|---:|---:|---:|---:|---:|---:|---:|"]
     for groups in args.groups:
         extra = growth[groups] - single
