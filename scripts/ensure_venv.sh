@@ -90,13 +90,21 @@ ensure_venv() {
   fi
   if [ ! -x "$VENV_DIR/bin/python" ]; then
     python_bin="$(find_python)" || exit 2
-    if [ "$MXNET_FROM_SYSTEM" = 1 ]; then
-      echo "[venv] creating $VENV_DIR with $("$python_bin" --version 2>&1) ($python_bin) and its site-packages"
-      "$python_bin" -m venv --system-site-packages "$VENV_DIR"
-    else
-      echo "[venv] creating $VENV_DIR with $("$python_bin" --version 2>&1) ($python_bin)"
-      "$python_bin" -m venv "$VENV_DIR"
+    local options=() pip_note=""
+    if [ "$MXNET_FROM_SYSTEM" = 1 ]; then options=(--system-site-packages); fi
+    # Debian's and Ubuntu's python3 (NVIDIA's containers) come without ensurepip unless python3.X-venv
+    # is installed; beside the system's site-packages, the system's pip installs into the venv as well.
+    if ! "$python_bin" -c "import ensurepip" > /dev/null 2>&1; then
+      if [ "$MXNET_FROM_SYSTEM" = 1 ] && "$python_bin" -m pip --version > /dev/null 2>&1; then
+        options+=(--without-pip); pip_note=", the system's pip"
+      else
+        echo "error: $python_bin cannot make a venv: it has no ensurepip (Debian/Ubuntu: apt-get install" \
+          "python$(python_version "$python_bin")-venv, then re-run)" >&2
+        exit 2
+      fi
     fi
+    echo "[venv] creating $VENV_DIR with $("$python_bin" --version 2>&1) ($python_bin)${options[0]:+ and its site-packages}$pip_note"
+    "$python_bin" -m venv "${options[@]}" "$VENV_DIR"
   fi
   if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
     # Container mode: the system's MXNet is checked (1.9.x, code for these GPUs) before anything is installed.

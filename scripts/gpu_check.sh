@@ -1,17 +1,23 @@
 #!/usr/bin/env bash
-# GPU smoke check for a machine with NVIDIA GPUs, a few minutes after the install:
-#   1. the GPUs nvidia-smi lists, and whether MXNet 1.9.1's CUDA wheels have code for them (they
-#      stop at sm_86: no Hopper); when they cannot run, one line says why, before anything is installed
-#   2. installs requirements-gpu.txt into the venv (scripts/ensure_venv.sh)
-#   3. the CUDA libraries load and a convolution runs on every GPU (python -m train.devices --run-op)
+# GPU smoke check for a machine with NVIDIA GPUs, one command, a few minutes:
+#   1. the GPUs nvidia-smi lists, and whether the MXNet to be used has code for them (python -m
+#      train.gpu_support: the mxnet-cu117 wheel's sm_50..sm_86 and no PTX, or the code read from the
+#      libmxnet.so of NVIDIA's container or of your build); when it cannot run, one line says why and
+#      what to use instead, before anything is installed
+#   2. installs requirements-gpu.txt into the venv (scripts/ensure_venv.sh), or with MXNET_FROM_SYSTEM=1
+#      the rest beside the system's MXNet
+#   3. the installed libmxnet.so's code for each GPU, mx.runtime.Features, NVRTC for the runtime fusion
+#      (MXNET_USE_FUSION=0 when it cannot compile for the GPU), TF32, and a convolution on every GPU
 #   4. 20 training steps of a ResNeXt-101 at 180 px on synthetic data, float32 and float16, on one
-#      GPU and on all: images/s and the GPU memory used
+#      GPU and on all, and float32 with the original's 8 BatchNorm groups on one GPU: images/s and
+#      the GPU memory used
 #   5. predicts 1,000 demo products with flip TTA on the GPUs, and compares the GPU's probabilities
-#      with the CPU's on 16 pictures
+#      with the CPU's on 16 pictures (in true float32: NVIDIA_TF32_OVERRIDE=0 unless set)
 # Usage: scripts/gpu_check.sh
-#   GPUS=0,1         checks only these GPUs
-#   DETECT_ONLY=1    stops after step 1
-#   SKIP_INSTALL=1   uses the venv as it is (e.g. a source build for Hopper: step 3 then decides)
+#   GPUS=0,1             checks only these GPUs
+#   DETECT_ONLY=1        stops after step 1
+#   MXNET_FROM_SYSTEM=1  NVIDIA's MXNet container: its MXNet, in a venv that sees it (README: GPUs)
+#   SKIP_INSTALL=1       uses the venv as it is (e.g. your own source build: its code is read in step 1)
 #   GPUS=cpu:0,cpu:1 SKIP_INSTALL=1 DTYPES=float32: the script's path on CPU contexts, to test the script
 set -euo pipefail
 CALLER_DIR="$PWD"  # a relative CHECK_DIR or VENV_DIR is taken from where the script was run
@@ -25,70 +31,42 @@ IMAGE_SIZE="${IMAGE_SIZE:-180}"                   # the solution's input size
 STEPS="${STEPS:-20}"                              # training steps per run
 BATCH_PER_GPU="${BATCH_PER_GPU:-32}"              # images per GPU and step (the solution: 64 at 8 GPUs)
 DTYPES="${DTYPES:-float32 float16}"               # precisions trained
+CHECK_BN_GROUPS="${CHECK_BN_GROUPS:-8}"           # BatchNorm groups of the extra run on one GPU (0: no such run)
 NUM_CATEGORIES="${NUM_CATEGORIES:-40}"            # demo categories: the network's outputs
 NUM_PRODUCTS="${NUM_PRODUCTS:-1000}"              # demo products predicted with flip TTA
 COMPARE_IMAGES="${COMPARE_IMAGES:-16}"            # pictures whose GPU and CPU probabilities are compared
 COMPARE_TOLERANCE="${COMPARE_TOLERANCE:-1e-3}"    # float32 cuDNN vs oneDNN: other summation orders
 PREDICT_BATCH_SIZE="${PREDICT_BATCH_SIZE:-128}"   # views per forward pass
-# The wheels' machine code: sm_50, 60, 70, 80, 86 and no PTX. A cubin runs on later minor versions of
-# its major one (sm_86 on Ada's 8.9), never on another major one.
-WHEEL_MAJORS="5 6 7 8"
-BUILD_HINT="build MXNet 1.9.1 from source with CUDA >= 11.8, cuDNN 8 and -DMXNET_CUDA_ARCH=9.0 (README: GPUs)"
+SYSTEM_PYTHON="${PYTHON_BIN:-python3}"            # runs step 1 before the venv exists (standard library only)
+if [ "${MXNET_FROM_SYSTEM:-0}" != 1 ]; then REQUIREMENTS=requirements-gpu.txt; fi
+source scripts/ensure_venv.sh                     # VENV_DIR, ensure_venv, use_venv
 export MXNET_CUDNN_AUTOTUNE_DEFAULT="${MXNET_CUDNN_AUTOTUNE_DEFAULT:-0}"  # as the original; autotune hung on Ampere
 
 fail() { echo "error: $*" >&2; exit 2; }
-step() { echo; echo "=== $* ($(date +%H:%M:%S))"; }
+step() { echo; echo "=== $* ($(date +%H:%M:%S), $(( SECONDS - START )) s)"; }
 
-# why_not_runnable INDEX NAME CAP: nothing when the wheels run on this GPU, else the reason.
-why_not_runnable() {
-  local major="${3%%.*}"
-  if [[ ! $3 =~ ^[0-9]+\.[0-9]+$ ]]; then
-    return 0  # unknown capability (a driver too old to report it): step 3 finds out
-  elif [ "$3" = "9.0" ]; then
-    echo "GPU $1 ($2) is compute capability 9.0 (Hopper): the MXNet 1.9.1 CUDA wheels carry machine code for" \
-      "sm_50..sm_86 only and no PTX, so no kernel of theirs runs on it; $BUILD_HINT"
-  elif [[ " $WHEEL_MAJORS " != *" $major "* ]]; then
-    echo "GPU $1 ($2) is compute capability $3: the MXNet 1.9.1 CUDA wheels carry machine code for" \
-      "sm_50..sm_86 (Maxwell to Ada) only and no PTX; it needs a source build for its architecture"
-  fi
-}
-
-# detect_gpus: checks the GPUs before anything is installed; sets GPUS (all listed when empty).
+# detect_gpus: step 1, before anything is installed; sets GPUS (all listed when empty).
 detect_gpus() {
-  local listing index name cap reason ids=()
   if [[ $GPUS == cpu:* ]]; then  # train.devices' CPU contexts: a dry run of this script without a GPU
     echo "GPUS=$GPUS: CPU contexts standing in for GPUs (a dry run of the script): no GPU detected"; return
   fi
   command -v nvidia-smi > /dev/null || fail "no nvidia-smi on PATH: no NVIDIA driver here, so no GPU to" \
     "check (training and prediction run on the CPU with GPUS= and the CPU build)"
-  if ! listing="$(nvidia-smi --query-gpu=index,name,compute_cap --format=csv,noheader 2>&1)"; then
-    if [[ $listing == *compute_cap* ]]; then  # drivers before 510 cannot report it
-      echo "warning: this driver does not report compute capabilities; the convolution of step 3 tests them"
-      listing="$(nvidia-smi --query-gpu=index,name --format=csv,noheader | sed 's/$/, unknown/')"
-    else
-      fail "nvidia-smi fails: $(grep -m1 . <<< "$listing")"
-    fi
+  local python=() mode=()
+  if [ "${SKIP_INSTALL:-0}" = 1 ]; then
+    [ -x "$VENV_DIR/bin/python" ] || fail "SKIP_INSTALL=1 but $VENV_DIR has no Python: run without it"
+    python=("$VENV_DIR/bin/python")    # the build in the venv: its own libmxnet.so is read
+  elif [ "${MXNET_FROM_SYSTEM:-0}" = 1 ]; then
+    python=("$SYSTEM_PYTHON"); mode=(--system)
+  else
+    python=("$SYSTEM_PYTHON"); mode=(--mxnet wheel)
   fi
-  [ -n "$listing" ] || fail "nvidia-smi lists no GPU"
-  while IFS=, read -r index name cap; do
-    index="${index// /}" name="$(sed 's/^ *//; s/ *$//' <<< "$name")" cap="${cap// /}"
-    if [ -n "$GPUS" ] && [[ ",${GPUS// /}," != *",$index,"* ]]; then continue; fi
-    reason="$(why_not_runnable "$index" "$name" "$cap")"
-    if [ -n "$reason" ] && [ "${SKIP_INSTALL:-0}" = 1 ]; then  # the venv may hold a source build for it
-      echo "warning: $reason; SKIP_INSTALL=1: step 3 tests the build in the venv on it"
-    elif [ -n "$reason" ]; then
-      fail "$reason, then run this check on it with SKIP_INSTALL=1"
-    fi
-    echo "GPU $index: $name, compute capability $cap"
-    ids+=("$index")
-  done <<< "$listing"
-  [ ${#ids[@]} -gt 0 ] || fail "GPUS=$GPUS: none of these ids is listed by nvidia-smi"
-  [ -n "$GPUS" ] || GPUS="$(IFS=,; echo "${ids[*]}")"
+  command -v "${python[0]}" > /dev/null || fail "no ${python[0]} to run the check with: set PYTHON_BIN"
+  "${python[@]}" -m train.gpu_support --gpus "$GPUS" "${mode[@]}" || exit 2
+  [ -n "$GPUS" ] || GPUS="$(nvidia-smi --query-gpu=index --format=csv,noheader | paste -sd, - | tr -d ' ')"
 }
 
 install_venv() {
-  export REQUIREMENTS=requirements-gpu.txt
-  source scripts/ensure_venv.sh
   if [ "${SKIP_INSTALL:-0}" = 1 ]; then
     [ -x "$VENV_DIR/bin/python" ] || fail "SKIP_INSTALL=1 but $VENV_DIR has no Python: run without it"
     echo "SKIP_INSTALL=1: using $VENV_DIR as it is"
@@ -96,8 +74,21 @@ install_venv() {
   else
     ensure_venv
   fi
-  local out
-  out="$(python -c 'import mxnet' 2>&1)" || fail "MXNet does not load: $(tail -n 1 <<< "$out")"
+}
+
+# check_build: step 3 before the convolution: the installed libmxnet.so's code for each GPU, CUDA in
+# mx.runtime.Features, NVRTC for the runtime fusion (turned off when it cannot compile for a GPU).
+check_build() {
+  local report gpus_args=()
+  if [[ $GPUS != cpu:* ]]; then gpus_args=(--gpus "$GPUS"); fi
+  report="$(python -m train.gpu_support "${gpus_args[@]}" --import --nvrtc)" || exit 2
+  grep -v '^FUSION=' <<< "$report"
+  if grep -q '^FUSION=0' <<< "$report"; then
+    if [ -z "${MXNET_USE_FUSION:-}" ]; then
+      export MXNET_USE_FUSION=0
+      echo "MXNET_USE_FUSION=0 for the rest of this check; export it for training and prediction on these GPUs"
+    fi
+  fi
 }
 
 # sample_memory FILE: nvidia-smi writes the memory used by each GPU to FILE every 200 ms (its pid: $!).
@@ -112,40 +103,42 @@ peak_memory() {
     END { n = 0; for (g in peak) { printf "%s%s: %d MiB", (n++ ? ", " : ""), g, peak[g] } }' "$1"
 }
 
-# benchmark DTYPE GPU_IDS [PREFIX]: STEPS steps on synthetic data; one table row; PREFIX: keep the weights.
+# benchmark DTYPE GPU_IDS [PREFIX [BN_GROUPS]]: STEPS steps on synthetic data; one table row;
+# PREFIX: keep the weights; BN_GROUPS: that many executors (BatchNorm groups) over the GPUs.
 benchmark() {
-  local devices=$(( $(tr -cd , <<< "$2" | wc -c) + 1 )) log="$CHECK_DIR/train_$1_gpus_${2//[,:]/_}.log" sampler
-  local batch=$(( BATCH_PER_GPU * devices ))
+  local devices=$(( $(tr -cd , <<< "$2" | wc -c) + 1 )) log="$CHECK_DIR/train_$1_gpus_${2//[,:]/_}${4:+_bn$4}.log"
+  local batch=$(( BATCH_PER_GPU * devices )) label="$2${4:+ x$4 BN}" sampler
   sample_memory "$log.memory"; sampler=$!
   if ! python -m train.train_model --symbol "$NETWORK" --benchmark 1 --num-classes "$NUM_CATEGORIES" \
       --image-shape "3,$IMAGE_SIZE,$IMAGE_SIZE" --batch-size "$batch" --num-examples $(( STEPS * batch )) \
       --num-epochs 1 --gpus "$2" --kv-store device --dtype "$1" --disp-batches 5 --top-k 0 \
-      ${3:+--model-prefix "$3"} > "$log" 2>&1; then
+      ${3:+--model-prefix "$3"} ${4:+--bn-groups "$4"} > "$log" 2>&1; then
     kill "$sampler" 2> /dev/null || true
-    fail "training $NETWORK ($1, GPUs $2) failed: $(grep -m1 '^error:' "$log" || tail -n 1 "$log") (log: $log)"
+    fail "training $NETWORK ($1, GPUs $label) failed: $(grep -m1 '^error:' "$log" || tail -n 1 "$log") (log: $log)"
   fi
   kill "$sampler" 2> /dev/null || true
   wait "$sampler" 2> /dev/null || true
   # MXNet's last speed line covers the steps after the first 5 (start-up excluded)
   local speed
   speed="$(grep -o 'Speed: [0-9.]*' "$log" | tail -n 1 | cut -d' ' -f2)"
-  printf "%-8s %-16s %6d %12s   %s\n" "$1" "$2" "$batch" "${speed:-?}" "$(peak_memory "$log.memory")"
+  printf "%-8s %-16s %6d %12s   %s\n" "$1" "$label" "$batch" "${speed:-?}" "$(peak_memory "$log.memory")"
 }
 
 START=$SECONDS
-step "1/5 GPUs and what the MXNet 1.9.1 wheels can run on"
+step "1/5 GPUs and what the MXNet to be used can run on"
 detect_gpus
-if [ "${DETECT_ONLY:-0}" = 1 ]; then echo "DETECT_ONLY=1: the wheels have code for GPUs $GPUS"; exit 0; fi
+if [ "${DETECT_ONLY:-0}" = 1 ]; then echo "DETECT_ONLY=1: GPUs $GPUS can run it"; exit 0; fi
 FIRST_GPU="${GPUS%%,*}"
 # The folder is the check's own: refuse to empty a folder it did not make.
 if [ -e "$CHECK_DIR" ] && [ ! -e "$CHECK_DIR/.gpu_check" ] && [ -n "$(ls -A "$CHECK_DIR")" ]; then
   fail "CHECK_DIR $CHECK_DIR exists and was not made by gpu_check.sh; set CHECK_DIR to another folder"
 fi
 
-step "2/5 install requirements-gpu.txt"
+step "2/5 install $REQUIREMENTS$([ "$MXNET_FROM_SYSTEM" = 1 ] && echo " beside the system's MXNet")"
 install_venv
 
-step "3/5 CUDA libraries and a convolution on GPUs $GPUS"
+step "3/5 the installed build, the CUDA libraries and a convolution on GPUs $GPUS"
+check_build
 python -m train.devices --gpus "$GPUS" --run-op || exit 2
 
 step "4/5 train $STEPS steps of $NETWORK at $IMAGE_SIZE px on synthetic data"
@@ -156,6 +149,10 @@ for dtype in $DTYPES; do
   benchmark "$dtype" "$FIRST_GPU" "$([ "$dtype" = float32 ] && echo "$MODEL_PREFIX")"
   if [ "$GPUS" != "$FIRST_GPU" ]; then benchmark "$dtype" "$GPUS"; fi
 done
+# The original's per-device BatchNorm batch on one GPU: the cost of several executors (docs/gpus.md)
+if [ "$CHECK_BN_GROUPS" -gt 1 ] && [ $(( BATCH_PER_GPU % CHECK_BN_GROUPS )) = 0 ]; then
+  benchmark float32 "$FIRST_GPU" "" "$CHECK_BN_GROUPS"
+fi
 [ -f "$MODEL_PREFIX-0001.params" ] || fail "no float32 run in DTYPES=$DTYPES: nothing to predict with"
 
 step "5/5 predict $NUM_PRODUCTS demo products with flip TTA; GPU vs CPU on $COMPARE_IMAGES pictures"
@@ -170,7 +167,8 @@ python -m predict.predict --bson "$CHECK_DIR/demo/test.bson" --csv "$CHECK_DIR/d
   > "$CHECK_DIR/predict.log" 2>&1 || fail "prediction failed: $(grep -m1 '^error:' "$CHECK_DIR/predict.log" ||
                                                             tail -n 1 "$CHECK_DIR/predict.log") (log: $CHECK_DIR/predict.log)"
 echo "predicted $NUM_PRODUCTS products on GPUs $GPUS in $(( SECONDS - predict_start )) s: $CHECK_DIR/predictions.csv.gz"
-python -m predict.compare_devices --bson "$CHECK_DIR/demo/test.bson" "${MODEL_FILES[@]}" --gpus "$GPUS" \
+# in true float32 on Ampere and later too: TF32 differs from the CPU by more than the tolerance
+NVIDIA_TF32_OVERRIDE="${NVIDIA_TF32_OVERRIDE:-0}" python -m predict.compare_devices --bson "$CHECK_DIR/demo/test.bson" "${MODEL_FILES[@]}" --gpus "$GPUS" \
   --image-shape "3,$IMAGE_SIZE,$IMAGE_SIZE" --num-images "$COMPARE_IMAGES" --tolerance "$COMPARE_TOLERANCE" || exit 2
 
 echo

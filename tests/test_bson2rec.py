@@ -24,6 +24,7 @@ def class_ids(category_csv):
         return {int(row[0]): i for i, row in enumerate(list(csv.reader(fh))[1:])}
 
 
+@pytest.mark.smoke  # run on every Python the README promises (.ci/run)
 def test_records_match_the_bson(example_bson, category_csv, tmp_path):
     records = convert(example_bson, tmp_path / "train.rec", category_csv)
     docs = {d["_id"]: d for d in read_docs(example_bson)}

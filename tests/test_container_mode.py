@@ -18,8 +18,9 @@ from tests.conftest import REPO_ROOT
 ENSURE_VENV = os.path.join(REPO_ROOT, "scripts", "ensure_venv.sh")
 
 
-def make_system_python(prefix, base_python=None):
-    """A Python whose sys.prefix is `prefix` and whose site-packages is empty: the stand-in system."""
+def make_system_python(prefix, base_python=None, without=()):
+    """A Python whose sys.prefix is `prefix` and whose site-packages is empty: the stand-in system
+    (`without`: standard-library modules it lacks, as Debian's python3 lacks ensurepip)."""
     base_python = base_python or sys.executable
     info = subprocess.run([base_python, "-c", "import sys, sysconfig; print(sys.version_info[0], "
                            "sys.version_info[1]); print(sysconfig.get_path('stdlib')); print(sys._base_executable)"],
@@ -29,7 +30,7 @@ def make_system_python(prefix, base_python=None):
     (lib / "site-packages").mkdir(parents=True)
     (prefix / "bin").mkdir()
     for name in os.listdir(stdlib):
-        if name != "site-packages":
+        if name != "site-packages" and name not in without:
             os.symlink(os.path.join(stdlib, name), lib / name)
     python = prefix / "bin" / f"python{major_minor}"
     shutil.copy2(executable, python)  # a copy, not a link: Python finds its prefix from its own location
@@ -92,6 +93,27 @@ def test_the_systems_mxnet_is_used_and_checked(tmp_path, system_with_cpu_mxnet):
     assert again.returncode == 0 and "[venv]" not in again.stdout
 
 
+def test_a_python_without_ensurepip_uses_the_systems_pip(tmp_path):
+    """Ubuntu's python3 without python3.10-venv, as in NVIDIA's containers: the venv is made without pip
+    and the system's pip, seen through its site-packages, installs into it."""
+    python, site_packages = make_system_python(tmp_path / "system", without=("ensurepip",))
+    (site_packages / "standin.pth").write_text(this_venvs_site_packages() + "\n")
+    done = run_ensure_venv(tmp_path, python)
+    assert done.returncode == 0, done.stderr
+    assert "and its site-packages, the system's pip" in done.stdout
+    assert not list((tmp_path / "venv").glob("lib/python*/site-packages/pip"))
+    assert done.stdout.splitlines()[-1] == "1.23.5"
+
+
+def test_a_python_without_ensurepip_or_pip_is_told_the_package(tmp_path):
+    python, _ = make_system_python(tmp_path / "system", without=("ensurepip",))
+    done = run_ensure_venv(tmp_path, python)
+    assert done.returncode == 2
+    assert done.stderr.strip() == (f"error: {python.parent / 'python3'} cannot make a venv: it has no ensurepip "
+                                   f"(Debian/Ubuntu: apt-get install python{python.name[6:]}-venv, then re-run)")
+    assert not (tmp_path / "venv").exists()
+
+
 def test_the_cpu_build_on_a_hopper_machine_stops_before_the_install(tmp_path, system_with_cpu_mxnet):
     done = run_ensure_venv(tmp_path, system_with_cpu_mxnet, nvidia_smi="0, NVIDIA H100 80GB HBM3, 9.0, 550.54.15")
     assert done.returncode == 2
@@ -133,6 +155,7 @@ def python310():
     return None
 
 
+@pytest.mark.smoke  # run on every Python the README promises (.ci/run)
 @pytest.mark.slow
 @pytest.mark.skipif(python310() is None, reason="needs a Python 3.10")
 def test_a_python310_system_with_the_cpu_wheel_and_a_newer_numpy(tmp_path):

@@ -17,6 +17,8 @@ from train import gpu_support
 from train.gpu_support import (FATBIN_MAGIC, FATBIN_PTX, FATBIN_SASS, WHEEL_CODE, CudaCode, MxnetInstall,
                                code_for, cuda_code_of, generation_of, generation_table, needed_libraries)
 
+pytestmark = pytest.mark.smoke  # standard library only: the part a GPU machine's own python3 runs
+
 
 # ---- ELF files with a .nv_fatbin section, written by hand --------------------------------------
 def fatbin(entries, header_size=64):

@@ -11,6 +11,7 @@ from data.md5_dict import Md5Dictionary, image_md5, product_hash, product_key
 from tests.helpers import make_jpeg, product, read_docs, write_bson
 
 
+@pytest.mark.smoke  # run on every Python the README promises (.ci/run)
 def test_totals_on_kaggle_example(example_bson, tmp_path, caplog):
     out = tmp_path / "dict.npz"
     with caplog.at_level(logging.INFO):

@@ -62,6 +62,7 @@ def predict_args(run, output, *extra):
             "--data-shape", "3,32,32", "--batch-size", "8", "--num-procs", "2", "--output", str(output), *extra]
 
 
+@pytest.mark.smoke  # run on every Python the README promises (.ci/run)
 def test_predicts_every_product_once_and_correctly(colour_run, capsys):
     output = colour_run["dir"] / "sub.csv.gz"
     assert predict.main(predict_args(colour_run, output, "--ensembles", "1")) == 0

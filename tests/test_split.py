@@ -28,6 +28,7 @@ def run_split(bson_path, tmp_path, seed, ratio="0.2", extra=()):
     return str(train), str(val)
 
 
+@pytest.mark.smoke  # run on every Python the README promises (.ci/run)
 @pytest.mark.parametrize("seed", [0xC0FFEE, 1])
 def test_split_is_the_original_algorithm_and_loses_nothing(example_bson, tmp_path, seed):
     train, val = run_split(example_bson, tmp_path, seed)

@@ -64,6 +64,7 @@ def read_metrics(prefix):
         return list(csv.DictReader(fh))
 
 
+@pytest.mark.smoke  # run on every Python the README promises (.ci/run)
 def test_fine_tune_learns_and_writes_checkpoints(colour_rec, resnet18, tmp_path):
     symbol, params = resnet18
     prefix = str(tmp_path / "model" / "m")
