@@ -122,8 +122,8 @@ def measured_table(args):
         extra = growth[groups] - single
         predicted = predicted_extra_copies(groups) * copy_bytes
         seconds = statistics.median(r["seconds"] for r in runs[groups])
-        rows.append(f"| {groups} | {args.batch_size // groups} | {growth[groups] / MiB:.0f} MiB | {extra / MiB:.0f} MiB "
-                    f"| {predicted_extra_copies(groups)} x {copy_bytes / MiB:.1f} = {predicted / MiB:.0f} MiB "
+        rows.append(f"| {groups} | {args.batch_size // groups} | {growth[groups] / MiB:.0f} MiB "
+                    f"| {extra / MiB:.0f} MiB | {predicted_extra_copies(groups)} x {copy_bytes / MiB:.1f} = {predicted / MiB:.0f} MiB "
                     f"| {(extra - predicted) / MiB:+.0f} MiB | {seconds:.1f} |")
     return "\n".join(rows)
 

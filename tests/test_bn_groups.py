@@ -3,6 +3,7 @@
 BatchNorm normalises over what one executor sees. 8 executors listed on cpu(0) must train exactly what
 8 distinct contexts cpu(0)..cpu(7) train (the 8 GPUs of the record, as far as BatchNorm goes), and
 something measurably different from one executor over the whole batch."""
+import logging
 import subprocess
 import sys
 
@@ -230,3 +231,23 @@ def test_run_model_passes_bn_groups_through(tmp_path, monkeypatch):
     script = model_script(tmp_path / "Mtiny.sh", ["START_EPOCH=0 END_EPOCH=1"])  # a header without it
     _, commands, output = dry_run(script, tmp_path)
     assert commands and "--bn-groups" not in commands[0][1], output
+
+
+# ---- resuming -------------------------------------------------------------------------------------
+def test_resume_with_groups_is_exact_and_another_group_count_keeps_the_state(colour_rec, tiny_symbol,  # noqa: F811
+                                                                             tmp_path, caplog):
+    from tests.test_resume import BATCHES_PER_EPOCH, RTOL, argv, max_relative_difference, read_json
+    whole, split, regrouped = (str(tmp_path / name / "m") for name in ("whole", "split", "regrouped"))
+    four = ["--bn-groups", "4"]  # 5 pictures of the batch of 20 each
+    train_model.main(argv(colour_rec, tiny_symbol, whole, "nadam", 2, four))
+    for prefix in (split, regrouped):
+        train_model.main(argv(colour_rec, tiny_symbol, prefix, "nadam", 1, four))
+    train_model.main(argv(colour_rec, tiny_symbol, split, "nadam", 2, ["--load-epoch", "1", *four]))
+    assert max_relative_difference(f"{whole}-0002.params", f"{split}-0002.params") <= RTOL
+    caplog.clear()
+    caplog.set_level(logging.WARNING)
+    # the state is saved per parameter, not per executor: one executor takes it up
+    train_model.main(argv(colour_rec, tiny_symbol, regrouped, "nadam", 2, ["--load-epoch", "1", "--bn-groups", "1"]))
+    assert "fresh" not in caplog.text
+    assert read_json(regrouped, 2)["num_update"] == 2 * BATCHES_PER_EPOCH
+    assert max_relative_difference(f"{whole}-0002.params", f"{regrouped}-0002.params") > 100 * RTOL
