@@ -69,8 +69,8 @@ GENERATIONS = (
     Generation("Ada", ((8, 9),), "L4, L40S, RTX 4090",
                "pip wheel + NVRTC 11.8: requirements-gpu.txt brings nvidia-cuda-nvrtc-cu11==11.8.89",
                "libmxnet.so has sm_86 code (runs on 8.9); NVRTC compiles compute_89", True,
-               f"needs NVRTC >= 11.8 (the wheel's CUDA 11.7 NVRTC rejects compute_89); gpu_check sets "
-               f"{FUSION_OFF} when the probe fails"),
+               f"works with requirements-gpu.txt's NVRTC 11.8.89 (NVRTC before 11.8, e.g. 11.7.99, rejects "
+               f"compute_89); gpu_check sets {FUSION_OFF} when its probe fails"),
     Generation("Hopper", ((9, 0),), "H100, H200, GH200",
                f"NVIDIA's container {CONTAINER} with MXNET_FROM_SYSTEM=1, or a source build "
                "(CUDA 11.8, cuDNN 8.9, MXNET_CUDA_ARCH=\"8.0;8.6;8.9;9.0+PTX\")",
