@@ -5,9 +5,13 @@ CUDA compiler is installed, and on the CPU wheel's libmxnet.so (no GPU code). Th
 is driven through `main` with a fake `nvidia-smi` per generation, Pascal to Blackwell.
 """
 import os
+import platform
+import re
 import shutil
 import struct
 import subprocess
+import sys
+import zipfile
 
 import pytest
 
@@ -304,14 +308,33 @@ def test_fusion_is_turned_off_when_the_nvrtc_rejects_the_architecture(tmp_path, 
     assert capsys.readouterr().out.splitlines()[-1] == "FUSION=1"
 
 
-@pytest.mark.skipif(not os.environ.get("NVRTC_118") or not os.environ.get("NVRTC_117"),
-                    reason="set NVRTC_118 and NVRTC_117 to the libnvrtc.so.11.2 of nvidia-cuda-nvrtc-cu11 11.8.89 "
-                           "and 11.7.99 (PyPI) to run NVRTC for real")
-def test_nvrtc_118_compiles_ada_and_hopper_and_117_does_not():
-    for capability in ((8, 6), (8, 9), (9, 0)):
-        assert gpu_support.nvrtc_compiles(capability, os.environ["NVRTC_118"]) is None
-    assert gpu_support.nvrtc_compiles((8, 6), os.environ["NVRTC_117"]) is None
-    assert "invalid value for --gpu-architecture" in gpu_support.nvrtc_compiles((8, 9), os.environ["NVRTC_117"])
+def nvrtc_from_pypi(version, folder):
+    """libnvrtc.so.11.2 of NVIDIA's nvidia-cuda-nvrtc-cu11 package at `version` (about 22 MB, pip's cache)."""
+    subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--disable-pip-version-check", "--no-deps",
+                    "--only-binary=:all:", "--platform", "manylinux2014_x86_64", "-d", str(folder),
+                    f"nvidia-cuda-nvrtc-cu11=={version}"], check=True, capture_output=True)
+    wheel = next(folder.glob(f"nvidia_cuda_nvrtc_cu11-{version}*.whl"))
+    with zipfile.ZipFile(wheel) as archive:
+        archive.extractall(folder / version)
+    return str(folder / version / "nvidia" / "cuda_nvrtc" / "lib" / "libnvrtc.so.11.2")
+
+
+def pinned(package):
+    with open(os.path.join(REPO_ROOT, "requirements-gpu.txt")) as requirements:
+        return re.search(rf"^{package}==(\S+)", requirements.read(), re.M).group(1)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(platform.machine() != "x86_64", reason="NVIDIA's NVRTC packages here are for x86_64")
+def test_the_pinned_nvrtc_compiles_for_ada_and_hopper_and_an_older_one_does_not(tmp_path):
+    """Why requirements-gpu.txt pins NVRTC 11.8: MXNet's fusion compiles for the GPU's own architecture,
+    and NVRTC learned compute_89 and compute_90 in 11.8. Compiling needs no GPU."""
+    ours = nvrtc_from_pypi(pinned("nvidia-cuda-nvrtc-cu11"), tmp_path)
+    for capability in ((6, 0), (8, 6), (8, 9), (9, 0)):
+        assert gpu_support.nvrtc_compiles(capability, ours) is None, capability
+    older = nvrtc_from_pypi("11.7.99", tmp_path)
+    assert gpu_support.nvrtc_compiles((8, 6), older) is None
+    assert "invalid value for --gpu-architecture" in gpu_support.nvrtc_compiles((8, 9), older)
 
 
 # ---- the README's table ------------------------------------------------------------------------
