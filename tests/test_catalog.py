@@ -319,3 +319,31 @@ def test_demo_catalog_is_seeded(tmp_path):
     assert (tmp_path / "a" / "catalog.csv").read_bytes() == (tmp_path / "b" / "catalog.csv").read_bytes()
     with pytest.raises(UserError, match="output exists"):
         generate_demo_catalog(str(tmp_path / "a"), seed=5, progress=False, **SMALL)
+
+
+@pytest.mark.slow
+def test_catalog_end_to_end_to_a_scored_submission(tmp_path):
+    """A generated catalog through the catalog script, DATASET_A, the MD5 dictionaries, train/demo/D01.sh and
+    predict/run_predict.sh, scored against the held-out truth: the numbered scripts unchanged."""
+    shop = tmp_path / "shop"
+    generate_demo_catalog(str(shop), layout="folders", num_categories=4, num_products=300, num_unlabelled=10,
+                          seed=1, progress=False)
+    env = dict(os.environ, CATALOG=str(shop / "catalog"), DATA_DIR=str(shop / "data"), HOLDOUT_FRACTION="0.15",
+               MODEL_DIR=str(shop / "models"), NUM_CLASSES="4", GPUS="", DATA_NTHREADS="2", EPOCHS_1="4",
+               MODELS="D01:4", ENSEMBLES="1", BATCH_SIZE="64", NUM_PROCS="1", OUT_DIR=str(shop / "submissions"),
+               PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"])
+    for script in ("data/create_catalog_bson.sh", "data/create_dataset_A.sh", "data/create_train_md5_dict.sh",
+                   "train/demo/D01.sh", "predict/run_predict.sh"):
+        result = subprocess.run([os.path.join(REPO_ROOT, script)], env=env, capture_output=True, text=True,
+                                timeout=900)
+        assert result.returncode == 0, f"{script}: {result.stderr[-3000:]}"
+    assert "OK: 55 products" in result.stdout   # 45 held out + 10 without category, checked by run_predict.sh
+    truth = shop / "data" / "test_ground_truth.csv"
+    held_out = len(read_csv(truth)) - 1
+    assert held_out == 45
+    scored = subprocess.run([sys.executable, "-m", "predict.score_submission", "--truth", str(truth),
+                             str(shop / "submissions" / "submission_final.csv.gz")], cwd=REPO_ROOT,
+                            capture_output=True, text=True)
+    assert scored.returncode == 0, scored.stderr
+    accuracy, covered = scored.stdout.splitlines()[1].split()[-2:]
+    assert int(covered) == held_out and float(accuracy) > 0.5   # chance: 0.25
