@@ -1,6 +1,7 @@
 # Sourced by run_demo.sh and run_tests.sh: create or refresh .venv from the requirements.
 # The venv is rebuilt when missing, made by an unsupported Python or another PYTHON_BIN version, or
-# made for another build; it is re-synced when a requirements file changed since the last install.
+# made for another build than the one asked for (none asked: it keeps its own); it is re-synced when a
+# requirements file changed since the last install.
 #   REQUIREMENTS=requirements-gpu.txt   the CUDA 11 wheel (Maxwell to Ada GPUs)
 #   MXNET_FROM_SYSTEM=1                 the MXNet already installed in the system's Python (NVIDIA's MXNet
 #                                       container): a venv with --system-site-packages and everything else
@@ -9,6 +10,12 @@
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 source "$REPO_ROOT/scripts/paths.sh"
 VENV_DIR="$(dir_from_env VENV_DIR "$REPO_ROOT/.venv")"  # relative: from where the script was started
+# Neither REQUIREMENTS nor MXNET_FROM_SYSTEM given: a venv keeps the build it was made for, so that a
+# forgotten variable does not replace the GPU or container venv with the CPU build.
+if [ -z "${REQUIREMENTS:-}" ] && [ -z "${MXNET_FROM_SYSTEM:-}" ] && [ -f "$VENV_DIR/.requirements.stamp" ]; then
+  REQUIREMENTS="$(cut -d' ' -f1 "$VENV_DIR/.requirements.stamp")"
+  if [ "$REQUIREMENTS" = requirements-without-mxnet.txt ]; then MXNET_FROM_SYSTEM=1; fi
+fi
 MXNET_FROM_SYSTEM="${MXNET_FROM_SYSTEM:-0}"
 if [ "$MXNET_FROM_SYSTEM" = 1 ]; then REQUIREMENTS=requirements-without-mxnet.txt; fi
 REQUIREMENTS="${REQUIREMENTS:-requirements.txt}"

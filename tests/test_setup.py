@@ -115,6 +115,19 @@ def test_venv_of_another_python_is_recreated(tmp_path, tools_dir):
     assert not (tmp_path / "venv").exists()
 
 
+@pytest.mark.parametrize("stamped, system", [("requirements-gpu.txt", "0"), ("requirements-without-mxnet.txt", "1"),
+                                             ("requirements.txt", "0")])
+def test_a_venv_keeps_its_build_when_none_is_asked_for(tmp_path, tools_dir, stamped, system):
+    """A GPU or container venv is not replaced by the CPU build because a variable was forgotten."""
+    venv = tmp_path / "venv"
+    venv.mkdir()
+    (venv / ".requirements.stamp").write_text(f"{stamped} 0123\n")
+    done = run_bash("echo $REQUIREMENTS $MXNET_FROM_SYSTEM", tmp_path, tools_dir, {})
+    assert done.stdout.split() == [stamped, system], done.stderr
+    asked = run_bash("echo $REQUIREMENTS $MXNET_FROM_SYSTEM", tmp_path, tools_dir, {}, MXNET_FROM_SYSTEM="0")
+    assert asked.stdout.split() == ["requirements.txt", "0"]
+
+
 @pytest.mark.parametrize("env, reason", [
     ({"PYTHON_BIN": "python3.10"}, "is Python 3.11, PYTHON_BIN 3.10"),
     ({"MXNET_FROM_SYSTEM": "1"}, "was made for requirements.txt, not requirements-without-mxnet.txt"),
