@@ -89,15 +89,16 @@ def test_a_kepler_gpu_it_is_given_is_refused(tmp_path):
     assert result.stderr.startswith("error: GPU 0 (Tesla K80) is compute capability 3.7: ")
 
 
-def own_build_venv(tmp_path, sass, ptx):
-    """A venv whose python finds an MXNet 1.9.1 whose libmxnet.so holds this code (a source build)."""
+def own_build_venv(tmp_path, sass, ptx, name="venv"):
+    """A venv (or a system, by `name`) whose python finds an MXNet 1.9.1 whose libmxnet.so holds this
+    code (a source build)."""
     package = tmp_path / "build" / "mxnet"
     package.mkdir(parents=True)
     (package / "__init__.py").write_text("")
     (package / "libinfo.py").write_text('__version__ = "1.9.1"\n')
     write_elf(package / "libmxnet.so", {".nv_fatbin": fatbin([(FATBIN_SASS, arch, b"s") for arch in sass] +
                                                              [(FATBIN_PTX, arch, b"p") for arch in ptx])})
-    venv = tmp_path / "venv"
+    venv = tmp_path / name
     (venv / "bin").mkdir(parents=True)
     (venv / "bin" / "python").write_text(f"#!/bin/sh\nPYTHONPATH={package.parent} exec {sys.executable} \"$@\"\n")
     (venv / "bin" / "python").chmod(0o755)
@@ -138,3 +139,13 @@ def test_runs_through_on_cpu_contexts(tmp_path):
     assert "predicted 50 products on GPUs cpu:0,cpu:1" in result.stdout
     assert "16 pictures (32 views): largest probability difference cpu(0), cpu(1) vs cpu" in result.stdout
     assert "GPU check passed" in result.stdout and (check_dir / "predictions.csv.gz").exists()
+
+
+def test_container_mode_reads_the_systems_build_in_step_one(tmp_path):
+    """MXNET_FROM_SYSTEM=1: step 1 runs the system's python3 (PYTHON_BIN) on its own MXNet, no venv yet."""
+    system = own_build_venv(tmp_path, sass=[80, 86, 90], ptx=[90], name="system")
+    result = run_gpu_check(tmp_path, ["0, NVIDIA H100 80GB HBM3, 9.0, 550.54.15"], DETECT_ONLY="1",
+                           MXNET_FROM_SYSTEM="1", PYTHON_BIN=str(system / "bin" / "python"))
+    assert result.returncode == 0, result.stderr
+    assert "MXNet 1.9.1 at " in result.stdout and "(the system's)" in result.stdout
+    assert "runs sm_90 machine code" in result.stdout
