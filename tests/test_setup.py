@@ -201,14 +201,25 @@ def variables_read_by_scripts():
     return found
 
 
-def test_readme_lists_every_variable_the_scripts_read():
-    with open(os.path.join(REPO_ROOT, "README.md"), encoding="utf-8") as readme:
-        text = readme.read()
+def documentation():
+    """The README and every page of docs/, as one text."""
+    pages = [os.path.join(REPO_ROOT, "README.md")] + sorted(
+        os.path.join(REPO_ROOT, "docs", name) for name in os.listdir(os.path.join(REPO_ROOT, "docs"))
+        if name.endswith(".md"))
+    texts = []
+    for page in pages:
+        with open(page, encoding="utf-8") as handle:
+            texts.append(handle.read())
+    return "\n".join(texts)
+
+
+def test_the_docs_list_every_variable_the_scripts_read():
+    text = documentation()
     found = variables_read_by_scripts()
     assert {"DATA_DIR", "FORCE", "SKIP_CORRUPT", "LOAD_EPOCH", "STAGES", "PYTHON_BIN"} <= set(found)
     undocumented = {name: path for name, path in found.items()
                     if name not in INTERNAL_VARIABLES and f"`{name}`" not in text}
-    assert not undocumented, f"variables the README does not name (in backticks): {undocumented}"
+    assert not undocumented, f"variables neither the README nor docs/ names (in backticks): {undocumented}"
 
 
 def test_activate_puts_the_venv_and_its_cuda_libraries_first(tmp_path, tools_dir):
