@@ -35,6 +35,13 @@ def read_docs(path):
         return list(bson.decode_file_iter(fh))
 
 
+def read_csv_rows(path):
+    """Every row of a CSV file, header included, as lists of strings."""
+    import csv
+    with open(path, newline="", encoding="utf-8") as fh:
+        return list(csv.reader(fh))
+
+
 def read_records(rec_path):
     """(header, payload) of every record of an indexed .rec, in write (key) order."""
     import mxnet as mx

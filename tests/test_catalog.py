@@ -6,7 +6,6 @@ import shutil
 import subprocess
 import sys
 
-import bson
 import cv2
 import numpy as np
 import pytest
@@ -18,19 +17,9 @@ from data.categories import Categories
 from data.make_demo_catalog import generate_demo_catalog
 from predict import score_submission
 from tests.conftest import REPO_ROOT
-from tests.helpers import write_category_csv
+from tests.helpers import read_csv_rows, read_docs, write_category_csv
 
 SMALL = dict(num_categories=5, num_products=40, num_unlabelled=6, png_fraction=0.3, other_size_fraction=0.15)
-
-
-def read_docs(path):
-    with open(path, "rb") as fh:
-        return list(bson.decode_file_iter(fh))
-
-
-def read_csv(path):
-    with open(path, newline="", encoding="utf-8") as fh:
-        return list(csv.reader(fh))
 
 
 def convert(catalog, out_dir, *flags):
@@ -58,7 +47,7 @@ def catalogs(tmp_path_factory):
         args = catalog_to_bson.build_parser().parse_args(["--catalog", str(source), "--out-dir", str(out),
                                                           "--holdout-fraction", "0.2"])
         outputs[layout] = dict(out=out, counts=catalog_to_bson.convert_catalog(args, progress=False))
-    rows = read_csv(folder / "catalog.csv")[1:]
+    rows = read_csv_rows(folder / "catalog.csv")[1:]
     return dict(folder=folder, outputs=outputs,
                 catalog={int(pid): (category, [folder / p for p in pictures.split(";")])
                          for pid, category, pictures in rows})
@@ -70,7 +59,7 @@ def test_both_layouts_give_the_same_documents(catalogs):
         by_id = [sorted(read_docs(out / name), key=lambda d: d["_id"]) for out in (out_csv, out_folders)]
         assert by_id[0] == by_id[1] and by_id[0]
     assert (out_csv / "category_names.csv").read_bytes() == (out_folders / "category_names.csv").read_bytes()
-    truths = [sorted(read_csv(out / "test_ground_truth.csv")[1:]) for out in (out_csv, out_folders)]
+    truths = [sorted(read_csv_rows(out / "test_ground_truth.csv")[1:]) for out in (out_csv, out_folders)]
     assert truths[0] == truths[1] and truths[0]   # the same held-out products, in each layout's order
 
 
@@ -85,7 +74,7 @@ def test_documents_have_kaggles_layout_ids_and_categories(catalogs):
     for doc in train:
         assert list(doc) == ["_id", "imgs", "category_id"]
         assert categories.level3_names[categories.class_of(doc["category_id"])] == catalog[doc["_id"]][0]
-    truth = {int(pid): int(cid) for pid, cid in read_csv(out / "test_ground_truth.csv")[1:]}
+    truth = {int(pid): int(cid) for pid, cid in read_csv_rows(out / "test_ground_truth.csv")[1:]}
     test = read_docs(out / "test.bson")
     for doc in test:
         assert list(doc) == ["_id", "imgs"]
@@ -268,7 +257,7 @@ def test_outputs_are_not_overwritten_without_force(catalogs, tmp_path):
         convert(source, tmp_path, "--holdout-fraction", "0.1")
     assert (tmp_path / "test_ground_truth.csv").read_text() == "mine\n"
     convert(source, tmp_path, "--holdout-fraction", "0.1", "--force")
-    assert len(read_csv(tmp_path / "test_ground_truth.csv")) > 1
+    assert len(read_csv_rows(tmp_path / "test_ground_truth.csv")) > 1
 
 
 def test_argument_and_header_errors_are_one_line(tmp_path):
@@ -285,7 +274,7 @@ def test_argument_and_header_errors_are_one_line(tmp_path):
 
 def test_truth_scores_through_score_submission(catalogs, capsys):
     out = catalogs["outputs"]["csv"]["out"]
-    truth = read_csv(out / "test_ground_truth.csv")
+    truth = read_csv_rows(out / "test_ground_truth.csv")
     submission = out.parent / "perfect.csv.gz"
     with gzip.open(submission, "wt") as fh:
         fh.write("_id,category_id\n" + "".join(f"{pid},{cid}\n" for pid, cid in truth[1:]))
@@ -339,7 +328,7 @@ def test_catalog_end_to_end_to_a_scored_submission(tmp_path):
         assert result.returncode == 0, f"{script}: {result.stderr[-3000:]}"
     assert "OK: 55 products" in result.stdout   # 45 held out + 10 without category, checked by run_predict.sh
     truth = shop / "data" / "test_ground_truth.csv"
-    held_out = len(read_csv(truth)) - 1
+    held_out = len(read_csv_rows(truth)) - 1
     assert held_out == 45
     scored = subprocess.run([sys.executable, "-m", "predict.score_submission", "--truth", str(truth),
                              str(shop / "submissions" / "submission_final.csv.gz")], cwd=REPO_ROOT,

@@ -1,12 +1,10 @@
 """The demo dataset: Kaggle's formats, realistic statistics, seeded and safe outputs."""
 import collections
-import csv
 import hashlib
 import os
 import subprocess
 import sys
 
-import bson
 import cv2
 import numpy as np
 import pytest
@@ -15,19 +13,10 @@ from data.categories import Categories
 from cli.runner import UserError
 from data.make_demo_data import (OUTPUT_NAMES, assign_categories, category_weights, encode_jpeg,
                                  generate_demo_dataset, main, make_categories, make_styles)
+from tests.helpers import read_csv_rows, read_docs
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SMALL = dict(num_categories=12, num_train_products=300, num_test_products=100)
-
-
-def read_docs(path):
-    with open(path, "rb") as fh:
-        return list(bson.decode_file_iter(fh))
-
-
-def read_csv_rows(path):
-    with open(path, newline="", encoding="utf-8") as fh:
-        return list(csv.reader(fh))
 
 
 def md5(picture):
