@@ -21,7 +21,7 @@ import time
 import numpy as np
 import zmq
 
-from cli.processes import describe_exit
+from cli.processes import describe_exit, process_alive
 from cli.reporting import plural
 from cli.runner import UserError
 from predict import messages
@@ -31,6 +31,46 @@ log = logging.getLogger(__name__)
 TRANSPORTS = ("ipc", "tcp")
 _STOP_SECONDS = 5  # a stopped child gets this long before SIGKILL
 _IPC_PATH_MAX = 100  # sockaddr_un holds 107 bytes
+SOCKET_FOLDER_PREFIX = "cdiscount-predict-"
+
+
+def socket_folder_prefix(pid=None):
+    """The private socket folder's name starts with its run's PID, so that a later run can tell the
+    folder of a killed run (a SIGKILLed parent cannot remove its own) from one still in use."""
+    return f"{SOCKET_FOLDER_PREFIX}{pid or os.getpid()}-"
+
+
+def remove_stale_socket_folders(root):
+    """Remove this user's socket folders in `root` whose run is gone."""
+    try:
+        names = [name for name in os.listdir(root) if name.startswith(SOCKET_FOLDER_PREFIX)]
+    except OSError:
+        return
+    for name in names:
+        pid, _, _ = name[len(SOCKET_FOLDER_PREFIX):].partition("-")
+        path = os.path.join(root, name)
+        try:
+            owned = os.stat(path).st_uid == os.getuid()
+        except OSError:
+            continue
+        if owned and pid.isdigit() and not process_alive(int(pid)) and not _listening(os.path.join(path, "control")):
+            shutil.rmtree(path, ignore_errors=True)
+            log.info("removed %s, left by a killed prediction", path)
+
+
+def _listening(socket_path):
+    """Whether a process accepts connections on this ipc socket (a run in another PID namespace
+    sharing /tmp would look gone by its PID alone)."""
+    import socket
+
+    if not os.path.exists(socket_path):
+        return False
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        try:
+            probe.connect(socket_path)
+        except OSError:
+            return False
+    return True
 
 
 class PipelineError(UserError):
@@ -84,11 +124,13 @@ class Pipeline:
         return self
 
     def _open(self):
-        self._tmp = tempfile.mkdtemp(prefix="cdiscount-predict-")
+        for root in {tempfile.gettempdir(), "/tmp"}:
+            remove_stale_socket_folders(root)
+        self._tmp = tempfile.mkdtemp(prefix=socket_folder_prefix())
         if self.transport == "ipc" and len(os.path.join(self._tmp, "products")) > _IPC_PATH_MAX:
             # a socket path must fit sockaddr_un (107 bytes): a long TMPDIR falls back to /tmp
             os.rmdir(self._tmp)
-            self._tmp = tempfile.mkdtemp(prefix="cdiscount-predict-", dir="/tmp")
+            self._tmp = tempfile.mkdtemp(prefix=socket_folder_prefix(), dir="/tmp")
             if len(os.path.join(self._tmp, "products")) > _IPC_PATH_MAX:
                 raise UserError(f"{self._tmp}: too long for ipc:// sockets; use --transport tcp")
         os.chmod(self._tmp, 0o700)  # ipc sockets are files: only this user reaches them

@@ -1,8 +1,11 @@
 """The prediction pipeline with real processes: end to end, shards, real Kaggle pictures, failures."""
+import glob
 import os
 import signal
+import socket
 import subprocess
 import sys
+import tempfile
 import time
 
 import cv2
@@ -13,7 +16,7 @@ import pytest
 from data import bson_md5_dict
 from data.bson_index import BsonIndex
 from predict import check_submission, merge_shards, predict
-from predict.pipeline import Pipeline, PipelineError
+from predict.pipeline import Pipeline, PipelineError, remove_stale_socket_folders, socket_folder_prefix
 from predict.submission import read_submission
 from tests.conftest import REPO_ROOT
 from train.checkpoint import InputSettings, input_settings_path, load_params, write_input_settings
@@ -242,6 +245,33 @@ def test_a_killed_parent_leaves_no_orphans(long_run):
     while any(alive(pid) for pid in children) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not any(alive(pid) for pid in children)
+    # its private socket folder, which a SIGKILLed run cannot remove, goes at the next run's start
+    left = glob.glob(os.path.join(tempfile.gettempdir(), socket_folder_prefix(process.pid) + "*"))
+    assert len(left) == 1
+    remove_stale_socket_folders(tempfile.gettempdir())
+    assert not os.path.exists(left[0])
+
+
+def test_only_socket_folders_of_gone_runs_are_removed(tmp_path):
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True).stdout.strip()
+    stale, running = tmp_path / f"{socket_folder_prefix(gone)}abc", tmp_path / f"{socket_folder_prefix()}def"
+    other = tmp_path / "cdiscount-predict-notapid"
+    for folder in (stale, running, other):
+        folder.mkdir()
+        (folder / "forward_mask.npy").write_bytes(b"x")
+    remove_stale_socket_folders(str(tmp_path))
+    assert not stale.exists() and running.exists() and other.exists()
+    # a folder whose control socket still accepts connections is in use, whatever its PID says
+    listened = tmp_path / f"{socket_folder_prefix(gone)}ghi"
+    listened.mkdir()
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as server:
+        server.bind(str(listened / "control"))
+        server.listen(1)
+        remove_stale_socket_folders(str(tmp_path))
+        assert listened.exists()
+    remove_stale_socket_folders(str(tmp_path))
+    assert not listened.exists()
 
 
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")  # the drop it is about
