@@ -4,6 +4,7 @@ The fat-binary reader is checked three ways: on ELF files written here, on nvcc'
 CUDA compiler is installed, and on the CPU wheel's libmxnet.so (no GPU code). The generation logic
 is driven through `main` with a fake `nvidia-smi` per generation, Pascal to Blackwell.
 """
+import locale
 import os
 import platform
 import re
@@ -330,8 +331,10 @@ def test_the_pinned_nvrtc_compiles_for_ada_and_hopper_and_an_older_one_does_not(
     """Why requirements-gpu.txt pins NVRTC 11.8: MXNet's fusion compiles for the GPU's own architecture,
     and NVRTC learned compute_89 and compute_90 in 11.8. Compiling needs no GPU."""
     ours = nvrtc_from_pypi(pinned("nvidia-cuda-nvrtc-cu11"), tmp_path)
+    encoding = locale.getpreferredencoding(False)
     for capability in ((6, 0), (8, 6), (8, 9), (9, 0)):
         assert gpu_support.nvrtc_compiles(capability, ours) is None, capability
+    assert locale.getpreferredencoding(False) == encoding  # NVRTC's own C locale does not stay
     older = nvrtc_from_pypi("11.7.99", tmp_path)
     assert gpu_support.nvrtc_compiles((8, 6), older) is None
     assert "invalid value for --gpu-architecture" in gpu_support.nvrtc_compiles((8, 9), older)

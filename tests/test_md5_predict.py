@@ -88,7 +88,7 @@ def test_kaggle_example_against_itself(example_bson, category_csv, tmp_path):
     got = overrides(out)
     assert got == expected
     assert len(got) == 82  # the sample has no product hash seen with two categories
-    known = {int(line.split(",")[0]) for line in open(category_csv).read().splitlines()[1:]}
+    known = {int(line.split(",")[0]) for line in open(category_csv, encoding="utf-8").read().splitlines()[1:]}
     assert all(category in known for _, category in got)
 
 

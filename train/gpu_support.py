@@ -332,6 +332,18 @@ def nvrtc_compiles(capability: Capability, library: str) -> Optional[str]:
         nvrtc = ctypes.CDLL(library)
     except OSError as exc:
         return f"{library} does not load ({exc})"
+    # NVRTC switches the calling thread to its own C locale (uselocale), after which Python's
+    # default text encoding is ASCII: measured with 11.8.89. Give the thread its locale back.
+    libc = ctypes.CDLL(None)
+    libc.uselocale.restype, libc.uselocale.argtypes = ctypes.c_void_p, [ctypes.c_void_p]
+    thread_locale = libc.uselocale(None)
+    try:
+        return _compile_probe(nvrtc, capability)
+    finally:
+        libc.uselocale(thread_locale)
+
+
+def _compile_probe(nvrtc, capability):
     program = ctypes.c_void_p()
     if nvrtc.nvrtcCreateProgram(ctypes.byref(program), PROBE_KERNEL, b"probe.cu", 0, None, None) != 0:
         return "nvrtcCreateProgram fails"
