@@ -4,7 +4,9 @@ Each record: label = class_id of the product's category (row order of
 category_names.csv; -1 for a test BSON) or, with `--cate-type 1`, the category's
 index within its level-1 category; header id = product `_id`, id2 = the image's
 position in the product (the original wrote a running number and 0 there);
-payload = the JPEG bytes exactly as in the BSON.
+payload = the JPEG bytes exactly as in the BSON. Beside the `.rec` and its `.idx`,
+`X.rec.json` (data.recordio.RecInfo) says what the labels are: their kind, the class count,
+the digest of the category table and the record count; training reads its class count there.
 
 The selection and the order are the original's (bson2rec_simple.py), so that the
 same BSON and seed give the same images in the same order: on the images in file
@@ -18,6 +20,7 @@ shuffled order.
 import argparse
 import array
 import collections
+import dataclasses
 import logging
 import os
 import random
@@ -26,12 +29,12 @@ import numpy as np
 from tqdm import tqdm
 
 from data.bson_index import NO_CATEGORY, BsonIndex
-from data.categories import Categories, default_category_csv
+from data.categories import Categories, default_category_csv, label_kind_of_level
 from cli.files import atomic_outputs, check_input_file, check_outputs
 from cli.reporting import Timer, plural
 from cli.runner import HelpFormatter, RefusedFlag, UserError, run_cli
 from data.md5_dict import PICKLE_REFUSED, Md5Dictionary, digests_in_file_order, first_occurrences
-from data.recordio import IndexedRecordWriter, pack_header
+from data.recordio import IndexedRecordWriter, RecInfo, pack_header, rec_info_path, write_rec_info
 
 log = logging.getLogger(__name__)
 
@@ -169,23 +172,37 @@ def describe_labels(categories, cate_type):
     return f"labels: class id (--cate-type 3), 0..{len(categories) - 1}: {len(categories)} classes"
 
 
-def write_records(index, order, labels, image_products, rec_path, idx_path, skipped, check_jpeg=True):
-    """Write the records of `order` to an indexed RecordIO (as MXNet writes it); returns the number written."""
+def rec_info(categories, cate_type, category_csv):
+    """The X.rec.json of records labelled as `cate_type` says (its record count filled in when written)."""
+    if categories is None:
+        return RecInfo(label_kind=None, num_classes=None, categories_digest=None, records=0)
+    kind = label_kind_of_level(cate_type)
+    return RecInfo(label_kind=kind, num_classes=categories.num_classes_of(kind), categories_digest=categories.digest,
+                   records=0, category_csv=os.path.abspath(category_csv))
+
+
+def write_records(index, order, labels, image_products, rec_path, idx_path, skipped, check_jpeg=True, info=None):
+    """Write the records of `order` to an indexed RecordIO (as MXNet writes it), and `info` (a RecInfo)
+    with their count as X.rec.json, the three renamed into place together; returns the number written."""
     written = 0
     product_ids = index.products["product_id"]
     first_images = index.products["first_image"]
-    with atomic_outputs(rec_path, idx_path) as (rec_tmp, idx_tmp), IndexedRecordWriter(rec_tmp, idx_tmp) as writer:
-        for j in tqdm(_as_ints(order), total=len(order), unit="img", desc=f"write {os.path.basename(rec_path)}"):
-            picture = index.read_image(j)
-            problem = jpeg_problem(picture) if check_jpeg else None
-            if problem:
-                skipped[problem] += 1
-                continue
-            product = int(image_products[j])
-            # mx.recordio.pack's header: flag 0, label, id = product _id, id2 = image index in the product.
-            header = pack_header(float(labels[j]), int(product_ids[product]), j - int(first_images[product]))
-            writer.write(written, header + picture)
-            written += 1
+    outputs = [rec_path, idx_path] + ([rec_info_path(rec_path)] if info is not None else [])
+    with atomic_outputs(*outputs) as temps:
+        with IndexedRecordWriter(temps[0], temps[1]) as writer:
+            for j in tqdm(_as_ints(order), total=len(order), unit="img", desc=f"write {os.path.basename(rec_path)}"):
+                picture = index.read_image(j)
+                problem = jpeg_problem(picture) if check_jpeg else None
+                if problem:
+                    skipped[problem] += 1
+                    continue
+                product = int(image_products[j])
+                # mx.recordio.pack's header: flag 0, label, id = product _id, id2 = image index in the product.
+                header = pack_header(float(labels[j]), int(product_ids[product]), j - int(first_images[product]))
+                writer.write(written, header + picture)
+                written += 1
+        if info is not None:
+            write_rec_info(temps[2], dataclasses.replace(info, records=written))
     return written
 
 
@@ -207,7 +224,8 @@ def build_parser():
                                      formatter_class=HelpFormatter)
     io = parser.add_argument_group("input and output")
     io.add_argument("--bson", required=True, help="Kaggle BSON (train, validation split or test)")
-    io.add_argument("--out-rec", required=True, help="output .rec; the .idx is written beside it")
+    io.add_argument("--out-rec", required=True,
+                    help="output .rec; its .idx and X.rec.json (what the labels are) are written beside it")
     io.add_argument("--category-csv", default=None,
                     help="Kaggle category_names.csv (default: $DATA_DIR/category_names.csv, "
                          "DATA_DIR defaulting to data_dir)")
@@ -261,7 +279,7 @@ def check_inputs(args):
     if args.md5_dict:
         check_input_file(args.md5_dict, "MD5 dictionary")
     idx_path = idx_path_for(args.out_rec)
-    check_outputs([args.out_rec, idx_path], args.force,
+    check_outputs([args.out_rec, idx_path, rec_info_path(args.out_rec)], args.force,
                   inputs=[args.bson, args.category_csv or default_category_csv(), args.md5_dict])
     check_order_flags(args)
     return idx_path
@@ -288,7 +306,8 @@ def main(argv=None):
                           shuffle_size=args.shuffle_size)
     prechecked = needs_prepass(args.unique_md5, md5_dict, args.under_sampling)
     written = write_records(index, order, image_labels(image_classes, categories, args.cate_type), image_products,
-                            args.out_rec, idx_path, skipped, check_jpeg=not prechecked)
+                            args.out_rec, idx_path, skipped, check_jpeg=not prechecked,
+                            info=rec_info(categories, args.cate_type, args.category_csv or default_category_csv()))
     log_counts(index, written, skipped, args.out_rec, idx_path)
     if written + sum(skipped.values()) != index.num_images:
         raise UserError(f"image count mismatch: {written} written + {sum(skipped.values())} skipped "
@@ -305,7 +324,8 @@ def log_counts(index, written, skipped, rec_path, idx_path):
     log.info("in: %d products, %d images%s%s", len(index), index.num_images,
              f"; {plural(no_images, 'product')} without images" if no_images else "",
              f"; {plural(len(index.skipped), 'corrupt document')} skipped" if index.skipped else "")
-    log.info("written: %d records -> %s (+ %s)", written, rec_path, os.path.basename(idx_path))
+    log.info("written: %d records -> %s (+ %s, %s)", written, rec_path, os.path.basename(idx_path),
+             os.path.basename(rec_info_path(rec_path)))
     for reason, count in sorted(skipped.items()):
         log.info("skipped %s: %d", reason, count)
 

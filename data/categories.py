@@ -7,8 +7,15 @@ order of first appearance in the file.
 A level-1 sub-class id is a category's 0-based rank among the categories of its
 level-1 group, in file order: the labels of the original's level-1 sub-class
 models (`bson2rec --cate-type 1`, `predict --cate-level 1`).
+
+What a label means travels with the files: a `.rec`'s `X.rec.json` (data.recordio) and a
+checkpoint's `PREFIX-input.json` (train.checkpoint) name the label kind (LABEL_KINDS) and the
+digest of the table the labels index (`Categories.digest`), so that training and prediction
+can refuse labels of another kind or of another category CSV before any work.
 """
 import csv
+import hashlib
+import json
 import os
 
 import numpy as np
@@ -17,6 +24,21 @@ from cli.files import check_input_file
 from cli.runner import UserError
 
 HEADER = ["category_id", "category_level1", "category_level2", "category_level3"]
+
+# What a record's label (and a model's output index) is; the value is the original's number for it
+# (bson2rec --cate-type, predict --cate-level). A later kind adds an entry here and in
+# Categories.num_classes_of.
+LABEL_KINDS = {"class_id": 3, "level1_sub_class": 1}
+
+
+def short_digest(digest):
+    """A category digest as messages show it: enough hex digits to tell two tables apart."""
+    return digest[:len("sha256:") + 12] if digest else "unknown"
+
+
+def label_kind_of_level(level):
+    """The label kind of a --cate-type / --cate-level number."""
+    return next(kind for kind, number in LABEL_KINDS.items() if number == level)
 
 
 def default_category_csv():
@@ -34,6 +56,14 @@ class Categories:
         self.level1_names, self.level1_ids = _first_appearance_ids(level1_names)
         self.level2_names, self.level2_ids = _first_appearance_ids(list(zip(level1_names, level2_names)))
         self.level1_sub_class_ids = _rank_within_groups(self.level1_ids)
+        # Of the parsed table, not of the file's bytes: line endings, a BOM or quoting change no label.
+        table = json.dumps([[int(c) for c in self.category_ids], list(level1_names), list(level2_names),
+                            self.level3_names], ensure_ascii=False)
+        self.digest = "sha256:" + hashlib.sha256(table.encode("utf-8")).hexdigest()
+
+    def num_classes_of(self, label_kind):
+        """Output width of a model whose labels are `label_kind` (a key of LABEL_KINDS)."""
+        return len(self) if label_kind == "class_id" else self.num_level1_sub_classes
 
     @property
     def num_level1_sub_classes(self):

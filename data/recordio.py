@@ -12,8 +12,20 @@ The output is byte for byte what `mx.recordio.MXIndexedRecordIO(idx, rec, "w")` 
         the position in the .rec of the record's first magic word.
 
 Writes go through large buffers instead of one ctypes call per record.
+
+Beside each `X.rec`, `X.rec.json` (RecInfo) says what its labels mean: their kind, the class
+count, the digest of the category table they index, and the record count; training takes its
+class count from it and prediction checks its category CSV against it (through the checkpoint).
 """
+import dataclasses
+import json
+import os
 import struct
+import typing
+
+from cli.files import check_input_file
+from cli.runner import UserError
+from data.categories import short_digest
 
 MAGIC = 0xCED7230A
 MAGIC_BYTES = struct.pack("<I", MAGIC)
@@ -100,3 +112,60 @@ class IndexedRecordWriter:
 
     def __exit__(self, *exc_info):
         self.close()
+
+
+# --- X.rec.json: what the labels of X.rec mean ------------------------------------------------------
+
+REC_INFO_FORMAT = "cdiscount-rec-info/1"
+
+
+@dataclasses.dataclass(frozen=True)
+class RecInfo:
+    """X.rec.json: the labels of X.rec, written by data.bson2rec with the .rec and its .idx."""
+    label_kind: typing.Optional[str]  # a key of data.categories.LABEL_KINDS; None: unlabelled (-1, a test BSON)
+    num_classes: typing.Optional[int]  # the labels are 0..num_classes-1 (None: unlabelled)
+    categories_digest: typing.Optional[str]  # data.categories.Categories.digest of the table the labels index
+    records: int
+    category_csv: typing.Optional[str] = None  # the category CSV it was made with, for people
+
+    def describe(self):
+        if self.label_kind is None:
+            return "unlabelled records"
+        return f"{self.label_kind} labels of {self.num_classes} classes (categories {short_digest(self.categories_digest)})"
+
+    def same_labels(self, other):
+        return (self.label_kind, self.num_classes, self.categories_digest) == \
+            (other.label_kind, other.num_classes, other.categories_digest)
+
+
+def rec_info_path(rec_path):
+    return f"{rec_path}.json"
+
+
+def write_rec_info(path, info):
+    with open(path, "w", encoding="utf-8") as fh:
+        json.dump({"format": REC_INFO_FORMAT, **dataclasses.asdict(info)}, fh, indent=1)
+        fh.write("\n")
+
+
+def read_rec_info(rec_path):
+    """RecInfo of the X.rec.json beside `rec_path`; None without one (a .rec made before it existed)."""
+    path = rec_info_path(rec_path)
+    if not os.path.exists(path):
+        return None
+    check_input_file(path, "label description")
+    try:
+        with open(path, encoding="utf-8") as fh:
+            record = json.load(fh)
+        if not isinstance(record, dict) or record.get("format") != REC_INFO_FORMAT:
+            raise ValueError(f"format is not {REC_INFO_FORMAT}")
+        fields = {field.name for field in dataclasses.fields(RecInfo)}
+        unknown = set(record) - fields - {"format"}
+        if unknown:
+            raise ValueError(f"unknown field {sorted(unknown)[0]!r}")
+        info = RecInfo(**{name: value for name, value in record.items() if name != "format"})
+        if info.label_kind is not None and not (isinstance(info.num_classes, int) and info.num_classes > 0):
+            raise ValueError(f"num_classes {info.num_classes!r}: expected a positive count")
+    except (ValueError, TypeError) as exc:
+        raise UserError(f"{path}: not the label description data.bson2rec writes ({exc})") from None
+    return info

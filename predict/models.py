@@ -1,7 +1,9 @@
 """Trained networks for inference: load a `*-symbol.json` and its `.params`, output probabilities.
 
 A Model knows the input its network was trained on (train.checkpoint's PREFIX-input.json beside the
-symbol, flags as overrides), so that each model of an ensemble can be fed its own input.
+symbol, flags as overrides), so that each model of an ensemble can be fed its own input, resized as
+its training resized it (predict.preprocess.Resize). `label_level` reads what the outputs mean
+from the same files: the label kind (--cate-level) and the category table they index.
 """
 import json
 import logging
@@ -11,7 +13,9 @@ import mxnet as mx
 import numpy as np
 
 from cli.runner import UserError
-from train.checkpoint import load_params, load_symbol, mxnet_reason, resolve_input_settings
+from data.categories import LABEL_KINDS, short_digest
+from predict.preprocess import Resize
+from train.checkpoint import load_params, load_symbol, mxnet_reason, resolve_input_settings, stored_input_settings
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +38,10 @@ class Model:
     def __init__(self, symbol_path, params_path, batch_size, data_shape, context, num_classes, classes_are="",
                  overrides=None):
         self.input = resolve_input_settings(symbol_path, {**(overrides or {}), "image_shape": data_shape})
+        try:
+            Resize.of(self.input)  # how the workers will resize its pictures (predictor.input_groups)
+        except ValueError as exc:
+            raise UserError(f"{symbol_path}: its input settings: {exc}") from None
         self.normalise = normaliser(self.input.rgb_mean, self.input.rgb_scale)
         symbol = probability_symbol(load_symbol(symbol_path))
         arg_params, aux_params = load_params(params_path)
@@ -54,6 +62,42 @@ class Model:
         (a copy: the next forward overwrites the module's own output)."""
         self.module.forward(mx.io.DataBatch([batch]), is_train=False)
         return self.module.get_outputs()[0].copy()
+
+
+def label_level(symbol_paths, categories, cate_level=None):
+    """The --cate-level of a run of the networks `symbol_paths`: the label kind their PREFIX-input.json
+    records (`cate_level`, given, must agree), each checked to index `categories` (its digest). Refused
+    in one line before any model is loaded: kinds that differ between models, a --cate-level or a
+    category CSV other than the training's. Checkpoints without these fields (older) get `cate_level`
+    or 3, with one warning."""
+    kinds, older = {}, []
+    for symbol_path in dict.fromkeys(symbol_paths):
+        path, settings = stored_input_settings(symbol_path)
+        if settings is None or settings.label_kind is None:
+            older.append(path or symbol_path)
+            continue
+        if settings.label_kind not in LABEL_KINDS:
+            raise UserError(f"{path}: label kind {settings.label_kind}: this version predicts "
+                            f"{', '.join(LABEL_KINDS)}")
+        if settings.categories_digest and settings.categories_digest != categories.digest:
+            raise UserError(f"{categories.path}: categories {short_digest(categories.digest)}, but {path} was trained "
+                            f"on categories {short_digest(settings.categories_digest)}: its class ids would name "
+                            "other categories; give the category CSV the model was trained with")
+        kinds.setdefault(settings.label_kind, path)
+    if len(kinds) > 1:
+        (kind, path), (other_kind, other_path) = list(kinds.items())[:2]
+        raise UserError(f"{path}: {kind} labels, but {other_path}: {other_kind} labels; one run predicts one kind")
+    level = cate_level or 3
+    if kinds:
+        kind, path = next(iter(kinds.items()))
+        level = LABEL_KINDS[kind]
+        if cate_level is not None and cate_level != level:
+            raise UserError(f"--cate-level {cate_level}: {path} says the network was trained on {kind} labels "
+                            f"(--cate-level {level}); leave --cate-level out")
+    if older:
+        log.warning("%s: no label kind nor category digest recorded (a checkpoint from before they were): "
+                    "--cate-level %d, the category CSV unchecked", ", ".join(older), level)
+    return level
 
 
 def model_files(symbol_paths, params_paths):

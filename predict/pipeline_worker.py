@@ -59,10 +59,12 @@ def run_reader(args, context, control):
 
 
 def parse_input(text):
-    """(height, width, resize) of an --input C,H,W:RESIZE."""
+    """(height, width, predict.preprocess.Resize) of an --input C,H,W:RESIZE (RESIZE as Resize.__str__)."""
+    from predict.preprocess import Resize
+
     shape, _, resize = text.partition(":")
     _, height, width = (int(n) for n in shape.split(","))
-    return height, width, int(resize or 0)
+    return height, width, Resize.parse(resize or "0")
 
 
 def run_worker(args, context, control):

@@ -25,7 +25,9 @@ it forwards the answered pictures too, since the store serves every --md5-dict-t
 --cate-level 1 runs a level-1 sub-class model (outputs: a category's index within its
 level-1 group, data.bson2rec --cate-type 1): accuracy is against the products' sub-class
 ids, MD5 overrides set sub-class ids, and the CSVs hold the predicted sub-class id (not a
-submission), as the original.
+submission), as the original. The level is each checkpoint's (its PREFIX-input.json records
+the label kind training read from the .rec's X.rec.json), and the category CSV must be the
+one it was trained on (the recorded digest): either mismatch is refused before any work.
 """
 import argparse
 import dataclasses
@@ -42,12 +44,12 @@ from cli.reporting import Timer, plural
 from cli.runner import HelpFormatter, RefusedFlag, UserError, run_cli
 from data.md5_dict import PICKLE_REFUSED
 from predict.forward_plan import plan_run
-from predict.models import load_models, model_files
+from predict.models import label_level, load_models, model_files
 from predict.outputs import add_reduction_flags, forward_counts, load_md5_override, report_accuracy, write_outputs
 from predict.pipeline import TRANSPORTS, Pipeline
 from predict.predictor import CATE_LEVELS, Predictor, input_groups, make_variants
 from predict.prob_store import StoreWriter, range_folder
-from predict.preprocess import BORDER_PIXELS, MULTI_VIEWS
+from predict.preprocess import BORDER_PIXELS, MULTI_VIEWS, Resize
 from predict.submission import variant_path
 from train.data import parse_image_shape, parse_rgb_mean
 from train.devices import DEVICES_HELP, contexts
@@ -73,8 +75,9 @@ def build_parser():
     models.add_argument("--symbol", nargs="+", required=True,
                         help="*-symbol.json per model (one for all when every model shares it)")
     models.add_argument("--params", nargs="+", required=True, help="*.params per model, in ensemble order")
-    models.add_argument("--cate-level", type=int, default=3, choices=CATE_LEVELS,
-                        help="3: one output per category; 1: a level-1 sub-class model (see above)")
+    models.add_argument("--cate-level", type=int, default=None, choices=CATE_LEVELS,
+                        help="3: one output per category; 1: a level-1 sub-class model (see above) (default: the "
+                             "checkpoints' label kind; 3 for checkpoints that do not record it)")
     models.add_argument("--gpus", default="", help=DEVICES_HELP)
     models.add_argument("--batch-size", type=int, default=128, help="views per forward pass")
     # The input settings: each model's own, from PREFIX-input.json beside its symbol (written by
@@ -82,8 +85,9 @@ def build_parser():
     models.add_argument("--image-shape", "--data-shape", dest="image_shape", default=None,
                         help="network input C,H,W (default: each checkpoint's; --data-shape: the original's name)")
     models.add_argument("--resize", type=int, default=None,
-                        help="squash every picture to RxR (cubic), as the original, then the centre crop; "
-                             "0: pictures as stored (default: each checkpoint's)")
+                        help="squash every picture to RxR (cubic), as the original's predictor, then the centre "
+                             "crop; 0: pictures as stored (default: each checkpoint's resize, done as its training "
+                             "did it: shorter edge, its interpolation)")
     models.add_argument("--rgb-mean", default=None, help="R,G,B mean subtracted (default: each checkpoint's; "
                                                          "the solution: raw 0-255 RGB, 0,0,0)")
     models.add_argument("--rgb-scale", type=float, default=None, help="multiplier after the mean "
@@ -177,6 +181,8 @@ def check_arguments(args):
     overrides = {"image_shape": parse_image_shape(args.image_shape, "--image-shape") if args.image_shape else None,
                  "resize": args.resize, "rgb_scale": args.rgb_scale,
                  "rgb_mean": tuple(parse_rgb_mean(args.rgb_mean)) if args.rgb_mean else None}
+    if args.resize:  # the original predictor's --resize: squashed, cubic (predict.preprocess)
+        overrides.update(resize_mode="squash", inter_method=Resize.of(args.resize).inter_method)
     for flag, value, least in (("--batch-size", args.batch_size, 1), ("--cut", args.cut, 0),
                                ("--num-procs", args.num_procs, 1), ("--queue", args.queue, 1),
                                ("--save-probs-top-k", args.save_probs_top_k, 1),
@@ -242,6 +248,7 @@ def run(args):
     overrides, variants, outputs, device_contexts = check_arguments(args)
     timer = Timer()
     categories = Categories.load(args.category_csv)
+    args.cate_level = label_level(args.symbol, categories, args.cate_level)
     if args.cate_level == 1:
         num_classes = categories.num_level1_sub_classes
         classes_are = f"--cate-level 1: the largest level-1 group of {categories.path}"

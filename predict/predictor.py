@@ -20,6 +20,7 @@ import time
 import numpy as np
 
 from predict import probability
+from predict.preprocess import Resize
 
 CATE_LEVELS = (3, 1)  # 3: a class per category; 1: the class index within the category's level-1 group
 
@@ -56,11 +57,11 @@ def labels_of(categories, category_ids, cate_level=3):
 
 
 def input_groups(models):
-    """(inputs, input of each model): the distinct (image shape, resize) the models take, in first-use
-    order, for which the workers prepare views, and the index into them of each model's."""
+    """(inputs, input of each model): the distinct (image shape, predict.preprocess.Resize) the models take,
+    in first-use order, for which the workers prepare views, and the index into them of each model's."""
     inputs, of_model = [], []
     for model in models:
-        key = (tuple(model.input.image_shape), model.input.resize)
+        key = (tuple(model.input.image_shape), Resize.of(model.input))
         if key not in inputs:
             inputs.append(key)
         of_model.append(inputs.index(key))

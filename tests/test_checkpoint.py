@@ -13,6 +13,7 @@ from cli.runner import UserError
 from predict.models import Model
 from tests.conftest import REPO_ROOT
 from tests.test_train import NUM_CLASSES, colour_rec, tiny_symbol  # noqa: F401 (fixtures)
+from data.categories import Categories
 from train import checkpoint, symbols, train_model
 from train.finetune import attach_classifier, feature_layer_of
 
@@ -25,6 +26,11 @@ def tiny_argv(rec, symbol, prefix, epochs=1, extra=()):
             "--resize", "36", "--rgb-mean", "10,20,30", "--rgb-scale", "0.5", "--num-classes", str(NUM_CLASSES),
             "--batch-size", "16", "--num-epochs", str(epochs), "--disp-batches", "100", "--data-nthreads", "1",
             "--top-k", "0", "--model-prefix", prefix, *extra]
+
+
+def category_csv_of(rec):
+    """The category CSV tests.helpers.write_colour_rec writes beside its .rec."""
+    return os.path.join(os.path.dirname(rec), "category_names.csv")
 
 
 def runs_of(prefix):
@@ -90,7 +96,8 @@ def test_training_writes_its_input_and_arguments_and_model_reads_the_input(colou
     written = checkpoint.read_input_settings(checkpoint.input_settings_path(prefix))
     assert written == checkpoint.InputSettings(image_shape=(3, 32, 32), resize=36, rgb_mean=(10.0, 20.0, 30.0),
                                                rgb_scale=0.5, inter_method=9, feature_layer="flatten0",
-                                               num_classes=NUM_CLASSES)
+                                               num_classes=NUM_CLASSES, label_kind="class_id",
+                                               categories_digest=Categories.load(category_csv_of(colour_rec)).digest)
     (run,) = runs_of(prefix)
     assert run["arguments"]["rgb_mean"] == "10,20,30" and run["arguments"]["model_prefix"] == prefix
     model = Model(f"{prefix}-symbol.json", f"{prefix}-0001.params", 5, None, [mx.cpu()], NUM_CLASSES)

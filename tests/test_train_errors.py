@@ -146,10 +146,20 @@ def test_an_empty_rec(tiny_symbol, tmp_path):
         train_model.main(tiny_argv(str(tmp_path / "empty.rec"), tiny_symbol, str(tmp_path / "m")))
 
 
+def older_rec(rec, folder):
+    """A copy of `rec` and its .idx without the X.rec.json data.bson2rec writes now (an older .rec)."""
+    import shutil
+    copy = os.path.join(str(folder), "older.rec")
+    shutil.copyfile(rec, copy)
+    shutil.copyfile(rec[:-4] + ".idx", copy[:-4] + ".idx")
+    return copy
+
+
 def test_labels_outside_num_classes_are_found_before_training(colour_rec, tiny_symbol, tmp_path):
-    argv = tiny_argv(colour_rec, tiny_symbol, str(tmp_path / "m"))
+    older = older_rec(colour_rec, tmp_path)  # without X.rec.json, --num-classes is not checked against it
+    argv = tiny_argv(older, tiny_symbol, str(tmp_path / "m"))
     result = run_train(*argv, "--num-classes", "3")  # the .rec has labels 0-3
-    assert_one_line(result, f"{colour_rec}: record at byte ")
+    assert_one_line(result, f"{older}: record at byte ")
     assert "has label 3, outside --num-classes 3 (0-2); 24 of the 96 records checked" in result.stderr
     assert "Epoch[" not in result.stderr  # before any training
     assert check_labels(colour_rec, 4) == 96 and check_labels(colour_rec, 4, most=10) == 10

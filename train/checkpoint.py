@@ -4,10 +4,11 @@ A checkpoint at PREFIX is what training hands to prediction:
 - `PREFIX-symbol.json`: the network (MXNet's symbol JSON);
 - `PREFIX-%04d.params`: its weights after an epoch, keyed `arg:NAME` / `aux:NAME` as MXNet's own
   checkpoints, with the optimizer state beside them (train.optimizer_state);
-- `PREFIX-input.json`: the input the network was trained on (image shape, resize, RGB mean and
-  scale, interpolation, the layer it was cut at, the class count), so that prediction need not be
-  told again and can check what it is told (`resolve_input_settings`, after timm's
-  resolve_data_config: the checkpoint's settings, flags as overrides);
+- `PREFIX-input.json`: the input the network was trained on (image shape, how pictures were resized
+  to it, RGB mean and scale, the layer it was cut at) and what its outputs mean (class count, label
+  kind, digest of the category table), so that prediction need not be told again and can check
+  what it is told (`resolve_input_settings`, after timm's resolve_data_config: the checkpoint's
+  settings, flags as overrides);
 - `PREFIX-args.json`: the arguments of every run that trained at PREFIX (a resume adds one).
 Checkpoints written before the input settings existed still load; prediction then needs the flags.
 """
@@ -26,7 +27,8 @@ from cli.runner import UserError
 
 log = logging.getLogger(__name__)
 
-INPUT_FORMAT = "cdiscount-input-settings/1"
+INPUT_FORMAT = "cdiscount-input-settings/2"  # /2 added resize_mode, label_kind, categories_digest
+READABLE_INPUT_FORMATS = ("cdiscount-input-settings/1", INPUT_FORMAT)  # a /1 file reads with their defaults
 ARGS_FORMAT = "cdiscount-train-args/1"
 SYMBOL_SUFFIX = "-symbol.json"
 
@@ -150,16 +152,25 @@ def save_checkpoint(prefix, epoch, symbol, arg_params, aux_params, input_setting
 
 # --- input settings --------------------------------------------------------------------------------
 
+RESIZE_MODES = ("shorter_edge", "squash")
+
+
 @dataclasses.dataclass(frozen=True)
 class InputSettings:
-    """What a network was trained on: the pictures' size and normalisation, and where its head sits."""
+    """What a network was trained on: the pictures' size and normalisation, where its head sits, and
+    what its outputs mean. Prediction feeds the pictures exactly as these say (predict.preprocess)."""
     image_shape: tuple  # (channels, height, width) of the network input
-    resize: int = 0  # shorter edge resized to this before cropping (0: pictures kept as stored)
+    resize: int = 0  # the picture resized as resize_mode says before the centre crop (0: kept as stored)
     rgb_mean: tuple = (0.0, 0.0, 0.0)  # subtracted per channel from raw 0-255 RGB
     rgb_scale: float = 1.0  # multiplier after the mean
     inter_method: int = 9  # OpenCV interpolation of the resize (MXNet's numbering; 9: auto)
     feature_layer: typing.Optional[str] = None  # the layer the network was cut at before its classifier
     num_classes: typing.Optional[int] = None  # outputs of the classifier (None: not known)
+    # shorter_edge: ImageRecordIter's resize, what training does (shorter edge to `resize`, aspect kept);
+    # squash: the original predictor's --resize (RxR, aspect not kept), only ever a prediction flag.
+    resize_mode: str = "shorter_edge"
+    label_kind: typing.Optional[str] = None  # data.categories.LABEL_KINDS (None: an older checkpoint)
+    categories_digest: typing.Optional[str] = None  # data.categories.Categories.digest of its labels' table
 
     def describe(self):
         return (f"input {','.join(map(str, self.image_shape))}, resize {self.resize}, "
@@ -179,7 +190,7 @@ def write_input_settings(path, settings):
 
 def _checked_settings(record):
     """InputSettings of a parsed record; ValueError/TypeError saying what is wrong."""
-    if not isinstance(record, dict) or record.get("format") != INPUT_FORMAT:
+    if not isinstance(record, dict) or record.get("format") not in READABLE_INPUT_FORMATS:
         raise ValueError(f"format is not {INPUT_FORMAT}")
     unknown = set(record) - set(FIELDS) - {"format"}
     if unknown:
@@ -200,8 +211,11 @@ def _checked_settings(record):
             values[name] = kind(record[name])
     if values.get("num_classes") is not None:
         values["num_classes"] = int(record["num_classes"])
-    if values.get("feature_layer") is not None and not isinstance(values["feature_layer"], str):
-        raise ValueError("feature_layer: expected a layer name")
+    for name in ("feature_layer", "label_kind", "categories_digest"):
+        if values.get(name) is not None and not isinstance(values[name], str):
+            raise ValueError(f"{name}: expected a string")
+    if values.get("resize_mode", RESIZE_MODES[0]) not in RESIZE_MODES:
+        raise ValueError(f"resize_mode {values['resize_mode']!r}: expected one of {', '.join(RESIZE_MODES)}")
     return InputSettings(**values)
 
 

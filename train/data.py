@@ -23,13 +23,16 @@ import numpy as np
 
 from cli.files import check_input_file
 from cli.runner import UserError
-from data.recordio import MAGIC
+from data.categories import LABEL_KINDS
+from data.recordio import MAGIC, read_rec_info, rec_info_path
 from train.checkpoint import InputSettings
 
 log = logging.getLogger(__name__)
 
 
 LABEL_SAMPLE = 1000000  # records per .rec whose labels are checked by default: a few seconds (see README)
+DEFAULT_NUM_CLASSES = 5270  # Kaggle's categories: the class count of a .rec without X.rec.json, and of --benchmark
+DEFAULT_LABEL_KIND = "class_id"
 
 
 def add_data_args(parser):
@@ -43,7 +46,15 @@ def add_data_args(parser):
     data.add_argument("--resize", type=int, default=0,
                       help="resize the shorter edge to this before cropping (0: keep; needed when "
                            "--image-shape is smaller than the stored 180x180 pictures)")
-    data.add_argument("--num-classes", type=int, default=5270, help="number of categories")
+    data.add_argument("--num-classes", type=int, default=None,
+                      help="outputs of the classifier (default: the class count in the training .rec's X.rec.json; "
+                           f"{DEFAULT_NUM_CLASSES} for a .rec without one, and for --benchmark); a value that "
+                           "disagrees with the X.rec.json is refused")
+    data.add_argument("--label-kind", default=None, choices=sorted(LABEL_KINDS),
+                      help="what the labels are: class_id (data.bson2rec --cate-type 3) or level1_sub_class "
+                           "(--cate-type 1) (default: the training .rec's X.rec.json; class_id without one); "
+                           "recorded in PREFIX-input.json, from which prediction takes its --cate-level")
+    parser.set_defaults(categories_digest=None)  # from X.rec.json (resolve_labels), into PREFIX-input.json
     data.add_argument("--num-examples", type=int, default=0,
                       help="training images per epoch (0: count the records in the .idx)")
     data.add_argument("--data-nthreads", "--data-nthread", dest="data_nthreads", type=int, default=6,
@@ -111,7 +122,49 @@ def input_settings(args, feature_layer=None):
     """The input of this run, as its checkpoints record it (train.checkpoint.InputSettings)."""
     return InputSettings(image_shape=image_shape(args), resize=args.resize, rgb_mean=tuple(rgb_mean(args)),
                          rgb_scale=args.rgb_scale, inter_method=args.inter_method, feature_layer=feature_layer,
-                         num_classes=args.num_classes)
+                         num_classes=args.num_classes, label_kind=args.label_kind,
+                         categories_digest=args.categories_digest)
+
+
+def resolve_labels(args):
+    """--num-classes and --label-kind from the training .rec's X.rec.json where not given, before any
+    work: a given value that disagrees with it, a validation .rec of other labels, or an unlabelled
+    .rec is refused in one line. A .rec without X.rec.json (made before it existed) trains as before
+    (the flags or their defaults, the category table unknown), with one warning."""
+    args.categories_digest = None
+    if args.benchmark or not args.data_train:
+        args.num_classes = args.num_classes or DEFAULT_NUM_CLASSES
+        args.label_kind = args.label_kind or DEFAULT_LABEL_KIND
+        return
+    infos = {}
+    for rec_path in (args.data_train, args.data_val):
+        if rec_path:
+            check_input_file(rec_path, ".rec")
+            infos[rec_path] = read_rec_info(rec_path)
+            if infos[rec_path] is None:
+                log.warning("%s: no %s beside it (data.bson2rec writes one): its labels are taken as %s of "
+                            "--num-classes %d, their category CSV unknown to prediction", rec_path,
+                            os.path.basename(rec_info_path(rec_path)), args.label_kind or DEFAULT_LABEL_KIND,
+                            args.num_classes or DEFAULT_NUM_CLASSES)
+            elif infos[rec_path].label_kind is None:
+                raise UserError(f"{rec_path}: its records are unlabelled ({rec_info_path(rec_path)}: made from a "
+                                "BSON without category_id); train on a labelled .rec")
+    train = infos[args.data_train]
+    if train is None:
+        args.num_classes = args.num_classes or DEFAULT_NUM_CLASSES
+        args.label_kind = args.label_kind or DEFAULT_LABEL_KIND
+        return
+    for flag, given, recorded in (("--num-classes", args.num_classes, train.num_classes),
+                                  ("--label-kind", args.label_kind, train.label_kind)):
+        if given is not None and given != recorded:
+            raise UserError(f"{flag} {given}: {args.data_train} holds {train.describe()} "
+                            f"({rec_info_path(args.data_train)}); give {flag} {recorded}, or leave it out")
+    val = infos.get(args.data_val)
+    if val is not None and not val.same_labels(train):
+        raise UserError(f"{args.data_val}: {val.describe()}, but the training .rec {args.data_train} holds "
+                        f"{train.describe()}; make both with one category CSV and --cate-type")
+    args.num_classes, args.label_kind, args.categories_digest = train.num_classes, train.label_kind, \
+        train.categories_digest
 
 
 def idx_of(rec_path):
@@ -217,7 +270,8 @@ def check_labels(rec_path, num_classes, most=None):
         raise UserError(f"{rec_path}: record at byte {int(offsets[wrong[0]])} has label {labels[wrong[0]]:g}, "
                         f"outside --num-classes {num_classes} (0-{num_classes - 1}); {len(wrong)} of the "
                         f"{len(labels)} records checked are outside: give the --num-classes the .rec was made "
-                        "with (its category CSV's rows)")
+                        "with (its category CSV's rows), or remake it with data.bson2rec, which writes its "
+                        "X.rec.json")
     return len(labels)
 
 

@@ -210,7 +210,8 @@ class CrossEntropy(_SkipPadding, mx.metric.CrossEntropy):
 
 def eval_metrics(args):
     metrics = [Accuracy(name="accuracy"), CrossEntropy(name="cross-entropy")]
-    if 1 < args.top_k < args.num_classes:  # top-k of k or more classes is always 1
+    # top-k of k or more classes is always 1 (num_classes None: not yet read from the .rec, train.data.resolve_labels)
+    if 1 < args.top_k and (args.num_classes is None or args.top_k < args.num_classes):
         metrics.insert(1, TopKAccuracy(top_k=args.top_k, name="top_k_accuracy"))
     return mx.metric.CompositeEvalMetric(metrics)
 

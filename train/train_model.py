@@ -7,7 +7,9 @@
 `--symbol` is a network of `train/symbols` (see --list-symbols) or a published
 `*-symbol.json`; with `--params` the network is cut at its feature layer and gets
 a new classifier (fine-tuning). Every network ends in FullyConnected `fc` and
-SoftmaxOutput `softmax` with label smoothing `--smooth-alpha`.
+SoftmaxOutput `softmax` with label smoothing `--smooth-alpha`. Its class count and label kind
+are the training `.rec`'s (its `X.rec.json`, written by data.bson2rec), recorded with the
+checkpoints in PREFIX-input.json for prediction.
 
 The original's way of naming a ResNeXt works too: `--symbol resnext --num-layers 101
 --num-conv-groups 64 --use-squeeze-excitation` is se-resnext-101-64x4d.
@@ -22,8 +24,8 @@ from cli.files import check_input_file
 from cli.reporting import plural
 from cli.runner import HelpFormatter, RefusedFlag, UserError, run_cli
 from train import symbols
-from train.data import add_data_args, add_data_aug_args, check_data, image_shape
-from train.checkpoint import load_params, load_symbol, stored_input_settings
+from train.data import add_data_args, add_data_aug_args, check_data, image_shape, resolve_labels
+from train.checkpoint import input_settings_path, load_params, load_symbol, read_input_settings, stored_input_settings
 from train.cpu_kernels import add_cpu_kernel_args, use_faster_kernels
 from train.finetune import attach_classifier, cut_at, select_params
 from train.fit import add_fit_args, check_model_prefix, fit, module_contexts
@@ -144,6 +146,22 @@ def check_args(args):
         raise UserError(f"{', '.join(given)}: only with --symbol resnext; {args.symbol} names its network")
 
 
+def check_resumed_labels(args):
+    """A resumed run trains on labels of the kind, count and category table its checkpoints were
+    trained on (their PREFIX-input.json; an older one without them is not checked)."""
+    if not args.load_epoch or not args.model_prefix:
+        return
+    path = input_settings_path(args.model_prefix)
+    stored = read_input_settings(path)
+    if stored is None:
+        return
+    for name in ("num_classes", "label_kind", "categories_digest"):
+        recorded, now = getattr(stored, name), getattr(args, name)
+        if recorded is not None and now is not None and recorded != now:
+            raise UserError(f"{path}: its checkpoints were trained with {name} {recorded}, this run's "
+                            f"{args.data_train or '--benchmark'} has {now}; resume on the data it was trained on")
+
+
 def main(argv=None):
     args = build_parser().parse_args(argv)
     if "dist" in args.kv_store and os.environ.get("DMLC_ROLE") == "worker":
@@ -171,6 +189,8 @@ def _main(args):
         print("\n".join(symbols.list_symbols()))
         return 0
     check_args(args)
+    resolve_labels(args)  # the class count the network is built with, from the .rec's X.rec.json
+    check_resumed_labels(args)
     check_model_prefix(args, inputs=[args.data_train, args.data_val, args.params,
                                      args.symbol if args.symbol.endswith(".json") else None])
     network = build_network(args)  # the symbol's file checked before the data
