@@ -131,7 +131,8 @@ class RecInfo:
     def describe(self):
         if self.label_kind is None:
             return "unlabelled records"
-        return f"{self.label_kind} labels of {self.num_classes} classes (categories {short_digest(self.categories_digest)})"
+        categories = short_digest(self.categories_digest)
+        return f"{self.label_kind} labels of {self.num_classes} classes (categories {categories})"
 
     def same_labels(self, other):
         return (self.label_kind, self.num_classes, self.categories_digest) == \

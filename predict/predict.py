@@ -210,8 +210,9 @@ def check_model_inputs(models, multi_view):
         _, height, width = model.input.image_shape
         resize, source = model.input.resize, f"{model.name}'s input"
         if resize and resize < max(height, width):
+            how = "squashed to RxR" if model.input.resize_mode == "squash" else "resized shorter edge to R"
             raise UserError(f"{source}: resize {resize} is smaller than {height}x{width}: the pictures are "
-                            "squashed to RxR, then centre-cropped to the input (--resize, --image-shape)")
+                            f"{how}, then centre-cropped to the input (--resize, --image-shape)")
         if multi_view == 3 and min(height, width) <= 2 * BORDER_PIXELS:
             raise UserError(f"--multi-view 3 drops a {BORDER_PIXELS}-pixel border: {source} {height}x{width} "
                             "is too small")
