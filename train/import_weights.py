@@ -24,13 +24,10 @@ Before anything is written, the checkpoint read back through MXNet's Module must
 the zoo network's output on random images; otherwise nothing is written.
 
 Without --zoo-params the zoo downloads its published weights (needs network access) into
-~/.mxnet/models. Networks of M01-M14 with published zoo weights, with the --out the model
-scripts expect in PRETRAINED_DIR: resnext101_32x4d (resnext-101: M01, M10), resnext101_64x4d
-(resnext-101-64x4d: M07, M09; M11 and M13 continue from M07 and M09), densenet161
-(densenet-161: M04), dpn98 (dpn98: M05), dpn131 (dpn131: M08, M12); seresnext101_64x4d is
-covered too, though no model script starts from it. The zoo has no DPN-92 (M02, M03, M06) and
-no DPN-107 weights (M14): those come from cypw's dpn92-5k and dpn107-extra
-(https://github.com/cypw/DPNs).
+~/.mxnet/models. The published checkpoints the model scripts expect in PRETRAINED_DIR (the --out
+name) and the zoo network each is made from are listed below (train/published_weights.py). The
+zoo has no DPN-92 (M02, M03, M06) and no DPN-107 weights (M14): those come from cypw's dpn92-5k
+and dpn107-extra (https://github.com/cypw/DPNs).
 """
 import argparse
 import json
@@ -42,7 +39,7 @@ import numpy as np
 
 from cli.files import atomic_outputs, check_input_file, check_outputs
 from cli.runner import HelpFormatter, UserError, run_cli
-from train import symbols
+from train import published_weights, symbols
 from train.checkpoint import (InputSettings, checkpoint_paths, input_settings_path, load_params, load_symbol,
                               mxnet_reason, write_input_settings, write_params)
 from train.finetune import attach_classifier, cut_at
@@ -64,7 +61,8 @@ SEED = 0
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(prog="python -m train.import_weights", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m train.import_weights",
+                                     description=f"{__doc__}\n{published_weights.table_text()}",
                                      formatter_class=HelpFormatter)
     parser.add_argument("--zoo", choices=["gluoncv2"], required=True, help="the model zoo")
     parser.add_argument("--model", required=True,
