@@ -198,6 +198,9 @@ def variables_read_by_scripts():
         names = re.findall(r"\$\{([A-Z][A-Z0-9_]*)(?::?[-?+])", text) + re.findall(r"dir_from_env ([A-Z][A-Z0-9_]*)", text)
         for name in names:
             found.setdefault(name, path)
+    from train.stages import RUN_ENVIRONMENT  # train/run_model.sh's planner, in Python
+    for name in RUN_ENVIRONMENT:
+        found.setdefault(name, "train/stages.py")
     return found
 
 

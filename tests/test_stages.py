@@ -6,14 +6,17 @@ were written by the bash planner before the move to Python (regenerate them only
 `python -m tests.test_stages --write`). The rest test the planner in-process.
 """
 import os
+import re
 import shlex
 import subprocess
 import sys
 
 import pytest
 
+from cli.runner import UserError
 from tests.conftest import REPO_ROOT
-from tests.test_recipes import EXPERIMENTS, model_script
+from tests.test_recipes import EXPERIMENTS, flags_of, model_script
+from train import stages
 
 FIXTURES = os.path.join(REPO_ROOT, "tests", "data", "stage_plans")
 SCRIPTS = ([f"train/M{n:02d}.sh" for n in range(1, 15)] + [f"train/demo/D0{n}.sh" for n in range(1, 4)]
@@ -239,6 +242,335 @@ def test_dry_runs_of_hand_made_headers_are_unchanged(tmp_path):
     with open(HEADERS_FIXTURE) as fh:
         expected = fh.read()
     assert render_headers(tmp_path) == expected
+
+
+# ---- the planner in-process ---------------------------------------------------------------------------
+def header_env(*stages, default_stages="1", **settings):
+    """The environment a small model script's header exports."""
+    from tests.test_recipes import TINY_SETTINGS
+    env = dict(TINY_SETTINGS, DATA_DIR="/d", MODEL_DIR="/m", MODEL_NAME="Mx", SYMBOL="densenet-41",
+               NETWORK_ARGS="", PARAMS="", FEATURE_LAYER="", PRETRAINED_SOURCE="", GPUS="",
+               DEFAULT_STAGES=default_stages)
+    env.update({f"STAGE_{i}": text for i, text in enumerate(stages, 1)})
+    env.update(settings)
+    return {k: v for k, v in env.items() if v is not None}
+
+
+def plan_of(env):
+    header, load_epoch = stages.read_header(env)
+    return header, stages.make_plan(stages.select_stages(header, env.get("STAGES")), load_epoch)
+
+
+def test_a_stage_is_parsed_with_its_changes_in_order():
+    stage = stages.parse_stage(4, "START_EPOCH=18 END_EPOCH=25 WEIGHTS_EPOCH=15 OPTIMIZER=nadam\n     LR=0.0001")
+    assert stage == stages.Stage(4, 18, 25, 15, {"OPTIMIZER": "nadam", "LR": "0.0001"})
+    assert list(stage.changes) == ["OPTIMIZER", "LR"]
+    assert stages.parse_stage(1, "\tSTART_EPOCH=0  END_EPOCH=0 ").weights_epoch is None
+
+
+@pytest.mark.parametrize("text, message", [
+    ("START_EPOCH=0 END_EPOCH=1 LR", "STAGE_2: 'LR' is not SETTING=value"),
+    ("START_EPOCH=0 END_EPOCH=1 LR=1=2", "STAGE_2: 'LR=1=2' is not SETTING=value"),
+    ("START_EPOCH=0 END_EPOCH=1 lr=1", "STAGE_2: 'lr=1' is not SETTING=value"),
+    ("START_EPOCH=0 END_EPOCH=1 GPUS=0", "STAGE_2: GPUS is not a setting a stage can change (DATASET OPTIMIZER"),
+    ("START_EPOCH=0 END_EPOCH=1 LR=1 LR=2", "STAGE_2: LR is given twice"),
+    ("END_EPOCH=1", "STAGE_2: needs START_EPOCH=a END_EPOCH=b"),
+    ("START_EPOCH=1 END_EPOCH=+2", "STAGE_2: needs START_EPOCH=a END_EPOCH=b"),
+    ("", "STAGE_2: needs START_EPOCH=a END_EPOCH=b"),
+    ("START_EPOCH=3 END_EPOCH=2", "STAGE_2: END_EPOCH 2 is before START_EPOCH 3"),
+    ("START_EPOCH=3 END_EPOCH=4 WEIGHTS_EPOCH=x", "STAGE_2: WEIGHTS_EPOCH=x: expected a checkpoint number"),
+])
+def test_a_bad_stage_is_named(text, message):
+    with pytest.raises(UserError) as error:
+        stages.parse_stage(2, text)
+    assert str(error.value).startswith(message)
+
+
+def test_the_header_is_checked_and_every_stage_read():
+    assert stages.read_header(header_env("START_EPOCH=0 END_EPOCH=1", PARAMS=""))[0]["PARAMS"] == ""  # may be empty
+    for name, value, message in [("PARAMS", None, "PARAMS is not set: the model script's header must set it (it may "
+                                                  "be empty)"),
+                                 ("LR", "", "LR is not set: the model script's header must set it"),
+                                 ("STAGE_1", None, "STAGE_1 is not set")]:
+        with pytest.raises(UserError, match=re.escape(message)):
+            stages.read_header(header_env("START_EPOCH=0 END_EPOCH=1", **{name: value}))
+    env = header_env("START_EPOCH=0 END_EPOCH=1", "START_EPOCH=1 END_EPOCH=2", STAGE_4="START_EPOCH=2 END_EPOCH=3")
+    assert [s.number for s in stages.read_header(env)[0].stages] == [1, 2]  # up to the first gap
+    with pytest.raises(UserError, match="STAGE_2: needs"):  # a later stage fails before anything runs
+        stages.read_header(header_env("START_EPOCH=0 END_EPOCH=1", "START_EPOCH=1"))
+
+
+@pytest.mark.parametrize("text, epoch", [(None, 0), ("", 0), ("0", 0), ("13", 13)])
+def test_load_epoch_is_a_checkpoint_number(text, epoch):
+    assert stages.parse_load_epoch(text) == epoch
+
+
+@pytest.mark.parametrize("text", ["x", "-1", "1.5", " 3"])
+def test_a_load_epoch_that_is_no_number_is_refused(text):
+    with pytest.raises(UserError, match=re.escape(f"LOAD_EPOCH={text}: expected a checkpoint number")):
+        stages.parse_load_epoch(text)
+
+
+THREE = ("START_EPOCH=0 END_EPOCH=2", "START_EPOCH=2 END_EPOCH=4", "START_EPOCH=4 END_EPOCH=6")
+
+
+@pytest.mark.parametrize("spec, numbers", [(None, [1, 3]), ("", [1, 3]), ("default", [1, 3]), ("all", [1, 2, 3]),
+                                           ("3 1", [3, 1]), ("2,3", [2, 3]), (" 2\t", [2])])
+def test_stages_are_selected_in_the_order_named(spec, numbers):
+    header, _ = stages.read_header(header_env(*THREE, default_stages="1 3"))
+    assert [s.number for s in stages.select_stages(header, spec)] == numbers
+
+
+@pytest.mark.parametrize("spec, message", [("4", "STAGES: no stage '4' in Mx (stages 1-3, all or default)"),
+                                           ("0", "no stage '0'"), ("one", "no stage 'one'"), ("-1", "no stage '-1'"),
+                                           (" ", "STAGES: no stage named")])
+def test_an_unknown_stage_is_named(spec, message):
+    header, _ = stages.read_header(header_env(*THREE))
+    with pytest.raises(UserError, match=re.escape(message)):
+        stages.select_stages(header, spec)
+
+
+def spans(plan):
+    return [(p.stage.number, p.load, p.end, p.note) for p in plan]
+
+
+def test_a_stage_stops_where_the_next_resumes_inside_it():
+    _, plan = plan_of(header_env("START_EPOCH=0 END_EPOCH=5", "START_EPOCH=3 END_EPOCH=6", "START_EPOCH=6 END_EPOCH=6",
+                                 default_stages="1 2 3"))
+    assert spans(plan) == [(1, 0, 3, "recorded to 5; stops at 3, where stage 2 resumes"), (2, 3, 6, ""),
+                           (3, 6, 6, "the record has no complete epoch: nothing to train")]
+    assert [p.trains for p in plan] == [True, True, False]
+    _, alone = plan_of(header_env("START_EPOCH=0 END_EPOCH=5", "START_EPOCH=3 END_EPOCH=6", STAGES="1"))
+    assert spans(alone) == [(1, 0, 5, "")]  # no next stage in the run: the whole record
+
+
+def test_load_epoch_starts_at_the_stage_that_trains_past_it():
+    _, plan = plan_of(header_env(*THREE, default_stages="1 2 3", LOAD_EPOCH="3"))
+    assert spans(plan) == [(1, 0, 0, "before LOAD_EPOCH=3: not run"), (2, 3, 4, "LOAD_EPOCH=3"), (3, 4, 6, "")]
+    _, boundary = plan_of(header_env(*THREE, default_stages="1 2 3", LOAD_EPOCH="4"))
+    assert spans(boundary)[1:] == [(2, 2, 2, "before LOAD_EPOCH=4: not run"), (3, 4, 6, "LOAD_EPOCH=4")]
+    with pytest.raises(UserError) as error:
+        plan_of(header_env(*THREE, default_stages="1 3", LOAD_EPOCH="6"))
+    assert str(error.value) == "LOAD_EPOCH=6: no stage to run trains past checkpoint 6 (stage:from-to 1:0-2 3:4-6)"
+
+
+def test_weights_epoch_applies_where_the_stage_starts_only():
+    stage = stages.Stage(2, 18, 25, 15)
+    assert stages.PlannedStage(stage, 18, 25).weights == 15
+    assert stages.PlannedStage(stage, 20, 25).weights == 20  # LOAD_EPOCH inside: that checkpoint's own weights
+    assert stages.PlannedStage(stages.Stage(2, 18, 25), 18, 25).weights == 18
+
+
+def test_missing_inputs_name_what_no_earlier_stage_writes():
+    env = header_env("START_EPOCH=0 END_EPOCH=2", "START_EPOCH=2 END_EPOCH=4 DATASET=dataset_B",
+                     "START_EPOCH=1 END_EPOCH=3 WEIGHTS_EPOCH=4", "START_EPOCH=5 END_EPOCH=6", default_stages="1 2 3 4",
+                     SYMBOL="/p/dpn98-symbol.json", PARAMS="/p/dpn98-0000.params", PRETRAINED_SOURCE="http://x/")
+    header, plan = plan_of(env)
+    hint = ("download them from http://x/, or make them from the gluoncv2 zoo: python -m train.import_weights "
+            "--zoo gluoncv2 --model dpn98 --out /p/dpn98")
+    assert stages.missing_inputs(header, plan, is_file=lambda path: False) == [
+        f"/p/dpn98-symbol.json not found: the network of the starting weights; {hint}",
+        "/d/dataset_A/train.rec not found: run data/create_dataset_A.sh first",
+        "/d/dataset_A/valid.rec not found: run data/create_dataset_A.sh first",
+        f"/p/dpn98-0000.params not found: the starting weights; {hint}",
+        # stage 2 resumes checkpoint 2 of stage 1, stage 3 epoch 4's weights of stage 2: made by the run
+        "/d/dataset_B/train.rec not found: run data/create_dataset_B.sh first",
+        "/d/dataset_B/valid.rec not found: run data/create_dataset_B.sh first",
+        "/m/Mx/Mx-0005.params not found: stage 4 resumes from it; run the stages before it (STAGES, LOAD_EPOCH)",
+    ]
+    on_disk = {"/p/dpn98-symbol.json", "/p/dpn98-0000.params", "/m/Mx/Mx-0005.params"} | {
+        f"/d/dataset_{d}/{part}.rec" for d in "AB" for part in ("train", "valid")}
+    assert stages.missing_inputs(header, plan, is_file=on_disk.__contains__) == []
+
+
+def test_a_resumed_run_needs_its_checkpoint_not_the_starting_weights():
+    header, plan = plan_of(header_env(*THREE, default_stages="1 2 3", LOAD_EPOCH="3", PARAMS="/p/w.params"))
+    assert stages.missing_inputs(header, plan, is_file=lambda path: path.endswith(".rec")) == [
+        "/m/Mx/Mx-0003.params not found: stage 2 resumes from it; run the stages before it (STAGES, LOAD_EPOCH)"]
+
+
+@pytest.mark.parametrize("source, symbol, hint", [
+    ("http://a/", "/p/resnext-101-symbol.json", "download them from http://a/, or make them from the gluoncv2 zoo: "
+                                                "python -m train.import_weights --zoo gluoncv2 --model "
+                                                "resnext101_32x4d --out /p/resnext-101"),
+    ("https://github.com/cypw/DPNs", "/p/dpn92-5k-symbol.json",
+     "download them from https://github.com/cypw/DPNs (the gluoncv2 zoo has no weights for this network)"),
+    ("run train/M07.sh first", "resnext", "run train/M07.sh first"),
+    ("", "resnext", "see PARAMS in the model script"),
+])
+def test_the_weights_hint_says_where_the_weights_come_from(source, symbol, hint):
+    header, _ = stages.read_header(header_env("START_EPOCH=0 END_EPOCH=1", PRETRAINED_SOURCE=source, SYMBOL=symbol))
+    assert stages.weights_hint(header) == hint
+
+
+def test_a_fresh_run_onto_an_earlier_one_is_refused_unless_forced(tmp_path):
+    model_dir = tmp_path / "a [b]"  # glob characters in the folder are the folder's own
+    env = header_env("START_EPOCH=0 END_EPOCH=2", "START_EPOCH=2 END_EPOCH=4", default_stages="1 2",
+                     MODEL_DIR=str(model_dir))
+    header, plan = plan_of(env)
+    assert stages.earlier_run(header, plan, force=False) is None
+    (model_dir / "Mx").mkdir(parents=True)
+    for name in ("Mx-symbol.json", "Mx-12.params", "Mx-train.log"):  # no checkpoint yet
+        (model_dir / "Mx" / name).write_text("")
+    assert stages.earlier_run(header, plan, force=False) is None
+    for earlier in ("Mx-0004.params", "Mx-metrics.csv"):
+        (model_dir / "Mx" / earlier).write_text("")
+        refusal = stages.earlier_run(header, plan, force=False)
+        assert refusal.startswith(f"{model_dir}/Mx/Mx: an earlier run's checkpoints are there; resume with LOAD_EPOCH")
+        assert stages.earlier_run(header, plan, force=True) is None
+        (model_dir / "Mx" / earlier).unlink()
+    (model_dir / "Mx" / "Mx-0002.params").write_text("")
+    _, resumed = plan_of(dict(env, LOAD_EPOCH="2"))
+    assert stages.earlier_run(header, resumed, force=False) is None  # it continues its own run
+
+
+def test_the_command_carries_the_stage_settings_and_only_the_set_machine_settings():
+    env = header_env("START_EPOCH=0 END_EPOCH=2", "START_EPOCH=2 END_EPOCH=3 OPTIMIZER=sgd DATASET=dataset_B",
+                     default_stages="1 2", NETWORK_ARGS=" --num-layers 101\t--x ", PARAMS="/p/w.params",
+                     FEATURE_LAYER="flatten0", GPUS="0,1", BN_GROUPS="8", DATA_NTHREADS="3", TOP_K="")
+    header, plan = plan_of(env)
+    first, second = (stages.stage_command(header, p, env, force=True) for p in plan)
+    assert first[:12] == ["python", "-m", "train.train_model", "--symbol", "densenet-41", "--num-layers", "101", "--x",
+                          "--params", "/p/w.params", "--feature-layer", "flatten0"]
+    assert "--force" in first and "--force" not in second and "--params" not in second
+    flags = flags_of(second[3:])
+    assert flags["--gpus"] == "0,1" and flags["--bn-groups"] == "8" and flags["--optimizer"] == "sgd"
+    assert flags["--data-train"] == "/d/dataset_B/train.rec" and flags["--lr"] == "0.001"
+    assert (flags["--load-epoch"], flags["--num-epochs"]) == ("2", "3")
+    assert second[-2:] == ["--data-nthreads", "3"] and "--top-k" not in second  # empty: train_model's default
+    assert "--bn-groups" not in stages.stage_command(header, plan[0], dict(env, BN_GROUPS=""))
+
+
+def test_the_weights_of_another_checkpoint_are_its_params():
+    env = header_env("START_EPOCH=0 END_EPOCH=15", "START_EPOCH=18 END_EPOCH=25 WEIGHTS_EPOCH=15", STAGES="2")
+    header, plan = plan_of(env)
+    command = stages.stage_command(header, plan[0], env)
+    assert command[command.index("--params") + 1] == "/m/Mx/Mx-0015.params"
+    assert stages.stage_line(header, plan[0]) == \
+        "# Mx stage 2: epochs 19-25 from checkpoint 15's weights, numbered from 18"
+
+
+def test_under_the_distributed_launcher_train_launch_runs_the_command():
+    env = header_env("START_EPOCH=0 END_EPOCH=1", NUM_WORKERS="4")
+    header, plan = plan_of(env)
+    assert stages.stage_command(header, plan[0], env)[:13] == [
+        "python", "-m", "train.launch", "-n", "4", "-s", "4", "--launcher", "ssh", "--log-dir", "/m/Mx/launch_logs",
+        "--", "python"]
+    env.update(NUM_SERVERS="1", LAUNCHER="local", HOSTFILE="/h")
+    assert stages.stage_command(header, plan[0], env)[3:13] == ["-n", "4", "-s", "1", "--launcher", "local", "-H", "/h",
+                                                                "--log-dir", "/m/Mx/launch_logs"]
+
+
+@pytest.mark.parametrize("words, line", [
+    (["python", "-m", "a.b", "--x", "0,1", "/a/b-c_d.e:f=g+h@i%j"], "python -m a.b --x 0,1 /a/b-c_d.e:f=g+h@i%j"),
+    (["--gpus", ""], "--gpus ''"),
+    (["/my dir's/x", "a\\tb", "$HOME"], "'/my dir'\\''s/x' 'a\\tb' '$HOME'"),
+])
+def test_shell_words_quote_only_where_needed(words, line):
+    assert stages.shell_words(words) == line
+    assert shlex.split(line) == words
+
+
+@pytest.mark.parametrize("load, end, weights_epoch, note, line", [
+    (0, 1, None, "", "# Mx stage 1: epoch 1 from the starting weights"),
+    (2, 5, None, "LOAD_EPOCH=2", "# Mx stage 1: epochs 3-5 from checkpoint 2 (LOAD_EPOCH=2)"),
+    (3, 3, None, "before LOAD_EPOCH=4: not run", "# Mx stage 1: skipped (before LOAD_EPOCH=4: not run)"),
+])
+def test_the_stage_line_says_what_the_stage_does(load, end, weights_epoch, note, line):
+    header, _ = stages.read_header(header_env("START_EPOCH=0 END_EPOCH=1"))
+    planned = stages.PlannedStage(stages.Stage(1, load, end, weights_epoch), load, end, note)
+    assert stages.stage_line(header, planned) == line
+
+
+def test_a_dry_run_prints_the_plan_and_runs_nothing(tmp_path, capsys):
+    env = header_env("START_EPOCH=0 END_EPOCH=1", "START_EPOCH=1 END_EPOCH=2", default_stages="1 2",
+                     MODEL_DIR=str(tmp_path / "models"), DATA_DIR=str(tmp_path), DRY_RUN="1")
+    assert stages.main([], env) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == f"# missing: {tmp_path}/dataset_A/train.rec not found: run data/create_dataset_A.sh first"
+    assert out[2:] == ["# Mx stage 1: epoch 1 from the starting weights", out[3],
+                       "# Mx stage 2: epoch 2 from checkpoint 1", out[5]]
+    assert shlex.split(out[3])[:3] == ["python", "-m", "train.train_model"] and "--load-epoch 1" in out[5]
+    assert not (tmp_path / "models").exists()
+
+
+def test_a_real_run_stops_on_every_problem_before_any_work(tmp_path, capsys):
+    model_dir = tmp_path / "models"
+    (model_dir / "Mx").mkdir(parents=True)
+    (model_dir / "Mx" / "Mx-0001.params").write_text("")
+    env = header_env("START_EPOCH=0 END_EPOCH=1", MODEL_DIR=str(model_dir), DATA_DIR=str(tmp_path), GPUS="0")
+    assert stages.main([], env) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err.splitlines() == [
+        f"error: {tmp_path}/dataset_A/train.rec not found: run data/create_dataset_A.sh first",
+        f"error: {tmp_path}/dataset_A/valid.rec not found: run data/create_dataset_A.sh first",
+        f"error: {model_dir}/Mx/Mx: an earlier run's checkpoints are there; resume with LOAD_EPOCH=N, set MODEL_DIR "
+        "elsewhere, or FORCE=1 to train over them"]
+    assert sorted(os.listdir(model_dir / "Mx")) == ["Mx-0001.params"]
+
+
+def test_a_header_error_is_one_line_from_the_command(tmp_path):
+    env = dict(clean_environment(), **header_env("START_EPOCH=0 END_EPOCH=1", WD=None))
+    result = subprocess.run([sys.executable, "-m", "train.stages"], env=env, cwd=REPO_ROOT, capture_output=True,
+                            text=True, timeout=60)
+    assert (result.returncode, result.stdout) == (2, "")
+    assert result.stderr == "error: WD is not set: the model script's header must set it\n"
+
+
+def test_help_describes_the_settings(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        stages.main(["--help"], {})
+    assert exit_.value.code == 0 and "LOAD_EPOCH=N" in capsys.readouterr().out
+
+
+def test_a_stage_output_goes_to_the_terminal_and_the_log(tmp_path, capsys):
+    log = tmp_path / "m-train.log"
+    log.write_text("earlier\n")
+    code = ["python", "-c", "import sys; print('out'); print('err', file=sys.stderr, flush=True); sys.exit(3)"]
+    assert stages.run_logged(code, str(log), dict(os.environ)) == 3  # the stage's own exit status
+    assert log.read_text().splitlines()[0] == "earlier" and sorted(log.read_text().splitlines()[1:]) == ["err", "out"]
+    assert sorted(capsys.readouterr().out.splitlines()) == ["err", "out"]
+    killed = [sys.executable, "-c", "import os, signal; os.kill(os.getpid(), signal.SIGTERM)"]
+    assert stages.run_logged(killed, str(log), dict(os.environ)) == 128 + 15  # as a shell reports a signal
+
+
+def test_the_stages_run_in_turn_and_a_failed_stage_ends_the_run(tmp_path, monkeypatch, capsys):
+    env = header_env("START_EPOCH=0 END_EPOCH=1", "START_EPOCH=1 END_EPOCH=2", "START_EPOCH=2 END_EPOCH=3",
+                     default_stages="1 2 3", MODEL_DIR=str(tmp_path / "models"))
+    header, plan = plan_of(env)
+    ran = []
+
+    def fake_run(command, log_path, child_env):
+        ran.append((command[command.index("--load-epoch") + 1], child_env["MXNET_CUDNN_AUTOTUNE_DEFAULT"]))
+        return 1 if len(ran) == 2 else 0
+
+    monkeypatch.setattr(stages, "run_logged", fake_run)
+    assert stages.run_stages(header, plan, env, force=False) == 1
+    assert ran == [("0", "0"), ("1", "0")]  # stage 3 not started
+    log = (tmp_path / "models" / "Mx" / "Mx-train.log").read_text().splitlines()
+    assert log[0] == "# Mx stage 1: epoch 1 from the starting weights"
+    assert log[1].startswith("python -m train.train_model")
+    assert len(log) == 4 and capsys.readouterr().out.splitlines() == log
+
+
+def test_every_variable_the_planner_reads_is_listed():
+    with open(stages.__file__) as fh:
+        read = set(re.findall(r"env(?:\.get\(|\[)\"([A-Z_0-9]+)\"", fh.read()))
+    assert "LOAD_EPOCH" in read and "HOSTFILE" in read
+    assert read <= set(stages.RUN_ENVIRONMENT)  # (the header's are read through check_header)
+
+
+def test_the_zoo_table_has_one_home_and_fits_the_importer():
+    from train import import_weights, published_weights
+    assert all(network.startswith(import_weights.FAMILIES) for network in published_weights.ZOO_NETWORKS.values())
+    assert published_weights.zoo_network("/p/dpn131-symbol.json") == "dpn131"
+    assert published_weights.zoo_network("/p/dpn92-5k-symbol.json") is None
+    assert published_weights.zoo_network("/p/dpn131-0000.params") is None
+    assert "resnext101_32x4d" in import_weights.build_parser().format_help()
+    with open(os.path.join(REPO_ROOT, "train", "run_model.sh")) as fh:
+        wrapper = fh.read()
+    assert "resnext101" not in wrapper and "set -euo pipefail" in wrapper.splitlines()[:10]
+    assert wrapper.rstrip().endswith('exec python -m train.stages "$@"')
 
 
 def write_fixtures():

@@ -57,6 +57,9 @@ NOT_EMPTY = ("DATA_DIR", "MODEL_DIR", "MODEL_NAME", "SYMBOL", "DEFAULT_STAGES", 
 MACHINE_FLAGS = (("KV_STORE", "--kv-store"), ("DTYPE", "--dtype"), ("DATA_NTHREADS", "--data-nthreads"),
                  ("NUM_CLASSES", "--num-classes"), ("RGB_MEAN", "--rgb-mean"), ("RGB_SCALE", "--rgb-scale"),
                  ("TOP_K", "--top-k"), ("DISP_BATCHES", "--disp-batches"), ("SEED", "--seed"))
+# What the run reads from the environment beside the header (the README and docs/ name each).
+RUN_ENVIRONMENT = ("STAGES", "LOAD_EPOCH", "DRY_RUN", "FORCE", "BN_GROUPS", "NUM_WORKERS", "NUM_SERVERS", "LAUNCHER",
+                   "HOSTFILE", "MXNET_CUDNN_AUTOTUNE_DEFAULT") + tuple(name for name, _ in MACHINE_FLAGS)
 # The flag of each recipe setting, in the command's order.
 RECIPE_FLAGS = tuple((name, "--" + name.lower().replace("_", "-")) for name in STAGE_SETTINGS if name != "DATASET")
 
@@ -208,7 +211,8 @@ def make_plan(selected, load_epoch=0):
             planned.note = "the record has no complete epoch: nothing to train"
         elif i + 1 < len(selected) and stage.start < selected[i + 1].start < stage.end:
             following = selected[i + 1]
-            planned.note = f"recorded to {stage.end}; stops at {following.start}, where stage {following.number} resumes"
+            planned.note = (f"recorded to {stage.end}; stops at {following.start}, "
+                            f"where stage {following.number} resumes")
             planned.end = following.start
         plan.append(planned)
     if load_epoch > 0:
