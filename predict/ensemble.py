@@ -19,7 +19,7 @@ import os
 
 import numpy as np
 
-from data.categories import Categories, default_category_csv
+from data.categories import Categories, default_category_csv, short_digest
 from cli.files import check_input_paths, check_outputs
 from cli.reporting import Timer, plural
 from cli.runner import HelpFormatter, UserError, run_cli
@@ -85,8 +85,17 @@ def check_arguments(args, stores):
     return variants, outputs
 
 
-def load_categories(args, meta):
+def load_categories(args, stores):
+    """The category CSV, checked against the stores: their class count and, in stores that record it
+    (predict.predict writes it with the run's settings), the digest of the categories."""
+    meta = stores[0].meta
     categories = Categories.load(args.category_csv)
+    for store in stores:
+        recorded = store.meta.get("categories_digest")
+        if recorded and recorded != categories.digest:
+            raise UserError(f"{args.category_csv}: categories {short_digest(categories.digest)}, but {store.directory} "
+                            f"was predicted with categories {short_digest(recorded)}: its class ids would name other "
+                            "categories; give the category CSV it was predicted with")
     num_classes = len(categories) if meta["cate_level"] == 3 else categories.num_level1_sub_classes
     if num_classes != meta["num_classes"]:
         raise UserError(f"{args.category_csv}: {num_classes} classes at --cate-level {meta['cate_level']}, but the "
@@ -129,7 +138,7 @@ def main(argv=None):
     stores = open_stores(args)
     variants, outputs = check_arguments(args, stores)
     meta = stores[0].meta
-    categories = load_categories(args, meta)
+    categories = load_categories(args, stores)
     md5_override = load_md5_override(args.md5_dict, args.md5_dict_type, categories, meta["num_classes"],
                                      meta["cate_level"])
     models = [f"{os.path.basename(os.path.normpath(store.directory))}:{name}"

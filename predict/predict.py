@@ -278,7 +278,8 @@ def run(args):
     if args.save_probs:
         os.makedirs(args.save_probs, exist_ok=True)
         store = StoreWriter(args.save_probs, index, start, stop, num_classes, [os.path.basename(p) for p in args.params],
-                            args.save_probs_top_k, {"multi_view": args.multi_view, "cate_level": args.cate_level})
+                            args.save_probs_top_k, {"multi_view": args.multi_view, "cate_level": args.cate_level,
+                                                     "categories_digest": categories.digest})
     predictor = Predictor(models, args.batch_size, num_classes, variants,
                           start, num_products, md5_override, args.product_unique_md5, plan, store)
     try:

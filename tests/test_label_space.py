@@ -249,3 +249,16 @@ def test_a_checkpoint_without_the_fields_predicts_as_before_with_one_warning(col
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 2 and "no label kind nor category digest recorded" in warnings[0]
     assert warnings[0].startswith(f"{colour_run['symbol'][:-len('-symbol.json')]}-input.json: ")
+
+
+def test_ensemble_refuses_stores_of_another_category_csv(colour_run, tmp_path):
+    from predict import ensemble
+
+    store = str(tmp_path / "store")
+    assert predict.main(predict_args(colour_run, tmp_path / "p.csv", "--save-probs", store, "--num-procs", "1")) == 0
+    renamed = tmp_path / "renamed.csv"  # the same ids and count, another table
+    renamed.write_text(open(colour_run["csv"], encoding="utf-8").read().replace("CATEGORY 1", "CATEGORY ONE"))
+    argv = ["--probs", store, "--output", str(tmp_path / "e.csv")]
+    message = refused(ensemble.main, argv + ["--category-csv", str(renamed)])
+    assert message.startswith(f"{renamed}: categories sha256:") and f"but {store} was predicted with" in message
+    assert ensemble.main(argv + ["--category-csv", colour_run["csv"]]) == 0

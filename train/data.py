@@ -132,12 +132,8 @@ def resolve_labels(args):
     .rec is refused in one line. A .rec without X.rec.json (made before it existed) trains as before
     (the flags or their defaults, the category table unknown), with one warning."""
     args.categories_digest = None
-    if args.benchmark or not args.data_train:
-        args.num_classes = args.num_classes or DEFAULT_NUM_CLASSES
-        args.label_kind = args.label_kind or DEFAULT_LABEL_KIND
-        return
     infos = {}
-    for rec_path in (args.data_train, args.data_val):
+    for rec_path in (() if args.benchmark else (args.data_train, args.data_val)):
         if rec_path:
             check_input_file(rec_path, ".rec")
             infos[rec_path] = read_rec_info(rec_path)
@@ -149,8 +145,8 @@ def resolve_labels(args):
             elif infos[rec_path].label_kind is None:
                 raise UserError(f"{rec_path}: its records are unlabelled ({rec_info_path(rec_path)}: made from a "
                                 "BSON without category_id); train on a labelled .rec")
-    train = infos[args.data_train]
-    if train is None:
+    train = infos.get(args.data_train)
+    if train is None:  # --benchmark, or a .rec from before X.rec.json: the flags or their defaults
         args.num_classes = args.num_classes or DEFAULT_NUM_CLASSES
         args.label_kind = args.label_kind or DEFAULT_LABEL_KIND
         return
