@@ -123,6 +123,12 @@ class PlannedStage:
 
 
 # ---- the header -----------------------------------------------------------------------------------
+def words_of(text):
+    """The words of a header string, split where the shell splits them."""
+    text = text.strip(" \t\n")
+    return BLANKS.split(text) if text else []
+
+
 def check_header(env):
     """The header's settings; a missing one is an error."""
     for name in MAY_BE_EMPTY:
@@ -146,7 +152,7 @@ def parse_stage(number, text):
     """STAGE_n's words, checked: KEY=VALUE, KEY a recipe setting or START/END/WEIGHTS_EPOCH."""
     name = f"STAGE_{number}"
     values = {}
-    for word in BLANKS.split(text.strip(" \t\n")) if text.strip(" \t\n") else []:
+    for word in words_of(text):
         if not SETTING_WORD.fullmatch(word):
             raise UserError(f"{name}: '{word}' is not SETTING=value")
         key, value = word.split("=", 1)
@@ -193,7 +199,7 @@ def select_stages(header, spec):
     elif spec == "all":
         spec = " ".join(str(n) for n in range(1, count + 1))
     selected = []
-    for word in spec.replace(",", " ").split():
+    for word in words_of(spec.replace(",", " ")):
         if not (NUMBER.fullmatch(word) and 1 <= int(word) <= count):
             raise UserError(f"STAGES: no stage '{word}' in {header['MODEL_NAME']} (stages 1-{count}, all or default)")
         selected.append(header.stages[int(word) - 1])
@@ -307,7 +313,7 @@ def stage_command(header, planned, env, force=False):
     """The command of a planned stage: the header's settings with the stage's changes."""
     stage, load = planned.stage, planned.load
     command = launch_words(header, env) + ["python", "-m", "train.train_model", "--symbol", header["SYMBOL"]]
-    command += BLANKS.split(header["NETWORK_ARGS"].strip(" \t\n")) if header["NETWORK_ARGS"].strip(" \t\n") else []
+    command += words_of(header["NETWORK_ARGS"])
     if load == 0 and header["PARAMS"]:
         command += ["--params", header["PARAMS"]]
     if planned.weights != load:
