@@ -30,6 +30,7 @@ for part in train valid; do
   # BSON2REC_OPTIONS is word-split on purpose: several flags in one variable
   # shellcheck disable=SC2086
   run_step "the conversion of train_${part}.bson" "$DATASET_DIR/${part}.rec" "$DATASET_DIR/${part}.idx" \
+    "$DATASET_DIR/${part}.rec.json" \
     -- "$SPLIT_DIR/train_${part}.bson" "$CATEGORY_CSV" -- \
     python -m data.bson2rec --bson "$SPLIT_DIR/train_${part}.bson" --out-rec "$DATASET_DIR/${part}.rec" \
     --category-csv "$CATEGORY_CSV" --shuffle-seed "$SHUFFLE_SEED" \

@@ -110,6 +110,16 @@ def test_a_rerun_skips_the_complete_split_and_rebuilds_a_missing_rec(fresh_data_
     assert record_ids(str(dataset / "valid.rec")) == records  # the same records again
 
 
+def test_a_rec_made_before_its_label_file_existed_is_made_again(fresh_data_dir):
+    """A .rec of an older version has no X.rec.json (the label space): the rerun converts it again."""
+    run_script("data/create_dataset_A.sh", fresh_data_dir)
+    dataset = fresh_data_dir / "dataset_A"
+    (dataset / "train.rec.json").unlink()
+    result = run_script("data/create_dataset_A.sh", fresh_data_dir)
+    assert f"redoing the conversion of train_train.bson: {dataset}/train.rec.json missing" in result.stderr
+    assert (dataset / "train.rec.json").exists()
+
+
 def test_a_rerun_of_a_complete_dataset_does_nothing_and_force_redoes_all(fresh_data_dir):
     run_script("data/create_dataset_A.sh", fresh_data_dir)
     dataset = fresh_data_dir / "dataset_A"
