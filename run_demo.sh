@@ -60,7 +60,6 @@ python -m data.plot_category_distribution --bson "$DEMO_DIR/train.bson" \
 
 # The machine settings every model script passes on (train/run_model.sh)
 export MODEL_DIR EPOCHS_1 EPOCHS_2 FINETUNE_EPOCHS GPUS= BN_GROUPS= DATA_NTHREADS=2 DISP_BATCHES=50
-export NUM_CLASSES="$(($(wc -l < "$DEMO_DIR/category_names.csv") - 1))"
 
 step "6/10 train/demo/D01.sh: a DenseNet on DATASET_A"
 train/demo/D01.sh

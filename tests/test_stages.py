@@ -24,10 +24,10 @@ SCRIPTS = ([f"train/M{n:02d}.sh" for n in range(1, 15)] + [f"train/demo/D0{n}.sh
 
 # Everything a header or the planner reads from the environment: each case starts without them.
 PLANNER_VARIABLES = ("STAGES", "LOAD_EPOCH", "DRY_RUN", "FORCE", "GPUS", "BN_GROUPS", "VARIANTS", "NUM_WORKERS",
-                     "NUM_SERVERS", "LAUNCHER", "HOSTFILE", "KV_STORE", "DTYPE", "DATA_NTHREADS", "NUM_CLASSES",
+                     "NUM_SERVERS", "LAUNCHER", "HOSTFILE", "KV_STORE", "DTYPE", "DATA_NTHREADS",
                      "RGB_MEAN", "RGB_SCALE", "TOP_K", "DISP_BATCHES", "SEED", "EPOCHS_1", "EPOCHS_2",
                      "FINETUNE_EPOCHS", "DATA_DIR", "MODEL_DIR", "PRETRAINED_DIR", "MXNET_CUDNN_AUTOTUNE_DEFAULT")
-MACHINE_SETTINGS = dict(KV_STORE="dist_sync", DTYPE="float16", DATA_NTHREADS="3", NUM_CLASSES="5270",
+MACHINE_SETTINGS = dict(KV_STORE="dist_sync", DTYPE="float16", DATA_NTHREADS="3",
                         RGB_MEAN="1,2,3", RGB_SCALE="0.5", TOP_K="3", DISP_BATCHES="7", SEED="1")
 
 # Every starting input of the model scripts, made as empty files for the cases with inputs.
@@ -231,6 +231,29 @@ class _Path(str):
 HEADERS_FIXTURE = os.path.join(FIXTURES, "headers.txt")
 
 
+# The cases the fast suite runs for every script (about 8 s); the slow suite runs all of them (about 70 s:
+# each case starts bash twice and Python once).
+FAST_CASES = [case for case in CASES if case[0] in {
+    "default, nothing on disk", "default, inputs there", "GPUS=0", "STAGES=all", "LOAD_EPOCH=13 STAGES=all",
+    "an earlier run's checkpoints", "machine settings", "BN_GROUPS empty"}]
+
+
+def blocks_of(text):
+    """{case header line: its block} of a rendered or fixture text."""
+    parts = re.split(r"^(?==== )", text, flags=re.M)
+    return {part.split("\n", 1)[0]: part for part in parts if part}
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_dry_runs_of_the_model_scripts_in_the_main_cases_are_unchanged(script, tmp_path):
+    with open(fixture_path(script)) as fh:
+        expected = blocks_of(fh.read())
+    got = blocks_of(render(script, tmp_path, FAST_CASES))
+    assert len(got) == len(FAST_CASES)
+    assert got == {header: expected[header] for header in got}
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("script", SCRIPTS)
 def test_dry_runs_of_the_model_scripts_are_unchanged(script, tmp_path):
     with open(fixture_path(script)) as fh:

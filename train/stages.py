@@ -27,7 +27,7 @@ From the environment:
                                  --bn-groups when not empty: the batch is split between that many
                                  executors, several on a GPU when there are fewer GPUs, so each
                                  BatchNorm normalises over as many pictures as the record's did
-  KV_STORE DTYPE DATA_NTHREADS NUM_CLASSES RGB_MEAN RGB_SCALE TOP_K DISP_BATCHES SEED
+  KV_STORE DTYPE DATA_NTHREADS RGB_MEAN RGB_SCALE TOP_K DISP_BATCHES SEED
                                  machine settings, passed to train.train_model only when set, so that
                                  its argparse defaults are the one place for their defaults
 """
@@ -55,7 +55,7 @@ EPOCH_KEYS = ("START_EPOCH", "END_EPOCH", "WEIGHTS_EPOCH")
 MAY_BE_EMPTY = ("GPUS", "NETWORK_ARGS", "PARAMS", "FEATURE_LAYER", "PRETRAINED_SOURCE")
 NOT_EMPTY = ("DATA_DIR", "MODEL_DIR", "MODEL_NAME", "SYMBOL", "DEFAULT_STAGES", "STAGE_1") + STAGE_SETTINGS
 MACHINE_FLAGS = (("KV_STORE", "--kv-store"), ("DTYPE", "--dtype"), ("DATA_NTHREADS", "--data-nthreads"),
-                 ("NUM_CLASSES", "--num-classes"), ("RGB_MEAN", "--rgb-mean"), ("RGB_SCALE", "--rgb-scale"),
+                 ("RGB_MEAN", "--rgb-mean"), ("RGB_SCALE", "--rgb-scale"),
                  ("TOP_K", "--top-k"), ("DISP_BATCHES", "--disp-batches"), ("SEED", "--seed"))
 # What the run reads from the environment beside the header (the README and docs/ name each).
 RUN_ENVIRONMENT = ("STAGES", "LOAD_EPOCH", "DRY_RUN", "FORCE", "BN_GROUPS", "NUM_WORKERS", "NUM_SERVERS", "LAUNCHER",
