@@ -46,10 +46,12 @@ def data_folder(tmp_path, train_bson, category_csv):
 def test_refined_needs_dataset_a_then_the_dictionary(demo_dir, tmp_path):  # noqa: F811 (the fixture)
     data = data_folder(tmp_path, demo_dir / "train.bson", demo_dir / "category_names.csv")
     result = run_script("data/create_dataset_refined.sh", data, expect=2)
-    assert result.stderr.strip() == f"error: {data}/dataset_A/train_train.bson not found: run data/create_dataset_A.sh first"
+    assert result.stderr.strip() == (f"error: {data}/dataset_A/train_train.bson not found: "
+                                     "run data/create_dataset_A.sh first")
     run_script("data/create_dataset_A.sh", data)
     result = run_script("data/create_dataset_refined.sh", data, expect=2)
-    assert result.stderr.strip() == f"error: {data}/md5_dict_train.npz not found: run data/create_train_md5_dict.sh first"
+    assert result.stderr.strip() == (f"error: {data}/md5_dict_train.npz not found: "
+                                     "run data/create_train_md5_dict.sh first")
 
 
 def test_refined_on_the_demo_data(demo_dir, tmp_path):  # noqa: F811 (the fixture)

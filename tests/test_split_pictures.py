@@ -7,8 +7,9 @@ import random
 import numpy as np
 import pytest
 
+from cli.runner import run_cli
 from data.split_pictures import main, split_pictures
-from tests.helpers import make_jpeg, product, read_docs, read_records, write_bson, write_category_csv
+from tests.helpers import make_jpeg, product, read_csv_rows, read_docs, read_records, write_bson
 from tests.test_data_scripts import demo_dir, mtimes, run_script  # noqa: F401 (demo_dir: a fixture)
 
 KAGGLE_PICTURES = 12_371_293
@@ -94,21 +95,22 @@ def test_records_are_every_picture_once_with_its_label_and_product(example_bson,
                  "--out-val-rec", out[1], "--val-ratio", "0.3", "--block-size", "40"]) == 0
     docs = read_docs(example_bson)
     pictures = [(doc["_id"], k, bytes(image["picture"])) for doc in docs for k, image in enumerate(doc["imgs"])]
-    classes = {int(row.split(",")[0]): i for i, row in enumerate(open(category_csv, encoding="utf-8").read().splitlines()[1:])}
+    classes = {int(row[0]): i for i, row in enumerate(read_csv_rows(category_csv)[1:])}
     category_of = {doc["_id"]: doc["category_id"] for doc in docs}
     expected = split_pictures(len(pictures), 0.3, 0xC0FFEE, 40)
     for rec, order in zip(out, expected):
         records = read_records(rec)
         assert [(h.id, h.id2, payload) for h, payload in records] == [pictures[j] for j in order.tolist()]
         assert [int(h.label) for h, _ in records] == [classes[category_of[h.id]] for h, _ in records]
-        info = json.load(open(rec + ".json"))
+        with open(rec + ".json") as fh:
+            info = json.load(fh)
         assert info["records"] == len(order) and info["label_kind"] == "class_id"
     assert 0 < len(expected[1]) < len(pictures)
 
 
 def test_a_broken_picture_keeps_its_draw_and_is_skipped(tmp_path, category_csv, caplog):
     caplog.set_level("INFO")
-    ids = [int(open(category_csv, encoding="utf-8").read().splitlines()[1].split(",")[0])]
+    ids = [int(read_csv_rows(category_csv)[1][0])]
     path = write_labelled_bson(tmp_path, [3, 2, 4, 1, 3], ids)
     out = [str(tmp_path / "train.rec"), str(tmp_path / "valid.rec")]
     args = ["--bson", path, "--category-csv", category_csv, "--out-train-rec", out[0], "--out-val-rec", out[1],
@@ -141,7 +143,6 @@ def test_dry_count_writes_nothing(example_bson, tmp_path, caplog):
 def test_bad_arguments_stop_with_one_line(example_bson, tmp_path, monkeypatch, capsys, extra, message):
     monkeypatch.chdir(tmp_path)
     with pytest.raises(SystemExit) as stop:
-        from cli.runner import run_cli
         run_cli(main, ["--bson", example_bson, *extra])
     assert stop.value.code == 2
     assert capsys.readouterr().err.strip() == f"error: {message}"
@@ -150,7 +151,6 @@ def test_bad_arguments_stop_with_one_line(example_bson, tmp_path, monkeypatch, c
 def test_existing_outputs_need_force(example_bson, category_csv, tmp_path, capsys):
     out = ["--out-train-rec", str(tmp_path / "train.rec"), "--out-val-rec", str(tmp_path / "valid.rec")]
     main(["--bson", example_bson, "--category-csv", category_csv, *out])
-    from cli.runner import run_cli
     with pytest.raises(SystemExit):
         run_cli(main, ["--bson", example_bson, "--category-csv", category_csv, *out])
     assert "output exists; pass --force" in capsys.readouterr().err
