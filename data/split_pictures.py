@@ -17,6 +17,7 @@ as in the original, and is then skipped and counted. `--dry-count` prints the co
 import argparse
 import collections
 import logging
+import os
 import random
 
 import numpy as np
@@ -42,8 +43,7 @@ def split_pictures(num_pictures, val_ratio=0.05, seed=ORIGINAL_SEED, block_size=
     one `random` state seeded once; per block of `block_size` pictures in file order, a shuffle, then one
     `random()` draw per picture of the shuffled block (validation when below `val_ratio`)."""
     check_val_ratio(val_ratio)
-    if block_size <= 0:
-        raise UserError(f"--block-size {block_size}: must be > 0")
+    check_block_size(block_size)
     rng = random.Random(seed)
     train, val = [], []
     with tqdm(total=num_pictures, unit="pic", desc="split", disable=not progress) as bar:
@@ -58,6 +58,21 @@ def split_pictures(num_pictures, val_ratio=0.05, seed=ORIGINAL_SEED, block_size=
             bar.update(len(block))
     joined = [np.concatenate(side) if side else np.zeros(0, dtype=np.int64) for side in (train, val)]
     return joined[0], joined[1]
+
+
+def check_block_size(block_size):
+    if block_size <= 0:
+        raise UserError(f"--block-size {block_size}: must be > 0")
+
+
+def check_one_side_each(num_pictures, train, val):
+    """Every picture on exactly one side; raises if not."""
+    marks = np.zeros(num_pictures, dtype=np.uint8)
+    np.add.at(marks, train, 1)
+    np.add.at(marks, val, 1)
+    if len(train) + len(val) != num_pictures or (marks != 1).any():
+        raise UserError(f"split lost or repeated pictures: {len(train)} train + {len(val)} valid "
+                        f"for {num_pictures} pictures")
 
 
 def build_parser():
@@ -86,8 +101,7 @@ def check_inputs(args):
     """Inputs and outputs, before the BSON is indexed; returns the outputs' (rec, idx) pairs."""
     check_input_file(args.bson, "BSON")
     check_val_ratio(args.val_ratio)
-    if args.block_size <= 0:
-        raise UserError(f"--block-size {args.block_size}: must be > 0")
+    check_block_size(args.block_size)
     if args.dry_count:
         return []
     if not args.out_train_rec or not args.out_val_rec:
@@ -111,8 +125,8 @@ def main(argv=None):
     share = len(val) / max(index.num_images, 1)
     log.info("split (seed %d, blocks of %d, val ratio %g): train %d, valid %d pictures (%.4f%% valid)",
              args.random_seed, args.block_size, args.val_ratio, len(train), len(val), 100 * share)
-    if len(train) + len(val) != index.num_images:
-        raise UserError(f"split lost pictures: {len(train)} train + {len(val)} valid != {index.num_images}")
+    check_one_side_each(index.num_images, train, val)
+    log.info("check: every picture on exactly one side")
     if args.dry_count:
         log.info("--dry-count: nothing written; %.1f s", timer.seconds)
         return 0
@@ -126,7 +140,8 @@ def main(argv=None):
     for side, order, (rec, idx) in (("train", train, outputs[0]), ("valid", val, outputs[1])):
         skipped = collections.Counter()
         written = write_records(index, order, labels, image_products, rec, idx, skipped, info=info)
-        log.info("written: %s: %d records -> %s%s", side, written, rec,
+        log.info("written: %s: %d records -> %s (+ %s, %s)%s", side, written, rec, os.path.basename(idx),
+                 os.path.basename(rec_info_path(rec)),
                  "".join(f"; skipped {reason}: {count}" for reason, count in sorted(skipped.items())))
     log.info("done in %.1f s", timer.seconds)
     return 0

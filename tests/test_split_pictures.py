@@ -7,8 +7,8 @@ import random
 import numpy as np
 import pytest
 
-from cli.runner import run_cli
-from data.split_pictures import main, split_pictures
+from cli.runner import UserError, run_cli
+from data.split_pictures import check_one_side_each, main, split_pictures
 from tests.helpers import make_jpeg, product, read_csv_rows, read_docs, read_records, write_bson
 from tests.test_data_scripts import demo_dir, mtimes, run_script  # noqa: F401 (demo_dir: a fixture)
 
@@ -180,3 +180,10 @@ def test_create_dataset_c5270_script(demo_dir, tmp_path):  # noqa: F811 (the fix
     assert mtimes(dataset, C5270_FILES) == before
     run_script("data/create_dataset_c5270.sh", data, FORCE="1")
     assert all(mtimes(dataset, C5270_FILES)[name] != before[name] for name in C5270_FILES)
+
+
+def test_the_one_side_check_catches_a_lost_or_repeated_picture():
+    check_one_side_each(3, np.array([0, 2]), np.array([1]))
+    for train, val in (([0, 1], [1]), ([0], [1]), ([0, 1, 2], [2])):
+        with pytest.raises(UserError, match="split lost or repeated pictures"):
+            check_one_side_each(3, np.array(train), np.array(val))
