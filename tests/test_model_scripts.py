@@ -53,7 +53,8 @@ def test_stages_train_resume_and_change_the_optimizer(setup, tmp_path):
     log = (tmp_path / "models" / "Mtiny" / "Mtiny-train.log").read_text()
     assert "# Mtiny stage 1: epoch 1 from the starting weights" in log
     assert "# Mtiny stage 2: epoch 2 from checkpoint 1" in log
-    assert "this stage uses sgd" in log  # the saved NADAM state is not given to SGD: a fresh optimizer
+    # a recorded stage begins with a fresh optimizer, as the original's restarts (never NADAM's saved state)
+    assert "--fresh-optimizer: a recorded stage begins; a fresh sgd optimizer" in log
 
 
 def test_model_script_under_the_distributed_launcher(setup, tmp_path):

@@ -18,14 +18,17 @@ import pytest
 from tests.conftest import REPO_ROOT
 
 Run = namedtuple("Run", "record load end optimizer lr lr_factor steps batch smooth dropout hsl crop mirror data "
-                        "inter wd shape resize weights")
+                        "inter wd shape resize weights init")
 
 
 def run(record, load, end, optimizer, lr, lr_factor, steps, batch, smooth=0.0, dropout=0.0, hsl=(0, 0, 0),
-        crop=1, mirror=1, data="A", inter=1, wd=4e-5, shape="3,180,180", resize=0, weights=None):
-    """`weights`: the checkpoint whose weights a resumed run loaded (its --params), when not `load`'s."""
+        crop=1, mirror=1, data="A", inter=1, wd=4e-5, shape="3,180,180", resize=0, weights=None, init="msra"):
+    """`weights`: the checkpoint whose weights a resumed run loaded (its --params), when not `load`'s.
+    `init`: the initialiser of the new classifier: xavier in the runs of the original's fine-tune.py (a
+    one-line `Namespace(... pretrained_model=...)` log: its common/fit.py before commit 5177513), msra in
+    those of its train_model.py (a log listing one argument a line: from that commit on)."""
     return Run(record, load, end, optimizer, lr, lr_factor, steps, batch, smooth, dropout, hsl, crop, mirror,
-               data, inter, wd, shape, resize, weights)
+               data, inter, wd, shape, resize, weights, init)
 
 
 # The records' training files and the dataset each script uses: refined_train.rec and cdiscount_c5270
@@ -40,32 +43,34 @@ HSL20 = (20, 20, 20)
 
 RECORDS = {
     "M01": Model(*RESNEXT, [
-        run("stderr 1", 0, 11, "nag", 0.02, 0.2, "8,16,20", 512, data="refined"),
-        run("stderr 2", 11, 15, "nag", 0.02, 0.2, "8,11,13,20", 512, data="refined"),
-        run("stderr 3", 15, 17, "nag", 0.02, 0.2, "8,20", 512, hsl=(20, 40, 50), data="refined"),
-        run("stderr 4", 17, 18, "nag", 0.02, 0.2, "8,17,20", 512, hsl=(20, 40, 50), data="refined"),
-        run("stderr 5", 18, 23, "nag", 0.02, 0.2, "8,17,20,23", 512, hsl=(20, 40, 50), data="refined"),
-        run("stderr 6", 23, 25, "nag", 0.02, 0.2, "8,17,20,23,25", 512, hsl=(20, 40, 50), data="refined"),
+        run("stderr 1", 0, 11, "nag", 0.02, 0.2, "8,16,20", 512, data="refined", init="xavier"),
+        run("stderr 2", 11, 15, "nag", 0.02, 0.2, "8,11,13,20", 512, data="refined", init="xavier"),
+        run("stderr 3", 15, 17, "nag", 0.02, 0.2, "8,20", 512, hsl=(20, 40, 50), data="refined", init="xavier"),
+        run("stderr 4", 17, 18, "nag", 0.02, 0.2, "8,17,20", 512, hsl=(20, 40, 50), data="refined", init="xavier"),
+        run("stderr 5", 18, 23, "nag", 0.02, 0.2, "8,17,20,23", 512, hsl=(20, 40, 50), data="refined",
+            init="xavier"),
+        run("stderr 6", 23, 25, "nag", 0.02, 0.2, "8,17,20,23,25", 512, hsl=(20, 40, 50), data="refined",
+            init="xavier"),
     ]),
     "M02": Model("dpn92-5k-symbol.json", "dpn92-5k-0000.params", "flatten", [], [
-        run("stderr", 0, 13, "adam", 1e-4, 0.2, "6,10,13", 256, data="refined"),
+        run("stderr", 0, 13, "adam", 1e-4, 0.2, "6,10,13", 256, data="refined", init="xavier"),
     ]),
     "M03": Model("dpn92-5k-symbol.json", "dpn92-5k-0000.params", "flatten", [], [
-        run("stderr", 0, 13, "adam", 5e-5, 0.2, "6,10,13", 256, data="refined"),
+        run("stderr", 0, 13, "adam", 5e-5, 0.2, "6,10,13", 256, data="refined", init="xavier"),
     ]),
     "M04": Model("densenet-161-symbol.json", "densenet-161-0000.params", "pool5", [], [
         run("stderr 1", 0, 14, "nadam", 1e-4, 0.2, "10,15,20", 512, smooth=0.1, resize=180, inter=9),
         run("stderr 2", 14, 20, "nadam", 1e-4, 0.2, "10,14,17,20", 512, smooth=0.1, resize=180, inter=9),
     ]),
     "M05": Model("dpn98-symbol.json", "dpn98-0000.params", "flatten", [], [
-        run("stderr", 0, 15, "adam", 1e-4, 0.2, "6,10,13,15", 512, hsl=HSL20),
+        run("stderr", 0, 15, "adam", 1e-4, 0.2, "6,10,13,15", 512, hsl=HSL20, init="xavier"),
     ]),
     "M06": Model("dpn92-5k-symbol.json", "dpn92-5k-0000.params", "flatten", [], [
-        run("stderr", 0, 9, "adam", 1e-4, 0.2, "8,16,20", 512, data="c5270"),
-        run("stderr2", 9, 11, "adam", 1e-4, 0.2, "8,16,20", 512, data="c5270"),
+        run("stderr", 0, 9, "adam", 1e-4, 0.2, "8,16,20", 512, data="c5270", init="xavier"),
+        run("stderr2", 9, 11, "adam", 1e-4, 0.2, "8,16,20", 512, data="c5270", init="xavier"),
     ]),
     "M07": Model(*RESNEXT_64, [
-        run("stderr", 0, 15, "adam", 1e-4, 0.2, "6,10,13,15", 512, hsl=HSL20),
+        run("stderr", 0, 15, "adam", 1e-4, 0.2, "6,10,13,15", 512, hsl=HSL20, init="xavier"),
     ]),
     "M08": Model("dpn131-symbol.json", "dpn131-0000.params", "flatten", [], [
         run("stderr 1", 0, 15, "nag", 0.005, 0.2, "10,13,15", 384, smooth=0.1),
@@ -75,16 +80,16 @@ RECORDS = {
         run("stderr 5", 18, 25, "nadam", 1e-4, 0.2, "18,20,22,24,25", 384, smooth=0.1, inter=9, weights=15),
     ]),
     "M09": Model(*RESNEXT_64, [
-        run("stderr", 0, 15, "adam", 1e-4, 0.2, "6,10,13,15", 512, hsl=HSL20, data="B"),
+        run("stderr", 0, 15, "adam", 1e-4, 0.2, "6,10,13,15", 512, hsl=HSL20, data="B", init="xavier"),
     ]),
     "M10": Model(*RESNEXT, [
-        run("stderr", 0, 4, "adam", 5e-4, 0.2, "6,10,13", 512, data="c5270", wd=1e-5),
-        run("stderr2", 4, 8, "adam", 5e-4, 0.2, "6,10,13", 512, data="c5270"),
-        run("stderr3", 8, 12, "adam", 5e-4, 0.2, "6,8,10", 512, data="c5270"),
-        run("stderr4", 12, 16, "adam", 5e-4, 0.2, "6,16,20", 512, hsl=(30, 30, 30), data="c5270"),
-        run("stderr5", 11, 15, "adam", 5e-4, 0.2, "8,11,15", 512, hsl=HSL20, data="c5270"),
-        run("stderr6", 15, 18, "adam", 5e-4, 0.2, "8,11,20", 512, data="c5270"),
-        run("stderr7", 16, 20, "sgd", 0.05, 0.1, "8,18,20", 512, data="c5270"),
+        run("stderr", 0, 4, "adam", 5e-4, 0.2, "6,10,13", 512, data="c5270", wd=1e-5, init="xavier"),
+        run("stderr2", 4, 8, "adam", 5e-4, 0.2, "6,10,13", 512, data="c5270", init="xavier"),
+        run("stderr3", 8, 12, "adam", 5e-4, 0.2, "6,8,10", 512, data="c5270", init="xavier"),
+        run("stderr4", 12, 16, "adam", 5e-4, 0.2, "6,16,20", 512, hsl=(30, 30, 30), data="c5270", init="xavier"),
+        run("stderr5", 11, 15, "adam", 5e-4, 0.2, "8,11,15", 512, hsl=HSL20, data="c5270", init="xavier"),
+        run("stderr6", 15, 18, "adam", 5e-4, 0.2, "8,11,20", 512, data="c5270", init="xavier"),
+        run("stderr7", 16, 20, "sgd", 0.05, 0.1, "8,18,20", 512, data="c5270", init="xavier"),
     ]),
     "M11": Model("resnext", "M07-0015.params", None, SE_RESNEXT, [
         run("stderr 1", 0, 4, "adam", 5e-5, 0.2, "8,12,15", 512),
@@ -254,6 +259,9 @@ def check_run(name, commands, expected_stages, model_dir):
         check_settings(flags, model.runs[stage - 1])
         run_record = model.runs[stage - 1]
         check_network(flags, model, load, model_dir, run_record.weights if load == run_record.load else None)
+        assert flags.get("--initializer", "msra") == run_record.init
+        # a new optimizer where a recorded run starts, as every logged restart; a resume inside a run restores it
+        assert ("--fresh-optimizer" in flags) == (0 < load == run_record.load)
         assert flags["--model-prefix"] == os.path.join(model_dir, name, name)
 
 

@@ -5,6 +5,7 @@ are MXNet NDArray + JSON files, restored on one device and through a kvstore upd
 import json
 import logging
 import os
+import shutil
 
 import mxnet as mx
 import numpy as np
@@ -112,6 +113,21 @@ def test_checkpoint_without_state_resumes_fresh(colour_rec, tiny_symbol, tmp_pat
     assert "no saved optimizer state" in warnings and "fresh nadam optimizer (update counter 0" in warnings
     assert read_json(prefix, 2)["num_update"] == BATCHES_PER_EPOCH  # counted from 0 at the resume
     assert lrs(prefix) == pytest.approx([0.01, 0.001])  # the schedule still gives epoch 2 its lr
+
+
+def test_fresh_optimizer_at_a_stage_start_is_the_original_restart(colour_rec, tiny_symbol, tmp_path):  # noqa: F811
+    """--fresh-optimizer (train.stages passes it where a recorded stage begins) ignores the saved state:
+    zero moments and update counter 0, as a resume from one of the original's checkpoints (weights only)."""
+    fresh, weights_only = str(tmp_path / "fresh" / "m"), str(tmp_path / "weights_only" / "m")
+    train_model.main(argv(colour_rec, tiny_symbol, fresh, "nadam", 1))
+    shutil.copytree(os.path.dirname(fresh), os.path.dirname(weights_only))
+    for path in checkpoint.optimizer_state_paths(f"{weights_only}-0001.params"):
+        os.remove(path)
+    train_model.main(argv(colour_rec, tiny_symbol, fresh, "nadam", 2, ["--load-epoch", "1", "--fresh-optimizer"]))
+    train_model.main(argv(colour_rec, tiny_symbol, weights_only, "nadam", 2, ["--load-epoch", "1"]))
+    assert read_json(fresh, 2)["num_update"] == BATCHES_PER_EPOCH  # restored, it would be 2 epochs' updates
+    assert max_relative_difference(f"{weights_only}-0002.params", f"{fresh}-0002.params") == 0
+    assert lrs(fresh) == pytest.approx([0.01, 0.001])
 
 
 def test_changed_optimizer_starts_fresh(colour_rec, tiny_symbol, tmp_path, caplog):  # noqa: F811

@@ -473,6 +473,23 @@ def test_the_weights_of_another_checkpoint_are_its_params():
         "# Mx stage 2: epochs 19-25 from checkpoint 15's weights, numbered from 18"
 
 
+def test_a_recorded_stage_start_gets_a_fresh_optimizer_and_a_resume_inside_a_stage_does_not():
+    env = header_env("START_EPOCH=0 END_EPOCH=2", "START_EPOCH=2 END_EPOCH=4", default_stages="1 2")
+    for load_epoch, fresh in (("", [False, True]), ("2", [True]), ("3", [False]), ("1", [False, True])):
+        header, plan = plan_of(dict(env, LOAD_EPOCH=load_epoch))
+        commands = [stages.stage_command(header, p, env) for p in plan if p.trains]
+        assert ["--fresh-optimizer" in c for c in commands] == fresh, load_epoch
+
+
+def test_the_initializer_is_passed_only_when_the_header_sets_it():
+    env = header_env("START_EPOCH=0 END_EPOCH=1")
+    header, plan = plan_of(env)
+    assert "--initializer" not in stages.stage_command(header, plan[0], env)
+    header, plan = plan_of(dict(env, INITIALIZER="xavier"))
+    flags = flags_of(stages.stage_command(header, plan[0], env)[3:])
+    assert flags["--initializer"] == "xavier"
+
+
 def test_under_the_distributed_launcher_train_launch_runs_the_command():
     env = header_env("START_EPOCH=0 END_EPOCH=1", NUM_WORKERS="4")
     header, plan = plan_of(env)

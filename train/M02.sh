@@ -26,6 +26,7 @@ SYMBOL="$PRETRAINED_DIR/dpn92-5k-symbol.json"     # the published DPN-92 ('dpn92
 NETWORK_ARGS=""                                   # more network flags of train.train_model
 PARAMS="$PRETRAINED_DIR/dpn92-5k-0000.params"     # starting weights of a stage that starts at 0
 FEATURE_LAYER=flatten                             # the new classifier goes after this layer
+INITIALIZER=xavier                                # the new classifier's initialiser in the record (fine-tune.py's)
 PRETRAINED_SOURCE="https://github.com/cypw/DPNs"
 
 # Settings of every stage that does not change them below.

@@ -22,6 +22,7 @@ SYMBOL="$PRETRAINED_DIR/dpn98-symbol.json"        # the published ImageNet-1k DP
 NETWORK_ARGS=""                                   # more network flags of train.train_model
 PARAMS="$PRETRAINED_DIR/dpn98-0000.params"        # starting weights of a stage that starts at 0
 FEATURE_LAYER=flatten                             # the new classifier goes after this layer
+INITIALIZER=xavier                                # the new classifier's initialiser in the record (fine-tune.py's)
 PRETRAINED_SOURCE="https://github.com/cypw/DPNs"
 
 # Settings of every stage that does not change them below.

@@ -25,6 +25,7 @@ SYMBOL="$PRETRAINED_DIR/resnext-101-symbol.json"  # the published ImageNet-1k Re
 NETWORK_ARGS=""                                   # more network flags of train.train_model
 PARAMS="$PRETRAINED_DIR/resnext-101-0000.params"  # starting weights of a stage that starts at 0
 FEATURE_LAYER=flatten0                            # the new classifier goes after this layer
+INITIALIZER=xavier                                # the new classifier's initialiser in the record (fine-tune.py's)
 PRETRAINED_SOURCE="http://data.mxnet.io/models/imagenet/resnext/101-layers/"
 
 # Settings of every stage that does not change them below.

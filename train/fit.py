@@ -14,6 +14,13 @@ restores it, so a resumed run continues exactly as an uninterrupted one: same mo
 update counter, lr and data order. A checkpoint without state (older, or the original's)
 or a stage that changes the optimizer resumes with a fresh optimizer whose counter starts
 at 0, as the original did; the schedule is offset so that the epoch still gets its lr.
+--fresh-optimizer asks for that fresh start on purpose: train.stages passes it where a recorded
+stage begins, because each of the original's logged restarts built a new optimizer (its checkpoints
+held only the weights); a LOAD_EPOCH resume inside a stage still restores the saved state.
+
+Parameters that are not loaded (with --params: the new classifier) are initialised by --initializer:
+MSRAPrelu (factor avg, slope 0.25) as the original's common/fit.py from 12 Nov 2017 on (train_model.py),
+or Xavier (gaussian, factor in, magnitude 2) as before it (the runs of its fine-tune.py).
 """
 import dataclasses
 import logging
@@ -35,6 +42,12 @@ from train.metrics_log import EpochRecorder
 log = logging.getLogger(__name__)
 
 OPTIMIZERS = ("sgd", "nag", "adam", "nadam")
+# The original's two initialisers: its common/fit.py used Xavier until commit 5177513 (12 Nov 2017),
+# MSRAPrelu from then on.
+INITIALIZERS = {
+    "msra": lambda: mx.init.MSRAPrelu(factor_type="avg", slope=0.25),
+    "xavier": lambda: mx.init.Xavier(rnd_type="gaussian", factor_type="in", magnitude=2),
+}
 EPOCH_NUMBERING = ("epochs are numbered from 1, as the checkpoints (PREFIX-0001.params after the first), the "
                    "metrics and the curve; MXNet's own lines count from 0: its Epoch[0] is epoch 1")
 
@@ -68,6 +81,14 @@ def add_fit_args(parser):
                      help="resume from PREFIX-%%04d.params of this epoch and the optimizer state saved with it "
                           "(with --params another file: those weights, numbered from this epoch, a fresh "
                           "optimizer, as the original)")
+    fit.add_argument("--fresh-optimizer", action="store_true",
+                     help="with --load-epoch: start a fresh optimizer (update counter 0) instead of restoring "
+                          "the saved state, as every logged restart of the original did (the model scripts pass "
+                          "it where a recorded stage begins)")
+    fit.add_argument("--initializer", default="msra", choices=sorted(INITIALIZERS),
+                     help="initialiser of the parameters not loaded (with --params: the new classifier): msra, "
+                          "MSRAPrelu(avg, 0.25) as the original's train_model.py runs (M04, M08, M11-M14); xavier, "
+                          "Xavier(gaussian, in, 2) as its older fine-tune.py runs (M01-M03, M05-M07, M09, M10)")
     fit.add_argument("--top-k", type=int, default=5, help="also report top-k accuracy (0: off)")
     fit.add_argument("--disp-batches", type=int, default=100,
                      help="log speed and metrics every N batches (the original's runs: 100)")
@@ -262,6 +283,10 @@ def load_resume_point(args, kv):
                     "(update counter 0)", args.params, args.load_epoch, args.optimizer)
         return arg_params, aux_params, None
     arg_params, aux_params = checkpoint.load_params(params_path)
+    if args.fresh_optimizer:
+        log.info("--fresh-optimizer: a recorded stage begins; a fresh %s optimizer (update counter 0), as the "
+                 "original's every restart", args.optimizer)
+        return arg_params, aux_params, None
     if _is_dist(kv):
         log.warning("%s: the optimizer state of a distributed run lives on its parameter servers and is "
                     "not restored; resuming with a fresh %s optimizer (update counter 0)", kv.type, args.optimizer)
@@ -346,7 +371,7 @@ def fit(args, symbol, arg_params=None, aux_params=None, allow_missing=False):
     monitor = mx.mon.Monitor(args.monitor, pattern=".*") if args.monitor > 0 else None
     mx.random.seed(args.seed if not begin_epoch else epoch_seed(args.seed, begin_epoch))
     module.fit(train, eval_data=val, eval_metric=eval_metrics(args), kvstore=kv or "local",
-               optimizer=args.optimizer, optimizer_params=settings, initializer=mx.init.MSRAPrelu(),
+               optimizer=args.optimizer, optimizer_params=settings, initializer=INITIALIZERS[args.initializer](),
                arg_params=arg_params, aux_params=aux_params, allow_missing=allow_missing,
                begin_epoch=begin_epoch, num_epoch=args.num_epochs, monitor=monitor,
                batch_end_callback=[mx.callback.Speedometer(args.batch_size, args.disp_batches, auto_reset=False),

@@ -6,12 +6,17 @@ D03.sh, the experiment scripts (through train/experiments/run_variants.sh). Thei
 The header exports (set -a) every recipe setting (DATASET OPTIMIZER LR LR_FACTOR LR_STEP_EPOCHS MOM
 WD BATCH_SIZE SMOOTH_ALPHA DROPOUT_RATIO IMAGE_SHAPE RESIZE INTER_METHOD RANDOM_CROP RANDOM_MIRROR
 MAX_RANDOM_H MAX_RANDOM_S MAX_RANDOM_L), DATA_DIR MODEL_DIR MODEL_NAME SYMBOL, GPUS NETWORK_ARGS PARAMS
-FEATURE_LAYER PRETRAINED_SOURCE (these may be empty), the stages STAGE_1, STAGE_2, ... in the order
-the original ran them, each "START_EPOCH=a END_EPOCH=b [WEIGHTS_EPOCH=w] [SETTING=value ...]" (the
-checkpoint it resumes from, 0 for the starting weights PARAMS; its last checkpoint; another checkpoint
-whose weights it starts from, numbered as START_EPOCH; the recipe settings it changes), and
+FEATURE_LAYER PRETRAINED_SOURCE (these may be empty), optionally INITIALIZER (xavier for the
+records of the original's older fine-tune.py; left out: train.train_model's default, msra), the
+stages STAGE_1, STAGE_2, ... in the order the original ran them, each
+"START_EPOCH=a END_EPOCH=b [WEIGHTS_EPOCH=w] [SETTING=value ...]" (the checkpoint it resumes from,
+0 for the starting weights PARAMS; its last checkpoint; another checkpoint whose weights it starts
+from, numbered as START_EPOCH; the recipe settings it changes), and
 DEFAULT_STAGES. A stage stops early where the next stage of the run resumes from a checkpoint inside
-it (as the original did when it went back to an earlier epoch).
+it (as the original did when it went back to an earlier epoch). A stage that starts where it was
+recorded to start, from a checkpoint, gets --fresh-optimizer: each of the original's logged restarts
+built a new optimizer; a LOAD_EPOCH inside a stage resumes the saved optimizer state instead, so an
+interrupted stage continues as if uninterrupted.
 
 From the environment:
   STAGES="1 3" | all | default   stages to run, in this order (default: DEFAULT_STAGES)
@@ -53,6 +58,8 @@ EPOCH_KEYS = ("START_EPOCH", "END_EPOCH", "WEIGHTS_EPOCH")
 # Header settings that may be empty: GPUS (CPU), NETWORK_ARGS, PARAMS (from scratch), FEATURE_LAYER
 # (the network's own), PRETRAINED_SOURCE.
 MAY_BE_EMPTY = ("GPUS", "NETWORK_ARGS", "PARAMS", "FEATURE_LAYER", "PRETRAINED_SOURCE")
+# Header settings that may be left out (empty or unset: train.train_model's default).
+OPTIONAL = ("INITIALIZER",)
 NOT_EMPTY = ("DATA_DIR", "MODEL_DIR", "MODEL_NAME", "SYMBOL", "DEFAULT_STAGES", "STAGE_1") + STAGE_SETTINGS
 MACHINE_FLAGS = (("KV_STORE", "--kv-store"), ("DTYPE", "--dtype"), ("DATA_NTHREADS", "--data-nthreads"),
                  ("RGB_MEAN", "--rgb-mean"), ("RGB_SCALE", "--rgb-scale"),
@@ -113,6 +120,12 @@ class PlannedStage:
         return self.end > self.load
 
     @property
+    def starts_fresh_optimizer(self):
+        """Whether it resumes where the stage was recorded to start: a new optimizer there, as every
+        logged restart of the original (a LOAD_EPOCH inside the stage restores the saved state)."""
+        return 0 < self.load == self.stage.start
+
+    @property
     def weights(self):
         """The checkpoint whose weights it starts from: WEIGHTS_EPOCH when it starts where the stage
         starts (the original resumed M08's NADAM runs from epoch 15's weights numbered as 18); a
@@ -137,7 +150,9 @@ def check_header(env):
     for name in NOT_EMPTY:
         if not env.get(name):
             raise UserError(f"{name} is not set: the model script's header must set it")
-    return {name: env[name] for name in MAY_BE_EMPTY + NOT_EMPTY}
+    values = {name: env[name] for name in MAY_BE_EMPTY + NOT_EMPTY}
+    values.update((name, env.get(name, "")) for name in OPTIONAL)
+    return values
 
 
 def parse_load_epoch(text):
@@ -320,6 +335,8 @@ def stage_command(header, planned, env, force=False):
         command += ["--params", header.checkpoint(planned.weights)]
     if header["FEATURE_LAYER"]:
         command += ["--feature-layer", header["FEATURE_LAYER"]]
+    if header["INITIALIZER"]:
+        command += ["--initializer", header["INITIALIZER"]]
     if force and load == 0:
         command.append("--force")
     command += ["--gpus", header["GPUS"]]
@@ -329,6 +346,8 @@ def stage_command(header, planned, env, force=False):
     command += ["--data-train", f"{header['DATA_DIR']}/{dataset}/train.rec",
                 "--data-val", f"{header['DATA_DIR']}/{dataset}/valid.rec",
                 "--model-prefix", header.prefix, "--load-epoch", str(load), "--num-epochs", str(planned.end)]
+    if planned.starts_fresh_optimizer:
+        command.append("--fresh-optimizer")
     for name, flag in RECIPE_FLAGS:
         command += [flag, header.setting(stage, name)]
     for name, flag in MACHINE_FLAGS:  # only those set: train.train_model's defaults otherwise
