@@ -31,9 +31,9 @@ def run(record, load, end, optimizer, lr, lr_factor, steps, batch, smooth=0.0, d
                data, inter, wd, shape, resize, weights, init)
 
 
-# The records' training files and the dataset each script uses: refined_train.rec and cdiscount_c5270
-# cannot be rebuilt; DATASET_C and DATASET_A are the nearest (see the scripts' headers).
-DATASET_OF = {"refined": "dataset_C", "c5270": "dataset_A", "A": "dataset_A", "B": "dataset_B"}
+# The records' training files and the dataset each script uses (data/create_dataset_refined.sh and
+# create_dataset_c5270.sh rebuild the original's refined and cdiscount_c5270 sets; see the scripts' headers).
+DATASET_OF = {"refined": "dataset_refined", "c5270": "dataset_c5270", "A": "dataset_A", "B": "dataset_B"}
 
 Model = namedtuple("Model", "symbol params feature_layer network_args runs")
 RESNEXT = ("resnext-101-symbol.json", "resnext-101-0000.params", "flatten0", [])
@@ -316,8 +316,8 @@ def test_dry_run_lists_what_is_missing(tmp_path):
     assert missing == [
         f"# missing: {tmp_path}/pretrained/resnext-101-symbol.json not found: the network of the starting weights; "
         f"{hint}",
-        f"# missing: {tmp_path}/data/dataset_C/train.rec not found: run data/create_dataset_C.sh first",
-        f"# missing: {tmp_path}/data/dataset_C/valid.rec not found: run data/create_dataset_C.sh first",
+        f"# missing: {tmp_path}/data/dataset_refined/train.rec not found: run data/create_dataset_refined.sh first",
+        f"# missing: {tmp_path}/data/dataset_refined/valid.rec not found: run data/create_dataset_refined.sh first",
         f"# missing: {tmp_path}/pretrained/resnext-101-0000.params not found: the starting weights; {hint}",
     ]
     code, _, output = dry_run("train/M14.sh", tmp_path)

@@ -31,7 +31,8 @@ MACHINE_SETTINGS = dict(KV_STORE="dist_sync", DTYPE="float16", DATA_NTHREADS="3"
                         RGB_MEAN="1,2,3", RGB_SCALE="0.5", TOP_K="3", DISP_BATCHES="7", SEED="1")
 
 # Every starting input of the model scripts, made as empty files for the cases with inputs.
-INPUT_FILES = ([f"data/dataset_{d}/{part}.rec" for d in "ABC" for part in ("train", "valid")]
+INPUT_FILES = ([f"data/dataset_{d}/{part}.rec" for d in ("A", "B", "C", "refined", "c5270")
+                for part in ("train", "valid")]
                + [f"pretrained/{net}-{suffix}" for net in ("resnext-101", "resnext-101-64x4d", "dpn92-5k",
                                                             "densenet-161", "dpn98", "dpn131", "dpn107-extra",
                                                             "resnet-34")

@@ -358,9 +358,10 @@ def test_demo_network_trains_one_step(build):
 # --- the original's way of naming a ResNeXt (--symbol resnext --num-layers ...) -------------------
 
 def network_of(argv):
+    """The network train_model builds for `argv` (the class count given: no .rec tells it here)."""
     from train import train_model
 
-    args = train_model.build_parser().parse_args(argv)
+    args = train_model.build_parser().parse_args(["--num-classes", "5270", *argv])
     train_model.check_args(args)
     return train_model.build_network(args)
 

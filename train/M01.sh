@@ -2,11 +2,10 @@
 # M01: ResNeXt-101 (32x4d) fine-tuned from ImageNet-1k; the original submitted its checkpoint of epoch 23.
 # Its 6 recorded runs (train/M01/stderr, one file): NAG at lr 0.02, batch 512, HSL colour augmentation
 # 20/40/50 from epoch 15. Run 6 continued past the submitted epoch (STAGES=all runs it).
-# Data: the records trained on refined_train.rec (7,310,313 images), which the original's history shows
-# to be DATASET_A's split with each picture MD5 once, keeping only MD5s of a single category in the whole
-# train.bson (validated on DATASET_C's valid.rec). DATASET_C (each MD5 once) is the nearest set we build;
-# the record's training set is `python -m data.bson2rec --bson $DATA_DIR/dataset_A/train_train.bson
-# --out-rec OUT.rec --unique-md5 --md5-dict $DATA_DIR/md5_dict_train.npz`.
+# Data: refined_train.rec (7,310,313 images) and refined_val.rec, the original's: DATASET_A's split; training keeps
+# pictures whose MD5 has a single category in the whole train.bson, each MD5 once; validation each MD5 once (the
+# records of dataset_C's valid.rec). data/create_dataset_refined.sh builds them (after create_dataset_A.sh and
+# create_train_md5_dict.sh).
 #   DRY_RUN=1 train/M01.sh prints the commands; STAGES=all runs every recorded stage;
 #   LOAD_EPOCH=N resumes from checkpoint N (see train/run_model.sh).
 set -euo pipefail
@@ -30,7 +29,7 @@ INITIALIZER=xavier                                # the new classifier's initial
 PRETRAINED_SOURCE="http://data.mxnet.io/models/imagenet/resnext/101-layers/"
 
 # Settings of every stage that does not change them below.
-DATASET=dataset_C             # record: refined_train.rec (see above)
+DATASET=dataset_refined       # record: refined_train.rec, refined_val.rec (see above)
 OPTIMIZER=nag
 LR=0.02
 LR_FACTOR=0.2                 # lr multiplier after each step epoch

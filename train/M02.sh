@@ -2,11 +2,10 @@
 # M02: DPN-92 fine-tuned from cypw's 'dpn92-5k' weights (the records' name; the write-up says ImageNet-1k);
 # the original submitted its checkpoint of epoch 13. One recorded run (train/M02/stderr): Adam at lr
 # 1e-4, batch 256, 13 epochs.
-# Data: the records trained on refined_train.rec (7,310,313 images), which the original's history shows
-# to be DATASET_A's split with each picture MD5 once, keeping only MD5s of a single category in the whole
-# train.bson (validated on DATASET_C's valid.rec). DATASET_C (each MD5 once) is the nearest set we build;
-# the record's training set is `python -m data.bson2rec --bson $DATA_DIR/dataset_A/train_train.bson
-# --out-rec OUT.rec --unique-md5 --md5-dict $DATA_DIR/md5_dict_train.npz`.
+# Data: refined_train.rec (7,310,313 images) and refined_val.rec, the original's: DATASET_A's split; training keeps
+# pictures whose MD5 has a single category in the whole train.bson, each MD5 once; validation each MD5 once (the
+# records of dataset_C's valid.rec). data/create_dataset_refined.sh builds them (after create_dataset_A.sh and
+# create_train_md5_dict.sh).
 #   DRY_RUN=1 train/M02.sh prints the commands; STAGES=all runs every recorded stage;
 #   LOAD_EPOCH=N resumes from checkpoint N (see train/run_model.sh).
 set -euo pipefail
@@ -30,7 +29,7 @@ INITIALIZER=xavier                                # the new classifier's initial
 PRETRAINED_SOURCE="https://github.com/cypw/DPNs"
 
 # Settings of every stage that does not change them below.
-DATASET=dataset_C             # record: refined_train.rec (see above)
+DATASET=dataset_refined       # record: refined_train.rec, refined_val.rec (see above)
 OPTIMIZER=adam
 LR=0.0001
 LR_FACTOR=0.2                 # lr multiplier after each step epoch

@@ -2,9 +2,8 @@
 # M06: DPN-92 fine-tuned from cypw's 'dpn92-5k' weights (the records' name; the write-up says ImageNet-1k);
 # the original submitted its checkpoint of epoch 11. Its 2 recorded runs (train/M06/stderr, stderr2): Adam at
 # lr 1e-4, batch 512.
-# Data: the records trained on cdiscount_c5270 (11,752,908 images), an older 95/5 split by picture (a
-# product's pictures could land on both sides), which cannot be rebuilt; DATASET_A (data/create_dataset_A.sh,
-# split by product) is the nearest set we build.
+# Data: cdiscount_c5270 (11,752,908 training, 618,385 validation images), the original's first 95/5 split, by
+# picture (a product's pictures can land on both sides), rebuilt draw for draw by data/create_dataset_c5270.sh.
 #   DRY_RUN=1 train/M06.sh prints the commands; STAGES=all runs every recorded stage;
 #   LOAD_EPOCH=N resumes from checkpoint N (see train/run_model.sh).
 set -euo pipefail
@@ -28,7 +27,7 @@ INITIALIZER=xavier                                # the new classifier's initial
 PRETRAINED_SOURCE="https://github.com/cypw/DPNs"
 
 # Settings of every stage that does not change them below.
-DATASET=dataset_A             # record: cdiscount_c5270 (see above)
+DATASET=dataset_c5270         # record: cdiscount_c5270_{train,val}.rec (see above)
 OPTIMIZER=adam
 LR=0.0001
 LR_FACTOR=0.2                 # lr multiplier after each step epoch

@@ -3,9 +3,8 @@
 # Its 7 recorded runs (train/M10/stderr ... stderr7): Adam at lr 5e-4, batch 512, HSL 20/20/20 from epoch 12,
 # then SGD at lr 0.05 from epoch 16. Run 4 (stderr4, HSL 30) is a branch the submitted checkpoint does not
 # descend from: run 5 went back to checkpoint 11.
-# Data: the records trained on cdiscount_c5270 (11,752,908 images), an older 95/5 split by picture (a
-# product's pictures could land on both sides), which cannot be rebuilt; DATASET_A (data/create_dataset_A.sh,
-# split by product) is the nearest set we build.
+# Data: cdiscount_c5270 (11,752,908 training, 618,385 validation images), the original's first 95/5 split, by
+# picture (a product's pictures can land on both sides), rebuilt draw for draw by data/create_dataset_c5270.sh.
 #   DRY_RUN=1 train/M10.sh prints the commands; STAGES=all runs every recorded stage;
 #   LOAD_EPOCH=N resumes from checkpoint N (see train/run_model.sh).
 set -euo pipefail
@@ -29,7 +28,7 @@ INITIALIZER=xavier                                # the new classifier's initial
 PRETRAINED_SOURCE="http://data.mxnet.io/models/imagenet/resnext/101-layers/"
 
 # Settings of every stage that does not change them below.
-DATASET=dataset_A             # record: cdiscount_c5270 (see above)
+DATASET=dataset_c5270         # record: cdiscount_c5270_{train,val}.rec (see above)
 OPTIMIZER=adam
 LR=0.0005
 LR_FACTOR=0.2                 # lr multiplier after each step epoch
