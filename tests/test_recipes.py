@@ -147,11 +147,11 @@ SUBMITTED = {"M01": 23, "M02": 13, "M03": 13, "M04": 20, "M05": 15, "M06": 11, "
 RESNET34 = ("resnet-34-symbol.json", "resnet-34-0000.params", "flatten0", [])
 EXPERIMENTS = {
     "augmentation": {
-        "noaug": run("stderr_noaug", 0, 15, "adam", 5e-4, 0.2, "6,10,13,15", 512, mirror=0),
-        "flip": run("stderr_flip", 0, 15, "adam", 5e-4, 0.2, "6,10,13,15", 512),
-        "flip_hsl": run("stderr_flip_hsl", 0, 15, "adam", 5e-4, 0.2, "6,10,13,15", 512, hsl=HSL20),
+        "noaug": run("stderr_noaug", 0, 15, "adam", 5e-4, 0.2, "6,10,13,15", 512, mirror=0, init="xavier"),
+        "flip": run("stderr_flip", 0, 15, "adam", 5e-4, 0.2, "6,10,13,15", 512, init="xavier"),
+        "flip_hsl": run("stderr_flip_hsl", 0, 15, "adam", 5e-4, 0.2, "6,10,13,15", 512, hsl=HSL20, init="xavier"),
         "flip_224": run("stderr_flip_224", 0, 15, "adam", 5e-4, 0.2, "6,10,13,15", 512, shape="3,224,224",
-                        resize=224),
+                        resize=224, init="xavier"),
     },
     "dropout": {
         "dropout_0.0": run("dropout_0.0.out", 0, 15, "nadam", 5e-4, 0.2, "8,12,15", 512, dropout=0.0),
@@ -296,6 +296,7 @@ def test_experiments_follow_their_records(experiment, tmp_path):
         assert flags["--model-prefix"] == os.path.join(model_dir, variant, variant)
         assert (flags["--load-epoch"], flags["--num-epochs"]) == ("0", str(expected.end))
         check_settings(flags, expected)
+        assert flags.get("--initializer", "msra") == expected.init
         check_network(flags, Model(*RESNET34, []), 0, model_dir)
 
 

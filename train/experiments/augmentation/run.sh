@@ -41,6 +41,7 @@ MAX_RANDOM_H=0                # HSL colour augmentation: max change of hue,
 MAX_RANDOM_S=0                #   saturation
 MAX_RANDOM_L=0                #   and lightness
 NUM_EPOCHS=15                 # every variant: from the ImageNet weights to checkpoint 15
+INITIALIZER=xavier            # the new classifier's initialiser in the records (the original's older fine-tune.py)
 
 # The variants: name, then the settings it changes.
 VARIANT_1="noaug RANDOM_MIRROR=0"                                     # stderr_noaug: no flip
