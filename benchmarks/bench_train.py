@@ -32,6 +32,7 @@ import mxnet as mx
 from benchmarks.report import print_tables
 from data import bson2rec
 from data.make_demo_data import generate_demo_dataset
+from data.recordio import count_records
 from train import cpu_kernels, symbols, train_model
 from train.fit import eval_metrics, make_optimizer, test_io
 from train.data import get_iterators, updates_per_epoch
@@ -85,7 +86,7 @@ def train_epoch(module, data, metric):
 
 def training_speeds(network, size, rec, batch_size, repeats, nthreads):
     """(synthetic, real-data) training images/s: medians of `repeats` alternating epochs after a warm-up."""
-    num_examples = count_images(rec)
+    num_examples = count_records(rec)
     args = train_args(network, size, rec, batch_size, nthreads, ["--num-examples", str(num_examples)])
     synthetic_args = train_args(network, size, rec, batch_size, nthreads,
                                 ["--benchmark", "1", "--num-examples", str(num_examples)])
@@ -108,11 +109,6 @@ def training_speeds(network, size, rec, batch_size, repeats, nthreads):
     return statistics.median(speeds["synthetic"]), statistics.median(speeds["real"])
 
 
-def count_images(rec):
-    with open(os.path.splitext(rec)[0] + ".idx") as fh:
-        return sum(1 for _ in fh)
-
-
 def io_speed(size, rec, batch_size, repeats, nthreads):
     args = train_args("resnext-14", size, rec, batch_size, nthreads)
     train, _ = get_iterators(args)
@@ -133,7 +129,7 @@ def demo_table(args):
     """Part 1, in this process (MXNet's kernels as MXNET_MKLDNN_ENABLED says: oneDNN when unset)."""
     os.makedirs(args.work_dir, exist_ok=True)
     rec = make_rec(args.work_dir)
-    setting = (f"{count_images(rec)} images, batch {args.batch_size}, {args.data_nthreads} decoding threads, "
+    setting = (f"{count_records(rec)} images, batch {args.batch_size}, {args.data_nthreads} decoding threads, "
                f"medians of {args.repeats} epochs of each kind after a warm-up epoch of each, "
                f"{os.cpu_count()} CPU cores, MXNet {mx.__version__}")
     print(f"data: {rec}; {setting}", flush=True)

@@ -41,6 +41,8 @@ def split(args):
 def bson2rec(args):
     import mxnet as mx
 
+    from data.recordio import idx_path_of  # here, like mxnet: the split and md5 baselines start as before
+
     with open(args.category_csv, newline="", encoding="utf-8") as fh:
         rows = list(csv.reader(fh))[1:]
     class_of = {int(row[0]): class_id for class_id, row in enumerate(rows)}
@@ -51,7 +53,7 @@ def bson2rec(args):
             records.append((mx.recordio.IRHeader(0, label, doc["_id"], position), image["picture"]))
     random.seed(args.shuffle_seed)
     random.shuffle(records)
-    writer = mx.recordio.MXIndexedRecordIO(args.out_rec[:-len(".rec")] + ".idx", args.out_rec, "w")
+    writer = mx.recordio.MXIndexedRecordIO(idx_path_of(args.out_rec), args.out_rec, "w")
     for i, (header, picture) in enumerate(records):
         writer.write_idx(i, mx.recordio.pack(header, picture))
     writer.close()

@@ -34,7 +34,7 @@ from cli.files import atomic_outputs, check_input_file, check_outputs
 from cli.reporting import Timer, plural
 from cli.runner import HelpFormatter, RefusedFlag, UserError, run_cli
 from data.md5_dict import PICKLE_REFUSED, Md5Dictionary, digests_in_file_order, first_occurrences
-from data.recordio import IndexedRecordWriter, RecInfo, pack_header, rec_info_path, write_rec_info
+from data.recordio import IndexedRecordWriter, RecInfo, idx_path_of, pack_header, rec_info_path, write_rec_info
 
 log = logging.getLogger(__name__)
 
@@ -212,11 +212,11 @@ def _as_ints(positions, chunk=1 << 16):
         yield from positions[start:start + chunk].tolist()
 
 
-def idx_path_for(rec_path):
-    root, ext = os.path.splitext(rec_path)
-    if ext != ".rec":
+def output_idx_path(rec_path):
+    """The .idx to write beside an output .rec, whose name must end in .rec: readers find the .idx from it."""
+    if os.path.splitext(rec_path)[1] != ".rec":
         raise UserError(f"{rec_path}: the output name must end in .rec")
-    return root + ".idx"
+    return idx_path_of(rec_path)
 
 
 def build_parser():
@@ -278,7 +278,7 @@ def check_inputs(args):
         check_input_file(args.category_csv, "category CSV")
     if args.md5_dict:
         check_input_file(args.md5_dict, "MD5 dictionary")
-    idx_path = idx_path_for(args.out_rec)
+    idx_path = output_idx_path(args.out_rec)
     check_outputs([args.out_rec, idx_path, rec_info_path(args.out_rec)], args.force,
                   inputs=[args.bson, args.category_csv or default_category_csv(), args.md5_dict])
     check_order_flags(args)

@@ -12,6 +12,7 @@ from cli.runner import HelpFormatter, UserError, run_cli
 
 LOOKS_FOR = "*.bson, *.rec (with its .idx) and md5_dict*.npz, in it and its subfolders"
 from data.md5_dict import Md5Dictionary
+from data.recordio import count_records, idx_path_of
 
 
 def bson_rows(data_dir):
@@ -24,10 +25,8 @@ def bson_rows(data_dir):
 
 def rec_rows(data_dir):
     for path in sorted(glob.glob(os.path.join(data_dir, "**", "*.rec"), recursive=True)):
-        idx = path[:-4] + ".idx"
-        if os.path.isfile(idx):
-            with open(idx) as fh:
-                records = f"{sum(1 for _ in fh):,} records"
+        if os.path.isfile(idx_path_of(path)):
+            records = f"{count_records(path):,} records"
         else:
             records = "? records (no .idx beside it)"
         yield os.path.relpath(path, data_dir), records, "", human_bytes(os.path.getsize(path))

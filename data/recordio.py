@@ -11,17 +11,22 @@ The output is byte for byte what `mx.recordio.MXIndexedRecordIO(idx, rec, "w")` 
   .idx  one text line `key<TAB>offset` per record, in write order, where offset is
         the position in the .rec of the record's first magic word.
 
-Writes go through large buffers instead of one ctypes call per record.
+Writes go through large buffers instead of one ctypes call per record. Reading lives here too:
+where a .rec's .idx is (`idx_path_of`), how many records it holds (`count_records`, from the .idx)
+and their labels (`read_labels`, from the record headers alone, no image decoded).
 
 Beside each `X.rec`, `X.rec.json` (RecInfo) says what its labels mean: their kind, the class
 count, the digest of the category table they index, and the record count; training takes its
 class count from it and prediction checks its category CSV against it (through the checkpoint).
 """
 import dataclasses
+import functools
 import json
 import os
 import struct
 import typing
+
+import numpy as np
 
 from cli.files import check_input_file
 from cli.runner import UserError
@@ -112,6 +117,74 @@ class IndexedRecordWriter:
 
     def __exit__(self, *exc_info):
         self.close()
+
+
+# --- reading: the .idx beside a .rec, record counts, labels ------------------------------------------
+
+def idx_path_of(rec_path):
+    """The .idx MXNet and data.bson2rec pair with `rec_path`: its extension replaced by .idx."""
+    return os.path.splitext(rec_path)[0] + ".idx"
+
+
+def existing_idx_path(rec_path):
+    """idx_path_of(rec_path), the .rec and the .idx both checked to be files."""
+    check_input_file(rec_path, ".rec")
+    idx = idx_path_of(rec_path)
+    if not os.path.isfile(idx):
+        raise UserError(f"{idx}: index of {rec_path} not found (written by data.bson2rec)")
+    return idx
+
+
+def count_records(rec_path):
+    """Records in a .rec, from the lines of its .idx (no decoding). Training's start-up checks, the
+    epoch length and the validation iterator all ask; a 12M-line .idx is read once while it is unchanged."""
+    idx = existing_idx_path(rec_path)
+    stat = os.stat(idx)
+    return _count_lines(idx, stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=16)
+def _count_lines(path, size, mtime_ns):  # size and mtime: a rewritten file is counted again
+    with open(path) as fh:
+        return sum(1 for line in fh if line.strip())
+
+
+def record_offsets(rec_path):
+    """Byte offsets of the records of a .rec, in file order, from its .idx (`key<TAB>offset` lines)."""
+    idx = existing_idx_path(rec_path)
+    with open(idx, "rb") as fh:
+        text = fh.read()
+    try:
+        offsets = np.array([int(line.split(b"\t")[1]) for line in text.splitlines() if line.strip()],
+                           dtype=np.int64)
+    except (IndexError, ValueError):
+        raise UserError(f"{idx}: not an index of key<TAB>offset lines (written by data.bson2rec)") from None
+    return np.sort(offsets)
+
+
+def record_labels(rec_path, offsets, chunk=1 << 20):
+    """The label of each record at `offsets` of `rec_path`, read from its header alone (magic word,
+    length, then mx.recordio's IRHeader: flag, label): no image is decoded."""
+    size = os.path.getsize(rec_path)
+    if len(offsets) and (offsets[-1] + 16 > size or offsets[0] < 0):
+        raise UserError(f"{rec_path}: its .idx points past the end of the file (byte {int(offsets[-1])} of "
+                        f"{size}): a truncated .rec, or another file's .idx")
+    data = np.memmap(rec_path, dtype=np.uint8, mode="r") if size else np.zeros(0, np.uint8)
+    labels = np.empty(len(offsets), dtype=np.float32)
+    for start in range(0, len(offsets), chunk):
+        part = offsets[start:start + chunk]
+        header = data[part[:, None] + np.arange(16)].copy().view("<u4")  # magic, lrec, flag, label
+        bad = np.flatnonzero(header[:, 0] != MAGIC)
+        if len(bad):
+            raise UserError(f"{rec_path}: no record at byte {int(part[bad[0]])} that its .idx names "
+                            "(a corrupt .rec, or another file's .idx)")
+        labels[start:start + len(part)] = header[:, 3].view("<f4")
+    return labels
+
+
+def read_labels(rec_path):
+    """The labels (float32) of every record of a .rec, in file order."""
+    return record_labels(rec_path, record_offsets(rec_path))
 
 
 # --- X.rec.json: what the labels of X.rec mean ------------------------------------------------------

@@ -26,7 +26,7 @@ from tqdm import tqdm
 from cli.files import check_input_file, check_outputs
 from cli.reporting import Timer, plural
 from cli.runner import HelpFormatter, UserError, run_cli
-from data.bson2rec import idx_path_for, product_classes, rec_info, write_records
+from data.bson2rec import output_idx_path, product_classes, rec_info, write_records
 from data.bson_index import NO_CATEGORY, BsonIndex
 from data.categories import Categories, default_category_csv
 from data.recordio import rec_info_path
@@ -108,7 +108,7 @@ def check_inputs(args):
         raise UserError("--out-train-rec and --out-val-rec are required (or --dry-count to only count)")
     if args.category_csv:
         check_input_file(args.category_csv, "category CSV")
-    outputs = [(rec, idx_path_for(rec)) for rec in (args.out_train_rec, args.out_val_rec)]
+    outputs = [(rec, output_idx_path(rec)) for rec in (args.out_train_rec, args.out_val_rec)]
     check_outputs([path for rec, idx in outputs for path in (rec, idx, rec_info_path(rec))], args.force,
                   inputs=[args.bson, args.category_csv or default_category_csv()])
     return outputs

@@ -46,7 +46,9 @@ def read_records(rec_path):
     """(header, payload) of every record of an indexed .rec, in write (key) order."""
     import mxnet as mx
 
-    reader = mx.recordio.MXIndexedRecordIO(rec_path[:-4] + ".idx", rec_path, "r")
+    from data.recordio import idx_path_of
+
+    reader = mx.recordio.MXIndexedRecordIO(idx_path_of(rec_path), rec_path, "r")
     try:
         return [mx.recordio.unpack(reader.read_idx(key)) for key in sorted(reader.keys)]
     finally:

@@ -11,7 +11,7 @@ import pytest
 from cli.runner import UserError
 from data import bson2rec
 from data.categories import Categories
-from data.recordio import RecInfo, read_rec_info, rec_info_path
+from data.recordio import RecInfo, idx_path_of, read_rec_info, rec_info_path
 from predict import predict
 from predict.models import label_level
 from tests.helpers import colour_products, write_bson, write_category_csv
@@ -180,7 +180,7 @@ def test_a_resume_on_other_labels_is_refused(recs, tmp_path, no_training):
 def test_a_rec_without_json_trains_as_before_with_one_warning(recs, tmp_path, caplog):
     older = str(tmp_path / "older.rec")
     shutil.copyfile(recs["train"], older)
-    shutil.copyfile(recs["train"][:-4] + ".idx", older[:-4] + ".idx")
+    shutil.copyfile(idx_path_of(recs["train"]), idx_path_of(older))
     args = train_model.build_parser().parse_args(["--symbol", "densenet-41", "--data-train", older])
     with caplog.at_level(logging.WARNING):
         data.resolve_labels(args)

@@ -1,4 +1,6 @@
-"""data.recordio writes what MXNet's own indexed RecordIO writer writes, byte for byte."""
+"""data.recordio writes what MXNet's own indexed RecordIO writer writes, byte for byte, and reads back
+(the .idx beside a .rec, the record count, the labels) what MXNet's reader reads."""
+import os
 import random
 import subprocess
 import sys
@@ -8,10 +10,13 @@ import mxnet as mx
 import numpy as np
 import pytest
 
-from data import bson2rec
-from data.recordio import MAGIC_BYTES, IndexedRecordWriter, pack_header, split_at_magic
+from cli.runner import UserError
+from data import bson2rec, dataset_summary
+from data.recordio import (MAGIC_BYTES, IndexedRecordWriter, count_records, existing_idx_path, idx_path_of, pack_header,
+                           read_labels, read_rec_info, record_labels, record_offsets, split_at_magic)
 from tests.conftest import REPO_ROOT
 from tests.helpers import colour_products, write_bson, write_category_csv
+from train.summarise_runs import majority_share
 
 
 def tricky_records(count=400, seed=0):
@@ -147,3 +152,90 @@ def test_data_stage_does_not_import_mxnet(tmp_path):
             "assert 'mxnet' not in sys.modules, 'mxnet was imported'")
     subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, check=True)
     assert (tmp_path / "t.rec").stat().st_size > 0
+
+
+# --- reading ---------------------------------------------------------------------------------------------
+
+def read_with_mxnet(rec):
+    """(key, label) of every record of `rec`, in key order, as MXNet's own indexed reader reads them."""
+    reader = mx.recordio.MXIndexedRecordIO(idx_path_of(str(rec)), str(rec), "r")
+    try:
+        return [(key, mx.recordio.unpack(reader.read_idx(key))[0].label) for key in sorted(reader.keys)]
+    finally:
+        reader.close()
+
+
+@pytest.fixture
+def kaggle_sample_rec(example_bson, category_csv, tmp_path):
+    """Kaggle's train_example.bson (82 products, 110 pictures) as data.bson2rec writes it."""
+    rec = str(tmp_path / "sample" / "train.rec")
+    os.makedirs(os.path.dirname(rec))
+    bson2rec.main(["--bson", example_bson, "--out-rec", rec, "--category-csv", category_csv])
+    return rec
+
+
+def test_idx_path_of_replaces_the_extension():
+    assert idx_path_of("dataset_A/train.rec") == "dataset_A/train.idx"
+    assert idx_path_of("/d.v1/valid.rec") == "/d.v1/valid.idx"  # a dot in a folder name is kept
+    assert idx_path_of("records") == "records.idx"
+
+
+def test_the_sample_rec_is_counted_and_its_labels_read_as_mxnet_reads_them(kaggle_sample_rec, category_csv):
+    assert existing_idx_path(kaggle_sample_rec) == kaggle_sample_rec[:-4] + ".idx"
+    expected = read_with_mxnet(kaggle_sample_rec)
+    assert count_records(kaggle_sample_rec) == len(expected) == read_rec_info(kaggle_sample_rec).records == 110
+    labels = read_labels(kaggle_sample_rec)
+    assert labels.dtype == np.float32
+    assert labels.tolist() == [label for _, label in expected]
+    assert len(set(labels.tolist())) > 1  # real class ids of several categories, not one constant
+    with open(category_csv, encoding="utf-8") as fh:
+        classes = sum(1 for _ in fh) - 1
+    assert labels.min() >= 0 and labels.max() < classes and (labels == np.floor(labels)).all()
+
+
+def test_labels_are_read_past_the_magic_word_in_a_header(tmp_path):
+    # ids holding the magic word make the writer cut the record inside its header: the label comes first, intact
+    magic = 0xCED7230A
+    headers = [(4.0, magic, 0), (7.0, 12, magic), (0.0, magic << 32 | magic, magic), (2.0, 1, 2)]
+    records = [pack_header(*h) + b"\xff\xd8" + MAGIC_BYTES for h in headers]
+    write_with_ours(tmp_path / "m.rec", tmp_path / "m.idx", records, list(range(len(records))))
+    assert read_labels(str(tmp_path / "m.rec")).tolist() == [4.0, 7.0, 0.0, 2.0]
+    assert [label for _, label in read_with_mxnet(tmp_path / "m.rec")] == [4.0, 7.0, 0.0, 2.0]
+
+
+def test_a_rewritten_idx_is_counted_again(tmp_path):
+    rec = str(tmp_path / "r.rec")
+    write_with_ours(rec, tmp_path / "r.idx", [pack_header(1.0, 1)] * 3, [0, 1, 2])
+    assert count_records(rec) == 3
+    write_with_ours(rec, tmp_path / "r.idx", [pack_header(1.0, 1)] * 12, list(range(12)))
+    assert count_records(rec) == 12
+
+
+def test_a_missing_rec_or_idx_is_one_line(tmp_path):
+    rec = tmp_path / "r.rec"
+    with pytest.raises(UserError, match=r"r\.rec: \.rec file not found"):
+        count_records(str(rec))
+    rec.write_bytes(b"")
+    with pytest.raises(UserError, match=r"r\.idx: index of .*r\.rec not found \(written by data\.bson2rec\)"):
+        read_labels(str(rec))
+
+
+def test_a_bad_idx_is_named(kaggle_sample_rec):
+    idx = idx_path_of(kaggle_sample_rec)
+    offsets = record_offsets(kaggle_sample_rec)
+    assert len(offsets) == 110 and offsets[0] == 0 and (np.diff(offsets) > 0).all()
+    with pytest.raises(UserError, match=r"its \.idx points past the end of the file"):
+        record_labels(kaggle_sample_rec, offsets + os.path.getsize(kaggle_sample_rec))
+    with open(idx, "a") as fh:
+        fh.write("110 no-tab\n")
+    with pytest.raises(UserError, match=r"not an index of key<TAB>offset lines"):
+        read_labels(kaggle_sample_rec)
+
+
+def test_callers_count_and_read_through_recordio(kaggle_sample_rec):
+    # data.dataset_summary's record count and train.summarise_runs' chance level, checked against MXNet's reader
+    lines = dataset_summary.summary_lines(os.path.dirname(kaggle_sample_rec))
+    assert lines[0].startswith("train.rec  110 records")
+    labels = [label for _, label in read_with_mxnet(kaggle_sample_rec)]
+    most = max(labels.count(label) for label in set(labels))
+    assert majority_share(kaggle_sample_rec) == (most / 110, len(set(labels)))

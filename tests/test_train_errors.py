@@ -7,8 +7,9 @@ import mxnet as mx
 import pytest
 
 from cli.runner import UserError
+from data.recordio import idx_path_of, record_labels, record_offsets
 from train import devices, train_model
-from train.data import check_labels, parse_image_shape, record_labels, record_offsets
+from train.data import check_labels, parse_image_shape
 from tests.conftest import REPO_ROOT
 from tests.test_train import colour_rec, tiny_symbol  # noqa: F401 (fixtures)
 
@@ -151,7 +152,7 @@ def older_rec(rec, folder):
     import shutil
     copy = os.path.join(str(folder), "older.rec")
     shutil.copyfile(rec, copy)
-    shutil.copyfile(rec[:-4] + ".idx", copy[:-4] + ".idx")
+    shutil.copyfile(idx_path_of(rec), idx_path_of(copy))
     return copy
 
 
@@ -167,7 +168,7 @@ def test_labels_outside_num_classes_are_found_before_training(colour_rec, tiny_s
 
 
 def test_labels_are_read_from_the_headers_mxnet_wrote(colour_rec):
-    reader = mx.recordio.MXIndexedRecordIO(colour_rec[:-4] + ".idx", colour_rec, "r")
+    reader = mx.recordio.MXIndexedRecordIO(idx_path_of(colour_rec), colour_rec, "r")
     expected = [mx.recordio.unpack(reader.read_idx(key))[0].label for key in sorted(reader.keys)]
     reader.close()
     assert record_labels(colour_rec, record_offsets(colour_rec)).tolist() == expected

@@ -12,7 +12,6 @@ Built per epoch, epoch N has the same images in the same order with the same ran
 (also with several decoding threads: each thread's share of a batch is fixed) whether the run
 was interrupted or not, and every epoch has exactly ceil(images / batch size) batches.
 """
-import functools
 import logging
 import math
 import os
@@ -24,7 +23,7 @@ import numpy as np
 from cli.files import check_input_file
 from cli.runner import UserError
 from data.categories import LABEL_KINDS
-from data.recordio import MAGIC, read_rec_info, rec_info_path
+from data.recordio import count_records, idx_path_of, read_rec_info, rec_info_path, record_labels, record_offsets
 from train.checkpoint import InputSettings
 
 log = logging.getLogger(__name__)
@@ -163,29 +162,6 @@ def resolve_labels(args):
         train.categories_digest
 
 
-def idx_of(rec_path):
-    """The .idx beside a .rec, both checked to be files."""
-    check_input_file(rec_path, ".rec")
-    idx = os.path.splitext(rec_path)[0] + ".idx"
-    if not os.path.isfile(idx):
-        raise UserError(f"{idx}: index of {rec_path} not found (written by data.bson2rec)")
-    return idx
-
-
-def count_records(rec_path):
-    """Images in a .rec, from the lines of its .idx (no decoding). The start-up checks, the epoch
-    length and the validation iterator all ask; a 12M-line .idx is read once while it is unchanged."""
-    idx = idx_of(rec_path)
-    stat = os.stat(idx)
-    return _count_lines(idx, stat.st_size, stat.st_mtime_ns)
-
-
-@functools.lru_cache(maxsize=16)
-def _count_lines(path, size, mtime_ns):  # size and mtime: a rewritten file is counted again
-    with open(path) as fh:
-        return sum(1 for line in fh if line.strip())
-
-
 def label_check_size(text):
     """--check-labels as a number of records (None: all)."""
     if text == "all":
@@ -219,39 +195,6 @@ def check_data(args):
             log.info("%s: labels of %d of %d records are in [0, %d)", rec_path, checked, records, args.num_classes)
 
 
-def record_offsets(rec_path):
-    """Byte offsets of the records of a .rec, in file order, from its .idx (`key<TAB>offset` lines)."""
-    idx = idx_of(rec_path)
-    with open(idx, "rb") as fh:
-        text = fh.read()
-    try:
-        offsets = np.array([int(line.split(b"\t")[1]) for line in text.splitlines() if line.strip()],
-                           dtype=np.int64)
-    except (IndexError, ValueError):
-        raise UserError(f"{idx}: not an index of key<TAB>offset lines (written by data.bson2rec)") from None
-    return np.sort(offsets)
-
-
-def record_labels(rec_path, offsets, chunk=1 << 20):
-    """The label of each record at `offsets` of `rec_path`, read from its header alone (magic word,
-    length, then mx.recordio's IRHeader: flag, label): no image is decoded."""
-    size = os.path.getsize(rec_path)
-    if len(offsets) and (offsets[-1] + 16 > size or offsets[0] < 0):
-        raise UserError(f"{rec_path}: its .idx points past the end of the file (byte {int(offsets[-1])} of "
-                        f"{size}): a truncated .rec, or another file's .idx")
-    data = np.memmap(rec_path, dtype=np.uint8, mode="r") if size else np.zeros(0, np.uint8)
-    labels = np.empty(len(offsets), dtype=np.float32)
-    for start in range(0, len(offsets), chunk):
-        part = offsets[start:start + chunk]
-        header = data[part[:, None] + np.arange(16)].copy().view("<u4")  # magic, lrec, flag, label
-        bad = np.flatnonzero(header[:, 0] != MAGIC)
-        if len(bad):
-            raise UserError(f"{rec_path}: no record at byte {int(part[bad[0]])} that its .idx names "
-                            "(a corrupt .rec, or another file's .idx)")
-        labels[start:start + len(part)] = header[:, 3].view("<f4")
-    return labels
-
-
 def check_labels(rec_path, num_classes, most=None):
     """Labels of `rec_path` are whole numbers in [0, num_classes): all records (`most` None), or
     `most` evenly spaced ones of a larger file (0: no check). Returns how many were checked."""
@@ -282,7 +225,7 @@ def _rec_iter(args, rec_path, kv, epoch=None):
     check_input_file(rec_path, ".rec")
     mean_r, mean_g, mean_b = rgb_mean(args)
     num_parts, part_index = (kv.num_workers, kv.rank) if kv is not None else (1, 0)
-    common = dict(path_imgrec=rec_path, path_imgidx=os.path.splitext(rec_path)[0] + ".idx",
+    common = dict(path_imgrec=rec_path, path_imgidx=idx_path_of(rec_path),
                   label_width=1, data_name="data", label_name="softmax_label", data_shape=image_shape(args),
                   batch_size=args.batch_size, preprocess_threads=args.data_nthreads,
                   mean_r=mean_r, mean_g=mean_g, mean_b=mean_b, scale=args.rgb_scale,

@@ -34,7 +34,8 @@ from cli.files import check_outputs, same_file
 from cli.runner import UserError
 from train import checkpoint, optimizer_state
 from train.devices import BN_GROUPS_HELP, DEVICES_HELP, describe_contexts, training_contexts
-from train.data import count_records, epoch_seed, get_iterators, input_settings, updates_per_epoch
+from data.recordio import count_records
+from train.data import epoch_seed, get_iterators, input_settings, updates_per_epoch
 from train.finetune import feature_layer_of
 from train.lr_schedule import EpochStepScheduler
 from train.metrics_log import EpochRecorder

@@ -7,19 +7,14 @@ import collections
 import csv
 import os
 
-import mxnet as mx
-
 from cli.reporting import plural
 from cli.runner import HelpFormatter, UserError, run_cli
+from data.recordio import read_labels
 
 
 def majority_share(rec_path):
     """Accuracy of always answering the most frequent class of a .rec: the bar to beat."""
-    reader = mx.recordio.MXIndexedRecordIO(os.path.splitext(rec_path)[0] + ".idx", rec_path, "r")
-    try:
-        labels = collections.Counter(mx.recordio.unpack(reader.read_idx(k))[0].label for k in reader.keys)
-    finally:
-        reader.close()
+    labels = collections.Counter(read_labels(rec_path).tolist())
     return max(labels.values()) / sum(labels.values()), len(labels)
 
 
