@@ -5,7 +5,8 @@ dictionary's probability whatever the networks say, and a picture that repeats a
 one of the run (the same bytes, so the same MD5) would get the same image mean again. One
 pass over the run's pictures hashes them all before the workers start, so that the workers
 never decode either kind, and so that the predictor knows how often each repeated picture
-is used: it keeps the first occurrence's image mean only until its last use.
+is used: it keeps the first occurrence's image mean only until its last use. The plan keeps
+those digests: the reader sends them with the pictures, so each picture is hashed once a run.
 
 The cache holds one (models x classes) float32 row per picture between its first and its
 last occurrence. The plan admits repeated pictures in BSON order while that live set stays
@@ -22,10 +23,11 @@ log = logging.getLogger(__name__)
 
 
 class ForwardPlan:
-    """Per picture of products [start, stop): forwarded or not, first occurrence of a reused picture
-    (a source) or a repeat taking a source's image mean; `uses[digest]`: the repeats of each source."""
+    """Per picture of products [start, stop): its MD5 (S16), forwarded or not, first occurrence of a reused
+    picture (a source) or a repeat taking a source's image mean; `uses[digest]`: the repeats of each source."""
 
-    def __init__(self, first_image, skipped_answered, forward, source, uses):
+    def __init__(self, digests, first_image, skipped_answered, forward, source, uses):
+        self.digests = digests
         self.first_image = first_image  # per product row: its first picture's position in the run
         self.forward, self.source = forward, source
         self.repeat = ~forward & ~skipped_answered  # not forwarded and not answered: a repeat
@@ -84,7 +86,7 @@ def build_plan(digests, first_image, answered, forward_answered, cache_entries):
             log.warning("%d of %d repeated pictures do not fit --reuse-cache-mb: forwarded each time",
                         len(repeated) - int(admitted.sum()), len(repeated))
     skipped_answered = answered & ~forward_answered
-    return ForwardPlan(first_image, skipped_answered, forward, source, uses)
+    return ForwardPlan(digests, first_image, skipped_answered, forward, source, uses)
 
 
 def plan_run(index, start, stop, md5_override, forward_answered, cache_entries):

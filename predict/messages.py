@@ -5,7 +5,8 @@ buffers). Nothing is ever unpickled: a receiver reads JSON and builds arrays wit
 `np.frombuffer` after checking the declared shape against the bytes it got.
 
 The two data messages are defined here, each by its encoder and its decoder:
-- pictures, reader -> worker: [header {product, _id, skip}, jpeg, jpeg, ...];
+- pictures, reader -> worker: [header {product, _id, skip, digests}, jpeg, jpeg, ..., and when
+  `digests` is true the pictures' MD5 digests (16 bytes per picture) from the run's first pass];
 - a prepared product, worker -> predictor: [header {product, num_images, num_views, valid,
   shapes}, views uint8 (N,3,H,W) for each model input, MD5 digests (16 bytes per picture)].
 """
@@ -51,15 +52,29 @@ READY = b"ready"    # [READY, role, endpoint]: the reader's bound endpoint, for 
 FAILED = b"failed"  # [FAILED, role, one-line reason]
 
 
-def encode_pictures(product, product_id, skip, pictures):
-    """Frames of one product's pictures; `skip`: positions the workers leave out."""
-    return [encode_header(product=product, _id=product_id, skip=skip), *pictures]
+def encode_pictures(product, product_id, skip, pictures, digests=None):
+    """Frames of one product's pictures; `skip`: positions the workers leave out; `digests`: the
+    pictures' MD5s, 16 bytes each, concatenated (None: not computed, the worker hashes them)."""
+    header = encode_header(product=product, _id=product_id, skip=skip, digests=digests is not None)
+    return [header, *pictures] + ([digests] if digests is not None else [])
 
 
 def decode_pictures(frames):
-    """(product, positions to skip, pictures) of `encode_pictures`' frames."""
+    """(product, positions to skip, pictures, their digests or None) of `encode_pictures`' frames."""
     header = decode_header(frames[0], required=("product",))
-    return int(header["product"]), set(header.get("skip", [])), frames[1:]
+    product = int(header["product"])
+    if not header.get("digests"):
+        return product, set(header.get("skip", [])), frames[1:], None
+    pictures = frames[1:-1]
+    return product, set(header.get("skip", [])), pictures, split_digests(frames[-1], len(pictures), product)
+
+
+def split_digests(frame, num_images, product):
+    """The 16-byte digests of a frame holding one per picture of the product."""
+    frame = bytes(frame)
+    if len(frame) != 16 * num_images:
+        raise MessageError(f"product {product}: {len(frame)} bytes of digests for {num_images} pictures")
+    return [frame[i:i + 16] for i in range(0, len(frame), 16)]
 
 
 def encode_product(product, num_views, valid, views_by_input, digests):
@@ -86,14 +101,13 @@ class PreparedProduct:
         if not shapes or len(frames) != len(shapes) + 2:
             raise MessageError(f"product {self.product}: {len(frames)} frames for {len(shapes)} model inputs")
         self.views = [array_from_frame(frame, shape, np.uint8) for frame, shape in zip(frames[1:-1], shapes)]
-        digest_frame = bytes(frames[-1])
-        if len(digest_frame) != 16 * self.num_images or len(self.valid) != self.num_images:
-            raise MessageError(f"product {self.product}: digests or flags do not match its images")
+        if len(self.valid) != self.num_images:
+            raise MessageError(f"product {self.product}: flags do not match its images")
         expected = sum(self.valid) * self.num_views
         if any(len(views) != expected for views in self.views):
             raise MessageError(f"product {self.product}: {[len(v) for v in self.views]} views for "
                                f"{sum(self.valid)} pictures x {self.num_views}")
-        self.digests = [digest_frame[i:i + 16] for i in range(0, len(digest_frame), 16)]
+        self.digests = split_digests(frames[-1], self.num_images, self.product)
 
     @property
     def num_rows(self):

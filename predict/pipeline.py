@@ -8,6 +8,7 @@ Sockets are `ipc://` files in a private temporary folder (two runs never share o
 `tcp://127.0.0.1` on ports the kernel picks; nothing listens beyond this machine. Each
 queue is bounded by ZeroMQ high-water marks, so the reader runs only a little ahead.
 """
+import io
 import logging
 import os
 import shutil
@@ -24,6 +25,7 @@ import zmq
 from cli.processes import describe_exit, process_alive
 from cli.reporting import plural
 from cli.runner import UserError
+from data.md5_dict import KEY_DTYPE
 from predict import messages
 
 log = logging.getLogger(__name__)
@@ -82,7 +84,7 @@ class Pipeline:
     `inputs`: the (image shape C,H,W, resize) of each model input the workers prepare views for."""
 
     def __init__(self, bson_path, start, stop, num_workers, inputs, multi_view,
-                 transport="ipc", skip_corrupt=False, queue=16, poll_ms=200, forward_mask=None):
+                 transport="ipc", skip_corrupt=False, queue=16, poll_ms=200, forward_mask=None, digests=None):
         if transport not in TRANSPORTS:
             raise UserError(f"--transport {transport}: expected one of {TRANSPORTS}")
         if num_workers < 1:
@@ -91,6 +93,7 @@ class Pipeline:
         self.num_workers, self.inputs, self.multi_view = num_workers, list(inputs), multi_view
         self.transport, self.skip_corrupt, self.queue, self.poll_ms = transport, skip_corrupt, queue, poll_ms
         self.forward_mask = forward_mask  # per picture of [start, stop): False = the workers skip it
+        self.digests = digests  # per picture of [start, stop): its MD5 (S16), None: the workers hash them
         self.processes = {}  # name -> Popen
         self._context = self._tmp = self._views = self._control = None
         self.interrupted = False
@@ -142,14 +145,16 @@ class Pipeline:
         self._views.setsockopt(zmq.RCVHWM, self.queue)
         self._views.bind(self._endpoint("views"))
         views_endpoint = self._views.getsockopt_string(zmq.LAST_ENDPOINT)
-        mask_args = []
-        if self.forward_mask is not None:  # a file in the private folder: the reader marks what to skip
-            mask_path = os.path.join(self._tmp, "forward_mask.npy")
-            np.save(mask_path, np.asarray(self.forward_mask, dtype=bool))
-            mask_args = ["--forward-mask", mask_path]
+        # Per-picture arrays go to the reader as plain .npy files in the private folder: what to skip, and
+        # the MD5s the first pass computed, which travel with the pictures so that no worker hashes again.
+        array_args = []
+        for flag, values, dtype in (("--forward-mask", self.forward_mask, bool),
+                                    ("--digests", self.digests, KEY_DTYPE)):
+            if values is not None:
+                array_args += [flag, self._save_array(f"{flag[2:].replace('-', '_')}.npy", values, dtype)]
         self._spawn("reader", "reader", "--bson", self.bson_path, "--start", str(self.start), "--stop",
                     str(self.stop), "--bind", self._endpoint("products"),
-                    *(["--skip-corrupt"] if self.skip_corrupt else []), *mask_args)
+                    *(["--skip-corrupt"] if self.skip_corrupt else []), *array_args)
         products_endpoint = self._wait_ready("reader")
         input_args = [f"--input={','.join(map(str, shape))}:{resize}" for shape, resize in self.inputs]
         for k in range(1, self.num_workers + 1):
@@ -157,6 +162,19 @@ class Pipeline:
                         "--multi-view", str(self.multi_view), *input_args)
         log.info("pipeline: reader + %s over %s, views at %s", plural(self.num_workers, "worker"), self.transport,
                  "; ".join(f"{'x'.join(map(str, shape[1:]))} (resize {resize})" for shape, resize in self.inputs))
+
+    def _save_array(self, name, values, dtype):
+        """Write an array for the reader into the private folder; returns its path. Written through Python's
+        file object: np.save to a path leaves a truncated file, silently, when the disk is full."""
+        path = os.path.join(self._tmp, name)
+        buffer = io.BytesIO()
+        np.save(buffer, np.asarray(values, dtype=dtype), allow_pickle=False)
+        try:
+            with open(path, "wb") as fh:
+                fh.write(buffer.getbuffer())
+        except OSError as exc:
+            raise PipelineError(f"{path}: {exc.strerror or exc}") from None
+        return path
 
     def _wait_ready(self, name, timeout=60.0):
         deadline = time.monotonic() + timeout

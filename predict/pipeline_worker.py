@@ -2,21 +2,24 @@
 
 Started by `predict.pipeline` (never by hand):
   python -m predict.pipeline_worker reader --bson B --start I --stop J --bind ENDPOINT --control C
+      [--forward-mask M.npy --digests D.npy]
   python -m predict.pipeline_worker worker --products P --views V --control C --input 3,H,W:R ...
 
 reader: products [I, J) of the BSON in file order, through its offset index, one pictures
   message per product (predict.messages) on a PUSH socket (bound; the workers connect). It reports its endpoint on the control socket, and
   stays until the parent stops it. `skip` lists the pictures --forward-mask (a bool .npy, one
   per picture of the range) leaves out: the predictor gets their probability elsewhere.
+  --digests (an S16 .npy, one per picture of the range: the run's first pass hashed them) go
+  with the pictures, so that no picture is hashed twice.
 worker: PULLs products, decodes and prepares the views at each model input (`--input`, one per
   distinct input of the ensemble; not of skipped pictures, which it flags as not valid), MD5s
-  each picture, and PUSHes a prepared-product message (predict.messages).
+  each picture unless the reader sent its digest (--forward-all runs have no first pass), and
+  PUSHes a prepared-product message (predict.messages).
 
 Both die with their parent (PR_SET_PDEATHSIG), ignore Ctrl-C (the parent stops them),
 and report an exception as one line on the control socket before exiting non-zero.
 """
 import argparse
-import hashlib
 import os
 import signal
 import sys
@@ -47,15 +50,29 @@ def run_reader(args, context, control):
     index = BsonIndex.open(args.bson, skip_corrupt=args.skip_corrupt, progress=False)
     product_ids = index.products["product_id"][args.start:args.stop].tolist()
     forward = np.load(args.forward_mask, allow_pickle=False) if args.forward_mask else None
+    digests = load_digests(args.digests, int(index.products["num_imgs"][args.start:args.stop].sum()))
     at = 0
     for (product, pictures), product_id in zip(index.iter_product_images(args.start, args.stop), product_ids):
         skip = [] if forward is None else np.flatnonzero(~forward[at:at + len(pictures)]).tolist()
+        carried = None if digests is None else digests[at:at + len(pictures)].tobytes()  # S16: 16 bytes each
         at += len(pictures)
-        sender.send_multipart(messages.encode_pictures(product, product_id, skip, pictures), copy=False)
+        sender.send_multipart(messages.encode_pictures(product, product_id, skip, pictures, carried), copy=False)
     # Stay connected until the parent stops us: a worker drops the messages still queued from
     # a peer that has disconnected, so leaving now would lose the last products.
     while True:
         time.sleep(3600)
+
+
+def load_digests(path, num_images):
+    """The S16 digests of --digests (None without one), one per picture of the reader's range."""
+    from data.md5_dict import KEY_DTYPE
+
+    if not path:
+        return None
+    digests = np.load(path, allow_pickle=False)
+    if digests.dtype != KEY_DTYPE or digests.shape != (num_images,):
+        raise ValueError(f"{path}: {digests.shape} {digests.dtype} digests, expected ({num_images},) {KEY_DTYPE}")
+    return digests
 
 
 def parse_input(text):
@@ -68,6 +85,7 @@ def parse_input(text):
 
 
 def run_worker(args, context, control):
+    from data.md5_dict import image_md5
     from predict.preprocess import MULTI_VIEWS, product_views
 
     inputs = [parse_input(text) for text in args.input or ["3,180,180:0"]]
@@ -79,7 +97,7 @@ def run_worker(args, context, control):
     sender.setsockopt(zmq.SNDHWM, args.queue)
     sender.connect(args.views)
     while True:
-        product, skip, pictures = messages.decode_pictures(receiver.recv_multipart(copy=True))
+        product, skip, pictures, digests = messages.decode_pictures(receiver.recv_multipart(copy=True))
         kept = [i for i in range(len(pictures)) if i not in skip]
         views_by_input = []
         for height, width, resize in inputs:
@@ -88,7 +106,8 @@ def run_worker(args, context, control):
         valid = [False] * len(pictures)
         for i, ok in zip(kept, kept_valid):  # decoding does not depend on the input
             valid[i] = ok
-        digests = [hashlib.md5(p).digest() for p in pictures]
+        if digests is None:  # no first pass hashed this run (--forward-all)
+            digests = [image_md5(p) for p in pictures]
         sender.send_multipart(messages.encode_product(product, num_views, valid, views_by_input, digests), copy=False)
 
 
@@ -107,6 +126,7 @@ def build_parser():
     parser.add_argument("--bind", help="endpoint for the product socket (tcp://127.0.0.1:* or ipc://...)")
     parser.add_argument("--skip-corrupt", action="store_true")
     parser.add_argument("--forward-mask", help="bool .npy per picture of the range: False = skip it")
+    parser.add_argument("--digests", help="S16 .npy of the MD5 of each picture of the range")
     # worker
     parser.add_argument("--products", help="the reader's endpoint")
     parser.add_argument("--views", help="the predictor's endpoint")

@@ -15,10 +15,11 @@ name with .e{k}.m0 / .e{k}.m1 before its extension (the original wrote OUTPUT.e{
 the solution submitted e14.m1 after product-hash post-processing. On a labelled BSON
 (e.g. the 5% validation split) it prints the product-level accuracy of every output.
 
-MD5-aware inference (predict.forward_plan): a first pass hashes the pictures of the run; a
-picture the dictionary answers is not decoded nor forwarded, and a picture repeated within
-the run is forwarded once per model, its image mean reused (--forward-all: forward every
-picture, to compare). The outputs are the same either way, within float rounding.
+MD5-aware inference (predict.forward_plan): a first pass hashes the pictures of the run (the
+run's only hashing: the digests travel with the pictures to the workers); a picture the
+dictionary answers is not decoded nor forwarded, and a picture repeated within the run is
+forwarded once per model, its image mean reused (--forward-all: forward every picture, to
+compare; the workers hash them). The outputs are the same either way, within float rounding.
 --save-probs DIR keeps every image's probabilities (predict.prob_store) for predict.ensemble;
 it forwards the answered pictures too, since the store serves every --md5-dict-type.
 
@@ -304,7 +305,8 @@ def stream(args, predictor, start, stop, plan=None):
     received = 0
     with Pipeline(args.bson, start, stop, args.num_procs, input_groups(predictor.models)[0], args.multi_view,
                   args.transport, args.skip_corrupt, args.queue,
-                  forward_mask=None if plan is None else plan.forward) as pipeline, \
+                  forward_mask=None if plan is None else plan.forward,
+                  digests=None if plan is None else plan.digests) as pipeline, \
             tqdm(total=stop - start, unit="product", desc="predict") as bar:
         while received < stop - start:
             for prepared in pipeline.receive():

@@ -149,6 +149,15 @@ def test_product_message_carries_the_views_of_each_model_input():
     assert messages.decode_pictures(messages.encode_pictures(7, 42, [1], [b"x", b"y"]))[:2] == (7, {1})
 
 
+def test_pictures_message_carries_the_first_pass_digests():
+    digests = [b"a" * 16, b"\0" * 16]  # a digest may end in zero bytes: the frame keeps all 16
+    frames = messages.encode_pictures(7, 42, [], [b"x", b"y"], b"".join(digests))
+    assert messages.decode_pictures(frames) == (7, set(), [b"x", b"y"], digests)
+    assert messages.decode_pictures(messages.encode_pictures(7, 42, [], [b"x"]))[3] is None  # the worker hashes
+    with pytest.raises(messages.MessageError, match="16 bytes of digests for 2 pictures"):
+        messages.decode_pictures(messages.encode_pictures(7, 42, [], [b"x", b"y"], digests[0]))
+
+
 def test_variant_paths():
     variants = make_variants(3, [1, 2])
     assert [v.tag for v in variants] == ["e3.m0", "e1.m0", "e1.m1", "e2.m0", "e2.m1"]

@@ -1,5 +1,6 @@
 """The prediction pipeline with real processes: end to end, shards, real Kaggle pictures, failures."""
 import glob
+import hashlib
 import os
 import signal
 import socket
@@ -200,6 +201,34 @@ def test_two_runs_at_once_do_not_collide(colour_run):
             for pipeline in (first, second):
                 got[id(pipeline)] += [p.product for p in pipeline.receive()]
     assert sorted(got[id(first)]) == list(range(count)) == sorted(got[id(second)])
+
+
+def test_each_picture_is_hashed_once_a_run(colour_run, monkeypatch):
+    """A run hands the pipeline the first pass's digests, the pictures' MD5s, and the workers pass them
+    on instead of hashing again: digests planted in their place come back to the predictor unchanged."""
+    count = len(colour_run["docs"])
+    index = BsonIndex.open(colour_run["bson"], progress=False)
+    pictures = [picture for _, product_pictures in index.iter_product_images(0, count) for picture in product_pictures]
+    handed = []
+
+    class RecordingPipeline(Pipeline):
+        def __init__(self, *args, digests=None, **kwargs):
+            handed.append(digests)
+            super().__init__(*args, digests=digests, **kwargs)
+
+    monkeypatch.setattr(predict, "Pipeline", RecordingPipeline)
+    predict.main(predict_args(colour_run, colour_run["dir"] / "sub.csv"))
+    assert len(handed) == 1 and handed[0].tobytes() == b"".join(hashlib.md5(p).digest() for p in pictures)
+    planted = np.array([bytes([i % 250 + 1]) * 16 for i in range(len(pictures))], dtype="S16")
+    got = {}
+    with Pipeline(colour_run["bson"], 0, count, 2, [((3, 32, 32), 0)], 0, digests=planted) as pipeline:
+        deadline = time.monotonic() + 30
+        while len(got) < count and time.monotonic() < deadline:
+            got.update((prepared.product, prepared.digests) for prepared in pipeline.receive())
+    first_images = index.first_images_in(0, count).tolist() + [len(pictures)]
+    assert {product: got[product] for product in range(count)} == {
+        product: [bytes(planted[i]) for i in range(first_images[product], first_images[product + 1])]
+        for product in range(count)}
 
 
 def _start_cli(run, output, extra=(), **popen):

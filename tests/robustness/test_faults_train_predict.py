@@ -64,14 +64,30 @@ def test_a_killed_prediction_reruns_to_completion(long_run):  # noqa: F811
     assert len(output.read_text().splitlines()) == 3001
 
 
-def test_a_full_disk_while_writing_the_submission(colour_run):  # noqa: F811
-    output = colour_run["dir"] / "sub.csv"
-    command = [sys.executable, "-m", "predict.predict", "--bson", colour_run["bson"], "--csv", colour_run["csv"],
-               "--symbol", colour_run["symbol"], "--params", colour_run["params"], "--data-shape", "3,32,32",
-               "--num-procs", "1", "--output", str(output)]
+def full_disk_prediction(run, *extra):
+    """A prediction whose every file write stops at 300 bytes; returns (process, output)."""
+    output = run["dir"] / "sub.csv"
+    command = [sys.executable, "-m", "predict.predict", "--bson", run["bson"], "--csv", run["csv"],
+               "--symbol", run["symbol"], "--params", run["params"], "--data-shape", "3,32,32",
+               "--num-procs", "1", "--output", str(output), *extra]
     process = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=120,
                              preexec_fn=limited_writes(300))
+    assert [p for p in os.listdir(run["dir"]) if p.startswith(("sub", ".sub"))] == []
+    return process, output
+
+
+def test_a_full_disk_while_writing_the_submission(colour_run):  # noqa: F811
+    # --forward-all: no first pass, so no per-picture MD5s to write (16 bytes each, past the limit) before it
+    process, output = full_disk_prediction(colour_run, "--forward-all")
     assert process.returncode == 2
     last = process.stderr.strip().splitlines()[-1]
     assert last.startswith(f"error: {output}") and "File too large" in last, last
-    assert [p for p in os.listdir(colour_run["dir"]) if p.startswith(("sub", ".sub"))] == []
+
+
+def test_a_full_disk_while_handing_the_reader_its_arrays(colour_run):  # noqa: F811
+    """The run's MD5s go to the reader as a file in the private socket folder: a failed write names that
+    file, not a truncated array in the reader."""
+    process, _ = full_disk_prediction(colour_run)
+    assert process.returncode == 2
+    last = process.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: ") and "digests.npy: File too large" in last, last
