@@ -18,41 +18,15 @@ import pytest
 
 from cli.runner import UserError
 from tests.conftest import REPO_ROOT
+from tests.elf_builders import fatbin, write_elf
 from train import gpu_support
-from train.gpu_support import (FATBIN_MAGIC, FATBIN_PTX, FATBIN_SASS, WHEEL_CODE, CudaCode, MxnetInstall,
+from train.gpu_support import (FATBIN_PTX, FATBIN_SASS, WHEEL_CODE, CudaCode, MxnetInstall,
                                code_for, cuda_code_of, generation_of, generation_table, needed_libraries)
 
 pytestmark = pytest.mark.smoke  # standard library only: the part a GPU machine's own python3 runs
 
 
 # ---- ELF files with a .nv_fatbin section, written by hand --------------------------------------
-def fatbin(entries, header_size=64):
-    """One fat binary: a container header, then (kind, arch, payload bytes) entries."""
-    body = b""
-    for kind, arch, payload in entries:
-        header = struct.pack("<HHIQ", kind, 0x101, header_size, len(payload))
-        header += struct.pack("<III", 0, 0, 0x10008) + struct.pack("<I", arch)
-        body += header.ljust(header_size, b"\0") + payload
-    return struct.pack("<IHHQ", FATBIN_MAGIC, 1, 16, len(body)) + body
-
-
-def write_elf(path, sections):
-    """A 64-bit little-endian ELF holding `sections` ({name: bytes}) and a section-name table."""
-    names = b"\0" + b"".join(name.encode() + b"\0" for name in sections) + b".shstrtab\0"
-    contents = list(sections.values()) + [names]
-    offset, blobs, headers = 64, b"", [b"\0" * 64]
-    name_offset = 1
-    for name, data in zip(list(sections) + [".shstrtab"], contents):
-        headers.append(struct.pack("<IIQQQQIIQQ", name_offset, 1, 0, 0, offset + len(blobs), len(data), 0, 0, 8, 0))
-        name_offset += len(name) + 1
-        blobs += data + b"\0" * (-len(data) % 8)
-    shoff = offset + len(blobs)
-    elf_header = struct.pack("<16sHHIQQQIHHHHHH", b"\x7fELF\x02\x01\x01" + b"\0" * 9, 3, 62, 1, 0, 0, shoff, 0,
-                             64, 0, 0, 64, len(headers), len(headers) - 1)
-    path.write_bytes(elf_header + blobs + b"".join(headers))
-    return str(path)
-
-
 def test_reads_machine_code_and_ptx_of_several_fat_binaries(tmp_path):
     first = fatbin([(FATBIN_SASS, 80, b"x" * 40), (FATBIN_SASS, 86, b"y" * 24)])
     second = fatbin([(FATBIN_SASS, 70, b"z" * 8), (FATBIN_PTX, 90, b"ptx" * 5)], header_size=80)
