@@ -13,6 +13,7 @@ import logging
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -63,8 +64,6 @@ def remove_stale_socket_folders(root):
 def _listening(socket_path):
     """Whether a process accepts connections on this ipc socket (a run in another PID namespace
     sharing /tmp would look gone by its PID alone)."""
-    import socket
-
     if not os.path.exists(socket_path):
         return False
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
