@@ -172,13 +172,13 @@ def describe_labels(categories, cate_type):
     return f"labels: class id (--cate-type 3), 0..{len(categories) - 1}: {len(categories)} classes"
 
 
-def rec_info(categories, cate_type, category_csv):
+def rec_info(categories, cate_type, category_csv, shuffled):
     """The X.rec.json of records labelled as `cate_type` says (its record count filled in when written)."""
     if categories is None:
-        return RecInfo(label_kind=None, num_classes=None, categories_digest=None, records=0)
+        return RecInfo(label_kind=None, num_classes=None, categories_digest=None, records=0, shuffled=shuffled)
     kind = label_kind_of_level(cate_type)
     return RecInfo(label_kind=kind, num_classes=categories.num_classes_of(kind), categories_digest=categories.digest,
-                   records=0, category_csv=os.path.abspath(category_csv))
+                   records=0, category_csv=os.path.abspath(category_csv), shuffled=shuffled)
 
 
 def write_records(index, order, labels, image_products, rec_path, idx_path, skipped, check_jpeg=True, info=None):
@@ -307,7 +307,8 @@ def main(argv=None):
     prechecked = needs_prepass(args.unique_md5, md5_dict, args.under_sampling)
     written = write_records(index, order, image_labels(image_classes, categories, args.cate_type), image_products,
                             args.out_rec, idx_path, skipped, check_jpeg=not prechecked,
-                            info=rec_info(categories, args.cate_type, args.category_csv or default_category_csv()))
+                            info=rec_info(categories, args.cate_type, args.category_csv or default_category_csv(),
+                                          shuffled=not args.no_shuffle))
     log_counts(index, written, skipped, args.out_rec, idx_path)
     if written + sum(skipped.values()) != index.num_images:
         raise UserError(f"image count mismatch: {written} written + {sum(skipped.values())} skipped "

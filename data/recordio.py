@@ -200,6 +200,7 @@ class RecInfo:
     categories_digest: typing.Optional[str]  # data.categories.Categories.digest of the table the labels index
     records: int
     category_csv: typing.Optional[str] = None  # the category CSV it was made with, for people
+    shuffled: typing.Optional[bool] = None  # records shuffled when written (None: not recorded)
 
     def describe(self):
         if self.label_kind is None:

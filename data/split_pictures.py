@@ -136,7 +136,7 @@ def main(argv=None):
     categories = Categories.load(category_csv)
     image_products = np.repeat(np.arange(len(index), dtype=np.int32), index.products["num_imgs"])
     labels = product_classes(index, categories).astype(np.int32)[image_products]
-    info = rec_info(categories, 3, category_csv)
+    info = rec_info(categories, 3, category_csv, shuffled=True)  # blocks shuffled as the original's
     for side, order, (rec, idx) in (("train", train, outputs[0]), ("valid", val, outputs[1])):
         skipped = collections.Counter()
         written = write_records(index, order, labels, image_products, rec, idx, skipped, info=info)

@@ -5,12 +5,21 @@ decoding and augmentation in C++ threads). `--benchmark 1` swaps in synthetic
 batches to measure compute alone.
 
 The training iterator is built anew for every epoch with a shuffle seed and an augmentation
-seed derived from (--seed, epoch): ImageRecordIter's reset() draws the next shuffle from one
-random stream, and with its round_batch wrap-around an epoch starts where the previous one
-stopped, so resetting a new iterator N times does not give epoch N of an uninterrupted run.
-Built per epoch, epoch N has the same images in the same order with the same random flips
-(also with several decoding threads: each thread's share of a batch is fixed) whether the run
-was interrupted or not, and every epoch has exactly ceil(images / batch size) batches.
+seed derived from (--seed, epoch), so that epoch N has the same images in the same order with
+the same random flips whether the run was interrupted or not, and every epoch has exactly
+ceil(images / batch size) batches. (A single iterator reset N times would not: its reset()
+draws the next shuffle from one random stream, and with round_batch's wrap-around an epoch
+starts where the previous one stopped.)
+
+The order within an epoch (--data-order):
+- chunks, the original's: the original's runs gave ImageRecordIter no .idx, so it read the
+  once-shuffled .rec from start to end every epoch, one 8 MB chunk at a time (about 1,800 of
+  Kaggle's pictures), shuffling the records within each chunk only. Omitting the .idx here
+  does the same.
+- global: with the .idx, a new permutation of all the records every epoch; needed for a .rec
+  written in file order (data.bson2rec --no-shuffle).
+Both are deterministic with several decoding threads: each thread's share of a chunk or a
+batch is fixed.
 """
 import logging
 import math
@@ -32,6 +41,7 @@ log = logging.getLogger(__name__)
 LABEL_SAMPLE = 1000000  # records per .rec whose labels are checked by default: a few seconds (see README)
 DEFAULT_NUM_CLASSES = 5270  # Kaggle's categories: the class count of a .rec without X.rec.json, and of --benchmark
 DEFAULT_LABEL_KIND = "class_id"
+DATA_ORDERS = ("chunks", "global")  # see the module's docstring
 
 
 def add_data_args(parser):
@@ -56,6 +66,10 @@ def add_data_args(parser):
     parser.set_defaults(categories_digest=None)  # from X.rec.json (resolve_labels), into PREFIX-input.json
     data.add_argument("--num-examples", type=int, default=0,
                       help="training images per epoch (0: count the records in the .idx)")
+    data.add_argument("--data-order", choices=DATA_ORDERS, default="chunks",
+                      help="order of the training records within an epoch: chunks, the original's (the .rec read "
+                           "from start to end, shuffled within each 8 MB chunk, about 1,800 pictures); global (a "
+                           "new permutation of all records every epoch, through the .idx) (default: %(default)s)")
     data.add_argument("--data-nthreads", "--data-nthread", dest="data_nthreads", type=int, default=6,
                       help="decoding threads, as the original's runs (--data-nthread: the original's spelling)")
     data.add_argument("--inter-method", type=int, default=9, choices=(0, 1, 2, 3, 4, 9, 10),
@@ -127,8 +141,8 @@ def input_settings(args, feature_layer=None):
 
 def resolve_labels(args):
     """--num-classes and --label-kind from the training .rec's X.rec.json where not given, before any
-    work: a given value that disagrees with it, a validation .rec of other labels, or an unlabelled
-    .rec is refused in one line. A .rec without X.rec.json (made before it existed) trains as before
+    work: a given value that disagrees with it, a validation .rec of other labels, an unlabelled
+    .rec, or (under --data-order chunks) a training .rec in file order is refused in one line. A .rec without X.rec.json (made before it existed) trains as before
     (the flags or their defaults, the category table unknown), with one warning."""
     args.categories_digest = None
     infos = {}
@@ -154,6 +168,10 @@ def resolve_labels(args):
         if given is not None and given != recorded:
             raise UserError(f"{flag} {given}: {args.data_train} holds {train.describe()} "
                             f"({rec_info_path(args.data_train)}); give {flag} {recorded}, or leave it out")
+    if args.data_order == "chunks" and train.shuffled is False:
+        raise UserError(f"{args.data_train}: its records are in the BSON's file order ({rec_info_path(args.data_train)}: "
+                        "data.bson2rec --no-shuffle), and --data-order chunks (the default) shuffles only within "
+                        "8 MB; give --data-order global, or remake it without --no-shuffle")
     val = infos.get(args.data_val)
     if val is not None and not val.same_labels(train):
         raise UserError(f"{args.data_val}: {val.describe()}, but the training .rec {args.data_train} holds "
@@ -225,17 +243,20 @@ def _rec_iter(args, rec_path, kv, epoch=None):
     check_input_file(rec_path, ".rec")
     mean_r, mean_g, mean_b = rgb_mean(args)
     num_parts, part_index = (kv.num_workers, kv.rank) if kv is not None else (1, 0)
-    common = dict(path_imgrec=rec_path, path_imgidx=idx_path_of(rec_path),
+    common = dict(path_imgrec=rec_path,
                   label_width=1, data_name="data", label_name="softmax_label", data_shape=image_shape(args),
                   batch_size=args.batch_size, preprocess_threads=args.data_nthreads,
                   mean_r=mean_r, mean_g=mean_g, mean_b=mean_b, scale=args.rgb_scale,
                   resize=args.resize if args.resize > 0 else -1,
                   inter_method=args.inter_method, num_parts=num_parts, part_index=part_index, dtype="float32")
     if epoch is None:  # validation
-        return mx.io.ImageRecordIter(rand_crop=False, rand_mirror=False, round_batch=False, **common)
+        return mx.io.ImageRecordIter(path_imgidx=idx_path_of(rec_path), rand_crop=False, rand_mirror=False,
+                                     round_batch=False, **common)
     seed = epoch_seed(args.seed, epoch)
+    # Without path_imgidx, ImageRecordIter reads the file in chunks and shuffles within each.
+    index = {"path_imgidx": idx_path_of(rec_path)} if args.data_order == "global" else {}
     return mx.io.ImageRecordIter(
-        shuffle=True, seed=seed, seed_aug=seed, round_batch=True,
+        shuffle=True, seed=seed, seed_aug=seed, round_batch=True, **index,
         pad=args.pad_size, fill_value=127, rand_crop=bool(args.random_crop), rand_mirror=bool(args.random_mirror),
         max_random_scale=args.max_random_scale, min_random_scale=args.min_random_scale,
         max_aspect_ratio=args.max_random_aspect_ratio, random_h=args.max_random_h,
