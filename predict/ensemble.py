@@ -29,7 +29,33 @@ from predict.prob_store import META, Store, check_stores_agree
 from predict.submission import variant_path
 
 log = logging.getLogger(__name__)
-CHUNK_BYTES = 64 << 20  # dense probabilities rebuilt at a time
+CHUNK_BYTES = 64 << 20  # dense probabilities rebuilt at a time by iter_products
+
+
+def iter_products(stores):
+    """(row, (models, its images, C) dense image means, decoded, 16-byte digests) for every product of
+    `stores` (checked to agree) in order, the models of all stores stacked; rebuilt in chunks of about
+    CHUNK_BYTES so that a store of any size streams."""
+    first = stores[0]
+    num_images = first.concatenated("num_images").astype(np.int64)
+    image_start = np.concatenate([[0], np.cumsum(num_images)])
+    decoded = first.concatenated("decoded")
+    digests = [bytes(d).ljust(16, b"\0") for d in first.concatenated("md5")]
+    num_models = sum(len(store.models) for store in stores)
+    num_classes = first.meta["num_classes"]
+    chunk_images = max(1, CHUNK_BYTES // (4 * num_models * num_classes))
+    product = 0
+    while product < len(num_images):
+        # at least one product, however many pictures it has
+        last = max(int(np.searchsorted(image_start, image_start[product] + chunk_images, side="right")) - 1,
+                   product + 1)
+        lo, hi = int(image_start[product]), int(image_start[last])
+        dense = (np.concatenate([store.model_rows(lo, hi) for store in stores]) if hi > lo else
+                 np.zeros((num_models, 0, num_classes), dtype=np.float32))
+        for row in range(product, last):
+            a, b = int(image_start[row]), int(image_start[row + 1])
+            yield row, dense[:, a - lo:b - lo], decoded[a:b], digests[a:b]
+        product = last
 
 
 def build_parser():
@@ -104,31 +130,13 @@ def load_categories(args, stores):
 
 
 def ensemble_classes(stores, variants, md5_override, product_unique_md5):
-    """(variants, products) class ids of every product of the stores, in chunks of images."""
-    first = stores[0]
-    num_images = first.concatenated("num_images").astype(np.int64)
-    image_start = np.concatenate([[0], np.cumsum(num_images)])
-    decoded = first.concatenated("decoded")
-    digests = [bytes(d).ljust(16, b"\0") for d in first.concatenated("md5")]
-    num_models = sum(len(store.models) for store in stores)
-    chunk_images = max(1, CHUNK_BYTES // (4 * num_models * first.meta["num_classes"]))
+    """(variants, products) class ids of every product of the stores."""
     sizes = sorted({v.num_models for v in variants})
-    class_ids = np.zeros((len(variants), len(num_images)), dtype=np.int64)
-    product = 0
-    while product < len(num_images):
-        last = int(np.searchsorted(image_start, image_start[product] + chunk_images, side="right")) - 1
-        last = max(last, product + 1)  # at least one product, however many pictures it has
-        lo, hi = int(image_start[product]), int(image_start[last])
-        dense = np.concatenate([store.model_rows(lo, hi) for store in stores]) if hi > lo else None
-        for row in range(product, last):
-            a, b = int(image_start[row]) - lo, int(image_start[row + 1]) - lo
-            product_digests = digests[lo + a:lo + b]
-            overrides = md5_override(product_digests) if md5_override is not None else {}
-            means = dense[:, a:b] if dense is not None else np.zeros((num_models, 0, first.meta["num_classes"]))
-            image_probs = image_ensembles(means, decoded[lo + a:lo + b], overrides, sizes,
-                                          product_digests if product_unique_md5 else None)
-            class_ids[:, row] = product_classes(image_probs, variants)
-        product = last
+    class_ids = np.zeros((len(variants), len(stores[0].concatenated("num_images"))), dtype=np.int64)
+    for row, means, decoded, digests in iter_products(stores):
+        overrides = md5_override(digests) if md5_override is not None else {}
+        image_probs = image_ensembles(means, decoded, overrides, sizes, digests if product_unique_md5 else None)
+        class_ids[:, row] = product_classes(image_probs, variants)
     return class_ids
 
 
@@ -141,12 +149,19 @@ def main(argv=None):
     categories = load_categories(args, stores)
     md5_override = load_md5_override(args.md5_dict, args.md5_dict_type, categories, meta["num_classes"],
                                      meta["cate_level"])
-    models = [f"{os.path.basename(os.path.normpath(store.directory))}:{name}"
-              for store in stores for name in store.models]
+    models = store_model_names(stores)
     log.info("in: %s from %s: %s; %s, %s", plural(len(models), "model"), plural(len(stores), "store"),
              ", ".join(models), plural(len(stores[0].concatenated("product_id")), "product"),
              plural(int(stores[0].image_bounds[-1]), "image"))
     class_ids = ensemble_classes(stores, variants, md5_override, args.product_unique_md5)
+    write_store_outputs(args, stores, categories, variants, class_ids, outputs)
+    log.info("done in %.1f s", timer.seconds)
+    return 0
+
+
+def write_store_outputs(args, stores, categories, variants, class_ids, outputs):
+    """The CSVs of every output, their accuracy on labelled products (and --print-summary), the counts."""
+    meta = stores[0].meta
     product_ids = stores[0].concatenated("product_id")
     write_outputs(outputs, product_ids, class_ids, categories, meta["cate_level"])
     labels = stores[0].concatenated("category_id")
@@ -157,8 +172,12 @@ def main(argv=None):
         log.info("out: %s (%s)", path, plural(len(product_ids), "row"))
     if not outputs:
         log.info("no --output: nothing written")
-    log.info("done in %.1f s", timer.seconds)
-    return 0
+
+
+def store_model_names(stores):
+    """'store folder:model' of every model of the stores, in order."""
+    return [f"{os.path.basename(os.path.normpath(store.directory))}:{name}"
+            for store in stores for name in store.models]
 
 
 if __name__ == "__main__":

@@ -17,10 +17,12 @@ from predict.submission import write_submission
 log = logging.getLogger(__name__)
 
 
-def add_reduction_flags(group):
-    """The flags that choose the outputs from the image probabilities, the same for both commands."""
-    group.add_argument("--ensembles", type=int, nargs="*", default=[],
-                       help="extra outputs of the first k models, e.g. 8 11 14")
+def add_reduction_flags(group, ensembles=True):
+    """The flags that choose the outputs from the image probabilities, the same for every command that
+    writes a submission (`ensembles` False: one fused model, no first-k outputs)."""
+    if ensembles:
+        group.add_argument("--ensembles", type=int, nargs="*", default=[],
+                           help="extra outputs of the first k models, e.g. 8 11 14")
     group.add_argument("--md5-dict", default=None, help=f"training MD5 dictionary .npz ({BUILD_COMMAND})")
     group.add_argument("--md5-dict-type", default="unique", choices=probability.MD5_DICT_TYPES,
                        help="how a known image MD5 sets its probability (unique: one-hot if single-category)")
