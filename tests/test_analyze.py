@@ -1,8 +1,6 @@
 """predict.analyze: per-level-1 accuracy, bar chart and contact sheet of a prediction against a labelled BSON."""
 import csv
 import os
-import subprocess
-import sys
 
 import cv2
 import numpy as np
@@ -10,8 +8,7 @@ import pytest
 
 from cli.runner import UserError
 from predict import analyze
-from tests.conftest import REPO_ROOT
-from tests.helpers import product, write_bson, write_category_csv
+from tests.helpers import product, run, write_bson, write_category_csv
 
 CATEGORIES = [2000 + k for k in range(6)]  # write_category_csv: level-1 "LEVEL1 {k % 2}", level-3 "CATEGORY {k}"
 NUM_PRODUCTS = 30
@@ -57,7 +54,7 @@ def data(tmp_path):
     return bson_path, category_csv, str(predict_csv)
 
 
-def run(data, out_dir, *extra):
+def run_analyze(data, out_dir, *extra):
     bson_path, category_csv, predict_csv = data
     return analyze.main(["--predict-csv", predict_csv, "--bson", bson_path, "--category-csv", category_csv,
                          "--out-dir", str(out_dir), *extra])
@@ -83,7 +80,7 @@ def sheet_cells(path, columns):
 
 
 def test_level1_counts_match_an_independent_count(data, tmp_path, capsys):
-    assert run(data, tmp_path / "out") == 0
+    assert run_analyze(data, tmp_path / "out") == 0
     expected = {}
     for n in range(NUM_PREDICTED):
         name = f"LEVEL1 {CATEGORIES.index(true_category(n)) % 2}"
@@ -106,7 +103,7 @@ def test_level1_counts_match_an_independent_count(data, tmp_path, capsys):
 
 
 def test_chart_and_contact_sheet_show_the_wrong_products_in_order(data, tmp_path):
-    assert run(data, tmp_path / "out", "--columns", "4") == 0
+    assert run_analyze(data, tmp_path / "out", "--columns", "4") == 0
     chart = cv2.imread(str(tmp_path / "out" / "level1_accuracy.png"))
     assert chart is not None and chart.shape[0] > 100 and chart.shape[1] > 500
     wrong = [n for n in range(NUM_PREDICTED) if predicted_category(n) != true_category(n)]
@@ -125,7 +122,7 @@ def test_chart_and_contact_sheet_show_the_wrong_products_in_order(data, tmp_path
 
 
 def test_save_cut_limits_the_sheet_and_the_saved_pictures(data, tmp_path):
-    assert run(data, tmp_path / "out", "--save-cut", "3", "--save-incorrect", str(tmp_path / "incorrects")) == 0
+    assert run_analyze(data, tmp_path / "out", "--save-cut", "3", "--save-incorrect", str(tmp_path / "incorrects")) == 0
     sheet, cells = sheet_cells(tmp_path / "out" / "incorrect_products.png", 10)
     assert sheet.shape[:2] == (analyze.TILE + analyze.CAPTION_HEIGHT, 3 * analyze.TILE + 2 * analyze.GAP)
     assert len(cells) == 3
@@ -141,7 +138,7 @@ def test_save_cut_limits_the_sheet_and_the_saved_pictures(data, tmp_path):
 
 
 def test_no_sheet_when_save_cut_is_zero_or_nothing_is_wrong(data, tmp_path):
-    assert run(data, tmp_path / "zero", "--save-cut", "0") == 0
+    assert run_analyze(data, tmp_path / "zero", "--save-cut", "0") == 0
     assert sorted(os.listdir(tmp_path / "zero")) == ["level1_accuracy.csv", "level1_accuracy.png"]
     bson_path, category_csv, _ = data
     perfect = tmp_path / "perfect.csv"
@@ -186,7 +183,7 @@ def test_bad_prediction_rows_are_named_before_any_output(data, tmp_path, rows, m
     with open(predict_csv, "w") as fh:
         fh.write("_id,category_id\n" + rows.format(**ids))
     with pytest.raises(UserError, match=message.format(**ids).replace("(", r"\(").replace(")", r"\)")):
-        run(data, tmp_path / "out")
+        run_analyze(data, tmp_path / "out")
     assert not os.path.exists(tmp_path / "out")
 
 
@@ -196,25 +193,25 @@ def test_unlabelled_or_unknown_categories_in_the_bson(data, tmp_path):
     write_bson(bson_path, docs)
     with pytest.raises(UserError, match=f"product _id {product_id(2)} has no category_id: the analysis needs a "
                                         "labelled BSON"):
-        run(data, tmp_path / "out")
+        run_analyze(data, tmp_path / "out")
     docs[2] = product(product_id(2), [flat_jpeg(2)], 777)
     write_bson(bson_path, docs)
     with pytest.raises(UserError, match=f"product _id {product_id(2)}: category_id 777 is not in"):
-        run(data, tmp_path / "out")
+        run_analyze(data, tmp_path / "out")
     assert not os.path.exists(tmp_path / "out")
 
 
 def test_existing_outputs_need_force(data, tmp_path):
-    assert run(data, tmp_path / "out") == 0
+    assert run_analyze(data, tmp_path / "out") == 0
     before = (tmp_path / "out" / "level1_accuracy.csv").stat().st_mtime_ns
     with pytest.raises(UserError, match="level1_accuracy.csv: output exists; pass --force"):
-        run(data, tmp_path / "out")
-    assert run(data, tmp_path / "out", "--save-incorrect", str(tmp_path / "inc"), "--force") == 0
+        run_analyze(data, tmp_path / "out")
+    assert run_analyze(data, tmp_path / "out", "--save-incorrect", str(tmp_path / "inc"), "--force") == 0
     assert (tmp_path / "out" / "level1_accuracy.csv").stat().st_mtime_ns != before
     with pytest.raises(UserError, match=r"inc/00\d/\d+\.jpg: output exists"):
-        run(data, tmp_path / "other", "--save-incorrect", str(tmp_path / "inc"))
+        run_analyze(data, tmp_path / "other", "--save-incorrect", str(tmp_path / "inc"))
     with pytest.raises(UserError, match="--save-cut must be >= 0"):
-        run(data, tmp_path / "out", "--save-cut", "-1", "--force")
+        run_analyze(data, tmp_path / "out", "--save-cut", "-1", "--force")
 
 
 def test_run_analyze_script(data, tmp_path):
@@ -224,18 +221,15 @@ def test_run_analyze_script(data, tmp_path):
     os.rename(bson_path, os.path.join(data_dir, "dataset_A", "train_valid.bson"))
     out_dir.mkdir()
     os.rename(predict_csv, out_dir / "valid.csv")
-    env = dict(os.environ, DATA_DIR=data_dir, OUT_DIR=str(out_dir), SAVE_CUT="5",
-               PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"])
-    done = subprocess.run(["predict/run_analyze.sh"], cwd=REPO_ROOT, capture_output=True, text=True, env=env,
-                          timeout=120)
+    env = dict(DATA_DIR=data_dir, OUT_DIR=str(out_dir), SAVE_CUT="5")
+    done = run("predict/run_analyze.sh", **env, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.startswith("accuracy ")
     assert sorted(os.listdir(out_dir / "analysis")) == ["incorrect_products.png", "level1_accuracy.csv",
                                                         "level1_accuracy.png"]
     sheet = cv2.imread(str(out_dir / "analysis" / "incorrect_products.png"))
     assert sheet.shape[1] == 5 * analyze.TILE + 4 * analyze.GAP  # SAVE_CUT=5 reached the command
-    again = subprocess.run(["predict/run_analyze.sh"], cwd=REPO_ROOT, capture_output=True, text=True, env=env,
-                           timeout=120)  # outputs exist: one line, exit 2
+    again = run("predict/run_analyze.sh", **env, timeout=120)  # outputs exist: one line, exit 2
     assert again.returncode == 2 and again.stderr.strip().splitlines()[-1].startswith("error: ")
     assert "output exists; pass --force" in again.stderr and "Traceback" not in again.stderr
 
@@ -271,7 +265,7 @@ def test_save_incorrect_folder_is_checked_before_the_bson_is_read(data, tmp_path
     not_a_folder = tmp_path / "inc"
     not_a_folder.write_text("a file")
     with pytest.raises(UserError, match="inc: output folder is a file, not a folder"):
-        run(data, tmp_path / "out", "--save-incorrect", str(not_a_folder))
+        run_analyze(data, tmp_path / "out", "--save-incorrect", str(not_a_folder))
     bson_path = data[0]
     assert not os.path.exists(str(bson_path) + ".index.npz")  # failed before indexing the BSON
     assert not os.path.exists(tmp_path / "out")

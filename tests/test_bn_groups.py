@@ -4,17 +4,16 @@ BatchNorm normalises over what one executor sees. 8 executors listed on cpu(0) m
 8 distinct contexts cpu(0)..cpu(7) train (the 8 GPUs of the record, as far as BatchNorm goes), and
 something measurably different from one executor over the whole batch."""
 import logging
-import subprocess
-import sys
 
 import mxnet as mx
 import numpy as np
 import pytest
 
 from cli.runner import UserError
-from tests.conftest import REPO_ROOT
-from tests.test_recipes import RECORDS, dry_run, model_script
-from tests.test_train import colour_rec, tiny_symbol  # noqa: F401 (fixtures)
+from tests.helpers import run
+from tests.train_helpers import (BATCHES_PER_EPOCH, RESUME_RTOL, dry_run, max_relative_difference, model_script,
+                                 read_state_json, resume_argv)
+from tests.training_records import RECORDS
 from train import devices, fit, train_model
 
 EIGHT_CPUS = ",".join(f"cpu:{i}" for i in range(8))
@@ -61,7 +60,7 @@ def test_groups_that_do_not_fit_are_one_line_errors(gpus, groups, batch, message
         devices.training_contexts(gpus, groups, batch)
 
 
-def test_train_model_refuses_bad_groups_before_any_work(colour_rec, tiny_symbol, tmp_path):  # noqa: F811
+def test_train_model_refuses_bad_groups_before_any_work(colour_rec, tiny_symbol, tmp_path):
     prefix = tmp_path / "made" / "m"
     argv = ["--symbol", tiny_symbol, "--feature-layer", "flatten0", "--data-train", colour_rec,
             "--model-prefix", str(prefix), "--batch-size", "20", "--gpus", "cpu:0,cpu:1"]
@@ -76,9 +75,8 @@ def test_train_model_refuses_bad_groups_before_any_work(colour_rec, tiny_symbol,
 
 
 def test_the_command_line_error_is_one_line(tmp_path):
-    result = subprocess.run([sys.executable, "-m", "train.train_model", "--symbol", "resnext-14", "--gpus", "",
-                             "--bn-groups", "3", "--batch-size", "32", "--model-prefix", str(tmp_path / "m" / "m")],
-                            cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+    result = run(["python", "-m", "train.train_model", "--symbol", "resnext-14", "--gpus", "", "--bn-groups", "3",
+                  "--batch-size", "32", "--model-prefix", str(tmp_path / "m" / "m")], timeout=120)
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
         "error: --bn-groups 3: does not divide --batch-size 32; every BatchNorm group gets the same number of "
@@ -179,7 +177,7 @@ def train_checkpoint(rec, symbol, prefix, gpus, groups, monkeypatch):
     return {k.split(":", 1)[1]: v.asnumpy() for k, v in saved.items()}, given[0]
 
 
-def test_train_model_with_bn_groups_trains_what_eight_devices_train(colour_rec, tiny_symbol, tmp_path,  # noqa: F811
+def test_train_model_with_bn_groups_trains_what_eight_devices_train(colour_rec, tiny_symbol, tmp_path,
                                                                     monkeypatch, caplog):
     caplog.set_level("INFO")
     grouped, grouped_contexts = train_checkpoint(colour_rec, tiny_symbol, str(tmp_path / "grouped" / "m"), "", 8,
@@ -234,20 +232,20 @@ def test_run_model_passes_bn_groups_through(tmp_path, monkeypatch):
 
 
 # ---- resuming -------------------------------------------------------------------------------------
-def test_resume_with_groups_is_exact_and_another_group_count_keeps_the_state(colour_rec, tiny_symbol,  # noqa: F811
+def test_resume_with_groups_is_exact_and_another_group_count_keeps_the_state(colour_rec, tiny_symbol,
                                                                              tmp_path, caplog):
-    from tests.test_resume import BATCHES_PER_EPOCH, RTOL, argv, max_relative_difference, read_json
     whole, split, regrouped = (str(tmp_path / name / "m") for name in ("whole", "split", "regrouped"))
     four = ["--bn-groups", "4"]  # 5 pictures of the batch of 20 each
-    train_model.main(argv(colour_rec, tiny_symbol, whole, "nadam", 2, four))
+    train_model.main(resume_argv(colour_rec, tiny_symbol, whole, "nadam", 2, four))
     for prefix in (split, regrouped):
-        train_model.main(argv(colour_rec, tiny_symbol, prefix, "nadam", 1, four))
-    train_model.main(argv(colour_rec, tiny_symbol, split, "nadam", 2, ["--load-epoch", "1", *four]))
-    assert max_relative_difference(f"{whole}-0002.params", f"{split}-0002.params") <= RTOL
+        train_model.main(resume_argv(colour_rec, tiny_symbol, prefix, "nadam", 1, four))
+    train_model.main(resume_argv(colour_rec, tiny_symbol, split, "nadam", 2, ["--load-epoch", "1", *four]))
+    assert max_relative_difference(f"{whole}-0002.params", f"{split}-0002.params") <= RESUME_RTOL
     caplog.clear()
     caplog.set_level(logging.WARNING)
     # the state is saved per parameter, not per executor: one executor takes it up
-    train_model.main(argv(colour_rec, tiny_symbol, regrouped, "nadam", 2, ["--load-epoch", "1", "--bn-groups", "1"]))
+    train_model.main(resume_argv(colour_rec, tiny_symbol, regrouped, "nadam", 2,
+                                 ["--load-epoch", "1", "--bn-groups", "1"]))
     assert "fresh" not in caplog.text
-    assert read_json(regrouped, 2)["num_update"] == 2 * BATCHES_PER_EPOCH
-    assert max_relative_difference(f"{whole}-0002.params", f"{regrouped}-0002.params") > 100 * RTOL
+    assert read_state_json(regrouped, 2)["num_update"] == 2 * BATCHES_PER_EPOCH
+    assert max_relative_difference(f"{whole}-0002.params", f"{regrouped}-0002.params") > 100 * RESUME_RTOL

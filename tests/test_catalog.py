@@ -3,8 +3,6 @@ import csv
 import gzip
 import os
 import shutil
-import subprocess
-import sys
 
 import cv2
 import numpy as np
@@ -16,8 +14,7 @@ from data.bson_index import NO_CATEGORY, BsonIndex
 from data.categories import Categories
 from data.make_demo_catalog import generate_demo_catalog
 from predict import score_submission
-from tests.conftest import REPO_ROOT
-from tests.helpers import read_csv_rows, read_docs, write_category_csv
+from tests.helpers import read_csv_rows, read_docs, run, write_category_csv
 
 SMALL = dict(num_categories=5, num_products=40, num_unlabelled=6, png_fraction=0.3, other_size_fraction=0.15)
 
@@ -283,16 +280,13 @@ def test_truth_scores_through_score_submission(catalogs, capsys):
 
 
 def test_shell_script_passes_its_settings(catalogs, tmp_path):
-    env = dict(os.environ, CATALOG="catalog", DATA_DIR=str(tmp_path / "data"), HOLDOUT_FRACTION="0.2",
-               MAX_PICTURES="0", PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"])
-    result = subprocess.run([os.path.join(REPO_ROOT, "data", "create_catalog_bson.sh")], env=env,
-                            cwd=catalogs["folder"], capture_output=True, text=True)
+    env = dict(CATALOG="catalog", DATA_DIR=str(tmp_path / "data"), HOLDOUT_FRACTION="0.2", MAX_PICTURES="0")
+    result = run("data/create_catalog_bson.sh", cwd=catalogs["folder"], **env)
     assert result.returncode == 0, result.stderr[-2000:]
     expected = catalogs["outputs"]["folders"]["out"]
     assert (tmp_path / "data" / "test_ground_truth.csv").read_bytes() == (expected / "test_ground_truth.csv").read_bytes()
     assert max(len(d["imgs"]) for d in read_docs(tmp_path / "data" / "train.bson")) > 4   # MAX_PICTURES=0
-    again = subprocess.run([os.path.join(REPO_ROOT, "data", "create_catalog_bson.sh")], env=env,
-                           cwd=catalogs["folder"], capture_output=True, text=True)
+    again = run("data/create_catalog_bson.sh", cwd=catalogs["folder"], **env)
     assert again.returncode == 2 and again.stderr.strip().splitlines()[-1].startswith("error: ")
     assert "output exists" in again.stderr
 
@@ -317,22 +311,19 @@ def test_catalog_end_to_end_to_a_scored_submission(tmp_path):
     shop = tmp_path / "shop"
     generate_demo_catalog(str(shop), layout="folders", num_categories=4, num_products=300, num_unlabelled=10,
                           seed=1, progress=False)
-    env = dict(os.environ, CATALOG=str(shop / "catalog"), DATA_DIR=str(shop / "data"), HOLDOUT_FRACTION="0.15",
+    env = dict(CATALOG=str(shop / "catalog"), DATA_DIR=str(shop / "data"), HOLDOUT_FRACTION="0.15",
                MODEL_DIR=str(shop / "models"), NUM_CLASSES="4", GPUS="", DATA_NTHREADS="2", EPOCHS_1="4",
-               MODELS="D01:4", ENSEMBLES="1", BATCH_SIZE="64", NUM_PROCS="1", OUT_DIR=str(shop / "submissions"),
-               PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"])
+               MODELS="D01:4", ENSEMBLES="1", BATCH_SIZE="64", NUM_PROCS="1", OUT_DIR=str(shop / "submissions"))
     for script in ("data/create_catalog_bson.sh", "data/create_dataset_A.sh", "data/create_train_md5_dict.sh",
                    "train/demo/D01.sh", "predict/run_predict.sh"):
-        result = subprocess.run([os.path.join(REPO_ROOT, script)], env=env, capture_output=True, text=True,
-                                timeout=900)
+        result = run(script, **env, timeout=900)
         assert result.returncode == 0, f"{script}: {result.stderr[-3000:]}"
     assert "OK: 55 products" in result.stdout   # 45 held out + 10 without category, checked by run_predict.sh
     truth = shop / "data" / "test_ground_truth.csv"
     held_out = len(read_csv_rows(truth)) - 1
     assert held_out == 45
-    scored = subprocess.run([sys.executable, "-m", "predict.score_submission", "--truth", str(truth),
-                             str(shop / "submissions" / "submission_final.csv.gz")], cwd=REPO_ROOT,
-                            capture_output=True, text=True)
+    scored = run(["python", "-m", "predict.score_submission", "--truth", str(truth),
+                  str(shop / "submissions" / "submission_final.csv.gz")])
     assert scored.returncode == 0, scored.stderr
     accuracy, covered = scored.stdout.splitlines()[1].split()[-2:]
     assert int(covered) == held_out and float(accuracy) > 0.5   # chance: 0.25

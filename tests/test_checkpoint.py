@@ -11,8 +11,8 @@ import pytest
 
 from cli.runner import UserError
 from predict.models import Model
-from tests.conftest import REPO_ROOT
-from tests.test_train import NUM_CLASSES, colour_rec, tiny_symbol  # noqa: F401 (fixtures)
+from tests.helpers import REPO_ROOT
+from tests.train_helpers import NUM_CLASSES
 from data.categories import Categories
 from train import checkpoint, symbols, train_model
 from train.finetune import attach_classifier, feature_layer_of

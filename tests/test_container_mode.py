@@ -13,7 +13,7 @@ import sysconfig
 
 import pytest
 
-from tests.conftest import REPO_ROOT
+from tests.helpers import REPO_ROOT
 
 ENSURE_VENV = os.path.join(REPO_ROOT, "scripts", "ensure_venv.sh")
 

@@ -2,16 +2,14 @@
 import json
 import logging
 import os
-import subprocess
-import sys
 
 import mxnet as mx
 import pytest
 
+from tests.helpers import run
 from train import cpu_kernels, train_model
 from train.cpu_kernels import ENV
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LONG_RUN = ["--benchmark", "1", "--num-examples", "16000", "--num-epochs", "1"]  # 1,000 batches: probed
 
 
@@ -54,13 +52,11 @@ def failing_probe(*args, **kwargs):
 
 def oneDNN_convolutions(kernels, tmp_path):
     """oneDNN's verbose log of convolutions run by a short training run started as a command."""
-    env = dict(os.environ, DNNL_VERBOSE="1")
-    env.pop(ENV, None)
-    done = subprocess.run(
-        [sys.executable, "-m", "train.train_model", "--symbol", "resnext-14", "--benchmark", "1", "--num-examples",
+    done = run(
+        ["python", "-m", "train.train_model", "--symbol", "resnext-14", "--benchmark", "1", "--num-examples",
          "32", "--batch-size", "16", "--image-shape", "3,32,32", "--num-classes", "4", "--num-epochs", "1",
          "--top-k", "0", "--cpu-kernels", kernels, "--cpu-kernels-cache", str(tmp_path / "cache.json")],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+        DNNL_VERBOSE="1", **{ENV: None}, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert f"CPU kernels: {cpu_kernels.NAMES[kernels]} ({ENV}={cpu_kernels.SETTINGS[kernels]})" in done.stderr
     return [line for line in done.stdout.splitlines() if line.startswith("dnnl_verbose,exec,cpu,convolution")]
@@ -154,6 +150,6 @@ def test_a_broken_cache_or_probe_does_not_stop_training(clean_env, monkeypatch, 
 
 
 def test_probe_command_checks_its_shape():
-    done = subprocess.run([sys.executable, "-m", "train.cpu_kernels", "--symbol-file", "x.json", "--data-shape",
-                           "3,16", "--batch-size", "4"], cwd=REPO, capture_output=True, text=True)
+    done = run(["python", "-m", "train.cpu_kernels", "--symbol-file", "x.json", "--data-shape", "3,16",
+                "--batch-size", "4"])
     assert done.returncode == 2 and "3,16: expected channels,height,width" in done.stderr

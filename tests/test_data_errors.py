@@ -4,8 +4,6 @@ import errno
 import hashlib
 import logging
 import os
-import subprocess
-import sys
 
 import pytest
 
@@ -14,8 +12,7 @@ from data import split_train_bson
 from data.bson_index import BsonIndex
 from cli.files import atomic_outputs
 from cli.runner import UserError, run_cli
-from tests.conftest import REPO_ROOT
-from tests.helpers import make_jpeg, product, write_bson, write_category_csv
+from tests.helpers import make_jpeg, product, run, write_bson, write_category_csv
 
 CATEGORY = 1000012345
 
@@ -31,7 +28,7 @@ def small_csv(tmp_path):
     return write_category_csv(tmp_path / "categories.csv", [CATEGORY])
 
 
-def run(main, argv, capsys):
+def run_main(main, argv, capsys):
     """Run a command as its `python -m` would: (exit code, stderr)."""
     root = logging.getLogger()
     try:
@@ -44,7 +41,7 @@ def run(main, argv, capsys):
 
 
 def refused(main, argv, capsys, message):
-    code, err = run(main, argv, capsys)
+    code, err = run_main(main, argv, capsys)
     assert code == 2, err
     lines = [line for line in err.splitlines() if line.startswith("error: ")]
     assert len(lines) == 1 and message in lines[0], err
@@ -207,7 +204,7 @@ def test_an_empty_bson_writes_empty_outputs_with_a_warning(tmp_path, small_csv, 
     ]
     for main, argv, message in commands:
         caplog.clear()
-        code, _ = run(main, argv, capsys)
+        code, _ = run_main(main, argv, capsys)
         assert code == 0
         warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
         assert len(warnings) == 1 and message in warnings[0], warnings
@@ -218,8 +215,8 @@ def test_an_empty_bson_writes_empty_outputs_with_a_warning(tmp_path, small_csv, 
 
 
 def test_val_ratio_zero_warns_and_says_what_it_wrote(small_bson, tmp_path, capsys, caplog):
-    code, _ = run(split_train_bson.main, ["--bson", small_bson, "--val-ratio", "0", "--save-train-bson",
-                                          tmp_path / "t.bson", "--save-val-bson", tmp_path / "v.bson"], capsys)
+    code, _ = run_main(split_train_bson.main, ["--bson", small_bson, "--val-ratio", "0", "--save-train-bson",
+                                               tmp_path / "t.bson", "--save-val-bson", tmp_path / "v.bson"], capsys)
     assert code == 0
     warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
     assert warnings == [f"--val-ratio 0 leaves no validation product: wrote all 10 products to "
@@ -240,9 +237,8 @@ def test_bad_inputs_end_in_one_line_from_the_command_line(tmp_path):
     csv = tmp_path / "c.csv"
     csv.write_bytes(b"\xff\xfe\x00\x01" * 20)
     bson_path = write_bson(tmp_path / "s.bson", [product(1, [make_jpeg(1)], CATEGORY)])
-    result = subprocess.run([sys.executable, "-m", "data.bson2rec", "--bson", bson_path, "--out-rec",
-                             str(tmp_path / "x.rec"), "--category-csv", str(csv)],
-                            cwd=REPO_ROOT, capture_output=True, text=True)
+    result = run(["python", "-m", "data.bson2rec", "--bson", bson_path, "--out-rec", str(tmp_path / "x.rec"),
+                  "--category-csv", str(csv)])
     assert result.returncode == 2
     assert result.stderr.strip().splitlines()[-1] == (f"error: {csv}: byte 0: not UTF-8 text; a category CSV is "
                                                       "Kaggle's category_names.csv")
@@ -253,7 +249,7 @@ def test_bad_inputs_end_in_one_line_from_the_command_line(tmp_path):
 @pytest.mark.parametrize("name, magic", [("p.jpg", b"\xff\xd8"), ("p.JPEG", b"\xff\xd8"), ("p.png", b"\x89PNG"),
                                          ("p.pdf", b"%PDF"), ("p.svg", b"<?xml")])
 def test_plot_writes_the_format_of_its_extension(small_bson, tmp_path, capsys, name, magic):
-    code, err = run(plot_category_distribution.main, ["--bson", small_bson, "--out", tmp_path / name], capsys)
+    code, err = run_main(plot_category_distribution.main, ["--bson", small_bson, "--out", tmp_path / name], capsys)
     assert code == 0, err
     assert (tmp_path / name).read_bytes().startswith(magic)
 
@@ -273,8 +269,8 @@ def test_no_shuffle_with_a_shuffle_setting_is_refused(small_bson, small_csv, tmp
 
 def test_no_shuffle_alone_and_a_seed_alone_still_work(small_bson, small_csv, tmp_path, capsys):
     for name, flags in (("a.rec", ["--no-shuffle"]), ("b.rec", ["--shuffle-seed", "3", "--shuffle-size", "4"])):
-        code, err = run(bson2rec.main, ["--bson", small_bson, "--out-rec", tmp_path / name,
-                                        "--category-csv", small_csv, *flags], capsys)
+        code, err = run_main(bson2rec.main, ["--bson", small_bson, "--out-rec", tmp_path / name,
+                                             "--category-csv", small_csv, *flags], capsys)
         assert code == 0, err
 
 
@@ -287,8 +283,8 @@ def test_dataset_summary_of_an_empty_folder_says_it_found_nothing(tmp_path, caps
 
 def test_split_takes_bson_and_the_original_input_bson(small_bson, tmp_path, capsys):
     for flag in ("--bson", "--input-bson"):
-        code, err = run(split_train_bson.main, [flag, small_bson, "--save-train-bson", tmp_path / f"t{flag}.bson",
-                                                "--save-val-bson", tmp_path / f"v{flag}.bson"], capsys)
+        code, err = run_main(split_train_bson.main, [flag, small_bson, "--save-train-bson", tmp_path / f"t{flag}.bson",
+                                                     "--save-val-bson", tmp_path / f"v{flag}.bson"], capsys)
         assert code == 0, err
 
 
@@ -317,8 +313,8 @@ def test_a_file_given_for_a_folder_says_so(small_bson, tmp_path, capsys):
 
 
 def test_demo_data_creates_its_missing_out_dir(tmp_path, capsys):
-    code, err = run(make_demo_data.main, ["--out-dir", tmp_path / "new" / "demo", "--num-categories", "2",
-                                          "--num-train-products", "10", "--num-test-products", "1",
-                                          "--image-size", "32"], capsys)
+    code, err = run_main(make_demo_data.main, ["--out-dir", tmp_path / "new" / "demo", "--num-categories", "2",
+                                               "--num-train-products", "10", "--num-test-products", "1",
+                                               "--image-size", "32"], capsys)
     assert code == 0, err
     assert sorted(os.listdir(tmp_path / "new" / "demo")) == sorted(make_demo_data.OUTPUT_NAMES)

@@ -1,29 +1,12 @@
 """The data stage's shell scripts end to end on a small generated dataset (the fast end-to-end path)."""
 import os
 import shutil
-import subprocess
-import sys
 
 import bson
 import pytest
 
-from data.make_demo_data import generate_demo_dataset
 from data.md5_dict import Md5Dictionary
-from tests.conftest import REPO_ROOT, shared_file
-from tests.helpers import read_records
-
-
-def script_env(data_dir, **env):
-    """The scripts call `python`: the one running the tests, first on PATH."""
-    path = os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", "")
-    return dict(os.environ, PATH=path, DATA_DIR=str(data_dir), **env)
-
-
-def run_script(script, data_dir, expect=0, **env):
-    result = subprocess.run([os.path.join(REPO_ROOT, script)], env=script_env(data_dir, **env),
-                            capture_output=True, text=True)
-    assert result.returncode == expect, result.stderr[-3000:]
-    return result
+from tests.helpers import REPO_ROOT, mtimes, read_records, run, shared_file
 
 
 def record_ids(rec):
@@ -34,18 +17,10 @@ def record_pictures(rec):
     return [picture for _, picture in read_records(rec)]
 
 
-@pytest.fixture(scope="module")
-def demo_dir(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("demo")
-    generate_demo_dataset(str(folder), num_categories=8, num_train_products=300, num_test_products=40, seed=3,
-                          progress=False)
-    return folder
-
-
 def test_datasets_a_b_c_and_dictionaries(demo_dir):
     for script in ("data/create_dataset_A.sh", "data/create_dataset_B.sh", "data/create_dataset_C.sh",
                    "data/create_train_md5_dict.sh"):
-        run_script(script, demo_dir)
+        run(script, DATA_DIR=demo_dir, expect=0)
     with open(demo_dir / "train.bson", "rb") as fh:
         train_ids = [d["_id"] for d in bson.decode_file_iter(fh)]
     val_sets = {}
@@ -72,7 +47,7 @@ def test_datasets_a_b_c_and_dictionaries(demo_dir):
 
 
 def test_dataset_c_needs_a(tmp_path):
-    result = run_script("data/create_dataset_C.sh", tmp_path, expect=2)
+    result = run("data/create_dataset_C.sh", DATA_DIR=tmp_path, expect=2)
     assert "run data/create_dataset_A.sh first" in result.stderr
 
 
@@ -86,21 +61,17 @@ def fresh_data_dir(demo_dir, tmp_path):
     return folder
 
 
-def mtimes(folder, names):
-    return {name: os.stat(folder / name).st_mtime_ns for name in names}
-
-
 SPLIT = ("train_train.bson", "train_valid.bson")
 RECS = ("train.rec", "train.idx", "valid.rec", "valid.idx")
 
 
 def test_a_rerun_skips_the_complete_split_and_rebuilds_a_missing_rec(fresh_data_dir):
-    run_script("data/create_dataset_A.sh", fresh_data_dir)
+    run("data/create_dataset_A.sh", DATA_DIR=fresh_data_dir, expect=0)
     dataset = fresh_data_dir / "dataset_A"
     before = mtimes(dataset, SPLIT + RECS)
     records = record_ids(str(dataset / "valid.rec"))
     (dataset / "valid.rec").unlink()  # as if bson2rec had failed on the validation half
-    result = run_script("data/create_dataset_A.sh", fresh_data_dir)
+    result = run("data/create_dataset_A.sh", DATA_DIR=fresh_data_dir, expect=0)
     assert f"skipped the split of {fresh_data_dir}/train.bson: " in result.stderr
     assert "skipped the conversion of train_train.bson" in result.stderr
     assert f"redoing the conversion of train_valid.bson: {dataset}/valid.rec missing" in result.stderr
@@ -112,51 +83,49 @@ def test_a_rerun_skips_the_complete_split_and_rebuilds_a_missing_rec(fresh_data_
 
 def test_a_rec_made_before_its_label_file_existed_is_made_again(fresh_data_dir):
     """A .rec of an older version has no X.rec.json (the label space): the rerun converts it again."""
-    run_script("data/create_dataset_A.sh", fresh_data_dir)
+    run("data/create_dataset_A.sh", DATA_DIR=fresh_data_dir, expect=0)
     dataset = fresh_data_dir / "dataset_A"
     (dataset / "train.rec.json").unlink()
-    result = run_script("data/create_dataset_A.sh", fresh_data_dir)
+    result = run("data/create_dataset_A.sh", DATA_DIR=fresh_data_dir, expect=0)
     assert f"redoing the conversion of train_train.bson: {dataset}/train.rec.json missing" in result.stderr
     assert (dataset / "train.rec.json").exists()
 
 
 def test_a_rerun_of_a_complete_dataset_does_nothing_and_force_redoes_all(fresh_data_dir):
-    run_script("data/create_dataset_A.sh", fresh_data_dir)
+    run("data/create_dataset_A.sh", DATA_DIR=fresh_data_dir, expect=0)
     dataset = fresh_data_dir / "dataset_A"
     before = mtimes(dataset, SPLIT + RECS)
-    result = run_script("data/create_dataset_A.sh", fresh_data_dir)
+    result = run("data/create_dataset_A.sh", DATA_DIR=fresh_data_dir, expect=0)
     assert result.stderr.count("already complete (FORCE=1 redoes it)") == 3
     assert mtimes(dataset, SPLIT + RECS) == before
-    run_script("data/create_dataset_A.sh", fresh_data_dir, FORCE="1")
+    run("data/create_dataset_A.sh", DATA_DIR=fresh_data_dir, FORCE="1", expect=0)
     after = mtimes(dataset, SPLIT + RECS)
     assert all(after[name] != before[name] for name in SPLIT + RECS)
 
 
 def test_a_redone_split_makes_its_recs_stale(fresh_data_dir):
     """Half a split (one file renamed, then killed) is redone, and the records of the old split with it."""
-    run_script("data/create_dataset_A.sh", fresh_data_dir)
+    run("data/create_dataset_A.sh", DATA_DIR=fresh_data_dir, expect=0)
     dataset = fresh_data_dir / "dataset_A"
     before = mtimes(dataset, RECS)
     (dataset / "train_valid.bson").unlink()
-    result = run_script("data/create_dataset_A.sh", fresh_data_dir)
+    result = run("data/create_dataset_A.sh", DATA_DIR=fresh_data_dir, expect=0)
     assert f"redoing the split of {fresh_data_dir}/train.bson: {dataset}/train_valid.bson missing" in result.stderr
     assert f"redoing the conversion of train_train.bson: {dataset}/train.rec is older than" in result.stderr
     assert all(mtimes(dataset, RECS)[name] != before[name] for name in RECS)
 
 
 def test_md5_dictionaries_are_skipped_when_complete(fresh_data_dir):
-    run_script("data/create_train_md5_dict.sh", fresh_data_dir)
+    run("data/create_train_md5_dict.sh", DATA_DIR=fresh_data_dir, expect=0)
     before = os.stat(fresh_data_dir / "md5_dict_train.npz").st_mtime_ns
-    result = run_script("data/create_train_md5_dict.sh", fresh_data_dir)
+    result = run("data/create_train_md5_dict.sh", DATA_DIR=fresh_data_dir, expect=0)
     assert "skipped the dictionary of train.bson" in result.stderr
     assert "run data/create_dataset_A.sh first" in result.stderr  # no split dictionary without dataset_A
     assert os.stat(fresh_data_dir / "md5_dict_train.npz").st_mtime_ns == before
 
 
 def test_a_relative_data_dir_is_taken_from_the_callers_folder(fresh_data_dir):
-    result = subprocess.run([os.path.join(REPO_ROOT, "data/create_dataset_B.sh")], cwd=fresh_data_dir.parent,
-                            env=script_env("data"), capture_output=True, text=True)
-    assert result.returncode == 0, result.stderr[-3000:]
+    run("data/create_dataset_B.sh", cwd=fresh_data_dir.parent, DATA_DIR="data", expect=0)
     assert (fresh_data_dir / "dataset_B" / "valid.rec").exists()
     assert not os.path.exists(os.path.join(REPO_ROOT, "data", "dataset_B"))
 
@@ -192,10 +161,8 @@ MODULE_OF = {"split_train_bson.py": "data.split_train_bson", "bson2rec_simple.py
 def run_original_line(line, root, category_dir):
     words = line.replace("${ROOT}", str(root)).split()
     assert words[:2] == ["python3", "-u"]
-    command = [sys.executable, "-m", MODULE_OF[words[2]], *words[3:]]
     # The original read category_names.csv beside its scripts; ours reads $DATA_DIR/category_names.csv.
-    return subprocess.run(command, cwd=REPO_ROOT, env=dict(os.environ, DATA_DIR=str(category_dir)),
-                          capture_output=True, text=True)
+    return run(["python", "-m", MODULE_OF[words[2]], *words[3:]], DATA_DIR=str(category_dir))
 
 
 def test_the_originals_command_lines_run(tmp_path):

@@ -4,9 +4,7 @@ import hashlib
 import os
 import shutil
 
-from tests.conftest import shared_file
-from tests.helpers import read_docs, read_records
-from tests.test_data_scripts import demo_dir, mtimes, run_script  # noqa: F401 (demo_dir: a fixture)
+from tests.helpers import mtimes, read_docs, read_records, run, shared_file
 
 REFINED_FILES = ("train.rec", "train.idx", "train.rec.json", "valid.rec", "valid.idx", "valid.rec.json")
 
@@ -43,22 +41,22 @@ def data_folder(tmp_path, train_bson, category_csv):
     return folder
 
 
-def test_refined_needs_dataset_a_then_the_dictionary(demo_dir, tmp_path):  # noqa: F811 (the fixture)
+def test_refined_needs_dataset_a_then_the_dictionary(demo_dir, tmp_path):
     data = data_folder(tmp_path, demo_dir / "train.bson", demo_dir / "category_names.csv")
-    result = run_script("data/create_dataset_refined.sh", data, expect=2)
+    result = run("data/create_dataset_refined.sh", DATA_DIR=data, expect=2)
     assert result.stderr.strip() == (f"error: {data}/dataset_A/train_train.bson not found: "
                                      "run data/create_dataset_A.sh first")
-    run_script("data/create_dataset_A.sh", data)
-    result = run_script("data/create_dataset_refined.sh", data, expect=2)
+    run("data/create_dataset_A.sh", DATA_DIR=data, expect=0)
+    result = run("data/create_dataset_refined.sh", DATA_DIR=data, expect=2)
     assert result.stderr.strip() == (f"error: {data}/md5_dict_train.npz not found: "
                                      "run data/create_train_md5_dict.sh first")
 
 
-def test_refined_on_the_demo_data(demo_dir, tmp_path):  # noqa: F811 (the fixture)
+def test_refined_on_the_demo_data(demo_dir, tmp_path):
     data = data_folder(tmp_path, demo_dir / "train.bson", demo_dir / "category_names.csv")
     for script in ("data/create_dataset_A.sh", "data/create_dataset_C.sh", "data/create_train_md5_dict.sh",
                    "data/create_dataset_refined.sh"):
-        run_script(script, data)
+        run(script, DATA_DIR=data, expect=0)
     refined = data / "dataset_refined"
     train = rec_md5s(refined / "train.rec")
     expected = refined_md5s(data / "train.bson", data / "dataset_A" / "train_train.bson")
@@ -69,23 +67,23 @@ def test_refined_on_the_demo_data(demo_dir, tmp_path):  # noqa: F811 (the fixtur
     for name in ("valid.rec", "valid.idx"):
         assert (refined / name).read_bytes() == (data / "dataset_C" / name).read_bytes()
     before = mtimes(refined, REFINED_FILES)
-    result = run_script("data/create_dataset_refined.sh", data)
+    result = run("data/create_dataset_refined.sh", DATA_DIR=data, expect=0)
     assert result.stderr.count("already complete (FORCE=1 redoes it)") == 2
     assert mtimes(refined, REFINED_FILES) == before
     os.utime(data / "md5_dict_train.npz")  # a newer dictionary: the training records are made again
-    result = run_script("data/create_dataset_refined.sh", data)
+    result = run("data/create_dataset_refined.sh", DATA_DIR=data, expect=0)
     assert f"redoing the conversion of train_train.bson: {refined}/train.rec is older than" in result.stderr
     assert "skipped the conversion of train_valid.bson" in result.stderr
     assert rec_md5s(refined / "train.rec") == train  # the same records in the same order
     before = mtimes(refined, REFINED_FILES)
-    run_script("data/create_dataset_refined.sh", data, FORCE="1")
+    run("data/create_dataset_refined.sh", DATA_DIR=data, FORCE="1", expect=0)
     assert all(mtimes(refined, REFINED_FILES)[name] != before[name] for name in REFINED_FILES)
 
 
 def test_refined_on_kaggles_sample(tmp_path):
     data = data_folder(tmp_path, shared_file("train_example.bson"), shared_file("category_names.csv"))
     for script in ("data/create_dataset_A.sh", "data/create_train_md5_dict.sh", "data/create_dataset_refined.sh"):
-        run_script(script, data)
+        run(script, DATA_DIR=data, expect=0)
     refined = data / "dataset_refined"
     train = rec_md5s(refined / "train.rec")
     assert sorted(train) == sorted(refined_md5s(data / "train.bson", data / "dataset_A" / "train_train.bson"))

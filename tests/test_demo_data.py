@@ -2,8 +2,6 @@
 import collections
 import hashlib
 import os
-import subprocess
-import sys
 
 import cv2
 import numpy as np
@@ -13,9 +11,8 @@ from data.categories import Categories
 from cli.runner import UserError
 from data.make_demo_data import (OUTPUT_NAMES, assign_categories, category_weights, encode_jpeg,
                                  generate_demo_dataset, main, make_categories, make_styles)
-from tests.helpers import read_csv_rows, read_docs
+from tests.helpers import read_csv_rows, read_docs, run
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SMALL = dict(num_categories=12, num_train_products=300, num_test_products=100)
 
 
@@ -238,11 +235,11 @@ def test_bad_sizes_are_user_errors(tmp_path, bad):
 
 
 def test_command_line_runs_and_refuses_to_overwrite(tmp_path):
-    command = [sys.executable, "-m", "data.make_demo_data", "--out-dir", str(tmp_path / "demo"), *TINY]
-    first = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True)
+    command = ["python", "-m", "data.make_demo_data", "--out-dir", str(tmp_path / "demo"), *TINY]
+    first = run(command)
     assert first.returncode == 0, first.stderr
     assert "train: 8 products" in first.stderr
-    second = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True)
+    second = run(command)
     assert second.returncode == 2
     assert second.stderr.startswith("error: ") and "--force" in second.stderr
 

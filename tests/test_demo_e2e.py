@@ -1,23 +1,18 @@
 """run_demo.sh end to end on a small demo (slow: RUN_SLOW=1 ./run_tests.sh)."""
 import csv
 import gzip
-import os
-import subprocess
-import sys
 
 import pytest
 
-from tests.conftest import REPO_ROOT
+from tests.helpers import run
 
 
 @pytest.mark.slow
 def test_run_demo_end_to_end(tmp_path):
     demo_dir = tmp_path / "demo"
-    env = dict(os.environ, DEMO_DIR=str(demo_dir), NUM_CATEGORIES="10", NUM_TRAIN_PRODUCTS="600",
-               NUM_TEST_PRODUCTS="50", EPOCHS_1="2", EPOCHS_2="1", FINETUNE_EPOCHS="1",
-               PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"])
-    result = subprocess.run([os.path.join(REPO_ROOT, "run_demo.sh")], env=env, capture_output=True, text=True,
-                            timeout=1800)
+    env = dict(DEMO_DIR=str(demo_dir), NUM_CATEGORIES="10", NUM_TRAIN_PRODUCTS="600", NUM_TEST_PRODUCTS="50",
+               EPOCHS_1="2", EPOCHS_2="1", FINETUNE_EPOCHS="1")
+    result = run("run_demo.sh", **env, timeout=1800)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "chance:" in result.stdout
     for name in ("D01", "D02", "D03"):  # trained by train/demo/D0x.sh, the model scripts' format
@@ -40,15 +35,12 @@ def test_run_demo_end_to_end(tmp_path):
     assert result.stdout.rstrip().endswith(f"submission: {submission}")
     assert len(gzip.decompress(submission.read_bytes()).decode().splitlines()) == 51
     # Re-running over its own folder works (the demo owns it).
-    again = subprocess.run([os.path.join(REPO_ROOT, "run_demo.sh")], env=dict(env, EPOCHS_1="1", EPOCHS_2="1"),
-                           capture_output=True, text=True, timeout=1800)
+    again = run("run_demo.sh", **dict(env, EPOCHS_1="1", EPOCHS_2="1"), timeout=1800)
     assert again.returncode == 0, again.stderr[-3000:]
 
 
 def test_run_demo_refuses_a_folder_it_did_not_make(tmp_path):
     (tmp_path / "precious.txt").write_text("keep me")
-    env = dict(os.environ, DEMO_DIR=str(tmp_path), PATH=os.path.dirname(sys.executable) + os.pathsep
-               + os.environ["PATH"])
-    result = subprocess.run([os.path.join(REPO_ROOT, "run_demo.sh")], env=env, capture_output=True, text=True)
+    result = run("run_demo.sh", DEMO_DIR=str(tmp_path))
     assert result.returncode == 2 and "was not made by run_demo.sh" in result.stderr
     assert (tmp_path / "precious.txt").read_text() == "keep me"

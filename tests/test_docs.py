@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from tests.conftest import REPO_ROOT
+from tests.helpers import REPO_ROOT
 
 PAGES = sorted([os.path.join(REPO_ROOT, "README.md"), os.path.join(REPO_ROOT, "ARCHITECTURE.md")] +
                glob.glob(os.path.join(REPO_ROOT, "docs", "*.md")))

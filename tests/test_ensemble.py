@@ -5,8 +5,6 @@ repeated and dictionary-known pictures; the store's ensembles must give the dire
 categories for every output, MD5 type, shard layout and store combination."""
 import os
 import shutil
-import subprocess
-import sys
 
 import cv2
 import numpy as np
@@ -16,9 +14,8 @@ from data import bson_md5_dict
 from cli.runner import UserError
 from predict import ensemble, predict, probability
 from predict.submission import read_submission
-from tests.conftest import REPO_ROOT
-from tests.helpers import product, write_bson, write_category_csv
-from tests.test_predict_formulas import SIZE, save_flat_model
+from tests.flat_models import SIZE, save_flat_model
+from tests.helpers import product, run, write_bson, write_category_csv
 
 NUM_CLASSES = 120
 FIRST = 2000
@@ -163,7 +160,7 @@ def test_errors_are_one_line_before_any_work(setup, tmp_path):
 
 def test_ensemble_imports_no_mxnet():
     code = "import sys, predict.ensemble; assert 'mxnet' not in sys.modules, 'mxnet imported'"
-    subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, check=True)
+    run(["python", "-c", code], expect=0)
 
 
 # ---- top-K arithmetic ----------------------------------------------------------------------

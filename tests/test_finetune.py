@@ -8,7 +8,8 @@ import pytest
 from cli.runner import UserError
 from train.checkpoint import load_params, load_symbol
 from train.finetune import attach_classifier, cut_at, select_params
-from tests.conftest import shared_file
+from tests.helpers import shared_file
+from tests.train_helpers import save_published_params
 
 # (graph, its feature layer, the old classifier's parameters that must be dropped)
 PUBLISHED = [
@@ -23,26 +24,6 @@ PUBLISHED = [
     ("squeezenet_v1.1-symbol.json", "drop9", "conv10_weight"),
 ]
 DATA_SHAPE = (2, 3, 180, 180)
-
-
-def fresh_value(name, shape, rng):
-    """He-initialised weights, unit BatchNorm: a freshly initialised network, as MXNet would make it."""
-    if name.endswith("weight") and len(shape) >= 2:
-        return rng.normal(0, np.sqrt(2.0 / np.prod(shape[1:])), shape)
-    if name.endswith(("gamma", "moving_var")):
-        return np.ones(shape)
-    return np.zeros(shape)  # beta, bias, moving_mean
-
-
-def save_published_params(symbol, path, seed=0):
-    """Fresh ImageNet-shaped weights saved like MXNet's published checkpoints (arg:/aux: names)."""
-    rng = np.random.default_rng(seed)
-    arg_shapes, _, aux_shapes = symbol.infer_shape(data=(1, 3, 224, 224))
-    saved = {f"arg:{n}": mx.nd.array(fresh_value(n, s, rng).astype(np.float32))
-             for n, s in zip(symbol.list_arguments(), arg_shapes) if n not in ("data", "softmax_label")}
-    saved.update({f"aux:{n}": mx.nd.array(fresh_value(n, s, rng).astype(np.float32))
-                  for n, s in zip(symbol.list_auxiliary_states(), aux_shapes)})
-    mx.nd.save(path, saved)
 
 
 @pytest.mark.parametrize("graph, layer, old_classifier", PUBLISHED)

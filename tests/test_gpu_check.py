@@ -7,8 +7,8 @@ import sys
 
 import pytest
 
-from tests.conftest import REPO_ROOT
 from tests.elf_builders import fatbin, write_elf
+from tests.helpers import REPO_ROOT
 from train.gpu_support import FATBIN_PTX, FATBIN_SASS
 
 GPU_CHECK = os.path.join(REPO_ROOT, "scripts", "gpu_check.sh")

@@ -17,8 +17,8 @@ import zipfile
 import pytest
 
 from cli.runner import UserError
-from tests.conftest import REPO_ROOT
 from tests.elf_builders import fatbin, write_elf
+from tests.helpers import REPO_ROOT
 from train import gpu_support
 from train.gpu_support import (FATBIN_PTX, FATBIN_SASS, WHEEL_CODE, CudaCode, MxnetInstall,
                                code_for, cuda_code_of, generation_of, generation_table, needed_libraries)

@@ -11,7 +11,7 @@ from cli.runner import UserError
 from train import checkpoint, import_weights, symbols, train_model
 from train.finetune import select_params
 from tests.helpers import write_colour_rec
-from tests.test_train import NUM_CLASSES, train_argv
+from tests.train_helpers import NUM_CLASSES, train_argv
 
 # Small networks of the solution's families, and a model script starting from the family's published checkpoint.
 SMALL_NETWORKS = {"resnext14_32x4d": "M07", "dpn68": "M05", "densenet121": "M04"}

@@ -7,8 +7,7 @@ import mxnet as mx
 import pytest
 
 from train import fit, train_model
-from tests.test_resume import argv
-from tests.test_train import colour_rec, tiny_symbol  # noqa: F401 - fixtures, used by name
+from tests.train_helpers import resume_argv
 
 
 def initialiser_of(args):
@@ -25,7 +24,7 @@ def test_the_two_initialisers_are_the_originals():
 
 
 @pytest.mark.parametrize("name, kind", [("xavier", "xavier"), ("msra", "msraprelu")])
-def test_the_run_initialises_what_it_does_not_load_with_it(colour_rec, tiny_symbol, tmp_path,  # noqa: F811
+def test_the_run_initialises_what_it_does_not_load_with_it(colour_rec, tiny_symbol, tmp_path,
                                                            monkeypatch, name, kind):
     used = []
     original_init_params = mx.mod.Module.init_params
@@ -36,5 +35,5 @@ def test_the_run_initialises_what_it_does_not_load_with_it(colour_rec, tiny_symb
         return original_init_params(module, initializer, *args, **kwargs)
 
     monkeypatch.setattr(fit._Module, "init_params", recording_init_params)
-    train_model.main(argv(colour_rec, tiny_symbol, str(tmp_path / "m"), "nadam", 1, ["--initializer", name]))
+    train_model.main(resume_argv(colour_rec, tiny_symbol, str(tmp_path / "m"), "nadam", 1, ["--initializer", name]))
     assert used == [kind]

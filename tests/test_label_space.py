@@ -15,8 +15,7 @@ from data.recordio import RecInfo, idx_path_of, read_rec_info, rec_info_path
 from predict import predict
 from predict.models import label_level
 from tests.helpers import colour_products, write_bson, write_category_csv
-from tests.test_predict_errors import no_heavy_work  # noqa: F401 - the fixture, used by name
-from tests.test_predict_pipeline import colour_run, predict_args  # noqa: F401 - the fixture, used by name
+from tests.predict_helpers import predict_args
 from train import data, train_model
 from train.checkpoint import InputSettings, input_settings_path, write_input_settings
 

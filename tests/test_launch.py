@@ -12,8 +12,8 @@ import pytest
 from data import bson2rec
 from train import launch, train_model
 from train.data import get_iterators
-from tests.conftest import REPO_ROOT
-from tests.helpers import alive, children_of, colour_products, write_bson, write_category_csv, write_colour_rec
+from tests.helpers import (REPO_ROOT, alive, children_of, colour_products, write_bson, write_category_csv,
+                           write_colour_rec)
 
 NUM_CLASSES = 4
 

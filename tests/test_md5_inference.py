@@ -14,9 +14,9 @@ from predict.forward_plan import admitted_groups, build_plan
 from predict.predictor import Predictor, image_ensembles, make_variants
 from predict.probability import PRODUCT_REDUCTIONS, product_scores
 from predict.submission import read_submission
+from tests.flat_models import NUM_CATEGORIES, SIZE, picture, random_models
 from tests.helpers import product, write_bson, write_category_csv
-from tests.test_predict import TableModel, prepared
-from tests.test_predict_formulas import NUM_CATEGORIES, SIZE, picture, random_models
+from tests.predict_helpers import TableModel, prepared
 
 FIRST = 1000
 

@@ -2,15 +2,12 @@
 train/launch_dist.sh (local)."""
 import csv
 import os
-import subprocess
-import sys
 
 import pytest
 
 from data import bson2rec
-from tests.conftest import REPO_ROOT
-from tests.helpers import colour_products, write_bson, write_category_csv
-from tests.test_recipes import model_script
+from tests.helpers import colour_products, run, write_bson, write_category_csv
+from tests.train_helpers import model_script
 
 
 @pytest.fixture(scope="module")
@@ -23,11 +20,10 @@ def setup(tmp_path_factory):
     for part in ("train", "valid"):
         bson2rec.main(["--bson", bson_path, "--out-rec", str(data_dir / "dataset_A" / f"{part}.rec"),
                        "--category-csv", csv_path])
-    env = dict(os.environ, DATA_DIR=str(data_dir), PRETRAINED_DIR=str(root / "pretrained"),
-               NUM_CLASSES="4", DATA_NTHREADS="1", TOP_K="2",
-               PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"])
+    env = dict(DATA_DIR=str(data_dir), PRETRAINED_DIR=str(root / "pretrained"), NUM_CLASSES="4", DATA_NTHREADS="1",
+               TOP_K="2")
     for name in ("STAGES", "LOAD_EPOCH", "DRY_RUN", "GPUS", "FORCE"):
-        env.pop(name, None)
+        env[name] = None
     return {"root": root, "env": env}
 
 
@@ -42,7 +38,7 @@ def test_stages_train_resume_and_change_the_optimizer(setup, tmp_path):
                                                   "START_EPOCH=1 END_EPOCH=2 OPTIMIZER=sgd LR=0.01"],
                           default_stages="1 2", LR_STEP_EPOCHS="5")
     env = dict(setup["env"], MODEL_DIR=str(tmp_path / "models"))
-    result = subprocess.run([script], env=env, capture_output=True, text=True, timeout=300)
+    result = run(script, **env, timeout=300)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     prefix = tmp_path / "models" / "Mtiny" / "Mtiny"
     for suffix in ("-symbol.json", "-0001.params", "-0002.params", "-metrics.csv", "-curve.png", "-train.log"):
@@ -61,8 +57,7 @@ def test_model_script_under_the_distributed_launcher(setup, tmp_path):
     script = model_script(tmp_path / "Mtiny.sh", ["START_EPOCH=0 END_EPOCH=2"])
     env = dict(setup["env"], MODEL_DIR=str(tmp_path / "models"), LAUNCHER="local", NUM_WORKERS="2",
                NUM_SERVERS="1")
-    result = subprocess.run([os.path.join(REPO_ROOT, "train", "launch_dist.sh"), script], env=env,
-                            capture_output=True, text=True, timeout=300)
+    result = run(["train/launch_dist.sh", script], **env, timeout=300)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     model_dir = tmp_path / "models" / "Mtiny"
     assert (model_dir / "Mtiny-0002.params").exists()  # written by rank 0
@@ -76,8 +71,7 @@ def test_model_script_under_the_distributed_launcher(setup, tmp_path):
 
 def test_missing_inputs_stop_before_any_training(setup, tmp_path):
     env = dict(setup["env"], MODEL_DIR=str(tmp_path / "models"), GPUS="")
-    result = subprocess.run([os.path.join(REPO_ROOT, "train", "M06.sh")], env=env, capture_output=True, text=True,
-                            timeout=60)
+    result = run("train/M06.sh", **env, timeout=60)
     assert result.returncode == 2 and result.stdout == ""
     assert "error: " in result.stderr and "dpn92-5k-0000.params not found" in result.stderr
     assert "https://github.com/cypw/DPNs" in result.stderr
@@ -91,19 +85,17 @@ def test_a_fresh_run_onto_a_finished_one_is_refused_unless_force(setup, tmp_path
     model_dir.mkdir(parents=True)
     (model_dir / "Mtiny-0002.params").write_bytes(b"finished")
     env = dict(setup["env"], MODEL_DIR=str(tmp_path / "models"))
-    result = subprocess.run([script], env=env, capture_output=True, text=True, timeout=60)
+    result = run(script, **env, timeout=60)
     assert result.returncode == 2 and result.stdout == ""
     assert result.stderr.startswith(f"error: {model_dir}/Mtiny: an earlier run's checkpoints are there; "
                                     "resume with LOAD_EPOCH=N")
     assert "FORCE=1" in result.stderr and (model_dir / "Mtiny-0002.params").read_bytes() == b"finished"
-    dry = subprocess.run([script], env=dict(env, DRY_RUN="1"), capture_output=True, text=True, timeout=60)
+    dry = run(script, **dict(env, DRY_RUN="1"), timeout=60)
     assert "# refused: " in dry.stdout and "--force" not in dry.stdout
     # a later stage resumes its own run: no refusal, and FORCE=1 gives only the fresh stage --force
-    resumed = subprocess.run([script], env=dict(env, DRY_RUN="1", LOAD_EPOCH="1"), capture_output=True, text=True,
-                             timeout=60)
+    resumed = run(script, **dict(env, DRY_RUN="1", LOAD_EPOCH="1"), timeout=60)
     assert resumed.returncode == 0 and "# refused" not in resumed.stdout
-    forced = subprocess.run([script], env=dict(env, DRY_RUN="1", FORCE="1"), capture_output=True, text=True,
-                            timeout=60)
+    forced = run(script, **dict(env, DRY_RUN="1", FORCE="1"), timeout=60)
     commands = [line for line in forced.stdout.splitlines() if line.startswith("python")]
     assert "# refused" not in forced.stdout and ["--force" in c.split() for c in commands] == [True, False]
 
@@ -111,7 +103,7 @@ def test_a_fresh_run_onto_a_finished_one_is_refused_unless_force(setup, tmp_path
 def test_gpus_on_the_cpu_build_stop_the_script_in_one_line(setup, tmp_path):
     script = model_script(tmp_path / "Mtiny.sh", ["START_EPOCH=0 END_EPOCH=1"], GPUS="0,1,2,3,4,5,6,7")
     env = dict(setup["env"], MODEL_DIR=str(tmp_path / "models"))
-    result = subprocess.run([script], env=env, capture_output=True, text=True, timeout=60)
+    result = run(script, **env, timeout=60)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines() == [
         line for line in result.stderr.strip().splitlines() if line.startswith("error: --gpus 0,1,2,3,4,5,6,7: ")]
@@ -124,8 +116,8 @@ def dry_run_command(setup, tmp_path, **env_changes):
     env = dict(setup["env"], MODEL_DIR=str(tmp_path / "models"), DRY_RUN="1", **env_changes)
     for name in ("DATA_NTHREADS", "DISP_BATCHES", "KV_STORE"):
         if name not in env_changes:
-            env.pop(name, None)
-    result = subprocess.run([script], env=env, capture_output=True, text=True, timeout=60)
+            env[name] = None
+    result = run(script, **env, timeout=60)
     assert result.returncode == 0, result.stderr
     return next(line for line in result.stdout.splitlines() if "train.train_model" in line)
 

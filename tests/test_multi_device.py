@@ -15,9 +15,7 @@ from predict import compare_devices, predict
 from predict.predictor import Predictor
 from predict.submission import read_submission
 from train import devices, fit, train_model
-from tests.conftest import REPO_ROOT
-from tests.test_predict_pipeline import colour_run, predict_args  # noqa: F401 (fixture)
-from tests.test_train import colour_rec  # noqa: F401 (fixture)
+from tests.predict_helpers import predict_args
 
 TWO_CPUS = "cpu:0,cpu:1"
 # Two half-batch gradients summed differ from one full-batch gradient only by float32 rounding.
@@ -82,7 +80,7 @@ def train_weights(rec, symbol, prefix, gpus, optimizer, monkeypatch):
 
 
 @pytest.mark.parametrize("optimizer", ["nadam", "nag"])
-def test_two_cpu_contexts_train_the_weights_of_one(colour_rec, no_batchnorm_symbol, tmp_path, optimizer,  # noqa: F811
+def test_two_cpu_contexts_train_the_weights_of_one(colour_rec, no_batchnorm_symbol, tmp_path, optimizer,
                                                    monkeypatch):
     train = [colour_rec, no_batchnorm_symbol]
     first_epoch, one = train_weights(*train, str(tmp_path / "one" / "m"), "", optimizer, monkeypatch)
@@ -115,7 +113,7 @@ def predicted_probabilities(run, output, gpus, monkeypatch):
     return seen
 
 
-def test_two_cpu_contexts_predict_what_one_predicts(colour_run, monkeypatch):  # noqa: F811
+def test_two_cpu_contexts_predict_what_one_predicts(colour_run, monkeypatch):
     one = predicted_probabilities(colour_run, colour_run["dir"] / "one.csv.gz", "", monkeypatch)
     two = predicted_probabilities(colour_run, colour_run["dir"] / "two.csv.gz", TWO_CPUS, monkeypatch)
     assert sorted(one) == sorted(two) == sorted(d["_id"] for d in colour_run["docs"])
@@ -128,7 +126,7 @@ def test_two_cpu_contexts_predict_what_one_predicts(colour_run, monkeypatch):  #
     assert ids_one.tolist() == ids_two.tolist() and categories_one.tolist() == categories_two.tolist()
 
 
-def test_compare_devices_runs_the_model_on_both_and_reports(colour_run, capsys):  # noqa: F811
+def test_compare_devices_runs_the_model_on_both_and_reports(colour_run, capsys):
     files = ["--bson", colour_run["bson"], "--symbol", colour_run["symbol"], "--params", colour_run["params"],
              "--image-shape", "3,32,32", "--num-images", "16"]
     assert compare_devices.main([*files, "--gpus", TWO_CPUS]) == 0
@@ -139,7 +137,7 @@ def test_compare_devices_runs_the_model_on_both_and_reports(colour_run, capsys):
         compare_devices.main([*files[:-1], "1000", "--gpus", TWO_CPUS])
 
 
-def test_compare_devices_fails_above_the_tolerance(colour_run, monkeypatch):  # noqa: F811
+def test_compare_devices_fails_above_the_tolerance(colour_run, monkeypatch):
     real = compare_devices.picture_probabilities
 
     def off_on_the_devices(args, views, num_views, device_contexts):  # a GPU that computes something else

@@ -13,7 +13,7 @@ from data.md5_dict import Md5Dictionary
 from predict import md5_predict, postprocess_product, predict
 from predict.submission import read_submission
 from tests.helpers import colour_products, write_bson, write_category_csv
-from tests.test_predict_pipeline import FIRST_CATEGORY, NUM_CLASSES, colour_centroid_model
+from tests.predict_helpers import FIRST_CATEGORY, NUM_CLASSES, colour_centroid_model
 
 MODELS = ["M14/dpn107-0020", "M13/se-resnext-101-64x4d-seed1-0013", "M12/dpn131-seed1-0017",
           "M11/se-resnext-101-64x4d-0015", "M10/resnext-101-0019", "M09/resnext-101-64x4d-seed1-0015",

@@ -12,9 +12,8 @@ import pytest
 from data import bson2rec
 from data.make_demo_data import generate_demo_dataset
 from predict.preprocess import Resize, decode_rgb, fit_to_input, product_views
-from tests.conftest import REPO_ROOT
-from tests.helpers import product, read_records, write_bson, write_category_csv
-from tests.test_predict_pipeline import colour_run, predict_args  # noqa: F401 - the fixture, used by name
+from tests.helpers import REPO_ROOT, product, read_records, write_bson, write_category_csv
+from tests.predict_helpers import predict_args
 from train import train_model
 from train.checkpoint import input_settings_path, read_input_settings, write_input_settings
 from train.data import get_iterators, input_settings

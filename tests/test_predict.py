@@ -1,6 +1,4 @@
 """Prediction arithmetic without processes: views, product means, ensembles, MD5 overrides, views."""
-import types
-
 import cv2
 import numpy as np
 import pytest
@@ -11,8 +9,8 @@ from predict import messages, probability
 from predict.predictor import Md5Override, Predictor, make_variants
 from predict.preprocess import fit_to_input, make_views, product_views
 from predict.submission import variant_path
-from train.checkpoint import InputSettings
 from tests.helpers import make_jpeg
+from tests.predict_helpers import TableModel, prepared
 
 
 # ---- probability arithmetic on hand-made arrays ---------------------------------------
@@ -166,28 +164,6 @@ def test_variant_paths():
 
 
 # ---- the predictor with stand-in models -----------------------------------------------
-class TableModel:
-    """Stands in for a network: each view's first pixel value selects a row of `table`."""
-
-    def __init__(self, table):
-        self.table = np.asarray(table, dtype=np.float32)
-        self.input = InputSettings(image_shape=(3, 1, 1))
-        self.normalise = np.asarray  # the pixel value is the row
-
-    def forward(self, batch):
-        rows = self.table[batch[:, 0, 0, 0].astype(int)]
-        return types.SimpleNamespace(asnumpy=lambda: rows)
-
-
-def prepared(product, pixel_values, digests=None, valid=None, num_views=1):
-    """A prepared product whose views are 1x1 pictures holding `pixel_values`."""
-    views = np.array(pixel_values, dtype=np.uint8).reshape(-1, 1, 1, 1).repeat(3, axis=1)
-    num_images = len(valid) if valid is not None else len(pixel_values) // num_views
-    return types.SimpleNamespace(product=product, num_images=num_images, num_views=num_views,
-                                 valid=valid or [True] * num_images, views=[views], num_rows=len(views),
-                                 digests=digests or [bytes([product, i]) * 8 for i in range(num_images)])
-
-
 def run_predictor(models, products, ensembles=(), batch_size=3, md5_override=None, unique_md5=False,
                   num_classes=2):
     variants = make_variants(len(models), list(ensembles))

@@ -3,8 +3,6 @@
 import argparse
 import logging
 import os
-import subprocess
-import sys
 
 import mxnet as mx
 import pytest
@@ -13,8 +11,8 @@ from cli.runner import UserError
 from predict import (analyze, check_submission, md5_predict, merge_shards, postprocess_product, predict,
                      score_submission, submission)
 from predict.submission import read_submission, write_submission
-from tests.conftest import REPO_ROOT
-from tests.test_predict_pipeline import colour_run, predict_args  # noqa: F401 - the fixture, used by name
+from tests.helpers import run
+from tests.predict_helpers import predict_args
 
 
 def one_line_error(main, argv, capsys=None):
@@ -25,17 +23,6 @@ def one_line_error(main, argv, capsys=None):
     message = str(refused.value)
     assert "\n" not in message and "Traceback" not in message, message
     return f"error: {message}"
-
-
-@pytest.fixture
-def no_heavy_work(monkeypatch):
-    """Loading a model, indexing a BSON or hashing pictures fails the test: the mistake must be found first."""
-    def refuse(*args, **kwargs):
-        raise AssertionError("heavy work started before the mistake was found")
-
-    monkeypatch.setattr(predict, "load_models", refuse)
-    monkeypatch.setattr(predict.BsonIndex, "open", refuse)
-    monkeypatch.setattr(md5_predict, "build_dictionary", refuse)
 
 
 # ---- 1. outputs checked with the inputs, at start-up -------------------------------------------
@@ -175,9 +162,8 @@ def test_help_shows_every_default(module):
 
 def test_the_command_line_says_it_in_one_line():
     """The real entry point: no traceback, exit 2."""
-    result = subprocess.run([sys.executable, "-m", "predict.predict", "--bson", "b", "--symbol", "s", "--params",
-                             "p", "--output", "o.csv", "--gpus", "abc"], cwd=REPO_ROOT, capture_output=True,
-                            text=True, timeout=120)
+    result = run(["python", "-m", "predict.predict", "--bson", "b", "--symbol", "s", "--params", "p", "--output",
+                  "o.csv", "--gpus", "abc"], timeout=120)
     assert result.returncode == 2 and result.stderr.strip().splitlines() == [
         "error: --gpus abc: expected comma-separated GPU ids such as 0,1 (empty: the CPU)"]
 

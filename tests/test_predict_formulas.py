@@ -13,7 +13,6 @@ import hashlib
 from collections import Counter, defaultdict
 
 import cv2
-import mxnet as mx
 import numpy as np
 import pytest
 
@@ -21,37 +20,11 @@ from data import bson_md5_dict
 from cli.runner import UserError
 from predict import predict
 from predict.submission import read_submission
+from tests.flat_models import NUM_CATEGORIES, NUM_MODELS, SIZE, picture, random_models
 from tests.helpers import product, read_docs, write_bson, write_category_csv
 
-NUM_CATEGORIES = 6
 FIRST_CATEGORY = 1000
-SIZE = 12  # pictures and network input are SIZE x SIZE
-NUM_MODELS = 3
 MD5_TYPES = ("none", "unique", "majority", "l1", "l2", "softmax")
-
-
-def save_flat_model(prefix, weight, bias):
-    """A checkpoint like training writes: flatten (C, H, W order) -> fc -> SoftmaxOutput."""
-    fc = mx.sym.FullyConnected(mx.sym.flatten(mx.sym.Variable("data")), num_hidden=len(bias), name="fc")
-    symbol = mx.sym.SoftmaxOutput(fc, name="softmax")
-    mx.model.save_checkpoint(prefix, 1, symbol, {"fc_weight": mx.nd.array(weight), "fc_bias": mx.nd.array(bias)}, {})
-    return f"{prefix}-symbol.json", f"{prefix}-0001.params"
-
-
-def random_models(directory, num_classes, seed):
-    rng = np.random.default_rng(seed)
-    models = []
-    for m in range(NUM_MODELS):
-        weight = rng.normal(0, 1.5e-3, (num_classes, 3 * SIZE * SIZE))
-        bias = -128 * weight.sum(axis=1) + rng.normal(0, 0.3, num_classes)  # logits of the pixels' deviations
-        models.append((weight, bias, *save_flat_model(str(directory / f"model{seed}_{m}"), weight, bias)))
-    return models
-
-
-def picture(rng):
-    ok, jpeg = cv2.imencode(".jpg", rng.integers(0, 256, (SIZE, SIZE, 3), dtype=np.uint8))
-    assert ok
-    return jpeg.tobytes()
 
 
 @pytest.fixture(scope="module")

@@ -9,8 +9,6 @@ import sys
 import tempfile
 import time
 
-import cv2
-import mxnet as mx
 import numpy as np
 import pytest
 
@@ -19,51 +17,9 @@ from data.bson_index import BsonIndex
 from predict import check_submission, merge_shards, predict
 from predict.pipeline import Pipeline, PipelineError, remove_stale_socket_folders, socket_folder_prefix
 from predict.submission import read_submission
-from tests.conftest import REPO_ROOT
 from train.checkpoint import InputSettings, input_settings_path, load_params, write_input_settings
-from tests.helpers import alive, children_of, colour_products, product, write_bson, write_category_csv
-
-NUM_CLASSES = 6
-FIRST_CATEGORY = 1000000000
-
-
-def save_model(prefix, weight, bias, data_shape):
-    """A checkpoint like training writes: global average colour -> fc -> SoftmaxOutput."""
-    data = mx.sym.Variable("data")
-    pooled = mx.sym.Pooling(data, global_pool=True, pool_type="avg", kernel=(1, 1), name="pool")
-    fc = mx.sym.FullyConnected(mx.sym.flatten(pooled), num_hidden=len(bias), name="fc")
-    symbol = mx.sym.SoftmaxOutput(fc, name="softmax", smooth_alpha=0.1)
-    args = {"fc_weight": mx.nd.array(weight), "fc_bias": mx.nd.array(bias)}
-    mx.model.save_checkpoint(prefix, 1, symbol, args, {})
-    return f"{prefix}-symbol.json", f"{prefix}-0001.params"
-
-
-def colour_centroid_model(prefix, seed=0):
-    """The nearest-colour classifier of colour_products' pictures, in RGB as the network sees them:
-    logits = 2 c.x - |c|^2 (scaled), so only a correct decode and channel order score well."""
-    colours_bgr = np.random.default_rng(seed).integers(0, 256, (NUM_CLASSES, 3))  # as colour_products draws
-    centroids = colours_bgr[:, ::-1].astype(np.float64)  # OpenCV wrote BGR; the network gets RGB
-    scale = 0.05
-    return save_model(prefix, 2 * scale * centroids, -scale * (centroids ** 2).sum(axis=1), None)
-
-
-@pytest.fixture
-def colour_run(tmp_path):
-    """A labelled BSON of colour patches, its category CSV, and the matching model."""
-    docs = colour_products(NUM_CLASSES, 8, seed=0, first_category=FIRST_CATEGORY)
-    # a few products of two or three pictures (the same colour)
-    docs = [product(d["_id"], [d["imgs"][0]["picture"]] * (1 + i % 3), d["category_id"])
-            for i, d in enumerate(docs)]
-    bson_path = write_bson(tmp_path / "val.bson", docs)
-    csv_path = write_category_csv(tmp_path / "categories.csv", [FIRST_CATEGORY + c for c in range(NUM_CLASSES)])
-    symbol, params = colour_centroid_model(str(tmp_path / "colour"))
-    return {"bson": bson_path, "csv": csv_path, "symbol": symbol, "params": params, "docs": docs,
-            "dir": tmp_path}
-
-
-def predict_args(run, output, *extra):
-    return ["--bson", run["bson"], "--csv", run["csv"], "--symbol", run["symbol"], "--params", run["params"],
-            "--data-shape", "3,32,32", "--batch-size", "8", "--num-procs", "2", "--output", str(output), *extra]
+from tests.helpers import alive, wait_for_children
+from tests.predict_helpers import NUM_CLASSES, colour_centroid_model, predict_args, save_model, start_cli
 
 
 @pytest.mark.smoke  # run on every Python the README promises (.ci/run)
@@ -153,17 +109,6 @@ def test_real_kaggle_pictures_with_the_md5_dictionary(example_bson, category_csv
 
 
 # ---- failures --------------------------------------------------------------------------------
-@pytest.fixture
-def long_run(tmp_path):
-    """Enough tiny products that a run lasts several seconds."""
-    jpeg = cv2.imencode(".jpg", np.full((8, 8, 3), 128, np.uint8))[1].tobytes()
-    bson_path = write_bson(tmp_path / "long.bson", [product(i, [jpeg], FIRST_CATEGORY) for i in range(40000)])
-    csv_path = write_category_csv(tmp_path / "categories.csv", [FIRST_CATEGORY + c for c in range(NUM_CLASSES)])
-    symbol, params = save_model(str(tmp_path / "tiny"), np.zeros((NUM_CLASSES, 3)), np.zeros(NUM_CLASSES), None)
-    BsonIndex.open(bson_path, progress=False)
-    return {"bson": bson_path, "csv": csv_path, "symbol": symbol, "params": params, "dir": tmp_path}
-
-
 @pytest.mark.parametrize("victim", ["worker 2", "reader"])
 def test_a_killed_process_ends_the_run_with_a_message(long_run, victim):
     with Pipeline(long_run["bson"], 0, 40000, 2, [((3, 8, 8), 0)], 1) as pipeline:
@@ -231,30 +176,12 @@ def test_each_picture_is_hashed_once_a_run(colour_run, monkeypatch):
         for product in range(count)}
 
 
-def _start_cli(run, output, extra=(), **popen):
-    command = [sys.executable, "-m", "predict.predict", "--bson", run["bson"], "--csv", run["csv"],
-               "--symbol", run["symbol"], "--params", run["params"], "--data-shape", "3,8,8",
-               "--batch-size", "4", "--num-procs", "2", "--output", str(output), *extra]
-    return subprocess.Popen(command, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            **popen)
-
-
-def _wait_for_children(pid, count, timeout=60):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        children = children_of(pid)
-        if len(children) >= count:
-            return children
-        time.sleep(0.1)
-    raise AssertionError(f"{count} children of {pid} did not appear")
-
-
 def test_ctrl_c_stops_every_process(long_run):
     # A shell's background jobs start with SIGINT ignored, and Python keeps it so: restore the
     # terminal's default so that the test behaves the same in any runner.
-    process = _start_cli(long_run, long_run["dir"] / "sub.csv", start_new_session=True,
+    process = start_cli(long_run, long_run["dir"] / "sub.csv", start_new_session=True,
                          preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
-    children = _wait_for_children(process.pid, 3)  # reader + 2 workers
+    children = wait_for_children(process.pid, 3)  # reader + 2 workers
     time.sleep(0.5)
     os.killpg(process.pid, signal.SIGINT)  # what the terminal does on Ctrl-C
     _, stderr = process.communicate(timeout=20)
@@ -266,8 +193,8 @@ def test_ctrl_c_stops_every_process(long_run):
 
 
 def test_a_killed_parent_leaves_no_orphans(long_run):
-    process = _start_cli(long_run, long_run["dir"] / "sub.csv")
-    children = _wait_for_children(process.pid, 3)
+    process = start_cli(long_run, long_run["dir"] / "sub.csv")
+    children = wait_for_children(process.pid, 3)
     process.kill()
     process.communicate()
     deadline = time.monotonic() + 10

@@ -1,16 +1,11 @@
 """predict/run_validate.sh and predict/run_predict.sh on a tiny setup (two colour models as M14 and M13)."""
-import os
-import subprocess
-import sys
-
 import mxnet as mx
 import pytest
 
 from data import bson_md5_dict
 from predict.submission import read_submission
-from tests.conftest import REPO_ROOT
-from tests.helpers import colour_products, write_bson, write_category_csv
-from tests.test_predict_pipeline import FIRST_CATEGORY, NUM_CLASSES, colour_centroid_model
+from tests.helpers import colour_products, run, write_bson, write_category_csv
+from tests.predict_helpers import FIRST_CATEGORY, NUM_CLASSES, colour_centroid_model
 
 
 def test_validate_and_predict_scripts(tmp_path):
@@ -29,14 +24,12 @@ def test_validate_and_predict_scripts(tmp_path):
     for name in ("M14", "M13"):
         (model_dir / name).mkdir(parents=True)
         colour_centroid_model(str(model_dir / name / name))  # writes NAME-symbol.json and NAME-0001.params
-    env = dict(os.environ, DATA_DIR=str(data_dir), MODEL_DIR=str(model_dir), GPUS="", MODELS="M14:1 M13:1",
-               ENSEMBLES="1", IMAGE_SHAPE="3,32,32", BATCH_SIZE="16", NUM_PROCS="1",
-               PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"])
+    env = dict(DATA_DIR=str(data_dir), MODEL_DIR=str(model_dir), GPUS="", MODELS="M14:1 M13:1",
+               ENSEMBLES="1", IMAGE_SHAPE="3,32,32", BATCH_SIZE="16", NUM_PROCS="1")
 
     # run from elsewhere with relative folders: they are the caller's, not the repository's
     relative = dict(env, DATA_DIR="data", MODEL_DIR="models", OUT_DIR="validation")
-    validate = subprocess.run([os.path.join(REPO_ROOT, "predict", "run_validate.sh")], cwd=tmp_path,
-                              capture_output=True, text=True, env=relative, timeout=300)
+    validate = run("predict/run_validate.sh", cwd=tmp_path, **relative, timeout=300)
     assert validate.returncode == 0, validate.stderr[-2000:]
     scores = [line for line in validate.stdout.splitlines() if line.startswith(("all models, m", "m1 + product"))]
     assert len(scores) == 3 and all(float(line.split()[-2]) >= 0.95 for line in scores)
@@ -45,28 +38,26 @@ def test_validate_and_predict_scripts(tmp_path):
     sweep = validate.stdout.split("--md5-dict-type ")[1:]
     assert [part.split(",")[0] for part in sweep] == ["unique", "majority", "l1", "l2", "softmax", "none"]
     assert all(sum(line.startswith(("e2.m0", "e2.m1")) for line in part.splitlines()) == 2 for part in sweep)
-    analysis = subprocess.run([os.path.join(REPO_ROOT, "predict", "run_analyze.sh")], cwd=tmp_path,
-                              capture_output=True, text=True, env=relative, timeout=120)
+    analysis = run("predict/run_analyze.sh", cwd=tmp_path, **relative, timeout=120)
     assert analysis.returncode == 0, analysis.stderr[-2000:]
     assert (tmp_path / "validation" / "analysis" / "level1_accuracy.csv").exists()
 
-    run = subprocess.run(["predict/run_predict.sh"], cwd=REPO_ROOT, capture_output=True, text=True,
-                         env=dict(env, OUT_DIR=str(tmp_path / "subs")), timeout=300)
-    assert run.returncode == 0, run.stderr[-2000:]
+    done = run("predict/run_predict.sh", **dict(env, OUT_DIR=str(tmp_path / "subs")), timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
     final = tmp_path / "subs" / "submission_final.csv.gz"
-    assert f"OK: {len(test_docs)} products" in run.stdout and f"submission: {final}" in run.stdout
+    assert f"OK: {len(test_docs)} products" in done.stdout and f"submission: {final}" in done.stdout
     ids, categories = read_submission(str(final))
     truth = {d["_id"]: d["category_id"] for d in docs}
     assert sorted(ids.tolist()) == sorted(d["_id"] for d in test_docs)
     assert all(truth[i] == c for i, c in zip(ids.tolist(), categories.tolist()))  # all in the dictionary too
     # the file post-processed is the sum over pictures of all (2) models, added to ENSEMBLES=1
-    assert f"rows of {tmp_path / 'subs' / 'submission.e2.m1.csv.gz'}" in run.stderr
+    assert f"rows of {tmp_path / 'subs' / 'submission.e2.m1.csv.gz'}" in done.stderr
     for tag in ("e1.m0", "e1.m1", "e2.m0", "e2.m1"):
         assert (tmp_path / "subs" / f"submission.{tag}.csv.gz").exists()
 
     # a missing checkpoint is named
-    missing = subprocess.run(["predict/run_predict.sh"], cwd=REPO_ROOT, capture_output=True, text=True,
-                             env=dict(env, MODELS="M14:1 M14:3", OUT_DIR=str(tmp_path / "other")), timeout=60)
+    missing = run("predict/run_predict.sh", **dict(env, MODELS="M14:1 M14:3", OUT_DIR=str(tmp_path / "other")),
+                  timeout=60)
     assert missing.returncode == 2 and "M14-0003.params not found" in missing.stderr
 
 
@@ -80,12 +71,10 @@ def test_the_default_gpus_on_a_cpu_build_are_one_line(tmp_path):
     (data_dir / "md5_dict_train.npz").write_bytes(b"")
     (model_dir / "M14").mkdir(parents=True)
     colour_centroid_model(str(model_dir / "M14" / "M14"))
-    env = {k: v for k, v in os.environ.items() if k != "GPUS"}
-    env.update(DATA_DIR=str(data_dir), MODEL_DIR=str(model_dir), MODELS="M14:1", ENSEMBLES="1", OUT_DIR=str(tmp_path / "out"),
-               PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"])
-    run = subprocess.run(["predict/run_predict.sh"], cwd=REPO_ROOT, capture_output=True, text=True, env=env,
-                         timeout=120)
-    assert run.returncode == 2
-    lines = run.stderr.strip().splitlines()
+    env = dict(GPUS=None, DATA_DIR=str(data_dir), MODEL_DIR=str(model_dir), MODELS="M14:1", ENSEMBLES="1",
+               OUT_DIR=str(tmp_path / "out"))
+    done = run("predict/run_predict.sh", **env, timeout=120)
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: --gpus 0,1,2,3,4,5,6,7: ") and "GPUS=" in lines[0], lines
     assert not any((tmp_path / "out").glob("*.csv*"))

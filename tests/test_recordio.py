@@ -2,8 +2,6 @@
 (the .idx beside a .rec, the record count, the labels) what MXNet's reader reads."""
 import os
 import random
-import subprocess
-import sys
 
 import cv2
 import mxnet as mx
@@ -14,8 +12,7 @@ from cli.runner import UserError
 from data import bson2rec, dataset_summary
 from data.recordio import (MAGIC_BYTES, IndexedRecordWriter, count_records, existing_idx_path, idx_path_of, pack_header,
                            read_labels, read_rec_info, record_labels, record_offsets, split_at_magic)
-from tests.conftest import REPO_ROOT
-from tests.helpers import colour_products, write_bson, write_category_csv
+from tests.helpers import colour_products, run, write_bson, write_category_csv
 from train.summarise_runs import majority_share
 
 
@@ -150,7 +147,7 @@ def test_data_stage_does_not_import_mxnet(tmp_path):
             f"bson2rec.main(['--bson', {bson_path!r}, '--out-rec', {str(tmp_path / 't.rec')!r}, "
             f"'--category-csv', {csv_path!r}]); "
             "assert 'mxnet' not in sys.modules, 'mxnet was imported'")
-    subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, check=True)
+    run(["python", "-c", code], expect=0)
     assert (tmp_path / "t.rec").stat().st_size > 0
 
 

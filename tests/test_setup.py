@@ -9,7 +9,7 @@ import subprocess
 
 import pytest
 
-from tests.conftest import REPO_ROOT
+from tests.helpers import REPO_ROOT
 
 ENSURE_VENV = os.path.join(REPO_ROOT, "scripts", "ensure_venv.sh")
 

@@ -1,8 +1,6 @@
 import logging
 import os
 import random
-import subprocess
-import sys
 
 import bson
 import pytest
@@ -10,7 +8,7 @@ import pytest
 from data import split_train_bson
 from data.bson_index import BsonIndex
 from cli.runner import UserError
-from tests.helpers import make_jpeg, product, read_docs, write_bson
+from tests.helpers import make_jpeg, product, read_docs, run, write_bson
 
 
 def reference_validation_ids(path, ratio, seed):
@@ -89,9 +87,8 @@ def test_failure_mid_write_leaves_no_output(example_bson, tmp_path, monkeypatch)
 def test_cli_corrupt_input_is_one_line_and_nonzero(tmp_path):
     bad = tmp_path / "bad.bson"
     bad.write_bytes(bson.encode({"_id": 1, "imgs": [], "category_id": 3})[:-3])
-    result = subprocess.run([sys.executable, "-m", "data.split_train_bson", "--input-bson", str(bad),
-                             "--save-train-bson", str(tmp_path / "t.bson"), "--save-val-bson",
-                             str(tmp_path / "v.bson")], capture_output=True, text=True)
+    result = run(["python", "-m", "data.split_train_bson", "--input-bson", str(bad), "--save-train-bson",
+                  str(tmp_path / "t.bson"), "--save-val-bson", str(tmp_path / "v.bson")])
     assert result.returncode == 2
     last = result.stderr.strip().splitlines()[-1].split("\r")[-1]  # after progress-bar redraws
     assert last.startswith(f"error: {bad}: byte offset 0:") and "Traceback" not in result.stderr

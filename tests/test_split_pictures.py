@@ -9,8 +9,7 @@ import pytest
 
 from cli.runner import UserError, run_cli
 from data.split_pictures import check_one_side_each, main, split_pictures
-from tests.helpers import make_jpeg, product, read_csv_rows, read_docs, read_records, write_bson
-from tests.test_data_scripts import demo_dir, mtimes, run_script  # noqa: F401 (demo_dir: a fixture)
+from tests.helpers import make_jpeg, mtimes, product, read_csv_rows, read_docs, read_records, run, write_bson
 
 KAGGLE_PICTURES = 12_371_293
 
@@ -160,12 +159,12 @@ def test_existing_outputs_need_force(example_bson, category_csv, tmp_path, capsy
 C5270_FILES = ("train.rec", "train.idx", "train.rec.json", "valid.rec", "valid.idx", "valid.rec.json")
 
 
-def test_create_dataset_c5270_script(demo_dir, tmp_path):  # noqa: F811 (the fixture)
+def test_create_dataset_c5270_script(demo_dir, tmp_path):
     data = tmp_path / "data"
     data.mkdir()
     for name in ("train.bson", "category_names.csv"):
         (data / name).write_bytes((demo_dir / name).read_bytes())
-    run_script("data/create_dataset_c5270.sh", data)
+    run("data/create_dataset_c5270.sh", DATA_DIR=data, expect=0)
     dataset = data / "dataset_c5270"
     docs = read_docs(str(data / "train.bson"))
     pictures = [hashlib.md5(bytes(image["picture"])).digest() for doc in docs for image in doc["imgs"]]
@@ -175,10 +174,10 @@ def test_create_dataset_c5270_script(demo_dir, tmp_path):  # noqa: F811 (the fix
     expected = split_pictures(len(pictures))
     assert (len(train), len(val)) == tuple(map(len, expected))
     before = mtimes(dataset, C5270_FILES)
-    result = run_script("data/create_dataset_c5270.sh", data)
+    result = run("data/create_dataset_c5270.sh", DATA_DIR=data, expect=0)
     assert "skipped the picture split of train.bson" in result.stderr
     assert mtimes(dataset, C5270_FILES) == before
-    run_script("data/create_dataset_c5270.sh", data, FORCE="1")
+    run("data/create_dataset_c5270.sh", DATA_DIR=data, FORCE="1", expect=0)
     assert all(mtimes(dataset, C5270_FILES)[name] != before[name] for name in C5270_FILES)
 
 

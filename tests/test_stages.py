@@ -8,14 +8,14 @@ were written by the bash planner before the move to Python (regenerate them only
 import os
 import re
 import shlex
-import subprocess
 import sys
 
 import pytest
 
 from cli.runner import UserError
-from tests.conftest import REPO_ROOT
-from tests.test_recipes import EXPERIMENTS, flags_of, model_script
+from tests.helpers import REPO_ROOT, run
+from tests.train_helpers import TINY_SETTINGS, flags_of, model_script
+from tests.training_records import EXPERIMENTS
 from train import stages
 
 FIXTURES = os.path.join(REPO_ROOT, "tests", "data", "stage_plans")
@@ -94,10 +94,8 @@ def checkpoint_files(script):
 
 
 def clean_environment():
-    env = {k: v for k, v in os.environ.items()
-           if k not in PLANNER_VARIABLES and not k.startswith(("STAGE_", "VARIANT_"))}
-    env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env["PATH"]
-    return env
+    """Every variable a header or the planner reads, unset (None, as run() takes it)."""
+    return {k: None for k in os.environ if k in PLANNER_VARIABLES or k.startswith(("STAGE_", "VARIANT_"))}
 
 
 def run_case(script, folder, changes, holds):
@@ -113,9 +111,7 @@ def run_case(script, folder, changes, holds):
     env = dict(clean_environment(), DRY_RUN="1", DATA_DIR=os.path.join(folder, "data"),
                MODEL_DIR=os.path.join(folder, "models"), PRETRAINED_DIR=os.path.join(folder, "pretrained"))
     env.update(changes)
-    if not os.path.isabs(script):
-        script = os.path.join(REPO_ROOT, script)
-    result = subprocess.run([script], env=env, capture_output=True, text=True, timeout=60)
+    result = run(script, **env, timeout=60)
     out = (result.stdout + "--- stderr\n" + result.stderr + f"--- exit {result.returncode}\n")
     return out.replace(root, "$TMP").replace(REPO_ROOT, "$REPO")
 
@@ -136,7 +132,7 @@ def fixture_path(script):
     return os.path.join(FIXTURES, f"{name}.txt")
 
 
-# Hand-made headers (tests.test_recipes.model_script): the planner's corners, then the header checks.
+# Hand-made headers (tests.train_helpers.model_script): the planner's corners, then the header checks.
 # (label, stages, DEFAULT_STAGES, header settings (None: left out), environment of its one case or None for
 # every HEADER_CASES case)
 HEADERS = [
@@ -271,7 +267,6 @@ def test_dry_runs_of_hand_made_headers_are_unchanged(tmp_path):
 # ---- the planner in-process ---------------------------------------------------------------------------
 def header_env(*stages, default_stages="1", **settings):
     """The environment a small model script's header exports."""
-    from tests.test_recipes import TINY_SETTINGS
     env = dict(TINY_SETTINGS, DATA_DIR="/d", MODEL_DIR="/m", MODEL_NAME="Mx", SYMBOL="densenet-41",
                NETWORK_ARGS="", PARAMS="", FEATURE_LAYER="", PRETRAINED_SOURCE="", GPUS="",
                DEFAULT_STAGES=default_stages)
@@ -552,8 +547,7 @@ def test_a_real_run_stops_on_every_problem_before_any_work(tmp_path, capsys):
 
 def test_a_header_error_is_one_line_from_the_command(tmp_path):
     env = dict(clean_environment(), **header_env("START_EPOCH=0 END_EPOCH=1", WD=None))
-    result = subprocess.run([sys.executable, "-m", "train.stages"], env=env, cwd=REPO_ROOT, capture_output=True,
-                            text=True, timeout=60)
+    result = run(["python", "-m", "train.stages"], **env, timeout=60)
     assert (result.returncode, result.stdout) == (2, "")
     assert result.stderr == "error: WD is not set: the model script's header must set it\n"
 

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from cli.runner import UserError
-from tests.conftest import shared_file
+from tests.helpers import shared_file
 from train.finetune import attach_classifier
 from train.symbols import FEATURE_LAYERS, build_features, family, get_symbol, list_symbols, resnext
 

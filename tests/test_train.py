@@ -13,50 +13,8 @@ from train import train_model
 from train.data import get_iterators
 from train.fit import describe_optimizer, eval_metrics, fit, make_optimizer, optimizer_settings
 from train.lr_schedule import EpochStepScheduler, lr_at_epoch
-from tests.conftest import shared_file
-from tests.helpers import write_colour_rec
-from tests.test_finetune import save_published_params
-
-NUM_CLASSES = 4
-
-
-@pytest.fixture(scope="module")
-def colour_rec(tmp_path_factory):
-    """A .rec of 4 colour classes (96 images) converted by data.bson2rec, and its category CSV."""
-    return write_colour_rec(tmp_path_factory.mktemp("colours"), NUM_CLASSES, 24)
-
-
-@pytest.fixture(scope="module")
-def resnet18(tmp_path_factory):
-    """The published ResNet-18 graph and made-up weights in the published .params format."""
-    folder = tmp_path_factory.mktemp("resnet18")
-    symbol = shared_file("mxnet_symbols/resnet-18-symbol.json")
-    params = str(folder / "resnet-18-0000.params")
-    save_published_params(mx.sym.load(symbol), params)
-    return symbol, params
-
-
-@pytest.fixture(scope="module")
-def tiny_symbol(tmp_path_factory):
-    """Convolution, BatchNorm, global pool: a network that trains in milliseconds on 16x16 images."""
-    data = mx.sym.var("data")
-    net = mx.sym.Convolution(data, num_filter=8, kernel=(3, 3), pad=(1, 1), name="conv1")
-    net = mx.sym.Activation(mx.sym.BatchNorm(net, fix_gamma=False, name="bn1"), act_type="relu", name="relu1")
-    net = mx.sym.Pooling(net, global_pool=True, kernel=(1, 1), pool_type="avg", name="pool1")
-    net = mx.sym.FullyConnected(mx.sym.Flatten(net, name="flatten0"), num_hidden=10, name="fc1")
-    path = str(tmp_path_factory.mktemp("tiny") / "tiny-symbol.json")
-    mx.sym.SoftmaxOutput(net, name="softmax").save(path)
-    return path
-
-
-def train_argv(rec, prefix, symbol, params=None, epochs=3, extra=()):
-    argv = ["--symbol", symbol, "--feature-layer", "flatten0", "--data-train", rec, "--data-val", rec,
-            "--image-shape", "3,32,32", "--num-classes", str(NUM_CLASSES), "--batch-size", "16",
-            "--num-epochs", str(epochs), "--lr", "0.001", "--lr-step-epochs", "2", "--lr-factor", "0.1",
-            "--model-prefix", prefix, "--disp-batches", "100", "--data-nthreads", "1", "--top-k", "0", *extra]
-    if params:
-        argv += ["--params", params]
-    return argv
+from tests.helpers import shared_file
+from tests.train_helpers import NUM_CLASSES, train_argv
 
 
 def read_metrics(prefix):

@@ -1,7 +1,5 @@
 """Training's start-up checks: each mistake is one `error:` line and exit 2, before any heavy work."""
 import os
-import subprocess
-import sys
 
 import mxnet as mx
 import pytest
@@ -10,8 +8,7 @@ from cli.runner import UserError
 from data.recordio import idx_path_of, record_labels, record_offsets
 from train import devices, train_model
 from train.data import check_labels, parse_image_shape
-from tests.conftest import REPO_ROOT
-from tests.test_train import colour_rec, tiny_symbol  # noqa: F401 (fixtures)
+from tests.helpers import run
 
 
 def test_gpus_text_that_is_no_list_of_ids_is_one_line():
@@ -48,9 +45,8 @@ def test_this_cpu_build_sees_no_gpu():
 
 
 def test_train_model_on_the_cpu_build_with_gpus_fails_in_one_line(tmp_path):
-    result = subprocess.run([sys.executable, "-m", "train.train_model", "--symbol", "resnet-18",
-                             "--data-train", str(tmp_path / "none.rec"), "--model-prefix", str(tmp_path / "m"),
-                             "--gpus", "0,1,2,3,4,5,6,7"], capture_output=True, text=True)
+    result = run(["python", "-m", "train.train_model", "--symbol", "resnet-18", "--data-train",
+                  str(tmp_path / "none.rec"), "--model-prefix", str(tmp_path / "m"), "--gpus", "0,1,2,3,4,5,6,7"])
     assert result.returncode == 2
     assert result.stderr.strip().splitlines()[-1].startswith("error: --gpus 0,1,2,3,4,5,6,7: this MXNet build")
     assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
@@ -117,8 +113,7 @@ def test_a_directory_as_prefix_is_refused(colour_rec, tiny_symbol, tmp_path):
 # One line, exit 2, before training: bad numbers, bad .rec files, wrong labels, wrong files
 
 def run_train(*argv):
-    return subprocess.run([sys.executable, "-m", "train.train_model", *argv], capture_output=True, text=True,
-                          cwd=REPO_ROOT, timeout=120)
+    return run(["python", "-m", "train.train_model", *argv], timeout=120)
 
 
 def assert_one_line(result, starts):
@@ -206,8 +201,7 @@ def test_a_missing_symbol_json_is_not_found_before_feature_layer(colour_rec, tmp
 
 
 def test_ps_node_help_prints_usage_without_starting_mxnet():
-    result = subprocess.run([sys.executable, "-m", "train.ps_node", "--help"], capture_output=True, text=True,
-                            cwd=REPO_ROOT, timeout=60)
+    result = run(["python", "-m", "train.ps_node", "--help"], timeout=60)
     assert result.returncode == 0 and result.stdout.startswith("usage: python -m train.ps_node")
     assert "DMLC_ROLE" in result.stdout and result.stderr == ""
 

@@ -2,23 +2,13 @@
 Each command must fail with one clear line, leave nothing under its final output names, and a
 re-run must produce exactly what an uninterrupted run produces."""
 import os
-import resource
-import signal
 import subprocess
 import sys
 import time
 
 import pytest
 
-from data.make_demo_data import generate_demo_dataset
-from tests.conftest import REPO_ROOT, shared_file
-
-
-def limited_writes(max_bytes):
-    def apply():
-        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit then fails with EFBIG
-        resource.setrlimit(resource.RLIMIT_FSIZE, (max_bytes, max_bytes))
-    return apply
+from tests.helpers import REPO_ROOT, demo_dataset, limited_writes, run, shared_file
 
 
 def commands(bson, csv, out):
@@ -32,7 +22,7 @@ def commands(bson, csv, out):
     }
 
 
-def run(module_args, preexec=None, **kwargs):
+def start(module_args, preexec=None, **kwargs):
     return subprocess.Popen([sys.executable, "-m", *module_args], cwd=REPO_ROOT, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, preexec_fn=preexec, **kwargs)
 
@@ -42,19 +32,19 @@ def test_a_full_disk_fails_clearly_and_leaves_no_output(tmp_path, name, category
     bson = str(tmp_path / "train_example.bson")
     with open(shared_file("train_example.bson"), "rb") as src, open(bson, "wb") as dst:
         dst.write(src.read())
-    subprocess.run([sys.executable, "-c", f"from data.bson_index import BsonIndex; BsonIndex.open({bson!r})"],
-                   cwd=REPO_ROOT, check=True, capture_output=True)  # the index cache exists beforehand
+    run(["python", "-c", f"from data.bson_index import BsonIndex; BsonIndex.open({bson!r})"],
+        expect=0)  # the index cache exists beforehand
     out = tmp_path / "out"
     out.mkdir()
     args, outputs = commands(bson, category_csv, out)[name]
-    process = run(args, preexec=limited_writes(1_000 if name == "md5 dict" else 20_000))
+    process = start(args, preexec=limited_writes(1_000 if name == "md5 dict" else 20_000))
     _, stderr = process.communicate(timeout=120)
     assert process.returncode == 2, stderr[-2000:]
     last = stderr.strip().splitlines()[-1]
     assert last.startswith(f"error: {outputs[0]}") and "File too large" in last, last
     assert not any(os.path.exists(p) for p in outputs)
     assert os.listdir(out) == []  # no temporary file left either
-    again = run(args)
+    again = start(args)
     _, stderr = again.communicate(timeout=120)
     assert again.returncode == 0, stderr[-2000:]
     assert all(os.path.exists(p) for p in outputs)
@@ -62,10 +52,8 @@ def test_a_full_disk_fails_clearly_and_leaves_no_output(tmp_path, name, category
 
 @pytest.fixture(scope="module")
 def big_demo(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("faults")
-    generate_demo_dataset(str(folder), num_categories=20, num_train_products=3000, num_test_products=10, seed=3,
-                          progress=False)
-    return folder
+    return demo_dataset(tmp_path_factory.mktemp("faults"), num_categories=20, num_train_products=3000,
+                        num_test_products=10)
 
 
 @pytest.mark.parametrize("name", ["split", "bson2rec", "md5 dict"])
@@ -76,10 +64,10 @@ def test_sigkill_then_rerun_gives_the_uninterrupted_output(big_demo, tmp_path, n
     interrupted.mkdir()
     args, outputs = commands(bson, csv, reference)[name]
     started = time.monotonic()
-    assert run(args).wait(timeout=300) == 0
+    assert start(args).wait(timeout=300) == 0
     uninterrupted = time.monotonic() - started
     args, outputs_again = commands(bson, csv, interrupted)[name]
-    process = run(args)
+    process = start(args)
     kill_at = time.monotonic() + 0.6 * uninterrupted
     while not any(".tmp-" in f for f in os.listdir(interrupted)) and process.poll() is None \
             and time.monotonic() < kill_at:
@@ -88,7 +76,7 @@ def test_sigkill_then_rerun_gives_the_uninterrupted_output(big_demo, tmp_path, n
     process.kill()
     process.communicate()
     assert not any(os.path.exists(p) for p in outputs_again)  # nothing under a final name
-    rerun = run(args)
+    rerun = start(args)
     _, stderr = rerun.communicate(timeout=300)
     assert rerun.returncode == 0, stderr[-2000:]
     for done, redone in zip(outputs, outputs_again):
@@ -120,8 +108,7 @@ def test_an_index_cache_that_cannot_be_written_costs_only_a_warning(tmp_path):
     bson = tmp_path / "train.bson"
     bson.write_bytes(open(shared_file("train_example.bson"), "rb").read())
     code = "from data.bson_index import BsonIndex; print(len(BsonIndex.open(%r)))" % str(bson)
-    process = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True,
-                             timeout=120, preexec_fn=limited_writes(300))
+    process = run(["python", "-c", code], timeout=120, preexec_fn=limited_writes(300))
     assert process.returncode == 0, process.stderr[-2000:]
     assert process.stdout.strip() == "82"
     assert "could not write index cache" in process.stderr and "File too large" in process.stderr

@@ -10,11 +10,9 @@ import time
 import mxnet as mx
 import pytest
 
-from tests.conftest import REPO_ROOT
-from tests.robustness.test_faults import limited_writes
-from tests.test_predict_pipeline import _start_cli, _wait_for_children
-from tests.test_predict_pipeline import colour_run, long_run  # noqa: F401 - fixtures, used by name
-from tests.test_train import colour_rec, resnet18, train_argv  # noqa: F401 - fixtures, used by name
+from tests.helpers import REPO_ROOT, limited_writes, run, wait_for_children
+from tests.predict_helpers import start_cli
+from tests.train_helpers import train_argv
 
 
 def read_rows(prefix):
@@ -22,7 +20,7 @@ def read_rows(prefix):
         return list(csv.DictReader(fh))
 
 
-def test_training_killed_mid_epoch_resumes_on_schedule(colour_rec, resnet18, tmp_path):  # noqa: F811
+def test_training_killed_mid_epoch_resumes_on_schedule(colour_rec, resnet18, tmp_path):
     symbol, params = resnet18
     prefix = str(tmp_path / "m" / "m")
     argv = train_argv(colour_rec, prefix, symbol, params, epochs=3)
@@ -42,8 +40,7 @@ def test_training_killed_mid_epoch_resumes_on_schedule(colour_rec, resnet18, tmp
     for name in done:  # checkpoints appear whole or not at all
         assert mx.nd.load(str(tmp_path / "m" / name))
     last = max(int(f[-11:-7]) for f in done)
-    resumed = subprocess.run([sys.executable, "-m", "train.train_model", *argv, "--load-epoch", str(last)],
-                             cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+    resumed = run(["python", "-m", "train.train_model", *argv, "--load-epoch", str(last)], timeout=300)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     rows = read_rows(prefix)
     assert [int(r["epoch"]) for r in rows] == [1, 2, 3]
@@ -51,32 +48,31 @@ def test_training_killed_mid_epoch_resumes_on_schedule(colour_rec, resnet18, tmp
     assert os.path.exists(f"{prefix}-0003.params")
 
 
-def test_a_killed_prediction_reruns_to_completion(long_run):  # noqa: F811
+def test_a_killed_prediction_reruns_to_completion(long_run):
     output = long_run["dir"] / "sub.csv"
-    process = _start_cli(long_run, output, extra=["--cut", "3000"])
-    children = _wait_for_children(process.pid, 3)
+    process = start_cli(long_run, output, extra=["--cut", "3000"])
+    children = wait_for_children(process.pid, 3)
     process.kill()
     process.communicate()
     assert not output.exists() and children
-    again = _start_cli(long_run, output, extra=["--cut", "3000"])
+    again = start_cli(long_run, output, extra=["--cut", "3000"])
     _, stderr = again.communicate(timeout=120)
     assert again.returncode == 0, stderr[-2000:]
     assert len(output.read_text().splitlines()) == 3001
 
 
-def full_disk_prediction(run, *extra):
+def full_disk_prediction(colour_run, *extra):
     """A prediction whose every file write stops at 300 bytes; returns (process, output)."""
-    output = run["dir"] / "sub.csv"
-    command = [sys.executable, "-m", "predict.predict", "--bson", run["bson"], "--csv", run["csv"],
-               "--symbol", run["symbol"], "--params", run["params"], "--data-shape", "3,32,32",
+    output = colour_run["dir"] / "sub.csv"
+    command = ["python", "-m", "predict.predict", "--bson", colour_run["bson"], "--csv", colour_run["csv"],
+               "--symbol", colour_run["symbol"], "--params", colour_run["params"], "--data-shape", "3,32,32",
                "--num-procs", "1", "--output", str(output), *extra]
-    process = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=120,
-                             preexec_fn=limited_writes(300))
-    assert [p for p in os.listdir(run["dir"]) if p.startswith(("sub", ".sub"))] == []
+    process = run(command, timeout=120, preexec_fn=limited_writes(300))
+    assert [p for p in os.listdir(colour_run["dir"]) if p.startswith(("sub", ".sub"))] == []
     return process, output
 
 
-def test_a_full_disk_while_writing_the_submission(colour_run):  # noqa: F811
+def test_a_full_disk_while_writing_the_submission(colour_run):
     # --forward-all: no first pass, so no per-picture MD5s to write (16 bytes each, past the limit) before it
     process, output = full_disk_prediction(colour_run, "--forward-all")
     assert process.returncode == 2
@@ -84,7 +80,7 @@ def test_a_full_disk_while_writing_the_submission(colour_run):  # noqa: F811
     assert last.startswith(f"error: {output}") and "File too large" in last, last
 
 
-def test_a_full_disk_while_handing_the_reader_its_arrays(colour_run):  # noqa: F811
+def test_a_full_disk_while_handing_the_reader_its_arrays(colour_run):
     """The run's MD5s go to the reader as a file in the private socket folder: a failed write names that
     file, not a truncated array in the reader."""
     process, _ = full_disk_prediction(colour_run)

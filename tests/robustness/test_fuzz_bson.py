@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from data.bson_index import BsonFormatError, BsonIndex
-from tests.conftest import shared_file
+from tests.helpers import shared_file
 
 SECONDS = float(os.environ.get("FUZZ_SECONDS", "8"))  # bounded: CI runs it on every push
 

@@ -6,8 +6,8 @@ import time
 
 import pytest
 
-from tests.test_predict_pipeline import _start_cli, _wait_for_children
-from tests.test_predict_pipeline import long_run  # noqa: F401 - a fixture, used by name
+from tests.helpers import wait_for_children
+from tests.predict_helpers import start_cli
 
 
 def socket_inodes(pids):
@@ -52,10 +52,10 @@ def unix_paths(inodes):
 
 
 @pytest.mark.parametrize("transport", ["tcp", "ipc"])
-def test_prediction_listens_only_on_loopback_or_private_files(long_run, transport):  # noqa: F811 - the fixture
-    process = _start_cli(long_run, long_run["dir"] / "sub.csv", extra=["--transport", transport])
+def test_prediction_listens_only_on_loopback_or_private_files(long_run, transport):
+    process = start_cli(long_run, long_run["dir"] / "sub.csv", extra=["--transport", transport])
     try:
-        children = _wait_for_children(process.pid, 3)
+        children = wait_for_children(process.pid, 3)
         time.sleep(1.0)
         inodes = socket_inodes([process.pid, *children])
         tcp = listening_tcp(inodes)
