@@ -23,25 +23,16 @@ import csv
 import math
 import os
 import statistics
-import subprocess
 import sys
 import time
 
+from benchmarks.commands import python_module
 from benchmarks.report import format_accuracy, print_tables
 from data.recordio import count_records
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CHUNK_BYTES = 8 << 20  # what ImageRecordIter reads at a time without an .idx (measured: tests/test_data_order.py)
 ORDERS = ("chunks", "global")
 T_975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262}
-
-
-def python_module(module, *args):
-    """Run `python -m module args` from the repository root; its output is shown only if it fails."""
-    done = subprocess.run([sys.executable, "-m", module, *args], cwd=REPO_ROOT, capture_output=True, text=True)
-    if done.returncode != 0:
-        sys.stderr.write(done.stdout + done.stderr)
-        raise SystemExit(f"python -m {module} failed ({done.returncode})")
 
 
 def make_test_bed(work_dir, categories, products):

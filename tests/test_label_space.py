@@ -56,12 +56,12 @@ def test_bson2rec_writes_what_the_labels_are_beside_the_rec(recs):
         record = json.load(fh)
     assert record == {"format": "cdiscount-rec-info/1", "label_kind": "class_id", "num_classes": 4,
                       "categories_digest": categories.digest, "records": 12,
-                      "category_csv": os.path.abspath(recs["csv"])}
+                      "category_csv": os.path.abspath(recs["csv"]), "shuffled": True}
     assert categories.digest.startswith("sha256:") and len(categories.digest) == len("sha256:") + 64
     level1 = read_rec_info(recs["level1"])  # the helper's CSV has two level-1 groups of two
     assert (level1.label_kind, level1.num_classes) == ("level1_sub_class", 2)
     test = read_rec_info(recs["test"])
-    assert test == RecInfo(label_kind=None, num_classes=None, categories_digest=None, records=12)
+    assert test == RecInfo(label_kind=None, num_classes=None, categories_digest=None, records=12, shuffled=True)
     assert not [name for name in os.listdir(recs["folder"]) if ".tmp-" in name]  # renamed into place
 
 
