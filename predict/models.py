@@ -3,7 +3,8 @@
 A Model knows the input its network was trained on (train.checkpoint's PREFIX-input.json beside the
 symbol, flags as overrides), so that each model of an ensemble can be fed its own input, resized as
 its training resized it (predict.preprocess.Resize). `label_level` reads what the outputs mean
-from the same files: the label kind (--cate-level) and the category table they index.
+from the same files: the label kind (--cate-level) and the category table they index. Asked for them
+(predict --save-features), a Model also outputs each view's penultimate features (`feature_symbol`).
 """
 import json
 import logging
@@ -16,6 +17,7 @@ from cli.runner import UserError
 from data.categories import LABEL_KINDS, short_digest
 from predict.preprocess import Resize
 from train.checkpoint import load_params, load_symbol, mxnet_reason, resolve_input_settings, stored_input_settings
+from train.finetune import cut_at, feature_layer_of
 
 log = logging.getLogger(__name__)
 
@@ -29,21 +31,42 @@ def probability_symbol(symbol):
     return symbol
 
 
+def feature_symbol(symbol, symbol_path):
+    """The penultimate feature vector of a training graph: the input of its last FullyConnected layer, the
+    classifier (through the Dropout and float16 Cast of its head, identities at inference).
+
+    That input is the layer train.finetune cut the network at to attach the classifier (feature_layer_of,
+    recorded as PREFIX-input.json's `feature_layer`): the features the classifier was fitted on, the
+    same layer however the network was built (published checkpoint, train/symbols, fine-tune of ours)."""
+    graph = json.loads(symbol.tojson())
+    head = graph["nodes"][graph["heads"][0][0]]
+    below = graph["nodes"][head["inputs"][0][0]] if head["inputs"] else head
+    if head["op"] != "SoftmaxOutput" or below["op"] != "FullyConnected":
+        raise UserError(f"{symbol_path}: --save-features needs a network ending in FullyConnected -> "
+                        f"SoftmaxOutput (training's head); this one ends in {below['op']} -> {head['op']}")
+    return cut_at(symbol, feature_layer_of(symbol), symbol_path)
+
+
 class Model:
     """One bound network: `forward(normalise(batch))` of a uint8 NCHW batch of `batch_size` at its
     input (`num_classes`: the output count it must have; None: any). `input` holds its input settings
     (train.checkpoint.InputSettings): the checkpoint's, with `data_shape` (C,H,W) and `overrides`
-    ({setting: value}, None: not given) in their place; without the checkpoint's, `data_shape` is needed."""
+    ({setting: value}, None: not given) in their place; without the checkpoint's, `data_shape` is needed.
+    `features`: bind the penultimate features as a second output (`forward_features`, `feature_dim` wide);
+    without it the bound graph is the probabilities alone."""
 
     def __init__(self, symbol_path, params_path, batch_size, data_shape, context, num_classes, classes_are="",
-                 overrides=None):
+                 overrides=None, features=False):
         self.input = resolve_input_settings(symbol_path, {**(overrides or {}), "image_shape": data_shape})
         try:
             Resize.of(self.input)  # how the workers will resize its pictures (predictor.input_groups)
         except ValueError as exc:
             raise UserError(f"{symbol_path}: its input settings: {exc}") from None
         self.normalise = normaliser(self.input.rgb_mean, self.input.rgb_scale)
-        symbol = probability_symbol(load_symbol(symbol_path))
+        training_symbol = load_symbol(symbol_path)
+        symbol = probability_symbol(training_symbol)
+        if features:  # one graph: the features are computed on the way to the probabilities
+            symbol = mx.sym.Group([symbol, feature_symbol(training_symbol, symbol_path)])
         arg_params, aux_params = load_params(params_path)
         self.name = os.path.basename(params_path)
         self.module = mx.mod.Module(symbol, data_names=["data"], label_names=None, context=context)
@@ -56,12 +79,20 @@ class Model:
         if num_classes is not None and outputs[-1] != num_classes:
             raise UserError(f"{symbol_path}: the network has {outputs[-1]} outputs, expected {num_classes}"
                             f"{' (' + classes_are + ')' if classes_are else ''}")
+        # (N, D) or (N, D, 1, 1) when the layer is a pooling the classifier flattened itself (DenseNet's pool5)
+        self.feature_dim = int(np.prod(self.module.output_shapes[1][1][1:])) if features else None
 
     def forward(self, batch):
         """Start the forward pass; returns its probabilities as an NDArray still being computed
         (a copy: the next forward overwrites the module's own output)."""
         self.module.forward(mx.io.DataBatch([batch]), is_train=False)
         return self.module.get_outputs()[0].copy()
+
+    def forward_features(self, batch):
+        """As `forward`, for a Model bound with `features`: (probabilities, (N, feature_dim) features)."""
+        self.module.forward(mx.io.DataBatch([batch]), is_train=False)
+        probs, features = self.module.get_outputs()
+        return probs.copy(), features.reshape((0, -1)).copy()
 
 
 def label_level(symbol_paths, categories, cate_level=None):
@@ -110,14 +141,14 @@ def model_files(symbol_paths, params_paths):
 
 
 def load_models(symbol_paths, params_paths, batch_size, data_shape, context, num_classes, classes_are="",
-                overrides=None):
+                overrides=None, features=False):
     """One Model per --params on the devices `context` (train.devices.contexts), each at its
     checkpoint's input unless `data_shape` or `overrides` say otherwise; `classes_are` says what
-    the expected output count is, for the error."""
+    the expected output count is, for the error; `features`: each also outputs its penultimate features."""
     models = []
     for symbol_path, params_path in model_files(symbol_paths, params_paths):
         models.append(Model(symbol_path, params_path, batch_size, data_shape, context, num_classes, classes_are,
-                            overrides))
+                            overrides, features))
         log.info("model %d: %s + %s, %s", len(models), symbol_path, params_path, models[-1].input.describe())
     return models
 

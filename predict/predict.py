@@ -21,7 +21,8 @@ dictionary answers is not decoded nor forwarded, and a picture repeated within t
 forwarded once per model, its image mean reused (--forward-all: forward every picture, to
 compare; the workers hash them). The outputs are the same either way, within float rounding.
 --save-probs DIR keeps every image's probabilities (predict.prob_store) for predict.ensemble;
-it forwards the answered pictures too, since the store serves every --md5-dict-type.
+it forwards the answered pictures too, since the store serves every --md5-dict-type. With
+--save-features the store also keeps each model's penultimate features of every view of every picture.
 
 --cate-level 1 runs a level-1 sub-class model (outputs: a category's index within its
 level-1 group, data.bson2rec --cate-type 1): accuracy is against the products' sub-class
@@ -49,7 +50,7 @@ from predict.models import label_level, load_models, model_files
 from predict.outputs import add_reduction_flags, forward_counts, load_md5_override, report_accuracy, write_outputs
 from predict.pipeline import TRANSPORTS, Pipeline
 from predict.predictor import CATE_LEVELS, Predictor, input_groups, make_variants
-from predict.prob_store import StoreWriter, range_folder
+from predict.prob_store import DEFAULT_FEATURE_DTYPE, FEATURE_DTYPES, StoreWriter, range_folder
 from predict.preprocess import BORDER_PIXELS, MULTI_VIEWS, Resize
 from predict.submission import variant_path
 from train.data import parse_image_shape, parse_rgb_mean
@@ -107,7 +108,8 @@ def build_parser():
     pipe.add_argument("--forward-all", action="store_true",
                       help="forward every picture, also those the MD5 dictionary answers and repeats (to compare)")
     pipe.add_argument("--reuse-cache-mb", type=int, default=1024,
-                      help="memory for the image means of repeated pictures between their first and last use; "
+                      help="memory for the image means (with --save-features, also the features) of repeated "
+                           "pictures between their first and last use; "
                            "repeats beyond it are forwarded again")
     out = parser.add_argument_group("Output")
     out.add_argument("--output", required=True,
@@ -120,6 +122,13 @@ def build_parser():
                           "(forwards the pictures the dictionary answers as well)")
     out.add_argument("--save-probs-top-k", type=int, default=50, metavar="K",
                      help="probabilities kept per model and image (float16 logs, with the remaining mass)")
+    out.add_argument("--save-features", action="store_true",
+                     help="with --save-probs: also keep each model's penultimate features (the input of its "
+                          "classifier, training's feature layer) of every view of every picture, "
+                          "DIR/products-START-STOP/features-M.npy (views, images, D) for model M")
+    out.add_argument("--save-features-dtype", default=None, choices=sorted(FEATURE_DTYPES),
+                     help=f"with --save-features: float16 (as computed) or uint8 (half the size: quantised "
+                          f"with a scale per model, recorded in meta.json) (default {DEFAULT_FEATURE_DTYPE})")
     out.add_argument("--force", action="store_true", help="overwrite existing outputs")
     add_original_flags(parser)
     return parser
@@ -191,6 +200,10 @@ def check_arguments(args):
         if value < least:
             raise UserError(f"{flag} {value}: must be at least {least}")
     parse_shard(args.shard)
+    if args.save_features and not args.save_probs:
+        raise UserError("--save-features: needs --save-probs DIR (the features are stored beside the probabilities)")
+    if args.save_features_dtype and not args.save_features:
+        raise UserError(f"--save-features-dtype {args.save_features_dtype}: only with --save-features")
     num_models = len(args.params)
     bad = [k for k in args.ensembles if not 1 <= k <= num_models]
     if bad:
@@ -258,7 +271,7 @@ def run(args):
         num_classes, classes_are = len(categories), f"the categories of {categories.path}"
     md5_override = load_md5_override(args.md5_dict, args.md5_dict_type, categories, num_classes, args.cate_level)
     models = load_models(args.symbol, args.params, args.batch_size, overrides.pop("image_shape"), device_contexts,
-                         num_classes, classes_are, overrides)
+                         num_classes, classes_are, overrides, args.save_features)
     check_model_inputs(models, args.multi_view)
     index = BsonIndex.open(args.bson, skip_corrupt=args.skip_corrupt)
     start, stop = product_range(index, parse_shard(args.shard), args.cut)
@@ -271,16 +284,21 @@ def run(args):
     if index.skipped:
         log.warning("%d unreadable documents skipped (--skip-corrupt); they get no row", len(index.skipped))
     started = time.perf_counter()
+    num_views = len(MULTI_VIEWS[args.multi_view])
+    feature_dims = [model.feature_dim for model in models] if args.save_features else None
     plan = None
     if not args.forward_all and num_products:
-        cache_entries = args.reuse_cache_mb * 2 ** 20 // (4 * len(models) * num_classes)
+        # a cached picture: its float32 image means, and its features' views when they are kept
+        entry_bytes = 4 * len(models) * num_classes + 4 * num_views * sum(feature_dims or ())
+        cache_entries = args.reuse_cache_mb * 2 ** 20 // entry_bytes
         plan = plan_run(index, start, stop, md5_override, bool(args.save_probs), cache_entries)
     store = None
     if args.save_probs:
         os.makedirs(args.save_probs, exist_ok=True)
         store = StoreWriter(args.save_probs, index, start, stop, num_classes, [os.path.basename(p) for p in args.params],
                             args.save_probs_top_k, {"multi_view": args.multi_view, "cate_level": args.cate_level,
-                                                     "categories_digest": categories.digest})
+                                                     "categories_digest": categories.digest},
+                            feature_dims, num_views, args.save_features_dtype or DEFAULT_FEATURE_DTYPE)
     predictor = Predictor(models, args.batch_size, num_classes, variants,
                           start, num_products, md5_override, args.product_unique_md5, plan, store)
     try:
@@ -295,8 +313,7 @@ def run(args):
         if store is not None and store.arrays:
             store.abandon()
     seconds = time.perf_counter() - started
-    return PredictionRun(index, categories, variants, predictor, outputs, start, stop, seconds, timer,
-                         len(MULTI_VIEWS[args.multi_view]))
+    return PredictionRun(index, categories, variants, predictor, outputs, start, stop, seconds, timer, num_views)
 
 
 def stream(args, predictor, start, stop, plan=None):

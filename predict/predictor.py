@@ -13,6 +13,9 @@ dictionary answers or that repeat an earlier picture of the run: a repeat takes 
 mean computed for the first occurrence, held in a cache only from that occurrence to its
 last use. `product_classes` is the one reduction from image means to classes; the
 probability store's ensembles (predict.ensemble) call it too.
+
+With a store that keeps features (--save-features), each model's penultimate features of every view
+are kept per picture beside its image means, reused for repeats through the same cache.
 """
 import collections
 import time
@@ -144,22 +147,29 @@ def product_classes(image_probs, variants):
 
 
 class _Pending:
-    __slots__ = ("prepared", "probs", "done", "means", "missing", "row", "first_image")
+    __slots__ = ("prepared", "probs", "done", "means", "missing", "row", "first_image", "feature_rows", "features")
 
-    def __init__(self, prepared, num_models, num_classes, row, first_image):
+    def __init__(self, prepared, num_models, num_classes, row, first_image, feature_dims=None):
         self.prepared = prepared
         self.probs = np.zeros((num_models, prepared.num_rows, num_classes), dtype=np.float32)
         self.done = 0
         self.means = np.zeros((num_models, prepared.num_images, num_classes), dtype=np.float32)
         self.missing = 0  # repeats whose first occurrence is not computed yet
         self.row, self.first_image = row, first_image
+        # per model: the features of each view row as computed, then (views, images, D) per picture
+        self.feature_rows = self.features = None
+        if feature_dims is not None:
+            self.feature_rows = [np.zeros((prepared.num_rows, dim), np.float32) for dim in feature_dims]
+            self.features = [np.zeros((prepared.num_views, prepared.num_images, dim), np.float32)
+                             for dim in feature_dims]
 
 
 class Predictor:
     """Feed `add(prepared_product)`, then `flush()`; read `class_ids[variant_index][position]`.
 
     `plan` (a ForwardPlan, None: forward every picture) says which pictures the workers skipped;
-    `store` (a prob_store.StoreWriter or None) receives every image's model means."""
+    `store` (a prob_store.StoreWriter or None) receives every image's model means, and its features
+    when the store keeps them (the models then bound with theirs: predict.models.Model `features`)."""
 
     def __init__(self, models, batch_size, num_classes, variants, first_product, num_products,
                  md5_override=None, product_unique_md5=False, plan=None, store=None):
@@ -170,13 +180,16 @@ class Predictor:
         self.md5_override = md5_override
         self.product_unique_md5 = product_unique_md5
         self.plan, self.store = plan, store
+        self.feature_dims = store.feature_dims if store is not None else None  # None: no features kept
         self.class_ids = np.full((len(variants), num_products), -1, dtype=np.int64)
         self.seen = np.zeros(num_products, dtype=bool)
         self.queue = collections.deque()  # (pending, first view row not yet batched)
         self.queued_rows = 0
-        self.in_flight = None  # (outputs being computed, their slots)
+        self.in_flight = None  # (outputs being computed, their features or None, their slots)
         self.ensemble_sizes = sorted({v.num_models for v in variants})
-        self.cache = {}  # digest -> [image means (models, C) or None if undecodable, uses left]
+        # digest -> [image means (models, C) or None if undecodable, uses left, per model its (views, D)
+        # features or None (undecodable, or no features kept)]
+        self.cache = {}
         self.waiting = collections.defaultdict(list)  # digest -> [(pending, position)] until it is computed
         self.completed = 0
         self.images = 0
@@ -192,7 +205,7 @@ class Predictor:
             raise ValueError(f"product {prepared.product} unexpected or received twice")
         self.seen[row] = True
         first_image = self.plan.first_image[row] if self.plan is not None else -1
-        pending = _Pending(prepared, len(self.models), self.num_classes, row, first_image)
+        pending = _Pending(prepared, len(self.models), self.num_classes, row, first_image, self.feature_dims)
         self.images += prepared.num_images
         self.images_forwarded += sum(prepared.valid)
         if self.plan is not None:
@@ -230,6 +243,9 @@ class Predictor:
         entry = self.cache[digest]
         if entry[0] is not None:
             pending.means[:, position] = entry[0]
+        if entry[2] is not None:
+            for features, cached in zip(pending.features, entry[2]):
+                features[:, position] = cached
         pending.prepared.valid[position] = entry[0] is not None
         self.images_reused += 1
         entry[1] -= 1
@@ -242,7 +258,10 @@ class Predictor:
         for position in self.plan.sources_in(pending.first_image, prepared.num_images).tolist():
             digest = prepared.digests[position]
             means = pending.means[:, position].copy() if prepared.valid[position] else None
-            self.cache[digest] = [means, self.plan.uses[digest]]
+            features = None
+            if prepared.valid[position] and pending.features is not None:
+                features = [model_features[:, position].copy() for model_features in pending.features]
+            self.cache[digest] = [means, self.plan.uses[digest], features]
             for waiter, waiter_position in self.waiting.pop(digest, []):
                 self._take(waiter, waiter_position, digest)
                 waiter.missing -= 1
@@ -271,24 +290,39 @@ class Predictor:
         # then reduce the previous batch's products while they compute.
         start = time.perf_counter()
         inputs, outputs = {}, []  # models of one input and normalisation share its conversion
+        features = [] if self.feature_dims is not None else None
         for model, input_index in zip(self.models, self.input_of_model):
             key = (input_index, model.input.rgb_mean, model.input.rgb_scale)
             if key not in inputs:
                 inputs[key] = model.normalise(batches[input_index])
-            outputs.append(model.forward(inputs[key]))
+            if features is None:
+                outputs.append(model.forward(inputs[key]))
+            else:
+                probs, model_features = model.forward_features(inputs[key])
+                outputs.append(probs)
+                features.append(model_features)
         self.forward_seconds += time.perf_counter() - start
-        previous, self.in_flight = self.in_flight, (outputs, slots)
+        previous, self.in_flight = self.in_flight, (outputs, features, slots)
         if previous is not None:
             self._scatter(*previous)
 
-    def _scatter(self, outputs, slots):
+    def _scatter(self, outputs, features, slots):
         start = time.perf_counter()
         outputs = [output.asnumpy() for output in outputs]  # waits for the forward passes
+        if features is not None:
+            rows = sum(take for _, _, take in slots)  # the rest is the last batch's padding
+            features = [model_features.asnumpy()[:rows].astype(np.float32, copy=False)
+                        for model_features in features]
+            for m, model_features in enumerate(features):  # before any of them is stored (the uint8 scale)
+                self.store.observe_features(m, model_features)
         self.forward_seconds += time.perf_counter() - start
         at = 0
         for pending, first, take in slots:
             for m, output in enumerate(outputs):
                 pending.probs[m, first:first + take] = output[at:at + take]
+            if features is not None:
+                for rows_of_model, model_features in zip(pending.feature_rows, features):
+                    rows_of_model[first:first + take] = model_features[at:at + take]
             at += take
             pending.done += take
             if pending.done == pending.prepared.num_rows:
@@ -301,7 +335,10 @@ class Predictor:
                                                                       self.plan.forwarded(pending.first_image, i))]
         if decoded:
             pending.means[:, decoded] = probability.view_mean(pending.probs, prepared.num_views)
-        pending.probs = None
+            if pending.features is not None:  # view rows are picture by picture: (pictures, views, D)
+                for features, rows in zip(pending.features, pending.feature_rows):
+                    features[:, decoded] = rows.reshape(len(decoded), prepared.num_views, -1).transpose(1, 0, 2)
+        pending.probs = pending.feature_rows = None
         if self.plan is not None:
             self._publish(pending)
         if pending.missing == 0:
@@ -312,7 +349,7 @@ class Predictor:
         overrides = self.md5_override(prepared.digests) if self.md5_override is not None else {}
         self.images_overridden += len(overrides)
         if self.store is not None:
-            self.store.write(pending.row, pending.means, prepared.valid, prepared.digests)
+            self.store.write(pending.row, pending.means, prepared.valid, prepared.digests, pending.features)
         digests = prepared.digests if self.product_unique_md5 else None
         image_probs = image_ensembles(pending.means, prepared.valid, overrides, self.ensemble_sizes, digests)
         if image_probs is None:  # no usable picture and no dictionary entry: nothing to go on

@@ -15,6 +15,12 @@ a JSON meta file:
                probabilities (float16), which stands for each of them when rebuilding.
 The store serves every MD5 override type, so a run that writes it forwards the pictures the
 dictionary answers too (repeated pictures are still forwarded once).
+
+With --save-features, per model m: features-m.npy (views, images, D), each view's penultimate feature
+vector (predict.models.feature_symbol; D differs between models, hence one array each), float16 as
+computed or uint8 quantised (FeatureEncoder), and meta.json's `features`, one entry per model: model,
+dim, views, dtype, scale (value = stored * scale), clipped (values out of the stored range). An
+undecoded picture's rows are zeros. Stores without the key (no features, or older) read as before.
 """
 import json
 import logging
@@ -40,16 +46,64 @@ IMAGE_ARRAYS = ("image_product", "image_index", "md5", "decoded")
 MODEL_ARRAYS = ("top_class", "top_log_prob", "rest", "tail_log_mean")
 # the run settings that must agree for stores to be combined
 SHARED_SETTINGS = ("num_classes", "multi_view", "cate_level")
+FEATURE_DTYPES = {"float16": np.float16, "uint8": np.uint8}
+DEFAULT_FEATURE_DTYPE = "float16"
+FEATURE_FIELDS = ("model", "dim", "views", "dtype")  # what every range folder of a store must agree on
+# uint8: the first batch's 99.9th percentile becomes level 200 of 255 (FeatureEncoder)
+UINT8_PERCENTILE, UINT8_LEVEL = 99.9, 200
 
 
 def range_folder(directory, start, stop):
     return os.path.join(directory, f"products-{start:09d}-{stop:09d}")
 
 
-class StoreWriter:
-    """Fills one range folder as products finish (any order); `commit()` renames it into place."""
+def features_name(model_index):
+    return f"features-{model_index}"
 
-    def __init__(self, directory, index, start, stop, num_classes, model_names, top_k, settings):
+
+class FeatureEncoder:
+    """How one model's features are stored. float16: as computed (scale 1; `clipped` counts values beyond
+    float16's range, which become inf). uint8: round(x / scale) clipped to 0..255 (`clipped` counts the
+    values above 255 and the negative ones; these networks' features are pooled ReLU outputs, never
+    negative). The scale is chosen once, from the first batch the model computes, before any of its
+    pictures is stored, so that every row of a range folder shares it: that batch's 99.9th percentile
+    becomes level 200, so that a few outlying activations do not spend the 256 levels, and values up to
+    1.27 times that percentile in later batches (brighter or busier pictures) still fit."""
+
+    def __init__(self, dtype):
+        self.dtype = dtype
+        self.scale = 1.0 if dtype == "float16" else None  # None: no positive value seen yet
+        self.clipped = 0
+
+    def observe(self, batch):
+        """A batch of features as computed: sets the uint8 scale if it is not set yet."""
+        if self.scale is None and batch.size:
+            top = float(np.percentile(batch, UINT8_PERCENTILE))
+            top = top if top > 0 else float(batch.max())  # mostly zeros: the largest value then
+            self.scale = top / UINT8_LEVEL if top > 0 else None
+
+    def encode(self, values):
+        """`values` (float32) in the stored dtype, counting the values clipped."""
+        if self.dtype == "float16":
+            stored = values.astype(np.float16)
+            self.clipped += int(np.count_nonzero(np.isinf(stored) & np.isfinite(values)))
+            return stored
+        self.observe(values)
+        if self.scale is None:  # nothing positive yet: every value is stored as 0
+            self.clipped += int(np.count_nonzero(values < 0))
+            return np.zeros(values.shape, np.uint8)
+        levels = np.rint(values / self.scale)
+        self.clipped += int(np.count_nonzero((values < 0) | (levels > 255)))
+        return np.clip(levels, 0, 255).astype(np.uint8)
+
+
+class StoreWriter:
+    """Fills one range folder as products finish (any order); `commit()` renames it into place.
+    `feature_dims` (one per model; None: no features): keep `feature_views` views of each picture's
+    features in `feature_dtype` (FEATURE_DTYPES)."""
+
+    def __init__(self, directory, index, start, stop, num_classes, model_names, top_k, settings, feature_dims=None,
+                 feature_views=1, feature_dtype=DEFAULT_FEATURE_DTYPE):
         self.final = range_folder(directory, start, stop)
         self.temp = os.path.join(directory, f".{os.path.basename(self.final)}.tmp-{os.getpid()}")
         shutil.rmtree(self.temp, ignore_errors=True)
@@ -78,10 +132,24 @@ class StoreWriter:
         self.arrays["category_id"][:] = index.products["category_id"][start:stop] if index.has_labels else -1
         self.arrays["image_product"][:] = np.repeat(product_ids, counts)
         self.arrays["image_index"][:] = np.arange(num_images) - np.repeat(self.first_image, counts)
+        self.feature_dims = None if feature_dims is None else [int(dim) for dim in feature_dims]
+        self.encoders = [FeatureEncoder(feature_dtype) for _ in feature_dims or ()]
+        if feature_dims is not None:
+            self.meta["features"] = [{"model": name, "dim": int(dim), "views": feature_views, "dtype": feature_dtype}
+                                     for name, dim in zip(model_names, feature_dims)]
+            for m, dim in enumerate(feature_dims):  # zeros until written: an undecoded picture's stay so
+                self.arrays[features_name(m)] = np.lib.format.open_memmap(
+                    os.path.join(self.temp, features_name(m) + ".npy"), mode="w+",
+                    dtype=FEATURE_DTYPES[feature_dtype], shape=(feature_views, num_images, int(dim)))
         self.written = 0
 
-    def write(self, row, means, decoded, digests):
-        """Product `row` of the range: `means` (models, its images, C) image means, `decoded` per image."""
+    def observe_features(self, model_index, batch):
+        """A batch of model `model_index`'s features as computed, before any of them is written."""
+        self.encoders[model_index].observe(batch)
+
+    def write(self, row, means, decoded, digests, features=None):
+        """Product `row` of the range: `means` (models, its images, C) image means, `decoded` per image;
+        `features`: per model, (views, its images, D) float32 (zeros for an undecoded picture)."""
         at, count = int(self.first_image[row]), len(decoded)
         if count:
             kept = probability.top_k(means.reshape(-1, means.shape[-1]), self.top_k)
@@ -89,6 +157,8 @@ class StoreWriter:
                 self.arrays[name][:, at:at + count] = values.reshape(means.shape[0], count, *values.shape[1:])
             self.arrays["md5"][at:at + count] = digests
             self.arrays["decoded"][at:at + count] = decoded
+            for m, values in enumerate(features or ()):
+                self.arrays[features_name(m)][:, at:at + count] = self.encoders[m].encode(values)
         self.written += 1
 
     def commit(self, force=False):
@@ -98,6 +168,9 @@ class StoreWriter:
         for array in self.arrays.values():
             array.flush()
         self.arrays = {}
+        for entry, encoder in zip(self.meta.get("features", ()), self.encoders):
+            # a scale never set: nothing positive was computed, every value is stored as 0 whatever the scale
+            entry.update(scale=encoder.scale or 1.0, clipped=encoder.clipped)
         with open(os.path.join(self.temp, META), "w") as fh:
             json.dump(self.meta, fh, indent=1)
         if os.path.exists(self.final) and force:
@@ -105,11 +178,20 @@ class StoreWriter:
         os.rename(self.temp, self.final)
         log.info("probability store: %s (%s, %s, top %d)", self.final, plural(self.meta["num_images"], "image"),
                  plural(len(self.meta["models"]), "model"), self.top_k)
+        for entry in self.meta.get("features", ()):
+            (log.warning if entry["clipped"] else log.info)(
+                "features of %s: %d x %d per picture, %s, scale %.6g, %s clipped", entry["model"], entry["views"],
+                entry["dim"], entry["dtype"], entry["scale"], plural(entry["clipped"], "value"))
         return self.final
 
     def abandon(self):
         self.arrays = {}
         shutil.rmtree(self.temp, ignore_errors=True)
+
+
+def _feature_layout(meta):
+    """What the range folders of a store must agree on about its features (the uint8 scale is each one's own)."""
+    return [{key: entry[key] for key in FEATURE_FIELDS} for entry in meta.get("features", ())]
 
 
 def _load(folder, name):
@@ -141,6 +223,18 @@ class _Range:
                     "decoded": (num_images,), "top_class": (models, num_images, k),
                     "top_log_prob": (models, num_images, k), "rest": (models, num_images),
                     "tail_log_mean": (models, num_images)}
+        features = self.meta.get("features", [])
+        if not isinstance(features, list) or len(features) not in (0, models):
+            raise UserError(f"{meta_path}: features: expected one entry per model ({models})")
+        for m, entry in enumerate(features):
+            name = features_name(m)
+            if not isinstance(entry, dict) or any(key not in entry for key in FEATURE_FIELDS + ("scale",)):
+                raise UserError(f"{meta_path}: features entry {m} lacks one of {', '.join(FEATURE_FIELDS)}, scale")
+            self.arrays[name] = _load(folder, name)
+            expected[name] = (entry["views"], num_images, entry["dim"])
+            if self.arrays[name].dtype != FEATURE_DTYPES.get(entry["dtype"]):
+                raise UserError(f"{os.path.join(folder, name + '.npy')}: dtype {self.arrays[name].dtype}, "
+                                f"expected {entry['dtype']} from {META}")
         for name, shape in expected.items():
             if self.arrays[name].shape != shape:
                 raise UserError(f"{os.path.join(folder, name + '.npy')}: shape {self.arrays[name].shape}, "
@@ -169,26 +263,50 @@ class Store:
                 if part.meta[key] != first[key]:
                     raise UserError(f"{part.folder}: {key} {part.meta[key]} differs from {first[key]} of "
                                     f"{self.ranges[0].folder}")
+            if _feature_layout(part.meta) != _feature_layout(first):
+                raise UserError(f"{part.folder}: its features ({META} 'features') differ from those of "
+                                f"{self.ranges[0].folder}")
         self.meta = first
         self.models = list(first["models"])
+        self.feature_layout = _feature_layout(first)  # per model: model, dim, views, dtype; [] without features
         self.image_bounds = np.cumsum([0] + [r.meta["num_images"] for r in self.ranges])
 
     def concatenated(self, name):
         """A product or image array over all range folders."""
         return np.concatenate([r.arrays[name] for r in self.ranges])
 
-    def model_rows(self, first, last):
-        """Dense (models, images, C) float32 probabilities of images [first, last) of the store."""
-        parts = []
+    def _pieces(self, first, last):
+        """(range, its image slice) of each range folder holding images [first, last) of the store."""
         for part, lo in zip(self.ranges, self.image_bounds[:-1].tolist()):
             a, b = max(first, lo), min(last, lo + part.meta["num_images"])
             if a < b:
-                arrays = part.arrays
-                parts.append(probability.from_top_k(arrays["top_class"][:, a - lo:b - lo],
-                                                    arrays["top_log_prob"][:, a - lo:b - lo],
-                                                    arrays["tail_log_mean"][:, a - lo:b - lo],
-                                                    self.meta["num_classes"]))
+                yield part, slice(a - lo, b - lo)
+
+    def model_rows(self, first, last):
+        """Dense (models, images, C) float32 probabilities of images [first, last) of the store."""
+        parts = []
+        for part, rows in self._pieces(first, last):
+            arrays = part.arrays
+            parts.append(probability.from_top_k(arrays["top_class"][:, rows], arrays["top_log_prob"][:, rows],
+                                                arrays["tail_log_mean"][:, rows], self.meta["num_classes"]))
         return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=1)
+
+    def features(self, model_index, first, last):
+        """(views, last - first, D) float32 features of model `model_index` (its position in `models`) for
+        images [first, last) of the store, the uint8 ones dequantised with each range folder's scale."""
+        if not self.feature_layout:
+            raise UserError(f"{self.directory}: no features in this store (predict.predict --save-features)")
+        if not 0 <= model_index < len(self.feature_layout):
+            raise UserError(f"{self.directory}: no model {model_index}: its features are of models 0 to "
+                            f"{len(self.feature_layout) - 1}")
+        if not 0 <= first <= last <= self.image_bounds[-1]:
+            raise ValueError(f"images [{first}, {last}): the store has {self.image_bounds[-1]}")
+        entry, name = self.feature_layout[model_index], features_name(model_index)
+        parts = [np.zeros((entry["views"], 0, entry["dim"]), np.float32)]  # first == last: this, empty
+        for part, rows in self._pieces(first, last):
+            scale = np.float32(part.meta["features"][model_index]["scale"])
+            parts.append(part.arrays[name][:, rows].astype(np.float32) * scale)
+        return parts[-1] if len(parts) <= 2 else np.concatenate(parts, axis=1)
 
 
 def check_stores_agree(stores):
