@@ -41,43 +41,50 @@ export DATA_DIR="$DEMO_DIR" FORCE=1
 
 step() { echo; echo "=== $* ($(date +%H:%M:%S))"; }
 
-step "1/10 generate demo data"
+step "1/11 generate demo data"
 python -m data.make_demo_data --out-dir "$DEMO_DIR" --num-categories "$NUM_CATEGORIES" \
   --num-train-products "$NUM_TRAIN_PRODUCTS" --num-test-products "$NUM_TEST_PRODUCTS" --seed "$DEMO_SEED" --force
 
-step "2/10 DATASET_A: split 95/5 with seed 0xC0FFEE, convert to .rec"
+step "2/11 DATASET_A: split 95/5 with seed 0xC0FFEE, convert to .rec"
 data/create_dataset_A.sh
 
-step "3/10 DATASET_C: DATASET_A without repeated images"
+step "3/11 DATASET_C: DATASET_A without repeated images"
 data/create_dataset_C.sh
 
-step "4/10 MD5 dictionaries"
+step "4/11 MD5 dictionaries"
 data/create_train_md5_dict.sh
 
-step "5/10 category distribution"
+step "5/11 category distribution"
 python -m data.plot_category_distribution --bson "$DEMO_DIR/train.bson" \
   --out "$DEMO_DIR/category_distribution.png" --force
 
 # The machine settings every model script passes on (train/run_model.sh)
 export MODEL_DIR EPOCHS_1 EPOCHS_2 FINETUNE_EPOCHS GPUS= BN_GROUPS= DATA_NTHREADS=2 DISP_BATCHES=50
 
-step "6/10 train/demo/D01.sh: a DenseNet on DATASET_A"
+step "6/11 train/demo/D01.sh: a DenseNet on DATASET_A"
 train/demo/D01.sh
 
-step "7/10 train/demo/D02.sh: a DPN on DATASET_A"
+step "7/11 train/demo/D02.sh: a DPN on DATASET_A"
 train/demo/D02.sh
 
-step "8/10 train/demo/D03.sh: fine-tune D01's checkpoint with a new classifier"
+step "8/11 train/demo/D03.sh: fine-tune D01's checkpoint with a new classifier"
 train/demo/D03.sh
 
-step "9/10 predict test.bson with predict/run_predict.sh: D01 alone and the ensemble, without and with flip TTA and the MD5 override"
+step "9/11 predict test.bson with predict/run_predict.sh: D01 alone and the ensemble, without and with flip TTA and the MD5 override"
 # ensemble order: ENSEMBLES=1 is D01 alone; the last run adds the sum over a product's pictures
 # (.e3.m1), which the solution submitted, then product-hash post-processing and the checks
 export MODELS="D01:$EPOCHS_1 D02:$EPOCHS_2 D03:$FINETUNE_EPOCHS" BATCH_SIZE="$PREDICT_BATCH_SIZE" NUM_PROCS
 MULTI_VIEW=0 MD5_DICT_TYPE=none ENSEMBLES=1 OUT_DIR="$SUB_DIR/plain" predict/run_predict.sh
 MULTI_VIEW=1 MD5_DICT_TYPE=none ENSEMBLES=3 OUT_DIR="$SUB_DIR/flip" predict/run_predict.sh
-step "10/10 the same with the MD5 override ($MD5_DICT_TYPE), product-hash post-processing, checked"
-MULTI_VIEW=1 MD5_DICT_TYPE="$MD5_DICT_TYPE" ENSEMBLES=3 OUT_DIR="$SUB_DIR/final" predict/run_predict.sh
+step "10/11 the same with the MD5 override ($MD5_DICT_TYPE), product-hash post-processing, checked"
+# keeps the test pictures' probabilities for step 11 (the outputs are the same with or without)
+MULTI_VIEW=1 MD5_DICT_TYPE="$MD5_DICT_TYPE" ENSEMBLES=3 OUT_DIR="$SUB_DIR/final" \
+  EXTRA_PREDICT_ARGS="--save-probs $SUB_DIR/final/probs" predict/run_predict.sh
+
+step "11/11 not the original's: learned fusion weights, fitted on the validation split (predict/run_fuse.sh)"
+MULTI_VIEW=1 ENSEMBLES=3 MD5_SWEEP= OUT_DIR="$DEMO_DIR/validation" predict/run_validate.sh
+VALID_STORE="$DEMO_DIR/validation/probs" TEST_STORE="$SUB_DIR/final/probs" OUT_DIR="$SUB_DIR/fused" \
+  MD5_DICT_TYPE="$MD5_DICT_TYPE" FREQUENT_CLASSES=0 predict/run_fuse.sh
 
 step "summary"
 python -m data.dataset_summary --data-dir "$DEMO_DIR"
@@ -88,7 +95,9 @@ echo "test accuracy against the demo's ground truth, technique by technique:"
 python -m predict.score_submission --truth "$DEMO_DIR/test_ground_truth.csv" \
   --label "D01 alone" --label "ensemble of 3" --label "+ flip TTA" --label "+ MD5 override ($MD5_DICT_TYPE)" \
   --label "+ sum over pictures (m1)" --label "+ product-hash post-processing" \
+  --label "not the original's: learned fusion + MD5 override + product hashes" \
   "$SUB_DIR/plain/submission.e1.m0.csv.gz" "$SUB_DIR/plain/submission.csv.gz" "$SUB_DIR/flip/submission.csv.gz" \
-  "$SUB_DIR/final/submission.csv.gz" "$SUB_DIR/final/submission.e3.m1.csv.gz" "$SUB_DIR/final/submission_final.csv.gz"
+  "$SUB_DIR/final/submission.csv.gz" "$SUB_DIR/final/submission.e3.m1.csv.gz" "$SUB_DIR/final/submission_final.csv.gz" \
+  "$SUB_DIR/fused/submission_fused_final.csv.gz"
 echo "plots: $DEMO_DIR/category_distribution.png, $MODEL_DIR/*/*-curve.png"
 echo "submission: $SUB_DIR/final/submission_final.csv.gz"
