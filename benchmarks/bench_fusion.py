@@ -35,8 +35,14 @@ from benchmarks.report import format_accuracy, print_tables
 from cli.statistics import paired_difference
 
 NETWORKS = ("densenet-41", "dpn-26", "resnext-14")
-# (name, predict.fuse train flags) of each learned method
+# (name, predict.fuse train flags) of each learned method; the nets need --features
 METHODS = [("weights", []), ("weights per picture count", ["--per-count"])]
+NET_METHODS = [("fusion net, flips as views", ["--method", "net", "--flips", "views"]),
+               ("fusion net, flips averaged", ["--method", "net", "--flips", "mean"])]
+
+
+def methods(args):
+    return METHODS + (NET_METHODS if args.features else [])
 
 
 def once(path, make):
@@ -120,8 +126,8 @@ def read_classes(path):
 def kfold_rows(work, paths, valid_store, args):
     """The k-fold estimate of every method: (name, accuracy, low, high, difference, half width)."""
     rows, fixed_done = [], False
-    for name, flags in METHODS:
-        prefix = os.path.join(work, "fusion", name.replace(" ", "_"))
+    for name, flags in methods(args):
+        prefix = os.path.join(work, "fusion", tag_of(name))
         os.makedirs(os.path.dirname(prefix), exist_ok=True)
         started = time.monotonic()
         python_module("predict.fuse", "train", "--probs", valid_store, "--category-csv", paths["csv"], "--out", prefix,
@@ -140,7 +146,11 @@ def kfold_rows(work, paths, valid_store, args):
     return rows, estimate["products"], estimate["best_fixed"]
 
 
-def test_rows(work, paths, test_store):
+def tag_of(name):
+    return name.replace(" ", "_").replace(",", "")
+
+
+def test_rows(work, paths, test_store, args):
     """The test products: the original's outputs and each fusion's, with the MD5 override and product hashes."""
     out = os.path.join(work, "test")
     os.makedirs(out, exist_ok=True)
@@ -156,8 +166,8 @@ def test_rows(work, paths, test_store):
     python_module("predict.postprocess_product", "--src", m1, "--md5", overrides, "--output",
                   os.path.join(out, "original_final.csv"), "--force")
     submissions["original: m1 + MD5 + product hashes (submitted)"] = os.path.join(out, "original_final.csv")
-    for name, _ in METHODS:
-        tag = name.replace(" ", "_")
+    for name, _ in methods(args):
+        tag = tag_of(name)
         fused = os.path.join(out, f"{tag}.csv")
         started = time.monotonic()
         python_module("predict.fuse", "apply", "--fuse", os.path.join(work, "fusion", tag + "-fuse.json"),
@@ -199,7 +209,7 @@ def bed_tables(bed, args):
              "| method | accuracy (95% interval) | difference | cost |", "|---|---|---|---|"]
     for name, accuracy, low, high, difference, half, cost in rows:
         kfold.append(f"| {name} | {accuracy:.4f} ({low:.4f}-{high:.4f}) | {difference:+.4f} ± {half:.4f} | {cost} |")
-    test, count = test_rows(work, paths, test_store)
+    test, count = test_rows(work, paths, test_store, args)
     test_table = [f"**{bed}**: test products ({count}), fitted on all validation products; difference to the "
                   "original's submission, paired by product.", "",
                   "| submission | accuracy (95% interval) | difference |", "|---|---|---|"] + test

@@ -32,17 +32,23 @@ from cli.runner import HelpFormatter, UserError, run_cli
 from cli.statistics import paired_difference, wilson_interval
 from data.categories import default_category_csv
 from predict.ensemble import iter_products, load_categories, open_stores, write_store_outputs
+from predict import fuse_net
 from predict.fuse_weights import WeightFusion, class_groups
 from predict.fusion_table import build_table
 from predict.outputs import add_reduction_flags, load_md5_override
 from predict.prob_store import META
 from predict.predictor import Variant, image_ensembles, product_classes
+from predict.probability import first_occurrences
 from predict.submission import variant_path
+from train.checkpoint import checkpoint_paths, load_params, load_symbol, save_checkpoint
+from train.optimizer_state import read_state, restore_state, write_state
 
 log = logging.getLogger(__name__)
 
 FORMAT = "cdiscount-fusion/1"
-METHODS = ("weights",)
+SETTINGS = ("per_count", "frequent_classes", "candidates", "iterations", "learning_rate", "flips", "epochs",
+            "batch_size", "hidden", "net_learning_rate", "seed")  # recorded in PREFIX-fuse.json
+METHODS = ("weights", "net")
 
 
 def build_parser():
@@ -54,7 +60,9 @@ def build_parser():
     add_store_args(train, "labelled probability stores (predict.predict --save-probs on the validation split)")
     train.add_argument("--out", required=True, metavar="PREFIX", help="writes PREFIX-fuse.json")
     fit = train.add_argument_group("Fitting")
-    fit.add_argument("--method", default="weights", choices=METHODS, help="what is learned")
+    fit.add_argument("--method", default="weights", choices=METHODS,
+                     help="what is learned: weights (per model, see --per-count, --frequent-classes) or net "
+                          "(the view-gated fusion net over the models' features)")
     fit.add_argument("--per-count", action="store_true",
                      help="weights per count of usable pictures (1, 2, 3, 4+), as outrunner")
     fit.add_argument("--frequent-classes", type=int, default=0, metavar="N",
@@ -64,6 +72,15 @@ def build_parser():
                      help="classes per product the fit scores (the best by the models' summed log products)")
     fit.add_argument("--iterations", type=int, default=300, help="full-batch Adam steps")
     fit.add_argument("--learning-rate", type=float, default=0.05, help="Adam's step on the log-weights")
+    net = train.add_argument_group("The fusion net (--method net; needs stores with --save-features)")
+    net.add_argument("--flips", default="views", choices=fuse_net.FLIPS,
+                     help="a picture's flip as a view of its own (8 slots a product) or averaged with it (4)")
+    net.add_argument("--epochs", type=int, default=0, help="epochs (0: about 3,000 updates, 5 to 60 epochs)")
+    net.add_argument("--batch-size", type=int, default=64, help="products per update")
+    net.add_argument("--hidden", type=int, default=512, help="width of the MLP's hidden layer")
+    net.add_argument("--net-learning-rate", type=float, default=1e-3, help="Adam's learning rate")
+    net.add_argument("--load-epoch", type=int, default=0,
+                     help="resume the final fit from PREFIX-fusenet-NNNN.params and its optimizer state")
     fit.add_argument("--folds", type=int, default=5, help="k of the k-fold estimate (0: fit only)")
     fit.add_argument("--seed", type=int, default=0, help="seed of the folds")
     train.add_argument("--force", action="store_true", help="overwrite PREFIX-fuse.json")
@@ -99,15 +116,77 @@ def read_stores(args):
 
 
 # ---- train ------------------------------------------------------------------------------------------
-def make_fusion(args, table, rows):
-    groups = class_groups(table.labels[rows], table.num_classes, args.frequent_classes)
-    return WeightFusion.initial(len(table.model_names), groups, args.per_count)
+class WeightsMethod:
+    """--method weights (predict.fuse_weights)."""
+    name = "learned weights"
+
+    def __init__(self, args, table, stores):
+        self.args, self.table = args, table
+
+    def fit(self, rows):
+        groups = class_groups(self.table.labels[rows], self.table.num_classes, self.args.frequent_classes)
+        fusion = WeightFusion.initial(len(self.table.model_names), groups, self.args.per_count)
+        loss = fusion.fit(self.table, rows, self.args.iterations, self.args.learning_rate)
+        return fusion, loss
+
+    def fold(self, train_rows, held_rows):
+        fusion, loss = self.fit(train_rows)
+        log.info("fitted on %d products (loss %.4f)", len(train_rows), loss)
+        scores = fusion.product_scores(self.table, held_rows)
+        return self.table.candidates[held_rows, np.argmax(scores, axis=1)]
+
+    def fit_all(self, rows):
+        fusion, loss = self.fit(rows)
+        for line in fusion.describe(self.table.model_names):
+            log.info("fitted: %s", line)
+        return {"loss": loss, **fusion.to_json()}
 
 
-def fit(args, table, rows):
-    fusion = make_fusion(args, table, rows)
-    loss = fusion.fit(table, rows, args.iterations, args.learning_rate)
-    return fusion, loss
+class NetMethod:
+    """--method net (predict.fuse_net)."""
+    name = "fusion net"
+
+    def __init__(self, args, table, stores):
+        self.args, self.table = args, table
+        self.features, self.mask = fuse_net.product_views(stores, args.flips)
+        self.labels = table.labels.astype(np.float32)
+
+    def epochs(self, rows):
+        return self.args.epochs or fuse_net.epochs_for(len(rows), self.args.batch_size)
+
+    def train(self, rows, held_rows=None, **resume):
+        held_out = None if held_rows is None else (self.features[held_rows], self.mask[held_rows],
+                                                   self.table.labels[held_rows])
+        return fuse_net.train(self.features[rows], self.mask[rows], self.labels[rows], self.table.num_classes,
+                              epochs=self.epochs(rows), batch_size=self.args.batch_size, hidden=self.args.hidden,
+                              learning_rate=self.args.net_learning_rate, seed=self.args.seed, held_out=held_out,
+                              **resume)
+
+    def fold(self, train_rows, held_rows):
+        module = self.train(train_rows, held_rows)
+        return fuse_net.predict(module, self.features[held_rows], self.mask[held_rows]).argmax(axis=1)
+
+    def fit_all(self, rows):
+        prefix, epochs = f"{self.args.out}-fusenet", self.epochs(rows)
+
+        def save(epoch, module):
+            arg_params, aux_params = module.get_params()
+            save_checkpoint(prefix, epoch, module.symbol, arg_params, aux_params,
+                            write_state=lambda params, arrays, description: write_state(
+                                module, "adam", epoch, params, arrays, description))
+
+        resume = {}
+        if self.args.load_epoch:
+            _, params_path = checkpoint_paths(prefix, self.args.load_epoch)
+            check_input_paths([(params_path, "--load-epoch checkpoint")])
+            arg_params, aux_params = load_params(params_path)
+            state = read_state(params_path, "adam")
+            resume = dict(begin_epoch=self.args.load_epoch, arg_params=arg_params, aux_params=aux_params,
+                          state=(lambda module: restore_state(module, *state)) if state else None)
+        self.train(rows, epoch_end=save, **resume)
+        slots, width = self.features.shape[1:]
+        return {"net": {"prefix": os.path.abspath(prefix), "epoch": epochs, "slots": int(slots),
+                        "width": int(width), "flips": self.args.flips, "hidden": self.args.hidden}}
 
 
 def fold_of_products(count, folds, seed):
@@ -118,29 +197,27 @@ def fold_of_products(count, folds, seed):
     return fold
 
 
-def kfold_answers(args, table):
-    """Out-of-fold classes of the labelled products (in table.labelled order)."""
+def kfold_answers(args, table, method):
+    """Out-of-fold classes of the labelled products (in table.labelled order); a product without a usable
+    picture gets class 0, as predict.predict gives it."""
     rows = table.labelled
     fold = fold_of_products(len(rows), args.folds, args.seed)
     answers = np.zeros(len(rows), dtype=np.int64)
     for k in range(args.folds):
         held_out = rows[fold == k]
-        fusion, loss = fit(args, table, rows[fold != k])
-        scores = fusion.product_scores(table, held_out)
-        answers[fold == k] = np.where(table.usable[held_out] > 0,
-                                      table.candidates[held_out, np.argmax(scores, axis=1)], 0)
-        log.info("fold %d of %d: fitted on %d products (loss %.4f), predicted %d", k + 1, args.folds,
-                 int((fold != k).sum()), loss, len(held_out))
+        log.info("fold %d of %d: %d products to fit on, %d to predict", k + 1, args.folds,
+                 int((fold != k).sum()), len(held_out))
+        answers[fold == k] = np.where(table.usable[held_out] > 0, method.fold(rows[fold != k], held_out), 0)
     return answers
 
 
-def estimate_rows(table, learned):
+def estimate_rows(table, learned, name):
     """(name, accuracy, low, high, difference to the best fixed reduction, its half-width) per method."""
     rows = table.labelled
     truth = table.labels[rows]
     answers = {name: table.fixed[name][rows] for name in table.model_names + ["m0", "m1"]}
     best_fixed = max(["m0", "m1"], key=lambda name: (answers[name] == truth).mean())
-    answers["learned weights (k-fold)"] = learned
+    answers[f"{name} (k-fold)"] = learned
     lines = []
     for name, answer in answers.items():
         right = answer == truth
@@ -161,7 +238,8 @@ def print_estimate(lines, best_fixed, products):
 def train_main(args):
     if args.folds == 1 or args.folds < 0:
         raise UserError(f"--folds {args.folds}: 0 (no estimate) or 2 or more")
-    for flag, value in (("--candidates", args.candidates), ("--iterations", args.iterations)):
+    for flag, value in (("--candidates", args.candidates), ("--iterations", args.iterations),
+                        ("--batch-size", args.batch_size), ("--hidden", args.hidden)):
         if value < 1:
             raise UserError(f"{flag} {value}: must be >= 1")
     stores, categories = read_stores(args)
@@ -178,25 +256,20 @@ def train_main(args):
     outside = int((table.truth_position[rows] < 0).sum())
     log.info("in: %s, %s (%d with their class outside the %d candidates)", plural(len(table.model_names), "model"),
              plural(len(rows), "labelled product"), outside, table.candidates.shape[1])
+    method = (WeightsMethod if args.method == "weights" else NetMethod)(args, table, stores)
     estimate = None
     if args.folds:
-        lines, best_fixed = estimate_rows(table, kfold_answers(args, table))
+        lines, best_fixed = estimate_rows(table, kfold_answers(args, table, method), method.name)
         print_estimate(lines, best_fixed, len(rows))
         estimate = {"folds": args.folds, "seed": args.seed, "products": int(len(rows)), "best_fixed": best_fixed,
                     "methods": [dict(zip(("name", "accuracy", "low", "high", "difference", "half_width"), line))
                                 for line in lines]}
-    fusion, loss = fit(args, table, rows)
-    for line in fusion.describe(table.model_names):
-        log.info("fitted: %s", line)
+    fitted = method.fit_all(rows)
     record = {"format": FORMAT, "method": args.method, "models": table.model_names,
               "num_classes": meta["num_classes"], "cate_level": meta["cate_level"],
               "multi_view": meta["multi_view"], "categories_digest": categories.digest,
-              "fitted_on": {"stores": [os.path.abspath(p) for p in args.probs], "products": int(len(rows)),
-                            "loss": loss},
-              "settings": {"per_count": args.per_count, "frequent_classes": args.frequent_classes,
-                           "candidates": args.candidates, "iterations": args.iterations,
-                           "learning_rate": args.learning_rate},
-              "estimate": estimate, "fusion": fusion.to_json()}
+              "fitted_on": {"stores": [os.path.abspath(p) for p in args.probs], "products": int(len(rows))},
+              "settings": {key: getattr(args, key) for key in SETTINGS}, "estimate": estimate, "fusion": fitted}
     with atomic_outputs(out) as (tmp,), open(tmp, "w") as fh:
         json.dump(record, fh, indent=1)
     log.info("out: %s", out)
@@ -212,7 +285,8 @@ def read_fusion(path, stores, categories):
             record = json.load(fh)
         if not isinstance(record, dict) or record.get("format") != FORMAT:
             raise ValueError(f"format is not {FORMAT}")
-        fusion = WeightFusion.from_json(record["fusion"])
+        fusion = NetFusion(record["fusion"]["net"]) if record["method"] == "net" else \
+            WeightFusion.from_json(record["fusion"])
     except (ValueError, KeyError, TypeError) as exc:
         raise UserError(f"{path}: not a fusion predict.fuse train writes ({exc})") from None
     names = [name for store in stores for name in store.models]
@@ -226,13 +300,51 @@ def read_fusion(path, stores, categories):
             raise UserError(f"{path}: {key} {record[key]}, but {meta[key]} in {stores[0].directory}")
     if record.get("categories_digest") not in (None, categories.digest):
         raise UserError(f"{path}: fitted on other categories than {categories.path}")
-    if len(fusion.class_group) != meta["num_classes"]:
+    if record["method"] == "weights" and len(fusion.class_group) != meta["num_classes"]:
         raise UserError(f"{path}: {len(fusion.class_group)} class groups for {meta['num_classes']} classes")
     return fusion
 
 
+class NetFusion:
+    """A fusion net written by `train --method net`, bound for prediction."""
+
+    def __init__(self, record):
+        self.record = record
+        symbol_path, params_path = checkpoint_paths(record["prefix"], record["epoch"])
+        check_input_paths([(symbol_path, "fusion net symbol"), (params_path, "fusion net parameters")])
+        self.symbol, self.params = load_symbol(symbol_path), load_params(params_path)
+
+    def classes(self, stores, variants, md5_override, product_unique_md5):
+        """(variants, products) class ids: the net's product probabilities, then the MD5 override of the
+        pictures the dictionary answers, multiplied in (m0) or added (m1), as predict.predict reduces."""
+        features, mask = fuse_net.product_views(stores, self.record["flips"])
+        if features.shape[1:] != (self.record["slots"], self.record["width"]):
+            raise UserError(f"{stores[0].directory}: features of {features.shape[1]} views x {features.shape[2]}, "
+                            f"but the fusion net takes {self.record['slots']} x {self.record['width']}")
+        module = fuse_net.inference_module(self.symbol, *self.params, *features.shape[1:])
+        product_probs = fuse_net.predict(module, features, mask)
+        first = stores[0]
+        num_images = first.concatenated("num_images").astype(np.int64)
+        image_start = np.concatenate([[0], np.cumsum(num_images)])
+        decoded = first.concatenated("decoded")
+        digests = [bytes(d).ljust(16, b"\0") for d in first.concatenated("md5")]
+        class_ids = np.zeros((len(variants), len(num_images)), dtype=np.int64)
+        for row in range(len(num_images)):
+            a, b = int(image_start[row]), int(image_start[row + 1])
+            overrides = md5_override(digests[a:b]) if md5_override is not None else {}
+            if product_unique_md5:
+                keep = set(first_occurrences(digests[a:b]))
+                overrides = {p: v for p, v in overrides.items() if p in keep}
+            rows = ([product_probs[row]] if decoded[a:b].any() else []) + [overrides[p] for p in sorted(overrides)]
+            image_probs = {1: np.asarray(rows, dtype=np.float64)} if rows else None
+            class_ids[:, row] = product_classes(image_probs, variants)
+        return class_ids
+
+
 def fused_classes(stores, fusion, variants, md5_override, product_unique_md5):
     """(variants, products) class ids: each picture fused, overridden, then the pictures reduced."""
+    if isinstance(fusion, NetFusion):
+        return fusion.classes(stores, variants, md5_override, product_unique_md5)
     class_ids = np.zeros((len(variants), len(stores[0].concatenated("num_images"))), dtype=np.int64)
     for row, means, decoded, digests in iter_products(stores):
         overrides = md5_override(digests) if md5_override is not None else {}

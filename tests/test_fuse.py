@@ -6,6 +6,7 @@ equal-weight mean is worse than model 0 alone and a learned weighting has someth
 import csv
 import json
 
+import mxnet as mx
 import numpy as np
 import pytest
 
@@ -26,8 +27,21 @@ STRENGTH = np.array([2.2, 0.6, 0.6])  # logit added to the product's class
 LEAN = np.array([0.0, 1.0, 1.0])  # logit added to the next class
 
 
-def made_up_run(tmp_path, name, num_products, seed, labelled=True):
-    """A BSON of `num_products` products of 1-4 pictures, and a store of MODELS' made-up probabilities."""
+FEATURE_DIM = 12
+CENTRES = np.random.default_rng(99).normal(0, 1, (NUM_CLASSES, FEATURE_DIM))  # model 0's features: the class's
+
+
+def made_up_features(rng, label, count):
+    """Per model, (2 views, count pictures, FEATURE_DIM) non-negative features: model 0's near its class's
+    centre, the others noise."""
+    informative = np.maximum(CENTRES[label] + rng.normal(0, 0.3, (2, count, FEATURE_DIM)), 0)
+    return [informative.astype(np.float32)] + [np.abs(rng.normal(0, 1, (2, count, FEATURE_DIM))).astype(np.float32)
+                                               for _ in MODELS[1:]]
+
+
+def made_up_run(tmp_path, name, num_products, seed, labelled=True, features=False):
+    """A BSON of `num_products` products of 1-4 pictures, and a store of MODELS' made-up probabilities
+    (and feature vectors of 2 views per picture, with `features`)."""
     rng = np.random.default_rng(seed)
     classes = rng.integers(0, NUM_CLASSES, num_products)
     counts = rng.integers(1, 5, num_products)
@@ -37,7 +51,8 @@ def made_up_run(tmp_path, name, num_products, seed, labelled=True):
     index = BsonIndex.open(bson_path, progress=False)
     store_dir = tmp_path / f"{name}-store"
     writer = StoreWriter(str(store_dir), index, 0, num_products, NUM_CLASSES, MODELS, NUM_CLASSES,
-                         {"multi_view": 1, "cate_level": 3, "categories_digest": categories(tmp_path).digest})
+                         {"multi_view": 1, "cate_level": 3, "categories_digest": categories(tmp_path).digest},
+                         **(dict(feature_dims=[FEATURE_DIM] * len(MODELS), feature_views=2) if features else {}))
     probs = []
     for n in range(num_products):
         logits = rng.normal(0, 1, (len(MODELS), counts[n], NUM_CLASSES))
@@ -47,7 +62,8 @@ def made_up_run(tmp_path, name, num_products, seed, labelled=True):
         p /= p.sum(axis=-1, keepdims=True)
         probs.append(p.astype(np.float32))
         digests = [image_md5(doc["picture"]) for doc in docs[n]["imgs"]]
-        writer.write(n, p.astype(np.float32), np.ones(counts[n], dtype=bool), digests)
+        writer.write(n, p.astype(np.float32), np.ones(counts[n], dtype=bool), digests,
+                     made_up_features(rng, classes[n], counts[n]) if features else None)
     writer.commit()
     return dict(bson=bson_path, store=str(store_dir), classes=classes, probs=probs, docs=docs)
 
@@ -161,3 +177,45 @@ def test_groups():
     labels = np.array([2, 2, 2, 1, 1, 0, 3])
     assert class_groups(labels, 5, 2).tolist() == [1, 0, 0, 1, 1]  # classes 2 and 1 are the most frequent
     assert class_groups(labels, 5, 0).tolist() == [0] * 5
+
+
+@pytest.fixture(scope="module")
+def feature_runs(tmp_path_factory):
+    tmp_path = tmp_path_factory.mktemp("fuse_net")
+    categories(tmp_path)
+    return dict(tmp=tmp_path, csv=str(tmp_path / "category_names.csv"),
+                valid=made_up_run(tmp_path, "valid", 300, 4, features=True),
+                test=made_up_run(tmp_path, "test", 100, 5, features=True))
+
+
+def test_the_fusion_net_learns_from_features_and_resumes_exactly(feature_runs, tmp_path):
+    out = str(tmp_path / "net")
+    common = ["train", "--method", "net", "--probs", feature_runs["valid"]["store"], "--category-csv",
+              feature_runs["csv"], "--hidden", "32", "--batch-size", "32", "--net-learning-rate", "0.01", "--epochs", "12"]
+    assert fuse.main(common + ["--out", out, "--folds", "3"]) == 0
+    with open(out + "-fuse.json") as fh:
+        record = json.load(fh)
+    methods = {m["name"]: m for m in record["estimate"]["methods"]}
+    assert methods["fusion net (k-fold)"]["accuracy"] > methods["m0"]["accuracy"] + 0.05  # model 0's features
+    assert record["fusion"]["net"]["slots"] == 8 and record["fusion"]["net"]["width"] == 3 * FEATURE_DIM
+    # interrupted after epoch 6, resumed: the same weights as the uninterrupted run's epoch 12
+    resumed = str(tmp_path / "resumed")
+    fuse.main(common[:-1] + ["6", "--out", resumed, "--folds", "0"])
+    fuse.main(common + ["--out", resumed, "--folds", "0", "--load-epoch", "6", "--force"])
+    whole, split = mx.nd.load(out + "-fusenet-0012.params"), mx.nd.load(resumed + "-fusenet-0012.params")
+    assert sorted(whole) == sorted(split)
+    assert all(np.array_equal(whole[k].asnumpy(), split[k].asnumpy()) for k in whole)
+
+    output = str(tmp_path / "sub.csv")
+    assert fuse.main(["apply", "--fuse", out + "-fuse.json", "--probs", feature_runs["test"]["store"],
+                      "--category-csv", feature_runs["csv"], "--output", output]) == 0
+    written = read_submission(output)
+    test = feature_runs["test"]
+    right = np.mean([written[doc["_id"]] == FIRST_CATEGORY + int(c) for doc, c in zip(test["docs"], test["classes"])])
+    assert right > 0.85
+
+
+def test_the_fusion_net_refuses_stores_without_features(runs, tmp_path):
+    with pytest.raises(UserError, match=r"valid-store: no features in this store: the fusion net needs"):
+        fuse.main(["train", "--method", "net", "--probs", runs["valid"]["store"], "--category-csv", runs["csv"],
+                   "--out", str(tmp_path / "n"), "--folds", "0"])

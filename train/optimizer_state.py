@@ -166,7 +166,8 @@ def restore_state(module, description, arrays):
         per_device.clear()
     if "m_schedule" in description and hasattr(optimizer, "m_schedule"):
         optimizer.m_schedule = float(description["m_schedule"])
-    optimizer.lr_scheduler.begin_update = count
+    if optimizer.lr_scheduler is not None:  # a constant lr (predict.fuse_net) has none
+        optimizer.lr_scheduler.begin_update = count
     log.info("restored the %s optimizer state of epoch %s: %d arrays, update counter %d",
              description["optimizer"], description.get("epoch"), len(arrays), count)
     return True
