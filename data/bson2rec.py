@@ -219,21 +219,27 @@ def output_idx_path(rec_path):
     return idx_path_of(rec_path)
 
 
+def add_record_args(group):
+    """--out-rec, --category-csv, --cate-type, --skip-corrupt: what is written and how it is labelled (also
+    data.hash_labelled_rec's)."""
+    group.add_argument("--out-rec", required=True,
+                       help="output .rec; its .idx and X.rec.json (what the labels are) are written beside it")
+    group.add_argument("--category-csv", default=None,
+                       help="Kaggle category_names.csv (default: $DATA_DIR/category_names.csv, "
+                            "DATA_DIR defaulting to data_dir)")
+    group.add_argument("--cate-type", type=int, choices=(1, 3), default=3,
+                       help="label: 3 = class id of the 5270 categories; 1 = index of the category within its "
+                            "level-1 category (a level-1 sub-class model)")
+    group.add_argument("--skip-corrupt", action="store_true",
+                       help="skip unreadable documents (reported) instead of stopping")
+
+
 def build_parser():
     parser = argparse.ArgumentParser(prog="python -m data.bson2rec", description=__doc__,
                                      formatter_class=HelpFormatter)
     io = parser.add_argument_group("input and output")
     io.add_argument("--bson", required=True, help="Kaggle BSON (train, validation split or test)")
-    io.add_argument("--out-rec", required=True,
-                    help="output .rec; its .idx and X.rec.json (what the labels are) are written beside it")
-    io.add_argument("--category-csv", default=None,
-                    help="Kaggle category_names.csv (default: $DATA_DIR/category_names.csv, "
-                         "DATA_DIR defaulting to data_dir)")
-    io.add_argument("--cate-type", type=int, choices=(1, 3), default=3,
-                    help="label: 3 = class id of the 5270 categories; 1 = index of the category within its "
-                         "level-1 category (a level-1 sub-class model)")
-    io.add_argument("--skip-corrupt", action="store_true",
-                    help="skip unreadable documents (reported) instead of stopping")
+    add_record_args(io)
     io.add_argument("--force", action="store_true", help="overwrite existing outputs")
     select = parser.add_argument_group("image selection (in this order, on the images in file order)")
     select.add_argument("--md5-dict", default=None,

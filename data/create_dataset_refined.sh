@@ -18,12 +18,8 @@ SHUFFLE_SEED=12648430                       # record order (Python random, as th
 TRAIN_OPTIONS="--md5-dict $MD5_DICT --unique-md5"  # single-category MD5s, each once
 VALID_OPTIONS="--unique-md5"                       # each MD5 once (no category filter, as the original)
 
-for needed in "$SPLIT_DIR/train_train.bson:data/create_dataset_A.sh" "$MD5_DICT:data/create_train_md5_dict.sh"; do
-  if [ ! -f "${needed%%:*}" ]; then
-    echo "error: ${needed%%:*} not found: run ${needed#*:} first" >&2
-    exit 2
-  fi
-done
+require_files "$SPLIT_DIR/train_train.bson:run data/create_dataset_A.sh first" \
+  "$MD5_DICT:run data/create_train_md5_dict.sh first"
 SKIP_FLAG=()
 if [ "${SKIP_CORRUPT:-0}" = "1" ]; then SKIP_FLAG=(--skip-corrupt); fi
 CATEGORY_CSV="$DATA_DIR/category_names.csv"

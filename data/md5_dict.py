@@ -165,6 +165,13 @@ class HashTable:
         """Distinct categories per key."""
         return np.diff(self.ptr)
 
+    def num_categories_of(self, keys):
+        """Distinct categories of each of `keys` (vectorised): 0 where the table does not hold it."""
+        pos = self.find(keys)
+        counts = np.zeros(len(pos), dtype=np.int64)
+        counts[pos >= 0] = self.num_categories()[pos[pos >= 0]]
+        return counts
+
     def entry(self, position):
         """{category_id: count} of the key at `position`, in first-seen order (version 2 files)."""
         lo, hi = self.ptr[position], self.ptr[position + 1]

@@ -4,7 +4,7 @@
 # Every command writes its outputs under temporary names and renames them when it succeeds, so an
 # output that exists under its final name is whole. A step is complete when all its outputs exist
 # and none is older than one of its inputs (a rebuilt input makes its outputs stale). FORCE=1 redoes
-# every step.
+# every step. require_files stops before any step on a missing input, naming what makes it.
 
 run_step() {  # run_step WHAT OUTPUT... -- INPUT... -- COMMAND...: COMMAND (given --force when redoing)
   local what="$1" outputs=() inputs=() present=() missing=() force=() stale="" output input
@@ -34,4 +34,14 @@ run_step() {  # run_step WHAT OUTPUT... -- INPUT... -- COMMAND...: COMMAND (give
     force=(--force)
   fi
   "$@" "${force[@]}"
+}
+
+require_files() {  # require_files PATH:HINT...: stop (exit 2) at the first missing PATH, saying where it comes from
+  local needed
+  for needed in "$@"; do
+    if [ ! -f "${needed%%:*}" ]; then
+      echo "error: ${needed%%:*} not found: ${needed#*:}" >&2
+      exit 2
+    fi
+  done
 }

@@ -20,6 +20,12 @@ The order within an epoch (--data-order):
   written in file order (data.bson2rec --no-shuffle).
 Both are deterministic with several decoding threads: each thread's share of a chunk or a
 batch is fixed.
+
+--data-train-extra X.rec ... (not the original's; e.g. data.hash_labelled_rec's test pictures) adds
+training .rec files read in full every epoch beside --data-train: each file has its own per-epoch
+iterator (seeded from (--seed, epoch, file index); the --data-train file keeps the seed it has alone),
+and the epoch is their batches, ceil(records / batch size) of each file, in a random order seeded from
+(--seed, epoch), each batch from one file. Their X.rec.json must describe the training .rec's labels.
 """
 import logging
 import math
@@ -48,6 +54,10 @@ def add_data_args(parser):
     data = parser.add_argument_group("Data", "the .rec files and how images are fed to the network")
     data.add_argument("--data-train", help="training .rec (its .idx beside it)")
     data.add_argument("--data-val", help="validation .rec (optional)")
+    data.add_argument("--data-train-extra", nargs="+", action="extend", default=[], metavar="REC",
+                      help="more training .rec files, each read in full every epoch beside --data-train (e.g. "
+                           "data.hash_labelled_rec's test pictures), their batches interleaved in a seeded random "
+                           "order, each batch from one file; their X.rec.json must describe --data-train's labels")
     data.add_argument("--rgb-mean", default="0,0,0",
                       help="per-channel mean subtracted (the solution fed raw 0-255 RGB: 0,0,0)")
     data.add_argument("--rgb-scale", type=float, default=1.0, help="multiplier after the mean (solution: 1.0)")
@@ -142,9 +152,14 @@ def input_settings(args, feature_layer=None):
 def resolve_labels(args):
     """--num-classes and --label-kind from the training .rec's X.rec.json where not given, before any
     work: a given value that disagrees with it, a validation .rec of other labels, an unlabelled
-    .rec, or (under --data-order chunks) a training .rec in file order is refused in one line. A .rec without X.rec.json (made before it existed) trains as before
-    (the flags or their defaults, the category table unknown), with one warning."""
+    .rec, or (under --data-order chunks) a training .rec in file order is refused in one line, and so is a
+    --data-train-extra .rec whose X.rec.json is missing or describes other labels. A .rec without X.rec.json
+    (made before it existed) trains as before (the flags or their defaults, the category table unknown), with
+    one warning."""
     args.categories_digest = None
+    if args.data_train_extra and (args.benchmark or not args.data_train):
+        raise UserError("--data-train-extra: only beside --data-train" +
+                        (" (--benchmark 1's synthetic batches read no .rec)" if args.benchmark else ""))
     infos = {}
     for rec_path in (() if args.benchmark else (args.data_train, args.data_val)):
         if rec_path:
@@ -159,6 +174,8 @@ def resolve_labels(args):
                 raise UserError(f"{rec_path}: its records are unlabelled ({rec_info_path(rec_path)}: made from a "
                                 "BSON without category_id); train on a labelled .rec")
     train = infos.get(args.data_train)
+    if train is None and args.data_train_extra:
+        check_extra_labels(args, train)  # refused: nothing to check the extra files' labels against
     if train is None:  # --benchmark, or a .rec from before X.rec.json: the flags or their defaults
         args.num_classes = args.num_classes or DEFAULT_NUM_CLASSES
         args.label_kind = args.label_kind or DEFAULT_LABEL_KIND
@@ -168,16 +185,49 @@ def resolve_labels(args):
         if given is not None and given != recorded:
             raise UserError(f"{flag} {given}: {args.data_train} holds {train.describe()} "
                             f"({rec_info_path(args.data_train)}); give {flag} {recorded}, or leave it out")
-    if args.data_order == "chunks" and train.shuffled is False:
-        raise UserError(f"{args.data_train}: its records are in the BSON's file order ({rec_info_path(args.data_train)}: "
-                        "data.bson2rec --no-shuffle), and --data-order chunks (the default) shuffles only within "
-                        "8 MB; give --data-order global, or remake it without --no-shuffle")
+    refuse_file_order(args, args.data_train, train)
     val = infos.get(args.data_val)
-    if val is not None and not val.same_labels(train):
-        raise UserError(f"{args.data_val}: {val.describe()}, but the training .rec {args.data_train} holds "
-                        f"{train.describe()}; make both with one category CSV and --cate-type")
+    if val is not None:
+        refuse_other_labels(args, args.data_val, val, train)
+    check_extra_labels(args, train)
     args.num_classes, args.label_kind, args.categories_digest = train.num_classes, train.label_kind, \
         train.categories_digest
+
+
+def check_extra_labels(args, train):
+    """Each --data-train-extra .rec holds labels of the training .rec's kind, class count and category table
+    (its X.rec.json; `train`: the training .rec's, None without one), in a shuffled order under chunks."""
+    for rec_path in args.data_train_extra:
+        check_input_file(rec_path, ".rec")
+        info = read_rec_info(rec_path)
+        if info is None:
+            raise UserError(f"{rec_path}: --data-train-extra needs the {os.path.basename(rec_info_path(rec_path))} "
+                            "beside it (data.bson2rec and data.hash_labelled_rec write one) to check that its labels "
+                            f"are those of {args.data_train}")
+        if info.label_kind is None:
+            raise UserError(f"{rec_path}: its records are unlabelled ({rec_info_path(rec_path)}); "
+                            "--data-train-extra takes labelled .rec files")
+        if train is None:
+            raise UserError(f"{args.data_train}: no {os.path.basename(rec_info_path(args.data_train))} beside it, so "
+                            f"the labels of --data-train-extra {rec_path} cannot be checked against its own; remake it "
+                            "with data.bson2rec")
+        refuse_other_labels(args, rec_path, info, train)
+        refuse_file_order(args, rec_path, info)
+
+
+def refuse_other_labels(args, rec_path, info, train):
+    """`rec_path` (its X.rec.json `info`) read beside --data-train (`train`) holds the same labels."""
+    if not info.same_labels(train):
+        raise UserError(f"{rec_path}: {info.describe()}, but the training .rec {args.data_train} holds "
+                        f"{train.describe()}; make both with one category CSV and --cate-type")
+
+
+def refuse_file_order(args, rec_path, info):
+    """A training .rec in the BSON's file order is refused under --data-order chunks."""
+    if args.data_order == "chunks" and info.shuffled is False:
+        raise UserError(f"{rec_path}: its records are in the BSON's file order ({rec_info_path(rec_path)}: "
+                        "data.bson2rec --no-shuffle), and --data-order chunks (the default) shuffles only within "
+                        "8 MB; give --data-order global, or remake it without --no-shuffle")
 
 
 def label_check_size(text):
@@ -190,21 +240,26 @@ def label_check_size(text):
 
 
 def check_data(args):
-    """Before any work: each .rec is a file with records, the training .rec holds at least one batch
-    (per distributed worker), and the labels fit --num-classes."""
+    """Before any work: each .rec is a file with records, each training .rec (--data-train, --data-train-extra)
+    holds at least one batch (per distributed worker), and the labels fit --num-classes."""
     if args.benchmark:
         return
     if not args.data_train:
         raise UserError("--data-train is required (or --benchmark 1)")
+    if args.data_train_extra and args.num_examples > 0:
+        raise UserError(f"--num-examples {args.num_examples} with --data-train-extra: an epoch reads every record of "
+                        "every training .rec; leave --num-examples out")
     most = label_check_size(args.check_labels)
     workers = int(os.environ.get("DMLC_NUM_WORKER", "1")) if "dist" in args.kv_store else 1
-    for flag, rec_path in (("--data-train", args.data_train), ("--data-val", args.data_val)):
+    files = [("--data-train", args.data_train), ("--data-val", args.data_val)] + \
+        [("--data-train-extra", rec_path) for rec_path in args.data_train_extra]
+    for flag, rec_path in files:
         if not rec_path:
             continue
         records = count_records(rec_path)
         if records == 0:
             raise UserError(f"{rec_path}: {flag} holds no records")
-        if flag == "--data-train" and records // workers < args.batch_size:
+        if flag != "--data-val" and records // workers < args.batch_size:
             share = f" ({records // workers} per worker of {workers})" if workers > 1 else ""
             raise UserError(f"{rec_path}: {records} records{share}, fewer than --batch-size {args.batch_size}; "
                             "give a smaller --batch-size")
@@ -235,11 +290,23 @@ def check_labels(rec_path, num_classes, most=None):
 def epoch_seed(seed, epoch):
     """Seed of 0-based `epoch` of a run seeded with `seed`: the data order, the random
     augmentation and MXNet's random generator (dropout) of that epoch."""
-    return zlib.crc32(f"{seed}/{epoch}".encode()) & 0x7FFFFFFF
+    return derived_seed(seed, epoch)
 
 
-def _rec_iter(args, rec_path, kv, epoch=None):
-    """A training iterator for 0-based `epoch`, or (epoch None) a validation iterator."""
+def derived_seed(*parts):
+    """A 31-bit seed of its parts, the same in every process and Python (crc32 of 'a/b/...')."""
+    return zlib.crc32("/".join(str(part) for part in parts).encode()) & 0x7FFFFFFF
+
+
+def file_epoch_seed(seed, epoch, file_index):
+    """Seed of training file `file_index` (0: --data-train, then each --data-train-extra) in 0-based `epoch`;
+    --data-train's is epoch_seed's, as when it is read alone."""
+    return epoch_seed(seed, epoch) if file_index == 0 else derived_seed(seed, epoch, file_index)
+
+
+def _rec_iter(args, rec_path, kv, epoch=None, file_index=0):
+    """A training iterator for 0-based `epoch` of training file `file_index` (file_epoch_seed), or (epoch None)
+    a validation iterator."""
     check_input_file(rec_path, ".rec")
     mean_r, mean_g, mean_b = rgb_mean(args)
     num_parts, part_index = (kv.num_workers, kv.rank) if kv is not None else (1, 0)
@@ -252,11 +319,14 @@ def _rec_iter(args, rec_path, kv, epoch=None):
     if epoch is None:  # validation
         return mx.io.ImageRecordIter(path_imgidx=idx_path_of(rec_path), rand_crop=False, rand_mirror=False,
                                      round_batch=False, **common)
-    seed = epoch_seed(args.seed, epoch)
+    seed = file_epoch_seed(args.seed, epoch, file_index)
     # Without path_imgidx, ImageRecordIter reads the file in chunks and shuffles within each.
     index = {"path_imgidx": idx_path_of(rec_path)} if args.data_order == "global" else {}
+    # An extra file keeps one decoded batch ready, not MXNet's 4: at batch 512 of 180x180 each is 200 MB
+    # (measured: +0.9 GB of memory per extra file instead of +1.5 GB), and its batches come rarely.
+    ready = {"prefetch_buffer": 1} if file_index > 0 else {}
     return mx.io.ImageRecordIter(
-        shuffle=True, seed=seed, seed_aug=seed, round_batch=True, **index,
+        shuffle=True, seed=seed, seed_aug=seed, round_batch=True, **index, **ready,
         pad=args.pad_size, fill_value=127, rand_crop=bool(args.random_crop), rand_mirror=bool(args.random_mirror),
         max_random_scale=args.max_random_scale, min_random_scale=args.min_random_scale,
         max_aspect_ratio=args.max_random_aspect_ratio, random_h=args.max_random_h,
@@ -333,15 +403,12 @@ class CountedIter(mx.io.DataIter):
                                provide_data=self.provide_data, provide_label=self.provide_label)
 
 
-class EpochSeededIter(mx.io.DataIter):
-    """Training batches from `build(epoch)`, a new iterator for every epoch (see the module doc)."""
+class _ShapedLike(mx.io.DataIter):
+    """A training iterator over others: the batch size and data and label descriptions of `first`."""
 
-    def __init__(self, build, first_epoch=0):
-        self.build = build
-        self.epoch = first_epoch
-        self.inner = build(first_epoch)
-        super().__init__(batch_size=self.inner.batch_size)
-        self._provide_data, self._provide_label = self.inner.provide_data, self.inner.provide_label
+    def __init__(self, first):
+        super().__init__(batch_size=first.batch_size)
+        self._provide_data, self._provide_label = first.provide_data, first.provide_label
 
     @property
     def provide_data(self):
@@ -350,6 +417,16 @@ class EpochSeededIter(mx.io.DataIter):
     @property
     def provide_label(self):
         return self._provide_label
+
+
+class EpochSeededIter(_ShapedLike):
+    """Training batches from `build(epoch)`, a new iterator for every epoch (see the module doc)."""
+
+    def __init__(self, build, first_epoch=0):
+        self.build = build
+        self.epoch = first_epoch
+        self.inner = build(first_epoch)
+        super().__init__(self.inner)
 
     def reset(self):
         self.inner = None  # its decoding threads and buffers go before the next epoch's come
@@ -361,11 +438,45 @@ class EpochSeededIter(mx.io.DataIter):
         return self.inner.next()
 
 
-def updates_per_epoch(args, kv):
-    """Batches one worker runs per epoch: its share of the images, the last batch rounded up."""
+def batches_per_file(args, kv):
+    """Batches one worker reads per epoch from each training file (--data-train, then each --data-train-extra):
+    its share of the file's images, the last batch rounded up."""
     workers = kv.num_workers if kv is not None else 1
     num_examples = args.num_examples if args.num_examples > 0 else count_records(args.data_train)
-    return max(1, math.ceil(num_examples / workers / args.batch_size))
+    counts = [num_examples] + [count_records(rec_path) for rec_path in args.data_train_extra]
+    return [max(1, math.ceil(count / workers / args.batch_size)) for count in counts]
+
+
+def updates_per_epoch(args, kv):
+    """Batches one worker runs per epoch: the sum over the training files of batches_per_file."""
+    return sum(batches_per_file(args, kv))
+
+
+class InterleavedIter(_ShapedLike):
+    """One epoch of several training iterators: `counts[f]` batches of `iterators[f]`, in a random order
+    seeded by `seed`, each batch from one of them (the files of --data-train and --data-train-extra)."""
+
+    def __init__(self, iterators, counts, seed, names):
+        super().__init__(iterators[0])
+        self.iterators, self.names = iterators, names
+        self.order = np.random.RandomState(seed).permutation(np.repeat(np.arange(len(iterators)), counts))
+        self.cursor = 0
+
+    def reset(self):  # EpochSeededIter builds the next epoch anew; a reset starts this one over
+        for inner in self.iterators:
+            inner.reset()
+        self.cursor = 0
+
+    def next(self):
+        if self.cursor >= len(self.order):
+            raise StopIteration
+        file_index = int(self.order[self.cursor])
+        self.cursor += 1
+        try:
+            return self.iterators[file_index].next()
+        except StopIteration:  # counted from its .idx: a file changed under the run
+            raise UserError(f"{self.names[file_index]}: ended before its {int((self.order == file_index).sum())} "
+                            "batches of this epoch; was it rewritten during training?") from None
 
 
 def benchmark_batches(args):
@@ -380,14 +491,28 @@ def get_iterators(args, kv=None, begin_epoch=0):
         return SyntheticDataIter(args.num_classes, shape, benchmark_batches(args)), None
     if not args.data_train:
         raise UserError("--data-train is required (or --benchmark 1)")
-    def build(epoch):
-        train = _rec_iter(args, args.data_train, kv, epoch)
-        if kv is not None and kv.num_workers > 1:
+    files = [args.data_train] + list(args.data_train_extra)
+    distributed = kv is not None and kv.num_workers > 1
+    counts = batches_per_file(args, kv) if distributed or len(files) > 1 else None
+    if len(files) > 1:
+        log.info("an epoch: %s batches, interleaved: %s", sum(counts),
+                 ", ".join(f"{count} of {path}" for count, path in zip(counts, files)))
+
+    def build_file(epoch, file_index):
+        train = _rec_iter(args, files[file_index], kv, epoch, file_index)
+        if distributed:
             # Workers' parts can differ by an image, and with round_batch each part's batches per
             # epoch could drift (14, 13, 14, 13, 14 vs 14, 13, 14, 13, 13); under dist_sync the
             # worker with the extra batch then waits forever. Every worker runs exactly its share.
-            train = mx.io.ResizeIter(train, updates_per_epoch(args, kv))
+            train = mx.io.ResizeIter(train, counts[file_index])
         return train
+
+    def build(epoch):
+        if len(files) == 1:
+            return build_file(epoch, 0)
+        # Every worker draws the same order: the same files in turn, each its own part.
+        return InterleavedIter([build_file(epoch, f) for f in range(len(files))], counts,
+                               derived_seed(args.seed, epoch, "interleave"), files)
 
     train = EpochSeededIter(build, begin_epoch)
     val = None

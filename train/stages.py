@@ -7,7 +7,9 @@ The header exports (set -a) every recipe setting (DATASET OPTIMIZER LR LR_FACTOR
 WD BATCH_SIZE SMOOTH_ALPHA DROPOUT_RATIO IMAGE_SHAPE RESIZE INTER_METHOD RANDOM_CROP RANDOM_MIRROR
 MAX_RANDOM_H MAX_RANDOM_S MAX_RANDOM_L), DATA_DIR MODEL_DIR MODEL_NAME SYMBOL, GPUS NETWORK_ARGS PARAMS
 FEATURE_LAYER PRETRAINED_SOURCE (these may be empty), optionally INITIALIZER (xavier for the
-records of the original's older fine-tune.py; left out: train.train_model's default, msra), the
+records of the original's older fine-tune.py; left out: train.train_model's default, msra) and
+EXTRA_RECS (not the original's: more training .rec files under DATA_DIR, passed to every stage as
+--data-train-extra, e.g. train/beyond/B01_hash_labelled.sh's dataset_A/test_hash_labelled.rec), the
 stages STAGE_1, STAGE_2, ... in the order the original ran them, each
 "START_EPOCH=a END_EPOCH=b [WEIGHTS_EPOCH=w] [SETTING=value ...]" (the checkpoint it resumes from,
 0 for the starting weights PARAMS; its last checkpoint; another checkpoint whose weights it starts
@@ -58,8 +60,10 @@ EPOCH_KEYS = ("START_EPOCH", "END_EPOCH", "WEIGHTS_EPOCH")
 # Header settings that may be empty: GPUS (CPU), NETWORK_ARGS, PARAMS (from scratch), FEATURE_LAYER
 # (the network's own), PRETRAINED_SOURCE.
 MAY_BE_EMPTY = ("GPUS", "NETWORK_ARGS", "PARAMS", "FEATURE_LAYER", "PRETRAINED_SOURCE")
-# Header settings that may be left out (empty or unset: train.train_model's default).
-OPTIONAL = ("INITIALIZER",)
+# Header settings that may be left out (empty or unset: train.train_model's default, or none).
+OPTIONAL = ("INITIALIZER", "EXTRA_RECS")
+# The script that writes an EXTRA_RECS file of this name, for the message when it is missing.
+EXTRA_REC_SCRIPTS = {"test_hash_labelled.rec": "data/create_hash_labelled_rec.sh"}
 NOT_EMPTY = ("DATA_DIR", "MODEL_DIR", "MODEL_NAME", "SYMBOL", "DEFAULT_STAGES", "STAGE_1") + STAGE_SETTINGS
 MACHINE_FLAGS = (("KV_STORE", "--kv-store"), ("DTYPE", "--dtype"), ("DATA_NTHREADS", "--data-nthreads"),
                  ("RGB_MEAN", "--rgb-mean"), ("RGB_SCALE", "--rgb-scale"),
@@ -105,6 +109,11 @@ class Header:
     def setting(self, stage, name):
         """The value of a recipe setting in `stage`: its change, or the header's."""
         return stage.changes.get(name, self.values[name])
+
+    @property
+    def extra_recs(self):
+        """The EXTRA_RECS files, each under DATA_DIR unless absolute."""
+        return [rec if os.path.isabs(rec) else f"{self['DATA_DIR']}/{rec}" for rec in words_of(self["EXTRA_RECS"])]
 
 
 @dataclass
@@ -285,6 +294,12 @@ def missing_inputs(header, plan, is_file=os.path.isfile):
             rec = f"{header['DATA_DIR']}/{dataset}/{part}.rec"
             if not is_file(rec):
                 missing.append(f"{rec} not found: run data/create_{dataset}.sh first")
+        for rec in header.extra_recs:
+            if rec not in seen and not is_file(rec):
+                script = EXTRA_REC_SCRIPTS.get(os.path.basename(rec))
+                missing.append(f"{rec} not found: " + (f"run {script} first" if script else
+                                                       "an extra training .rec of the header's EXTRA_RECS"))
+            seen.add(rec)
         if planned.load == 0:
             params = header["PARAMS"]
             if params and not is_file(params):
@@ -344,8 +359,10 @@ def stage_command(header, planned, env, force=False):
         command += ["--bn-groups", env["BN_GROUPS"]]
     dataset = header.setting(stage, "DATASET")
     command += ["--data-train", f"{header['DATA_DIR']}/{dataset}/train.rec",
-                "--data-val", f"{header['DATA_DIR']}/{dataset}/valid.rec",
-                "--model-prefix", header.prefix, "--load-epoch", str(load), "--num-epochs", str(planned.end)]
+                "--data-val", f"{header['DATA_DIR']}/{dataset}/valid.rec"]
+    if header.extra_recs:
+        command += ["--data-train-extra", *header.extra_recs]
+    command += ["--model-prefix", header.prefix, "--load-epoch", str(load), "--num-epochs", str(planned.end)]
     if planned.starts_fresh_optimizer:
         command.append("--fresh-optimizer")
     for name, flag in RECIPE_FLAGS:

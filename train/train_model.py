@@ -191,7 +191,7 @@ def _main(args):
     check_args(args)
     resolve_labels(args)  # the class count the network is built with, from the .rec's X.rec.json
     check_resumed_labels(args)
-    check_model_prefix(args, inputs=[args.data_train, args.data_val, args.params,
+    check_model_prefix(args, inputs=[args.data_train, args.data_val, *args.data_train_extra, args.params,
                                      args.symbol if args.symbol.endswith(".json") else None])
     network = build_network(args)  # the symbol's file checked before the data
     check_data(args)
