@@ -143,7 +143,7 @@ def kfold_rows(work, paths, valid_store, args):
         with open(prefix + "-fuse.json") as fh:
             estimate = json.load(fh)["estimate"]
         for method in estimate["methods"]:
-            learned = method["name"].startswith("learned")
+            learned = method["name"].endswith("(k-fold)")  # predict.fuse names its own method's row so
             if learned or not fixed_done:
                 label = f"learned {name} (k-fold)" if learned else method["name"].split(":")[-1]
                 per_thousand = 1000 * seconds / estimate["products"] / (args.folds + 1)  # k folds + the final fit
