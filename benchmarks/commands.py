@@ -1,4 +1,4 @@
-"""Running the project's commands from a benchmark, as a user would: each in its own process."""
+"""Running the project's commands from a benchmark, as a user would: each in its own process, each step once."""
 import os
 import subprocess
 import sys
@@ -19,3 +19,11 @@ def python_module(module, *args, log_path=None):
         sys.stderr.write(done.stdout[-3000:] + done.stderr[-3000:])
         raise SystemExit(f"python -m {module} failed ({done.returncode})")
     return time.monotonic() - started
+
+
+def once(path, make):
+    """Run `make()` unless `path` exists (the step's last output, written under a temporary name and renamed by the
+    command, so that it exists only once the step is complete)."""
+    if not os.path.exists(path):
+        make()
+    return path

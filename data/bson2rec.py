@@ -4,7 +4,9 @@ Each record: label = class_id of the product's category (row order of
 category_names.csv; -1 for a test BSON) or, with `--cate-type 1`, the category's
 index within its level-1 category; header id = product `_id`, id2 = the image's
 position in the product (the original wrote a running number and 0 there);
-payload = the JPEG bytes exactly as in the BSON. Beside the `.rec` and its `.idx`,
+payload = the JPEG bytes exactly as in the BSON. With `--level-labels` (not the original's: rwightman's
+hierarchical heads, train.train_model --level-heads) the label is a vector, as `mx.recordio.pack` writes
+a label array: the class id, then the category's level-2 and level-1 group ids. Beside the `.rec` and its `.idx`,
 `X.rec.json` (data.recordio.RecInfo) says what the labels are: their kind, the class count,
 the digest of the category table and the record count; training reads its class count there.
 
@@ -29,12 +31,13 @@ import numpy as np
 from tqdm import tqdm
 
 from data.bson_index import NO_CATEGORY, BsonIndex
-from data.categories import Categories, default_category_csv, label_kind_of_level
+from data.categories import LEVEL_LABEL_KINDS, Categories, default_category_csv, label_kind_of_level
 from cli.files import atomic_outputs, check_input_file, check_outputs
 from cli.reporting import Timer, plural
 from cli.runner import HelpFormatter, RefusedFlag, UserError, run_cli
 from data.md5_dict import PICKLE_REFUSED, Md5Dictionary, digests_in_file_order, first_occurrences
-from data.recordio import IndexedRecordWriter, RecInfo, idx_path_of, pack_header, rec_info_path, write_rec_info
+from data.recordio import (IndexedRecordWriter, RecInfo, idx_path_of, pack_header, pack_label_vector_header,
+                           rec_info_path, write_rec_info)
 
 log = logging.getLogger(__name__)
 
@@ -154,17 +157,27 @@ def shuffle_in_blocks(order, seed, block_size=0):
     return np.frombuffer(positions, dtype=np.int64)
 
 
-def image_labels(image_classes, categories, cate_type):
-    """Record labels: the class id (cate-type 3) or the index within the level-1 category (1); -1 unlabelled."""
+def image_labels(image_classes, categories, cate_type, level_labels=False):
+    """Record labels: the class id (cate-type 3) or the index within the level-1 category (1); -1 unlabelled.
+    `level_labels` (class ids of a labelled BSON): a (pictures, 3) vector each, the class id then its level-2 and
+    level-1 group ids (LEVEL_LABEL_KINDS)."""
+    if level_labels:
+        known = np.maximum(image_classes, 0)  # -1 (a picture not written) stays -1 in every column
+        groups = [np.where(image_classes >= 0, categories.group_ids_of(kind)[known], -1) for kind in LEVEL_LABEL_KINDS]
+        return np.stack([image_classes] + groups, axis=1).astype(np.int32)
     if cate_type == 3 or categories is None:
         return image_classes
     return np.where(image_classes >= 0, categories.level1_sub_class_ids[np.maximum(image_classes, 0)], -1)
 
 
-def describe_labels(categories, cate_type):
+def describe_labels(categories, cate_type, level_labels=False):
     """One log line: what the labels are and how many classes they span (the model's output width)."""
     if categories is None:
         return "labels: -1 (a BSON without category_id)"
+    if level_labels:
+        level2, level1 = (categories.num_classes_of(kind) for kind in LEVEL_LABEL_KINDS)
+        return (f"labels: vectors of the class id (0..{len(categories) - 1}), its level-2 group (0..{level2 - 1}) and "
+                f"its level-1 group (0..{level1 - 1}) (--level-labels)")
     if cate_type == 1:
         width = categories.num_level1_sub_classes
         return (f"labels: index within the level-1 category (--cate-type 1), 0..{width - 1}: {width} classes "
@@ -172,13 +185,19 @@ def describe_labels(categories, cate_type):
     return f"labels: class id (--cate-type 3), 0..{len(categories) - 1}: {len(categories)} classes"
 
 
-def rec_info(categories, cate_type, category_csv, shuffled):
-    """The X.rec.json of records labelled as `cate_type` says (its record count filled in when written)."""
+def rec_info(categories, cate_type, category_csv, shuffled, level_labels=False):
+    """The X.rec.json of records labelled as `cate_type` (and `level_labels`) says (its record count filled in
+    when written)."""
     if categories is None:
         return RecInfo(label_kind=None, num_classes=None, categories_digest=None, records=0, shuffled=shuffled)
     kind = label_kind_of_level(cate_type)
+    columns = {}
+    if level_labels:
+        kinds = (kind,) + LEVEL_LABEL_KINDS
+        columns = dict(label_width=len(kinds), column_kinds=kinds,
+                       column_classes=tuple(categories.num_classes_of(k) for k in kinds))
     return RecInfo(label_kind=kind, num_classes=categories.num_classes_of(kind), categories_digest=categories.digest,
-                   records=0, category_csv=os.path.abspath(category_csv), shuffled=shuffled)
+                   records=0, category_csv=os.path.abspath(category_csv), shuffled=shuffled, **columns)
 
 
 def write_records(index, order, labels, image_products, rec_path, idx_path, skipped, check_jpeg=True, info=None):
@@ -197,8 +216,13 @@ def write_records(index, order, labels, image_products, rec_path, idx_path, skip
                     skipped[problem] += 1
                     continue
                 product = int(image_products[j])
-                # mx.recordio.pack's header: flag 0, label, id = product _id, id2 = image index in the product.
-                header = pack_header(float(labels[j]), int(product_ids[product]), j - int(first_images[product]))
+                # mx.recordio.pack's header: flag 0, label, id = product _id, id2 = image index in the product
+                # (a label vector: flag = its length, label 0, the vector after the header).
+                if labels.ndim == 1:
+                    header = pack_header(float(labels[j]), int(product_ids[product]), j - int(first_images[product]))
+                else:
+                    header = pack_label_vector_header(labels[j], int(product_ids[product]),
+                                                      j - int(first_images[product]))
                 writer.write(written, header + picture)
                 written += 1
         if info is not None:
@@ -220,8 +244,8 @@ def output_idx_path(rec_path):
 
 
 def add_record_args(group):
-    """--out-rec, --category-csv, --cate-type, --skip-corrupt: what is written and how it is labelled (also
-    data.hash_labelled_rec's)."""
+    """--out-rec, --category-csv, --cate-type, --level-labels, --skip-corrupt: what is written and how it is labelled
+    (also data.hash_labelled_rec's; check_record_args checks them)."""
     group.add_argument("--out-rec", required=True,
                        help="output .rec; its .idx and X.rec.json (what the labels are) are written beside it")
     group.add_argument("--category-csv", default=None,
@@ -230,6 +254,10 @@ def add_record_args(group):
     group.add_argument("--cate-type", type=int, choices=(1, 3), default=3,
                        help="label: 3 = class id of the 5270 categories; 1 = index of the category within its "
                             "level-1 category (a level-1 sub-class model)")
+    group.add_argument("--level-labels", action="store_true",
+                       help="not the original's: label each record with a vector, the class id then its category's "
+                            "level-2 and level-1 group ids of the category CSV (label_width 3 in X.rec.json), for "
+                            "train.train_model --level-heads (rwightman's hierarchical heads); with --cate-type 3")
     group.add_argument("--skip-corrupt", action="store_true",
                        help="skip unreadable documents (reported) instead of stopping")
 
@@ -277,8 +305,23 @@ def check_order_flags(args):
             raise UserError(f"{flag} {value}: must be >= 0")
 
 
+def check_record_args(args):
+    """The flags of add_record_args that cannot go together."""
+    if args.level_labels and args.cate_type != 3:
+        raise UserError(f"--level-labels with --cate-type {args.cate_type}: the level labels go beside class ids "
+                        "(--cate-type 3)")
+
+
+def check_labelled_for_levels(args, labelled, bson_path):
+    """--level-labels on a BSON without category_id: refused (there is no class to take the groups of)."""
+    if args.level_labels and not labelled:
+        raise UserError(f"{bson_path}: its products have no category_id, so --level-labels has no class to take the "
+                        "level-2 and level-1 groups of; leave it out for an unlabelled BSON")
+
+
 def check_inputs(args):
     """Inputs and outputs, before the BSON is indexed (minutes on the 58 GB file)."""
+    check_record_args(args)
     check_input_file(args.bson, "BSON")
     if args.category_csv:
         check_input_file(args.category_csv, "category CSV")
@@ -298,12 +341,13 @@ def main(argv=None):
     timer = Timer()
     index = BsonIndex.open(args.bson, skip_corrupt=args.skip_corrupt)
     labelled = bool((index.products["category_id"] != NO_CATEGORY).any())
+    check_labelled_for_levels(args, labelled, args.bson)
     categories = Categories.load(args.category_csv or default_category_csv()) if labelled else None
     classes = product_classes(index, categories).astype(np.int32)
     # int32 positions and classes: 12 million images take 48 MB per array instead of 96
     image_products = np.repeat(np.arange(len(index), dtype=np.int32), index.products["num_imgs"])
     image_classes = classes[image_products]
-    log.info("%s", describe_labels(categories, args.cate_type))
+    log.info("%s", describe_labels(categories, args.cate_type, args.level_labels))
 
     skipped = collections.Counter()
     order = select_images(index, image_classes, skipped, unique_md5=args.unique_md5, md5_dict=md5_dict,
@@ -311,10 +355,10 @@ def main(argv=None):
                           shuffle_seed=None if args.no_shuffle else args.shuffle_seed,
                           shuffle_size=args.shuffle_size)
     prechecked = needs_prepass(args.unique_md5, md5_dict, args.under_sampling)
-    written = write_records(index, order, image_labels(image_classes, categories, args.cate_type), image_products,
-                            args.out_rec, idx_path, skipped, check_jpeg=not prechecked,
+    written = write_records(index, order, image_labels(image_classes, categories, args.cate_type, args.level_labels),
+                            image_products, args.out_rec, idx_path, skipped, check_jpeg=not prechecked,
                             info=rec_info(categories, args.cate_type, args.category_csv or default_category_csv(),
-                                          shuffled=not args.no_shuffle))
+                                          shuffled=not args.no_shuffle, level_labels=args.level_labels))
     log_counts(index, written, skipped, args.out_rec, idx_path)
     if written + sum(skipped.values()) != index.num_images:
         raise UserError(f"image count mismatch: {written} written + {sum(skipped.values())} skipped "

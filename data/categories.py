@@ -29,6 +29,11 @@ HEADER = ["category_id", "category_level1", "category_level2", "category_level3"
 # (bson2rec --cate-type, predict --cate-level). A later kind adds an entry here and in
 # Categories.num_classes_of.
 LABEL_KINDS = {"class_id": 3, "level1_sub_class": 1}
+# The kinds of the level heads' label columns (not the original's: rwightman's hierarchical heads; data.bson2rec
+# --level-labels, train.train_model --level-heads): the id of a category's category_level2 name and of its
+# category_level1 name, in the order of first appearance (level2_column_ids, level1_ids). They label extra columns
+# beside a class id, never a model's only output, so they have no --cate-level number.
+LEVEL_LABEL_KINDS = ("level2_id", "level1_id")
 
 
 def short_digest(digest):
@@ -55,6 +60,10 @@ class Categories:
         self._class_by_category = {int(c): i for i, c in enumerate(self.category_ids)}
         self.level1_names, self.level1_ids = _first_appearance_ids(level1_names)
         self.level2_names, self.level2_ids = _first_appearance_ids(list(zip(level1_names, level2_names)))
+        # The distinct category_level2 names, rwightman's level-2 classes: 483 in Kaggle's table, where three names
+        # (SECURITE, ONGLERIE, PROTECTION - ENTRETIEN) sit under two level-1 names each, which level2_ids, of
+        # (level-1, level-2) pairs, tells apart (486).
+        self.level2_column_names, self.level2_column_ids = _first_appearance_ids(list(level2_names))
         self.level1_sub_class_ids = _rank_within_groups(self.level1_ids)
         # Of the parsed table, not of the file's bytes: line endings, a BOM or quoting change no label.
         table = json.dumps([[int(c) for c in self.category_ids], list(level1_names), list(level2_names),
@@ -62,8 +71,15 @@ class Categories:
         self.digest = "sha256:" + hashlib.sha256(table.encode("utf-8")).hexdigest()
 
     def num_classes_of(self, label_kind):
-        """Output width of a model whose labels are `label_kind` (a key of LABEL_KINDS)."""
+        """Output width of a model (or a level head) whose labels are `label_kind` (a key of LABEL_KINDS, or one of
+        LEVEL_LABEL_KINDS)."""
+        if label_kind in LEVEL_LABEL_KINDS:
+            return len(self.level2_column_names) if label_kind == "level2_id" else len(self.level1_names)
         return len(self) if label_kind == "class_id" else self.num_level1_sub_classes
+
+    def group_ids_of(self, label_kind):
+        """The level group of each class (indexed by class_id) for a kind of LEVEL_LABEL_KINDS."""
+        return {"level2_id": self.level2_column_ids, "level1_id": self.level1_ids}[label_kind]
 
     @property
     def num_level1_sub_classes(self):

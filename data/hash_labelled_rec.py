@@ -36,8 +36,8 @@ import numpy as np
 from cli.files import check_input_file, check_outputs
 from cli.reporting import Timer, plural
 from cli.runner import HelpFormatter, UserError, run_cli
-from data.bson2rec import (DEFAULT_SHUFFLE_SEED, JPEG_PROBLEMS, add_record_args, image_labels, output_idx_path,
-                           rec_info, scan_md5, shuffle_in_blocks, write_records)
+from data.bson2rec import (DEFAULT_SHUFFLE_SEED, JPEG_PROBLEMS, add_record_args, check_record_args, image_labels,
+                           output_idx_path, rec_info, scan_md5, shuffle_in_blocks, write_records)
 from data.bson_index import NO_CATEGORY, BsonIndex
 from data.categories import Categories, default_category_csv
 from data.md5_dict import Md5Dictionary, first_occurrences
@@ -74,6 +74,7 @@ def build_parser():
 
 def check_inputs(args):
     """Inputs and outputs, before any BSON is indexed."""
+    check_record_args(args)
     for path, what in [(args.bson, "BSON"), (args.md5_dict, "MD5 dictionary")] + \
             [(path, "BSON of --exclude-bson") for path in args.exclude_bson]:
         check_input_file(path, what)
@@ -200,9 +201,10 @@ def main(argv=None):
     labelled_products = len(np.unique(image_products[order]))
     labelled_classes = len(np.unique(classes[order]))
     written = write_records(index, shuffle_in_blocks(order, args.shuffle_seed),
-                            image_labels(classes, categories, args.cate_type), image_products, args.out_rec, idx_path,
-                            skipped, check_jpeg=False,
-                            info=rec_info(categories, args.cate_type, category_csv, shuffled=True))
+                            image_labels(classes, categories, args.cate_type, args.level_labels), image_products,
+                            args.out_rec, idx_path, skipped, check_jpeg=False,
+                            info=rec_info(categories, args.cate_type, category_csv, shuffled=True,
+                                          level_labels=args.level_labels))
     log_counts(index, answers, written, skipped, labelled_products, labelled_classes, args.out_rec, idx_path)
     if written + sum(skipped.values()) != index.num_images:
         raise UserError(f"picture count mismatch: {written} written + {sum(skipped.values())} skipped "

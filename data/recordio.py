@@ -16,7 +16,8 @@ where a .rec's .idx is (`idx_path_of`), how many records it holds (`count_record
 and their labels (`read_labels`, from the record headers alone, no image decoded).
 
 Beside each `X.rec`, `X.rec.json` (RecInfo) says what its labels mean: their kind, the class
-count, the digest of the category table they index, and the record count; training takes its
+count, the digest of the category table they index, and the record count (and, for a label vector
+per record, `pack_label_vector_header`, each column's kind and class count); training takes its
 class count from it and prediction checks its category CSV against it (through the checkpoint).
 """
 import dataclasses
@@ -29,6 +30,7 @@ import typing
 import numpy as np
 
 from cli.files import check_input_file
+from cli.reporting import plural
 from cli.runner import UserError
 from data.categories import short_digest
 
@@ -45,6 +47,13 @@ _PADDING = (b"", b"\0\0\0", b"\0\0", b"\0")  # indexed by len % 4
 def pack_header(label, record_id, record_id2=0):
     """The 24-byte header `mx.recordio.pack` puts before the payload for a scalar label (flag 0)."""
     return _IR_HEADER.pack(0, label, record_id, record_id2)
+
+
+def pack_label_vector_header(labels, record_id, record_id2=0):
+    """What `mx.recordio.pack` puts before the payload for a label array: the header with flag = the label count
+    and label 0, then the labels as float32 (ImageRecordIter reads them with label_width = that count)."""
+    values = np.asarray(labels, dtype="<f4").ravel()
+    return _IR_HEADER.pack(len(values), 0.0, record_id, record_id2) + values.tobytes()
 
 
 def split_at_magic(record):
@@ -162,29 +171,42 @@ def record_offsets(rec_path):
     return np.sort(offsets)
 
 
-def record_labels(rec_path, offsets, chunk=1 << 20):
+def record_labels(rec_path, offsets, chunk=1 << 20, label_width=1):
     """The label of each record at `offsets` of `rec_path`, read from its header alone (magic word,
-    length, then mx.recordio's IRHeader: flag, label): no image is decoded."""
+    length, then mx.recordio's IRHeader: flag, label): no image is decoded. With `label_width` > 1
+    (data.bson2rec --level-labels), the (records, label_width) label vectors that follow the header."""
+    # magic, lrec, flag, label; a label vector follows the header's id and id2 (8 bytes each)
+    read = 16 if label_width == 1 else 32 + 4 * label_width
     size = os.path.getsize(rec_path)
-    if len(offsets) and (offsets[-1] + 16 > size or offsets[0] < 0):
+    if len(offsets) and (offsets[-1] + read > size or offsets[0] < 0):
         raise UserError(f"{rec_path}: its .idx points past the end of the file (byte {int(offsets[-1])} of "
                         f"{size}): a truncated .rec, or another file's .idx")
     data = np.memmap(rec_path, dtype=np.uint8, mode="r") if size else np.zeros(0, np.uint8)
-    labels = np.empty(len(offsets), dtype=np.float32)
+    labels = np.empty((len(offsets), label_width), dtype=np.float32)
     for start in range(0, len(offsets), chunk):
         part = offsets[start:start + chunk]
-        header = data[part[:, None] + np.arange(16)].copy().view("<u4")  # magic, lrec, flag, label
+        header = data[part[:, None] + np.arange(read)].copy().view("<u4")
         bad = np.flatnonzero(header[:, 0] != MAGIC)
         if len(bad):
             raise UserError(f"{rec_path}: no record at byte {int(part[bad[0]])} that its .idx names "
                             "(a corrupt .rec, or another file's .idx)")
-        labels[start:start + len(part)] = header[:, 3].view("<f4")
-    return labels
+        # flag: 0 for one label (in the header), else the length of the label vector after the header
+        other = np.flatnonzero(header[:, 2] != (0 if label_width == 1 else label_width))
+        if len(other):
+            found = plural(max(int(header[other[0], 2]), 1), "label")
+            raise UserError(f"{rec_path}: the record at byte {int(part[other[0]])} holds {found}, not {label_width} as "
+                            f"its {os.path.basename(rec_info_path(rec_path))} says (without one: 1)")
+        labels[start:start + len(part)] = header[:, 3:4].view("<f4") if label_width == 1 else header[:, 8:].view("<f4")
+    return labels[:, 0] if label_width == 1 else labels
 
 
 def read_labels(rec_path):
-    """The labels (float32) of every record of a .rec, in file order."""
-    return record_labels(rec_path, record_offsets(rec_path))
+    """The labels (float32) of every record of a .rec, in file order: of a .rec of label vectors (its X.rec.json's
+    label_width), the first column, the class."""
+    info = read_rec_info(rec_path)
+    width = info.label_width if info is not None else 1
+    labels = record_labels(rec_path, record_offsets(rec_path), label_width=width)
+    return labels if width == 1 else labels[:, 0]
 
 
 # --- X.rec.json: what the labels of X.rec mean ------------------------------------------------------
@@ -201,25 +223,41 @@ class RecInfo:
     records: int
     category_csv: typing.Optional[str] = None  # the category CSV it was made with, for people
     shuffled: typing.Optional[bool] = None  # records shuffled when written (None: not recorded)
+    # A label vector per record (data.bson2rec --level-labels): label_width labels, column k of kind column_kinds[k]
+    # (data.categories: label_kind, then LEVEL_LABEL_KINDS) with column_classes[k] classes. One label (and files
+    # written before these fields): 1, None, None, and the fields are left out of the file.
+    label_width: int = 1
+    column_kinds: typing.Optional[tuple] = None
+    column_classes: typing.Optional[tuple] = None
 
     def describe(self):
         if self.label_kind is None:
             return "unlabelled records"
         categories = short_digest(self.categories_digest)
-        return f"{self.label_kind} labels of {self.num_classes} classes (categories {categories})"
+        levels = "".join(f", {kind} of {count}"
+                         for kind, count in zip((self.column_kinds or ())[1:], (self.column_classes or ())[1:]))
+        return f"{self.label_kind} labels of {self.num_classes} classes{levels} (categories {categories})"
 
     def same_labels(self, other):
-        return (self.label_kind, self.num_classes, self.categories_digest) == \
-            (other.label_kind, other.num_classes, other.categories_digest)
+        return (self.label_kind, self.num_classes, self.categories_digest, self.label_width, self.column_kinds,
+                self.column_classes) == (other.label_kind, other.num_classes, other.categories_digest,
+                                         other.label_width, other.column_kinds, other.column_classes)
 
 
 def rec_info_path(rec_path):
     return f"{rec_path}.json"
 
 
+LABEL_VECTOR_FIELDS = ("label_width", "column_kinds", "column_classes")
+
+
 def write_rec_info(path, info):
+    record = {"format": REC_INFO_FORMAT, **dataclasses.asdict(info)}
+    if info.label_width == 1:  # the file of one label per record stays as it was before label vectors
+        for name in LABEL_VECTOR_FIELDS:
+            del record[name]
     with open(path, "w", encoding="utf-8") as fh:
-        json.dump({"format": REC_INFO_FORMAT, **dataclasses.asdict(info)}, fh, indent=1)
+        json.dump(record, fh, indent=1)
         fh.write("\n")
 
 
@@ -238,9 +276,32 @@ def read_rec_info(rec_path):
         unknown = set(record) - fields - {"format"}
         if unknown:
             raise ValueError(f"unknown field {sorted(unknown)[0]!r}")
-        info = RecInfo(**{name: value for name, value in record.items() if name != "format"})
+        values = {name: tuple(value) if isinstance(value, list) else value for name, value in record.items()
+                  if name != "format"}
+        info = RecInfo(**values)
         if info.label_kind is not None and not (isinstance(info.num_classes, int) and info.num_classes > 0):
             raise ValueError(f"num_classes {info.num_classes!r}: expected a positive count")
+        check_label_columns(info)
     except (ValueError, TypeError) as exc:
         raise UserError(f"{path}: not the label description data.bson2rec writes ({exc})") from None
     return info
+
+
+def check_label_columns(info):
+    """A RecInfo's label vector fields agree with each other and with its label kind; ValueError otherwise."""
+    width = info.label_width
+    if width == 1:
+        if info.column_kinds is not None or info.column_classes is not None:
+            raise ValueError("column_kinds or column_classes without a label_width above 1")
+        return
+    if not isinstance(width, int) or width < 1:
+        raise ValueError(f"label_width {width!r}: expected a positive count")
+    kinds, classes = info.column_kinds, info.column_classes
+    if not (isinstance(kinds, tuple) and isinstance(classes, tuple) and len(kinds) == len(classes) == width):
+        raise ValueError(f"label_width {width}: expected {width} column_kinds and column_classes")
+    if info.label_kind is None or kinds[0] != info.label_kind or classes[0] != info.num_classes:
+        raise ValueError(f"the first label column ({kinds[0]}, {classes[0]}) is not the label kind and class count "
+                         f"({info.label_kind}, {info.num_classes})")
+    if not all(isinstance(kind, str) for kind in kinds) or \
+            not all(isinstance(count, int) and count > 0 for count in classes):
+        raise ValueError("column_kinds: expected names; column_classes: expected positive counts")

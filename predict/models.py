@@ -5,6 +5,9 @@ symbol, flags as overrides), so that each model of an ensemble can be fed its ow
 its training resized it (predict.preprocess.Resize). `label_level` reads what the outputs mean
 from the same files: the label kind (--cate-level) and the category table they index. Asked for them
 (predict --save-features), a Model also outputs each view's penultimate features (`feature_symbol`).
+A network trained with level heads (train.train_model --level-heads; not the original's) outputs its class head's
+probabilities, its other heads left out, or, asked to combine them (predict --combine-levels,
+`combined_probability_symbol`), each class's probability multiplied by its level groups' and renormalised.
 """
 import json
 import logging
@@ -17,18 +20,43 @@ from cli.runner import UserError
 from data.categories import LABEL_KINDS, short_digest
 from predict.preprocess import Resize
 from train.checkpoint import load_params, load_symbol, mxnet_reason, resolve_input_settings, stored_input_settings
-from train.finetune import cut_at, feature_layer_of
+from train.finetune import CLASS_OUTPUT, LEVEL_HEAD_NAMES, cut_at, feature_layer_of
 
 log = logging.getLogger(__name__)
 
 
 def probability_symbol(symbol):
-    """The network with its training head replaced by a plain softmax (no label input needed)."""
-    graph = json.loads(symbol.tojson())
+    """The network with its training head replaced by a plain softmax (no label input needed); of a network with
+    level heads, the class head's (the first output), the others left out."""
+    outputs = symbol.list_outputs()
+    head_symbol = symbol[CLASS_OUTPUT] if len(outputs) > 1 and CLASS_OUTPUT in outputs else symbol
+    graph = json.loads(head_symbol.tojson())
     head = graph["nodes"][graph["heads"][0][0]]
     if head["op"] == "SoftmaxOutput":
-        return mx.sym.softmax(symbol.get_children()[0], axis=1, name="prob")
+        return mx.sym.softmax(head_symbol.get_children()[0], axis=1, name="prob")
     return symbol
+
+
+def group_index_name(kind):
+    """The input of combined_probability_symbol that holds the level group of each class, for a level head's kind."""
+    return f"{LEVEL_HEAD_NAMES[kind]}_group_of_class"
+
+
+def combined_probability_symbol(symbol, level_kinds, num_classes):
+    """The class probabilities of a network with level heads (train.finetune.attach_classifier) combined with them:
+    softmax over the classes of log p(class) + the sum over the heads of log p(the class's group at that level),
+    i.e. each class's probability multiplied by its groups' and renormalised, computed in logs so that no product of
+    small probabilities underflows. Each head's group of every class (`num_classes` of them) is an input,
+    group_index_name(kind)."""
+    def logits(output):
+        return symbol[output].get_children()[0]  # the FullyConnected under the SoftmaxOutput
+
+    total = mx.sym.log_softmax(logits(CLASS_OUTPUT), axis=1)
+    for kind in level_kinds:
+        level = mx.sym.log_softmax(logits(f"softmax_{LEVEL_HEAD_NAMES[kind]}_output"), axis=1)
+        groups = mx.sym.var(group_index_name(kind), shape=(num_classes,), dtype="float32")
+        total = total + mx.sym.take(level, groups, axis=1)
+    return mx.sym.softmax(total, axis=1, name="prob")
 
 
 def feature_symbol(symbol, symbol_path):
@@ -53,10 +81,12 @@ class Model:
     (train.checkpoint.InputSettings): the checkpoint's, with `data_shape` (C,H,W) and `overrides`
     ({setting: value}, None: not given) in their place; without the checkpoint's, `data_shape` is needed.
     `features`: bind the penultimate features as a second output (`forward_features`, `feature_dim` wide);
-    without it the bound graph is the probabilities alone."""
+    without it the bound graph is the probabilities alone. `combine_levels`: the Categories (the checkpoint's, checked
+    by label_level) whose level groups a network with level heads combines into its class probabilities
+    (combined_probability_symbol); a network without level heads then gives its class head's, as without it."""
 
     def __init__(self, symbol_path, params_path, batch_size, data_shape, context, num_classes, classes_are="",
-                 overrides=None, features=False):
+                 overrides=None, features=False, combine_levels=None):
         self.input = resolve_input_settings(symbol_path, {**(overrides or {}), "image_shape": data_shape})
         try:
             Resize.of(self.input)  # how the workers will resize its pictures (predictor.input_groups)
@@ -64,10 +94,16 @@ class Model:
             raise UserError(f"{symbol_path}: its input settings: {exc}") from None
         self.normalise = normaliser(self.input.rgb_mean, self.input.rgb_scale)
         training_symbol = load_symbol(symbol_path)
-        symbol = probability_symbol(training_symbol)
+        level_kinds = self.input.level_head_kinds if combine_levels is not None else None
+        if level_kinds:
+            symbol = combined_probability_symbol(training_symbol, level_kinds, len(combine_levels))
+        else:
+            symbol = probability_symbol(training_symbol)
         if features:  # one graph: the features are computed on the way to the probabilities
             symbol = mx.sym.Group([symbol, feature_symbol(training_symbol, symbol_path)])
         arg_params, aux_params = load_params(params_path)
+        if level_kinds:
+            arg_params = {**arg_params, **level_group_inputs(symbol_path, self.input, combine_levels)}
         self.name = os.path.basename(params_path)
         self.module = mx.mod.Module(symbol, data_names=["data"], label_names=None, context=context)
         self.module.bind(data_shapes=[("data", (batch_size, *self.input.image_shape))], for_training=False)
@@ -93,6 +129,21 @@ class Model:
         self.module.forward(mx.io.DataBatch([batch]), is_train=False)
         probs, features = self.module.get_outputs()
         return probs.copy(), features.reshape((0, -1)).copy()
+
+
+def level_group_inputs(symbol_path, settings, categories):
+    """{group_index_name(kind): the level group of each class} of the level heads `settings` records, each head's
+    class count checked against `categories`."""
+    inputs = {}
+    for kind, count in zip(settings.level_head_kinds, settings.level_head_classes):
+        if kind not in LEVEL_HEAD_NAMES:
+            raise UserError(f"{symbol_path}: a level head of {kind} labels; this version combines "
+                            f"{', '.join(LEVEL_HEAD_NAMES)}")
+        if count != categories.num_classes_of(kind):
+            raise UserError(f"{symbol_path}: its {kind} head has {count} classes, {categories.path} has "
+                            f"{categories.num_classes_of(kind)}; give the category CSV it was trained with")
+        inputs[group_index_name(kind)] = mx.nd.array(categories.group_ids_of(kind), dtype="float32")
+    return inputs
 
 
 def label_level(symbol_paths, categories, cate_level=None):
@@ -141,15 +192,20 @@ def model_files(symbol_paths, params_paths):
 
 
 def load_models(symbol_paths, params_paths, batch_size, data_shape, context, num_classes, classes_are="",
-                overrides=None, features=False):
+                overrides=None, features=False, combine_levels=None):
     """One Model per --params on the devices `context` (train.devices.contexts), each at its
     checkpoint's input unless `data_shape` or `overrides` say otherwise; `classes_are` says what
-    the expected output count is, for the error; `features`: each also outputs its penultimate features."""
+    the expected output count is, for the error; `features`: each also outputs its penultimate features;
+    `combine_levels`: the Categories whose level groups the models with level heads combine (Model)."""
     models = []
     for symbol_path, params_path in model_files(symbol_paths, params_paths):
         models.append(Model(symbol_path, params_path, batch_size, data_shape, context, num_classes, classes_are,
-                            overrides, features))
-        log.info("model %d: %s + %s, %s", len(models), symbol_path, params_path, models[-1].input.describe())
+                            overrides, features, combine_levels))
+        heads = models[-1].input.level_head_kinds
+        combined = "; its level heads combined" if heads and combine_levels is not None else \
+            "; its class head (level heads left out)" if heads else ""
+        log.info("model %d: %s + %s, %s%s", len(models), symbol_path, params_path, models[-1].input.describe(),
+                 combined)
     return models
 
 

@@ -30,6 +30,11 @@ ids, MD5 overrides set sub-class ids, and the CSVs hold the predicted sub-class 
 submission), as the original. The level is each checkpoint's (its PREFIX-input.json records
 the label kind training read from the .rec's X.rec.json), and the category CSV must be the
 one it was trained on (the recorded digest): either mismatch is refused before any work.
+
+A checkpoint trained with level heads (train.train_model --level-heads; not the original's) is predicted with
+its class head; --combine-levels multiplies each class's probability by those of its level-2 and level-1
+groups from the level heads and renormalises, before the views, models and pictures are reduced as above.
+Checkpoints without level heads, in the same ensemble, give their class head's probabilities either way.
 """
 import argparse
 import dataclasses
@@ -80,6 +85,10 @@ def build_parser():
     models.add_argument("--cate-level", type=int, default=None, choices=CATE_LEVELS,
                         help="3: one output per category; 1: a level-1 sub-class model (see above) (default: the "
                              "checkpoints' label kind; 3 for checkpoints that do not record it)")
+    models.add_argument("--combine-levels", action="store_true",
+                        help="not the original's: for checkpoints trained with level heads (train.train_model "
+                             "--level-heads), multiply each class's probability by its level-2 and level-1 groups' "
+                             "from those heads and renormalise (default: the class head alone); others are unchanged")
     models.add_argument("--gpus", default="", help=DEVICES_HELP)
     models.add_argument("--batch-size", type=int, default=128, help="views per forward pass")
     # The input settings: each model's own, from PREFIX-input.json beside its symbol (written by
@@ -271,7 +280,11 @@ def run(args):
         num_classes, classes_are = len(categories), f"the categories of {categories.path}"
     md5_override = load_md5_override(args.md5_dict, args.md5_dict_type, categories, num_classes, args.cate_level)
     models = load_models(args.symbol, args.params, args.batch_size, overrides.pop("image_shape"), device_contexts,
-                         num_classes, classes_are, overrides, args.save_features)
+                         num_classes, classes_are, overrides, args.save_features,
+                         categories if args.combine_levels else None)
+    if args.combine_levels and not any(model.input.level_head_kinds for model in models):
+        log.warning("--combine-levels: no model has level heads (train.train_model --level-heads); each gives its "
+                    "class head's probabilities")
     check_model_inputs(models, args.multi_view)
     index = BsonIndex.open(args.bson, skip_corrupt=args.skip_corrupt)
     start, stop = product_range(index, parse_shard(args.shard), args.cut)
@@ -297,7 +310,9 @@ def run(args):
         os.makedirs(args.save_probs, exist_ok=True)
         store = StoreWriter(args.save_probs, index, start, stop, num_classes, [os.path.basename(p) for p in args.params],
                             args.save_probs_top_k, {"multi_view": args.multi_view, "cate_level": args.cate_level,
-                                                     "categories_digest": categories.digest},
+                                                     "categories_digest": categories.digest,
+                                                     # recorded only when on: the stores of other runs are unchanged
+                                                     **({"combine_levels": True} if args.combine_levels else {})},
                             feature_dims, num_views, args.save_features_dtype or DEFAULT_FEATURE_DTYPE)
     predictor = Predictor(models, args.batch_size, num_classes, variants,
                           start, num_products, md5_override, args.product_unique_md5, plan, store)

@@ -77,12 +77,14 @@ def mtimes(folder, names):
     return {name: os.stat(folder / name).st_mtime_ns for name in names}
 
 
-def write_category_csv(path, category_ids):
-    """A category_names.csv in Kaggle's format for the given ids."""
+def write_category_csv(path, category_ids, groups=None):
+    """A category_names.csv in Kaggle's format for the given ids; `groups`: the (level-1, level-2) names of each
+    (default: LEVEL1 i%2, LEVEL2 i%3)."""
+    groups = groups or [(f"LEVEL1 {i % 2}", f"LEVEL2 {i % 3}") for i in range(len(category_ids))]
     with open(path, "w", encoding="utf-8") as fh:
         fh.write("category_id,category_level1,category_level2,category_level3\n")
-        for i, cid in enumerate(category_ids):
-            fh.write(f"{cid},LEVEL1 {i % 2},LEVEL2 {i % 3},CATEGORY {i}\n")
+        for i, (cid, (level1, level2)) in enumerate(zip(category_ids, groups)):
+            fh.write(f"{cid},{level1},{level2},CATEGORY {i}\n")
     return str(path)
 
 

@@ -6,7 +6,8 @@ A checkpoint at PREFIX is what training hands to prediction:
   checkpoints, with the optimizer state beside them (train.optimizer_state);
 - `PREFIX-input.json`: the input the network was trained on (image shape, how pictures were resized
   to it, RGB mean and scale, the layer it was cut at) and what its outputs mean (class count, label
-  kind, digest of the category table), so that prediction need not be told again and can check
+  kind, digest of the category table, the level heads beside the class head), so that prediction need not be
+  told again and can check
   what it is told (`resolve_input_settings`, after timm's resolve_data_config: the checkpoint's
   settings, flags as overrides);
 - `PREFIX-args.json`: the arguments of every run that trained at PREFIX (a resume adds one).
@@ -171,6 +172,11 @@ class InputSettings:
     resize_mode: str = "shorter_edge"
     label_kind: typing.Optional[str] = None  # data.categories.LABEL_KINDS (None: an older checkpoint)
     categories_digest: typing.Optional[str] = None  # data.categories.Categories.digest of its labels' table
+    # The level heads beside the class head (train.train_model --level-heads): the label kind of each
+    # (data.categories.LEVEL_LABEL_KINDS, in the network's output order after the class head) and its class count.
+    # None: the class head alone (every checkpoint before them); then the fields are left out of the file.
+    level_head_kinds: typing.Optional[tuple] = None
+    level_head_classes: typing.Optional[tuple] = None
 
     def describe(self):
         return (f"input {','.join(map(str, self.image_shape))}, resize {self.resize}, "
@@ -180,9 +186,15 @@ class InputSettings:
 FIELDS = tuple(field.name for field in dataclasses.fields(InputSettings))
 
 
+LEVEL_HEAD_FIELDS = ("level_head_kinds", "level_head_classes")
+
+
 def write_input_settings(path, settings):
     record = {"format": INPUT_FORMAT, **dataclasses.asdict(settings)}
     record["image_shape"], record["rgb_mean"] = list(settings.image_shape), list(settings.rgb_mean)
+    if settings.level_head_kinds is None:  # a network of one head: the file as before level heads
+        for name in LEVEL_HEAD_FIELDS:
+            del record[name]
     with open(path, "w") as fh:
         json.dump(record, fh, indent=1)
         fh.write("\n")
@@ -214,6 +226,13 @@ def _checked_settings(record):
     for name in ("feature_layer", "label_kind", "categories_digest"):
         if values.get(name) is not None and not isinstance(values[name], str):
             raise ValueError(f"{name}: expected a string")
+    kinds, classes = values.get("level_head_kinds"), values.get("level_head_classes")
+    if kinds is not None or classes is not None:
+        if not (isinstance(kinds, list) and isinstance(classes, list) and len(kinds) == len(classes) > 0
+                and all(isinstance(kind, str) for kind in kinds)
+                and all(isinstance(count, int) and count > 0 for count in classes)):
+            raise ValueError("level_head_kinds, level_head_classes: expected as many label kinds as positive counts")
+        values["level_head_kinds"], values["level_head_classes"] = tuple(kinds), tuple(classes)
     if values.get("resize_mode", RESIZE_MODES[0]) not in RESIZE_MODES:
         raise ValueError(f"resize_mode {values['resize_mode']!r}: expected one of {', '.join(RESIZE_MODES)}")
     return InputSettings(**values)

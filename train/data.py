@@ -26,6 +26,11 @@ training .rec files read in full every epoch beside --data-train: each file has 
 iterator (seeded from (--seed, epoch, file index); the --data-train file keeps the seed it has alone),
 and the epoch is their batches, ceil(records / batch size) of each file, in a random order seeded from
 (--seed, epoch), each batch from one file. Their X.rec.json must describe the training .rec's labels.
+
+A .rec of label vectors (data.bson2rec --level-labels; not the original's) trains the level heads of
+train.train_model --level-heads: ImageRecordIter reads its label_width labels per record, and each batch's
+label vector is handed over split into one label per head (LabelSplitIter), under the label names of the
+heads' SoftmaxOutputs (train.finetune.head_label_names).
 """
 import logging
 import math
@@ -40,6 +45,7 @@ from cli.runner import UserError
 from data.categories import LABEL_KINDS
 from data.recordio import count_records, idx_path_of, read_rec_info, rec_info_path, record_labels, record_offsets
 from train.checkpoint import InputSettings
+from train.finetune import LEVEL_HEAD_NAMES, head_label_names
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +79,8 @@ def add_data_args(parser):
                       help="what the labels are: class_id (data.bson2rec --cate-type 3) or level1_sub_class "
                            "(--cate-type 1) (default: the training .rec's X.rec.json; class_id without one); "
                            "recorded in PREFIX-input.json, from which prediction takes its --cate-level")
-    parser.set_defaults(categories_digest=None)  # from X.rec.json (resolve_labels), into PREFIX-input.json
+    # from X.rec.json (resolve_labels), into PREFIX-input.json; the level heads' only with --level-heads
+    parser.set_defaults(categories_digest=None, level_head_kinds=None, level_head_classes=None)
     data.add_argument("--num-examples", type=int, default=0,
                       help="training images per epoch (0: count the records in the .idx)")
     data.add_argument("--data-order", choices=DATA_ORDERS, default="chunks",
@@ -146,7 +153,8 @@ def input_settings(args, feature_layer=None):
     return InputSettings(image_shape=image_shape(args), resize=args.resize, rgb_mean=tuple(rgb_mean(args)),
                          rgb_scale=args.rgb_scale, inter_method=args.inter_method, feature_layer=feature_layer,
                          num_classes=args.num_classes, label_kind=args.label_kind,
-                         categories_digest=args.categories_digest)
+                         categories_digest=args.categories_digest, level_head_kinds=args.level_head_kinds,
+                         level_head_classes=args.level_head_classes)
 
 
 def resolve_labels(args):
@@ -155,8 +163,10 @@ def resolve_labels(args):
     .rec, or (under --data-order chunks) a training .rec in file order is refused in one line, and so is a
     --data-train-extra .rec whose X.rec.json is missing or describes other labels. A .rec without X.rec.json
     (made before it existed) trains as before (the flags or their defaults, the category table unknown), with
-    one warning."""
-    args.categories_digest = None
+    one warning. With --level-heads the training .rec must hold label vectors (data.bson2rec --level-labels), whose
+    columns after the class give the level heads (args.level_head_kinds, args.level_head_classes); without it, it
+    must not."""
+    args.categories_digest = args.level_head_kinds = args.level_head_classes = None
     if args.data_train_extra and (args.benchmark or not args.data_train):
         raise UserError("--data-train-extra: only beside --data-train" +
                         (" (--benchmark 1's synthetic batches read no .rec)" if args.benchmark else ""))
@@ -176,6 +186,11 @@ def resolve_labels(args):
     train = infos.get(args.data_train)
     if train is None and args.data_train_extra:
         check_extra_labels(args, train)  # refused: nothing to check the extra files' labels against
+    if train is None and args.level_heads:
+        reason = "--benchmark 1 reads no .rec" if args.benchmark or not args.data_train else \
+            f"{args.data_train} has none beside it"
+        raise UserError(f"--level-heads: the heads come from the training .rec's X.rec.json (data.bson2rec "
+                        f"--level-labels), and {reason}")
     if train is None:  # --benchmark, or a .rec from before X.rec.json: the flags or their defaults
         args.num_classes = args.num_classes or DEFAULT_NUM_CLASSES
         args.label_kind = args.label_kind or DEFAULT_LABEL_KIND
@@ -186,12 +201,31 @@ def resolve_labels(args):
             raise UserError(f"{flag} {given}: {args.data_train} holds {train.describe()} "
                             f"({rec_info_path(args.data_train)}); give {flag} {recorded}, or leave it out")
     refuse_file_order(args, args.data_train, train)
+    check_level_labels(args, train)
     val = infos.get(args.data_val)
     if val is not None:
         refuse_other_labels(args, args.data_val, val, train)
     check_extra_labels(args, train)
     args.num_classes, args.label_kind, args.categories_digest = train.num_classes, train.label_kind, \
         train.categories_digest
+    if train.label_width > 1:
+        args.level_head_kinds, args.level_head_classes = train.column_kinds[1:], train.column_classes[1:]
+
+
+def check_level_labels(args, train):
+    """--level-heads trains on a .rec of label vectors, and only it does: either mismatch is refused in one line."""
+    where = rec_info_path(args.data_train)
+    if args.level_heads and train.label_width == 1:
+        raise UserError(f"--level-heads: {args.data_train} holds one label per record ({where}); make it with "
+                        "data.bson2rec --level-labels (data/create_dataset_A_levels.sh), or leave --level-heads out")
+    if not args.level_heads and train.label_width > 1:
+        raise UserError(f"{args.data_train}: its records hold label vectors ({', '.join(train.column_kinds)}; {where}: "
+                        "data.bson2rec --level-labels): give --level-heads, or train on a .rec made without "
+                        "--level-labels")
+    unknown = [kind for kind in (train.column_kinds or ())[1:] if kind not in LEVEL_HEAD_NAMES]
+    if unknown:
+        raise UserError(f"{where}: label column {unknown[0]}: this version trains level heads of "
+                        f"{', '.join(LEVEL_HEAD_NAMES)}")
 
 
 def check_extra_labels(args, train):
@@ -219,7 +253,9 @@ def refuse_other_labels(args, rec_path, info, train):
     """`rec_path` (its X.rec.json `info`) read beside --data-train (`train`) holds the same labels."""
     if not info.same_labels(train):
         raise UserError(f"{rec_path}: {info.describe()}, but the training .rec {args.data_train} holds "
-                        f"{train.describe()}; make both with one category CSV and --cate-type")
+                        f"{train.describe()}; " + ("make both with one category CSV and --cate-type"
+                                                  if info.label_width == train.label_width
+                                                  else "make both with --level-labels, or both without"))
 
 
 def refuse_file_order(args, rec_path, info):
@@ -263,25 +299,36 @@ def check_data(args):
             share = f" ({records // workers} per worker of {workers})" if workers > 1 else ""
             raise UserError(f"{rec_path}: {records} records{share}, fewer than --batch-size {args.batch_size}; "
                             "give a smaller --batch-size")
-        checked = check_labels(rec_path, args.num_classes, most)
+        checked = check_labels(rec_path, args.num_classes, most, args.level_head_classes)
         if checked:
-            log.info("%s: labels of %d of %d records are in [0, %d)", rec_path, checked, records, args.num_classes)
+            log.info("%s: labels of %d of %d records are in [0, %d)%s", rec_path, checked, records, args.num_classes,
+                     "".join(f", [0, {count})" for count in args.level_head_classes or ()))
 
 
-def check_labels(rec_path, num_classes, most=None):
+def check_labels(rec_path, num_classes, most=None, level_classes=None):
     """Labels of `rec_path` are whole numbers in [0, num_classes): all records (`most` None), or
-    `most` evenly spaced ones of a larger file (0: no check). Returns how many were checked."""
+    `most` evenly spaced ones of a larger file (0: no check). Returns how many were checked.
+    `level_classes`: the records hold label vectors, whose further columns are in [0, each count)."""
     if most == 0:
         return 0
     offsets = record_offsets(rec_path)
     if most and len(offsets) > most:
         offsets = offsets[np.linspace(0, len(offsets) - 1, most).astype(np.int64)]
-    labels = record_labels(rec_path, offsets)
-    wrong = np.flatnonzero((labels < 0) | (labels >= num_classes) | (labels != np.floor(labels)))
-    if len(wrong):
-        raise UserError(f"{rec_path}: record at byte {int(offsets[wrong[0]])} has label {labels[wrong[0]]:g}, "
-                        f"outside --num-classes {num_classes} (0-{num_classes - 1}); {len(wrong)} of the "
-                        f"{len(labels)} records checked are outside: give the --num-classes the .rec was made "
+    counts = [num_classes, *(level_classes or ())]
+    labels = record_labels(rec_path, offsets, label_width=len(counts)).reshape(len(offsets), len(counts))
+    for column, count in enumerate(counts):
+        values = labels[:, column]
+        wrong = np.flatnonzero((values < 0) | (values >= count) | (values != np.floor(values)))
+        if not len(wrong):
+            continue
+        if column:
+            raise UserError(f"{rec_path}: record at byte {int(offsets[wrong[0]])} has {values[wrong[0]]:g} in label "
+                            f"column {column}, outside its {count} classes ({rec_info_path(rec_path)}); "
+                            f"{len(wrong)} of the {len(values)} records checked are outside: remake it with "
+                            "data.bson2rec --level-labels")
+        raise UserError(f"{rec_path}: record at byte {int(offsets[wrong[0]])} has label {values[wrong[0]]:g}, "
+                        f"outside --num-classes {count} (0-{count - 1}); {len(wrong)} of the "
+                        f"{len(values)} records checked are outside: give the --num-classes the .rec was made "
                         "with (its category CSV's rows), or remake it with data.bson2rec, which writes its "
                         "X.rec.json")
     return len(labels)
@@ -308,10 +355,18 @@ def _rec_iter(args, rec_path, kv, epoch=None, file_index=0):
     """A training iterator for 0-based `epoch` of training file `file_index` (file_epoch_seed), or (epoch None)
     a validation iterator."""
     check_input_file(rec_path, ".rec")
+    label_names = head_label_names(args.level_head_kinds or ())
+    if len(label_names) > 1:  # a label vector per record: one label per head
+        return LabelSplitIter(_image_record_iter(args, rec_path, kv, epoch, file_index, len(label_names)), label_names)
+    return _image_record_iter(args, rec_path, kv, epoch, file_index)
+
+
+def _image_record_iter(args, rec_path, kv, epoch, file_index, label_width=1):
+    """_rec_iter's ImageRecordIter, of `label_width` labels per record (under the class head's label name)."""
     mean_r, mean_g, mean_b = rgb_mean(args)
     num_parts, part_index = (kv.num_workers, kv.rank) if kv is not None else (1, 0)
     common = dict(path_imgrec=rec_path,
-                  label_width=1, data_name="data", label_name="softmax_label", data_shape=image_shape(args),
+                  label_width=label_width, data_name="data", label_name="softmax_label", data_shape=image_shape(args),
                   batch_size=args.batch_size, preprocess_threads=args.data_nthreads,
                   mean_r=mean_r, mean_g=mean_g, mean_b=mean_b, scale=args.rgb_scale,
                   resize=args.resize if args.resize > 0 else -1,
@@ -364,6 +419,35 @@ class SyntheticDataIter(mx.io.DataIter):
         self.cursor = 0
 
 
+class LabelSplitIter(mx.io.DataIter):
+    """The batches of `inner`, whose label is a (batch, heads) vector per picture, with that label split into one
+    (batch,) label per head, named `label_names` (the class head's first: train.finetune.head_label_names)."""
+
+    def __init__(self, inner, label_names):
+        super().__init__(batch_size=inner.batch_size)
+        self.inner, self.label_names = inner, list(label_names)
+        (vector,) = inner.provide_label
+        self._provide_label = [mx.io.DataDesc(name, vector.shape[:1], vector.dtype) for name in self.label_names]
+
+    @property
+    def provide_data(self):
+        return self.inner.provide_data
+
+    @property
+    def provide_label(self):
+        return self._provide_label
+
+    def reset(self):
+        self.inner.reset()
+
+    def next(self):
+        batch = self.inner.next()
+        vectors = batch.label[0]
+        labels = [vectors[:, column] for column in range(len(self.label_names))]
+        return mx.io.DataBatch(data=batch.data, label=labels, pad=batch.pad, index=batch.index,
+                               provide_data=self.provide_data, provide_label=self.provide_label)
+
+
 class CountedIter(mx.io.DataIter):
     """Marks the samples past the end of the data in the last batch as padding, with label -1.
 
@@ -397,9 +481,10 @@ class CountedIter(mx.io.DataIter):
             raise StopIteration
         if valid == size:
             return batch
-        label = batch.label[0].copy()
-        label[valid:] = -1
-        return mx.io.DataBatch(data=batch.data, label=[label], pad=size - valid, index=batch.index,
+        labels = [label.copy() for label in batch.label]  # each head's label, when the network has several
+        for label in labels:
+            label[valid:] = -1
+        return mx.io.DataBatch(data=batch.data, label=labels, pad=size - valid, index=batch.index,
                                provide_data=self.provide_data, provide_label=self.provide_label)
 
 

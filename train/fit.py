@@ -36,7 +36,7 @@ from train import checkpoint, optimizer_state
 from train.devices import BN_GROUPS_HELP, DEVICES_HELP, describe_contexts, training_contexts
 from data.recordio import count_records
 from train.data import epoch_seed, get_iterators, input_settings, updates_per_epoch
-from train.finetune import feature_layer_of
+from train.finetune import CLASS_OUTPUT, LEVEL_HEAD_NAMES, feature_layer_of, head_label_names, label_names_of
 from train.lr_schedule import EpochStepScheduler
 from train.metrics_log import EpochRecorder
 
@@ -230,11 +230,23 @@ class CrossEntropy(_SkipPadding, mx.metric.CrossEntropy):
     pass
 
 
+def level_head_names(args):
+    """The names of the run's level heads (--level-heads; train.finetune.LEVEL_HEAD_NAMES), none without."""
+    return [LEVEL_HEAD_NAMES[kind] for kind in args.level_head_kinds or ()]
+
+
 def eval_metrics(args):
-    metrics = [Accuracy(name="accuracy"), CrossEntropy(name="cross-entropy")]
+    """Accuracy, top-k and cross-entropy of the class head; with level heads, also each one's accuracy (NAME_accuracy),
+    each metric reading its own head's output and label."""
+    heads = level_head_names(args)
+    # with several heads each metric names its own; one head: MXNet's defaults, as always
+    of_class = dict(output_names=[CLASS_OUTPUT], label_names=head_label_names()) if heads else {}
+    metrics = [Accuracy(name="accuracy", **of_class), CrossEntropy(name="cross-entropy", **of_class)]
     # top-k of k or more classes is always 1 (num_classes None: not yet read from the .rec, train.data.resolve_labels)
     if 1 < args.top_k and (args.num_classes is None or args.top_k < args.num_classes):
-        metrics.insert(1, TopKAccuracy(top_k=args.top_k, name="top_k_accuracy"))
+        metrics.insert(1, TopKAccuracy(top_k=args.top_k, name="top_k_accuracy", **of_class))
+    for name, label in zip(heads, head_label_names(args.level_head_kinds or ())[1:]):
+        metrics.append(Accuracy(name=f"{name}_accuracy", output_names=[f"softmax_{name}_output"], label_names=[label]))
     return mx.metric.CompositeEvalMetric(metrics)
 
 
@@ -257,7 +269,9 @@ class _Module(mx.mod.Module):
     before the first update: where a resumed run puts back the saved optimizer state."""
 
     def __init__(self, symbol, context, after_optimizer):
-        super().__init__(symbol, context=context)
+        heads = label_names_of(symbol)
+        # a network with level heads takes a label per head; one head: Module's own softmax_label, as always
+        super().__init__(symbol, context=context, **({"label_names": heads} if len(heads) > 1 else {}))
         self._after_optimizer = after_optimizer
 
     def init_optimizer(self, *args, **kwargs):
@@ -365,7 +379,8 @@ def fit(args, symbol, arg_params=None, aux_params=None, allow_missing=False):
         os.makedirs(os.path.dirname(os.path.abspath(args.model_prefix)), exist_ok=True)
         checkpoint.record_arguments(args.model_prefix, vars(args), resumed=begin_epoch > 0)
     recorder = EpochRecorder(args.model_prefix if writes else None, args.batch_size,
-                             scheduler, begin_epoch=begin_epoch, has_validation=val is not None)
+                             scheduler, begin_epoch=begin_epoch, has_validation=val is not None,
+                             head_names=level_head_names(args))
     device_contexts = module_contexts(args)
     log.info(describe_contexts(device_contexts, args.batch_size))
     module = _Module(symbol, device_contexts, _restorer(args, saved))

@@ -2,7 +2,8 @@
 
 Module.fit reports training metrics through batch callbacks, then checkpoints
 (epoch_end_callback), then scores the validation set (eval_end_callback); the
-recorder joins them into one row per epoch.
+recorder joins them into one row per epoch. A network with level heads (train.train_model --level-heads) adds
+each head's training and validation accuracy as the last columns (train_NAME_accuracy, val_NAME_accuracy).
 """
 import csv
 import logging
@@ -18,6 +19,11 @@ COLUMNS = ["epoch", "lr", "train_accuracy", "train_top_k_accuracy", "train_cross
            "val_accuracy", "val_top_k_accuracy", "val_cross_entropy", "images_per_sec", "seconds"]
 
 
+def head_columns(head_names):
+    """The columns the level heads `head_names` (train.finetune.LEVEL_HEAD_NAMES' values) add after COLUMNS."""
+    return [f"{part}_{name}_accuracy" for part in ("train", "val") for name in head_names]
+
+
 def _metric_values(eval_metric):
     """{'accuracy': .., 'top_k_accuracy': .., 'cross_entropy': ..} from a composite metric."""
     values = {}
@@ -28,8 +34,10 @@ def _metric_values(eval_metric):
 
 
 class EpochRecorder:
-    def __init__(self, prefix, batch_size, scheduler, begin_epoch=0, has_validation=True):
+    def __init__(self, prefix, batch_size, scheduler, begin_epoch=0, has_validation=True, head_names=()):
         self.has_validation = has_validation
+        self.head_names = list(head_names)
+        self.columns = COLUMNS + head_columns(self.head_names)
         self.csv_path = f"{prefix}-metrics.csv" if prefix else None
         self.png_path = f"{prefix}-curve.png" if prefix else None
         self.batch_size = batch_size
@@ -81,12 +89,15 @@ class EpochRecorder:
         row = self._pending
         self._pending = None
         self.rows.append(row)
-        log.info("epoch %d (MXNet's Epoch[%d]): lr %g, train acc %.4f, val acc %s, %.1f images/s",
+        log.info("epoch %d (MXNet's Epoch[%d]): lr %g, train acc %.4f, val acc %s, %.1f images/s%s",
                  row["epoch"], row["epoch"] - 1, row["lr"],
                  row.get("train_accuracy", float("nan")),
-                 f"{row['val_accuracy']:.4f}" if "val_accuracy" in row else "-", row["images_per_sec"])
+                 f"{row['val_accuracy']:.4f}" if "val_accuracy" in row else "-", row["images_per_sec"],
+                 "".join(f"; {name} head: train acc {row.get(f'train_{name}_accuracy', float('nan')):.4f}, val acc "
+                         + (f"{row[f'val_{name}_accuracy']:.4f}" if f"val_{name}_accuracy" in row else "-")
+                         for name in self.head_names))
         if self.csv_path:
-            _write_rows(self.csv_path, self.rows)
+            _write_rows(self.csv_path, self.rows, self.columns)
 
     def finish(self):
         """Flush a row still waiting for validation (none given) and draw the curve."""
@@ -96,12 +107,12 @@ class EpochRecorder:
             plot_curves(self.rows, self.png_path)
 
 
-def _write_rows(path, rows):
+def _write_rows(path, rows, columns=COLUMNS):
     with atomic_outputs(path) as (tmp,), open(tmp, "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=COLUMNS, extrasaction="ignore")
+        writer = csv.DictWriter(fh, fieldnames=columns, extrasaction="ignore")
         writer.writeheader()
         for row in rows:
-            writer.writerow({k: row.get(k, "") for k in COLUMNS})
+            writer.writerow({k: row.get(k, "") for k in columns})
 
 
 def _read_rows(path):

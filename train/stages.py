@@ -9,7 +9,9 @@ MAX_RANDOM_H MAX_RANDOM_S MAX_RANDOM_L), DATA_DIR MODEL_DIR MODEL_NAME SYMBOL, G
 FEATURE_LAYER PRETRAINED_SOURCE (these may be empty), optionally INITIALIZER (xavier for the
 records of the original's older fine-tune.py; left out: train.train_model's default, msra) and
 EXTRA_RECS (not the original's: more training .rec files under DATA_DIR, passed to every stage as
---data-train-extra, e.g. train/beyond/B01_hash_labelled.sh's dataset_A/test_hash_labelled.rec), the
+--data-train-extra, e.g. train/beyond/B01_hash_labelled.sh's dataset_A/test_hash_labelled.rec) and
+HEAD_WEIGHTS (not the original's: the loss weights of the class head and the level heads, passed to every stage
+as --level-heads --head-weights, e.g. train/beyond/B02_hierarchical_heads.sh's 0.8,0.1,0.1), the
 stages STAGE_1, STAGE_2, ... in the order the original ran them, each
 "START_EPOCH=a END_EPOCH=b [WEIGHTS_EPOCH=w] [SETTING=value ...]" (the checkpoint it resumes from,
 0 for the starting weights PARAMS; its last checkpoint; another checkpoint whose weights it starts
@@ -61,7 +63,7 @@ EPOCH_KEYS = ("START_EPOCH", "END_EPOCH", "WEIGHTS_EPOCH")
 # (the network's own), PRETRAINED_SOURCE.
 MAY_BE_EMPTY = ("GPUS", "NETWORK_ARGS", "PARAMS", "FEATURE_LAYER", "PRETRAINED_SOURCE")
 # Header settings that may be left out (empty or unset: train.train_model's default, or none).
-OPTIONAL = ("INITIALIZER", "EXTRA_RECS")
+OPTIONAL = ("INITIALIZER", "EXTRA_RECS", "HEAD_WEIGHTS")
 # The script that writes an EXTRA_RECS file of this name, for the message when it is missing.
 EXTRA_REC_SCRIPTS = {"test_hash_labelled.rec": "data/create_hash_labelled_rec.sh"}
 NOT_EMPTY = ("DATA_DIR", "MODEL_DIR", "MODEL_NAME", "SYMBOL", "DEFAULT_STAGES", "STAGE_1") + STAGE_SETTINGS
@@ -352,6 +354,8 @@ def stage_command(header, planned, env, force=False):
         command += ["--feature-layer", header["FEATURE_LAYER"]]
     if header["INITIALIZER"]:
         command += ["--initializer", header["INITIALIZER"]]
+    if header["HEAD_WEIGHTS"]:
+        command += ["--level-heads", "--head-weights", header["HEAD_WEIGHTS"]]
     if force and load == 0:
         command.append("--force")
     command += ["--gpus", header["GPUS"]]

@@ -9,7 +9,10 @@
 a new classifier (fine-tuning). Every network ends in FullyConnected `fc` and
 SoftmaxOutput `softmax` with label smoothing `--smooth-alpha`. Its class count and label kind
 are the training `.rec`'s (its `X.rec.json`, written by data.bson2rec), recorded with the
-checkpoints in PREFIX-input.json for prediction.
+checkpoints in PREFIX-input.json for prediction. With `--level-heads` (not the original's: rwightman's
+hierarchical heads) a training `.rec` of label vectors (data.bson2rec --level-labels) also trains a
+classifier of each category's level-2 and level-1 group on the same features, the losses weighted by
+`--head-weights`.
 
 The original's way of naming a ResNeXt works too: `--symbol resnext --num-layers 101
 --num-conv-groups 64 --use-squeeze-excitation` is se-resnext-101-64x4d.
@@ -37,6 +40,8 @@ PRETRAINED_MODEL_REFUSED = ("the original fine-tune.py's checkpoint prefix; use 
 FIX_LAST_LAYER_REFUSED = ("not needed: a loaded classifier 'fc' of the right shape is always kept (resumes "
                           "keep everything); --ignore-arg-names fc_weight fc_bias starts a new one")
 RESNEXT_PARTS = ("num_layers", "num_conv_groups", "use_squeeze_excitation", "excitation_ratio")
+# rwightman's loss weights of the heads of 5270, 483 and 49 classes (the class head, level 2, level 1)
+DEFAULT_HEAD_WEIGHTS = "0.8,0.1,0.1"
 
 
 def add_network_args(parser):
@@ -50,6 +55,13 @@ def add_network_args(parser):
     net.add_argument("--smooth-alpha", type=float, default=0.1, help="label smoothing of SoftmaxOutput")
     net.add_argument("--dropout-ratio", type=float, default=0.0,
                      help="Dropout before the classifier (0: none; the original's default None meant none too)")
+    net.add_argument("--level-heads", action="store_true",
+                     help="not the original's: beside the class head, a head per level of the category tree (its "
+                          "level-2 and level-1 groups) on the same features, trained on the label vectors of a "
+                          ".rec made by data.bson2rec --level-labels (rwightman's hierarchical heads)")
+    net.add_argument("--head-weights", default=None, metavar="W,W,W",
+                     help="with --level-heads: the loss weights of the class head, the level-2 head and the level-1 "
+                          f"head (default: {DEFAULT_HEAD_WEIGHTS}, rwightman's)")
     net.add_argument("--ignore-arg-names", nargs="+", default=[], metavar="NAME",
                      help="parameters not to load: space-separated as in the original, or comma-separated")
     net.add_argument("--ignore-mismatched-params", action="store_true",
@@ -117,10 +129,38 @@ def feature_symbol(args):
     return features
 
 
+def head_weights(args):
+    """The loss weights of --head-weights (the class head's first), or rwightman's; checked."""
+    text = args.head_weights or DEFAULT_HEAD_WEIGHTS
+    try:
+        weights = [float(value) for value in text.split(",")]
+    except ValueError:
+        weights = []
+    if not weights or min(weights) < 0 or weights[0] == 0:
+        raise UserError(f"--head-weights {text}: expected comma-separated loss weights >= 0, the class head's first "
+                        "and above 0, such as 0.8,0.1,0.1")
+    return weights
+
+
+def check_level_heads(args):
+    """--head-weights only with --level-heads, one weight per head of the training .rec's label vectors."""
+    if args.head_weights is not None and not args.level_heads:
+        raise UserError(f"--head-weights {args.head_weights}: only with --level-heads")
+    if args.level_heads and len(head_weights(args)) != 1 + len(args.level_head_kinds):
+        raise UserError(f"--head-weights {args.head_weights or DEFAULT_HEAD_WEIGHTS}: {args.data_train} gives "
+                        f"{1 + len(args.level_head_kinds)} heads (the class and {', '.join(args.level_head_kinds)}); "
+                        "give one weight each")
+
+
 def build_network(args):
-    """The network to train: the features of --symbol under the classifier head."""
+    """The network to train: the features of --symbol under the classifier head (and, with --level-heads, the
+    level heads of the training .rec's label columns)."""
+    level_heads, class_weight = (), None
+    if args.level_heads:
+        class_weight, *weights = head_weights(args)
+        level_heads = tuple(zip(args.level_head_kinds, args.level_head_classes, weights))
     return attach_classifier(feature_symbol(args), args.num_classes, args.dropout_ratio, args.smooth_alpha,
-                             float16=args.dtype == "float16")
+                             float16=args.dtype == "float16", level_heads=level_heads, class_weight=class_weight)
 
 
 def ignored_names(args):
@@ -141,6 +181,8 @@ def check_args(args):
         raise UserError(f"--load-epoch {args.load_epoch}: must be 0 (a fresh run) or a checkpoint number")
     if not 0.0 <= args.smooth_alpha < 1.0:
         raise UserError(f"--smooth-alpha {args.smooth_alpha}: must be in [0, 1)")
+    if args.head_weights is not None:
+        head_weights(args)  # its form now; its count once the .rec says how many heads (check_level_heads)
     given = [f"--{p.replace('_', '-')}" for p in RESNEXT_PARTS if getattr(args, p) not in (None, False)]
     if given and args.symbol != "resnext":
         raise UserError(f"{', '.join(given)}: only with --symbol resnext; {args.symbol} names its network")
@@ -160,6 +202,13 @@ def check_resumed_labels(args):
         if recorded is not None and now is not None and recorded != now:
             raise UserError(f"{path}: its checkpoints were trained with {name} {recorded}, this run's "
                             f"{args.data_train or '--benchmark'} has {now}; resume on the data it was trained on")
+    # None: the class head alone, as every checkpoint from before level heads
+    recorded, now = stored.level_head_kinds or (), args.level_head_kinds or ()
+    if recorded != now:
+        raise UserError(f"{path}: its checkpoints were trained with " +
+                        (f"the level heads {', '.join(recorded)}" if recorded else "the class head alone") +
+                        ", this run has " + (f"the level heads {', '.join(now)}" if now else "the class head alone") +
+                        " (--level-heads); resume as it was trained")
 
 
 def main(argv=None):
@@ -190,6 +239,7 @@ def _main(args):
         return 0
     check_args(args)
     resolve_labels(args)  # the class count the network is built with, from the .rec's X.rec.json
+    check_level_heads(args)
     check_resumed_labels(args)
     check_model_prefix(args, inputs=[args.data_train, args.data_val, *args.data_train_extra, args.params,
                                      args.symbol if args.symbol.endswith(".json") else None])
