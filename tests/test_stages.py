@@ -627,3 +627,12 @@ def write_fixtures():
 
 if __name__ == "__main__" and sys.argv[1:] == ["--write"]:
     write_fixtures()
+
+
+def test_settings_not_the_originals_reach_only_the_scripts_that_declare_them():
+    """The header is exported, so an exported HEAD_WEIGHTS or EXTRA_RECS would reach M07 too: refused."""
+    done = run("train/M07.sh", HEAD_WEIGHTS="0.8,0.1,0.1", DRY_RUN="1", DATA_DIR="/nonexistent")
+    assert done.returncode == 2
+    assert "HEAD_WEIGHTS is set, but M07 is not one of train/beyond/'s scripts" in done.stderr
+    beyond = run("train/beyond/B02_hierarchical_heads.sh", DRY_RUN="1", DATA_DIR="/nonexistent")
+    assert beyond.returncode == 0 and "--level-heads --head-weights 0.8,0.1,0.1" in beyond.stdout

@@ -63,7 +63,8 @@ EPOCH_KEYS = ("START_EPOCH", "END_EPOCH", "WEIGHTS_EPOCH")
 # (the network's own), PRETRAINED_SOURCE.
 MAY_BE_EMPTY = ("GPUS", "NETWORK_ARGS", "PARAMS", "FEATURE_LAYER", "PRETRAINED_SOURCE")
 # Header settings that may be left out (empty or unset: train.train_model's default, or none).
-OPTIONAL = ("INITIALIZER", "EXTRA_RECS", "HEAD_WEIGHTS")
+OPTIONAL = ("INITIALIZER", "EXTRA_RECS", "HEAD_WEIGHTS", "BEYOND_THE_ORIGINAL")
+BEYOND_SETTINGS = ("EXTRA_RECS", "HEAD_WEIGHTS")  # not the original's: taken only with BEYOND_THE_ORIGINAL=1
 # The script that writes an EXTRA_RECS file of this name, for the message when it is missing.
 EXTRA_REC_SCRIPTS = {"test_hash_labelled.rec": "data/create_hash_labelled_rec.sh"}
 NOT_EMPTY = ("DATA_DIR", "MODEL_DIR", "MODEL_NAME", "SYMBOL", "DEFAULT_STAGES", "STAGE_1") + STAGE_SETTINGS
@@ -163,6 +164,12 @@ def check_header(env):
             raise UserError(f"{name} is not set: the model script's header must set it")
     values = {name: env[name] for name in MAY_BE_EMPTY + NOT_EMPTY}
     values.update((name, env.get(name, "")) for name in OPTIONAL)
+    # The header is exported from the environment, so an exported EXTRA_RECS or HEAD_WEIGHTS would reach
+    # the original's scripts too: only a script that declares itself not the original's takes them.
+    beyond = [name for name in BEYOND_SETTINGS if values[name]]
+    if beyond and values["BEYOND_THE_ORIGINAL"] != "1":
+        raise UserError(f"{beyond[0]} is set, but {values['MODEL_NAME']} is not one of train/beyond/'s scripts "
+                        "(their headers set BEYOND_THE_ORIGINAL=1): unset it, or run the train/beyond/ script")
     return values
 
 

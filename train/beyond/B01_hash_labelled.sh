@@ -25,6 +25,7 @@ PARAMS="$PRETRAINED_DIR/resnext-101-64x4d-0000.params"  # starting weights of a 
 FEATURE_LAYER=flatten0                            # the new classifier goes after this layer
 INITIALIZER=xavier                                # M07's initialiser of the new classifier
 PRETRAINED_SOURCE="http://data.mxnet.io/models/imagenet/resnext/101-layers/"
+BEYOND_THE_ORIGINAL=1                             # not one of the original's scripts: takes the settings below
 EXTRA_RECS="dataset_A/test_hash_labelled.rec"     # under DATA_DIR: more training .rec files, every epoch (--data-train-extra)
 
 # Settings of every stage that does not change them below: M07's.

@@ -25,6 +25,7 @@ PARAMS="$PRETRAINED_DIR/resnext-101-64x4d-0000.params"  # starting weights of a 
 FEATURE_LAYER=flatten0                            # the new classifiers go after this layer
 INITIALIZER=xavier                                # M07's initialiser of the new classifiers
 PRETRAINED_SOURCE="http://data.mxnet.io/models/imagenet/resnext/101-layers/"
+BEYOND_THE_ORIGINAL=1                             # not one of the original's scripts: takes the settings below
 HEAD_WEIGHTS=0.8,0.1,0.1                          # loss weights of the class, level-2 and level-1 heads (rwightman's)
 
 # Settings of every stage that does not change them below: M07's, on DATASET_A's records with level labels.
