@@ -217,14 +217,14 @@ def command_and_missing(env, on_disk=()):
 
 
 def test_extra_recs_go_to_every_stage_under_data_dir():
-    command, missing = command_and_missing(header_env(EXTRA_RECS=" dataset_A/test_hash_labelled.rec\t/abs/x.rec "))
+    command, missing = command_and_missing(header_env(EXTRA_RECS=" dataset_A/test_hash_labelled.rec\t/abs/x.rec ", BEYOND_THE_ORIGINAL="1"))
     at = command.index("--data-train-extra")
     assert command[at - 4:at + 4] == ["--data-train", "/d/dataset_A/train.rec", "--data-val", "/d/dataset_A/valid.rec",
                                       "--data-train-extra", "/d/dataset_A/test_hash_labelled.rec", "/abs/x.rec",
                                       "--model-prefix"]
     assert missing[2:4] == ["/d/dataset_A/test_hash_labelled.rec not found: run data/create_hash_labelled_rec.sh first",
                             "/abs/x.rec not found: an extra training .rec of the header's EXTRA_RECS"]
-    _, missing = command_and_missing(header_env(EXTRA_RECS="/abs/x.rec"), on_disk={"/abs/x.rec"})
+    _, missing = command_and_missing(header_env(EXTRA_RECS="/abs/x.rec", BEYOND_THE_ORIGINAL="1"), on_disk={"/abs/x.rec"})
     assert not any("x.rec" in message for message in missing)
     for unset in (header_env(), header_env(EXTRA_RECS="")):
         assert "--data-train-extra" not in command_and_missing(unset)[0]
