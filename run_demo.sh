@@ -9,8 +9,6 @@ set -euo pipefail
 CALLER_DIR="$PWD"  # a relative DEMO_DIR or VENV_DIR is taken from where the script was run
 cd "$(dirname "$0")"
 source scripts/paths.sh
-source scripts/ensure_venv.sh
-ensure_venv
 
 DEMO_DIR="$(dir_from_env DEMO_DIR demo_data)"  # generated data and everything made from it (re-created each run)
 NUM_CATEGORIES="${NUM_CATEGORIES:-40}"              # demo categories (Kaggle: 5270)
@@ -37,6 +35,8 @@ if [ -e "$DEMO_DIR" ] && [ ! -e "$MARKER" ] && [ -n "$(ls -A "$DEMO_DIR")" ]; th
   exit 2
 fi
 mkdir -p "$DEMO_DIR" && touch "$MARKER"
+source scripts/ensure_venv.sh  # after the check above, which needs no venv
+ensure_venv
 export DATA_DIR="$DEMO_DIR" FORCE=1
 
 step() { echo; echo "=== $* ($(date +%H:%M:%S))"; }
