@@ -28,11 +28,10 @@ import gzip
 import json
 import os
 import sys
-import time
 
 import numpy as np
 
-from benchmarks.commands import python_module
+from benchmarks.commands import once, python_module
 from benchmarks.report import format_accuracy, print_tables
 from cli.statistics import paired_difference
 
@@ -47,13 +46,6 @@ NET_METHODS = [("fusion net, flips as views", ["--method", "net", "--flips", "vi
 
 def methods(args):
     return METHODS + (NET_METHODS if args.features else [])
-
-
-def once(path, make):
-    """Run `make()` unless `path` exists (the step's last output)."""
-    if not os.path.exists(path):
-        make()
-    return path
 
 
 def make_bed(bed, work, args):
@@ -133,13 +125,11 @@ def kfold_rows(work, paths, valid_store, args):
     for name, flags in methods(args):
         prefix = os.path.join(work, "fusion", tag_of(name))
         os.makedirs(os.path.dirname(prefix), exist_ok=True)
-        started = time.monotonic()
         if "third" in flags:  # the most frequent third of the bed's classes, as NighTurs' 2,000 of 5,270
             flags = [str(count_categories(paths["csv"]) // 3) if f == "third" else f for f in flags]
-        python_module("predict.fuse", "train", "--probs", valid_store, "--category-csv", paths["csv"], "--out", prefix,
+        seconds = python_module("predict.fuse", "train", "--probs", valid_store, "--category-csv", paths["csv"], "--out", prefix,
                       "--folds", str(args.folds), "--seed", "0", "--force", *flags,
                       log_path=os.path.join(work, "log.txt"))
-        seconds = time.monotonic() - started
         with open(prefix + "-fuse.json") as fh:
             estimate = json.load(fh)["estimate"]
         for method in estimate["methods"]:
@@ -178,20 +168,17 @@ def test_rows(work, paths, test_store, args):
     python_module("predict.postprocess_product", "--src", m1, "--md5", overrides, "--output",
                   os.path.join(out, "original_final.csv"), "--force")
     submissions["original: m1 + MD5 + product hashes (submitted)"] = os.path.join(out, "original_final.csv")
+    truth = read_classes(paths["truth"])
     for name, _ in methods(args):
         tag = tag_of(name)
         fused = os.path.join(out, f"{tag}.csv")
-        started = time.monotonic()
-        python_module("predict.fuse", "apply", "--fuse", os.path.join(work, "fusion", tag + "-fuse.json"),
+        seconds = python_module("predict.fuse", "apply", "--fuse", os.path.join(work, "fusion", tag + "-fuse.json"),
                       "--probs", test_store, "--category-csv", paths["csv"], "--md5-dict", paths["test_dict"],
                       "--output", fused, "--force")
-        seconds = time.monotonic() - started
         python_module("predict.postprocess_product", "--src", fused, "--md5", overrides, "--output",
                       os.path.join(out, f"{tag}_final.csv"), "--force")
-        products = len(read_classes(paths["truth"]))
-        submissions[f"learned {name} + MD5 + product hashes (apply: {1000 * seconds / products:.2f} s per "
+        submissions[f"learned {name} + MD5 + product hashes (apply: {1000 * seconds / len(truth):.2f} s per "
                     "1,000 products)"] = os.path.join(out, f"{tag}_final.csv")
-    truth = read_classes(paths["truth"])
     ids = sorted(truth)
     expected = np.array([truth[i] for i in ids])
     right = {name: np.array([read_classes(path).get(i) for i in ids]) == expected

@@ -32,20 +32,26 @@ log = logging.getLogger(__name__)
 CHUNK_BYTES = 64 << 20  # dense probabilities rebuilt at a time by iter_products
 
 
+def product_pictures(store):
+    """(image_start: each product's first picture row and, last, the picture count; decoded; 16-byte
+    digests) of a store's pictures, in product order."""
+    num_images = store.concatenated("num_images").astype(np.int64)
+    image_start = np.concatenate([[0], np.cumsum(num_images)])
+    return image_start, store.concatenated("decoded"), [bytes(d).ljust(16, b"\0") for d in store.concatenated("md5")]
+
+
 def iter_products(stores):
     """(row, (models, its images, C) dense image means, decoded, 16-byte digests) for every product of
     `stores` (checked to agree) in order, the models of all stores stacked; rebuilt in chunks of about
     CHUNK_BYTES so that a store of any size streams."""
     first = stores[0]
-    num_images = first.concatenated("num_images").astype(np.int64)
-    image_start = np.concatenate([[0], np.cumsum(num_images)])
-    decoded = first.concatenated("decoded")
-    digests = [bytes(d).ljust(16, b"\0") for d in first.concatenated("md5")]
+    image_start, decoded, digests = product_pictures(first)
+    num_products = len(image_start) - 1
     num_models = sum(len(store.models) for store in stores)
     num_classes = first.meta["num_classes"]
     chunk_images = max(1, CHUNK_BYTES // (4 * num_models * num_classes))
     product = 0
-    while product < len(num_images):
+    while product < num_products:
         # at least one product, however many pictures it has
         last = max(int(np.searchsorted(image_start, image_start[product] + chunk_images, side="right")) - 1,
                    product + 1)

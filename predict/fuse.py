@@ -17,7 +17,8 @@ outputs are predict.ensemble's. Product-hash post-processing (predict.md5_predic
 as to any submission.
 
 Methods (--method): weights, non-negative per-model weights and a temperature, optionally per picture
-count (outrunner) and per frequent/rare class group (NighTurs); see predict.fuse_weights.
+count (outrunner) and per frequent/rare class group (NighTurs), see predict.fuse_weights; net, the 2nd
+place's view-gated fusion net over the models' feature vectors (--save-features), see predict.fuse_net.
 """
 import argparse
 import json
@@ -31,7 +32,7 @@ from cli.reporting import Timer, plural
 from cli.runner import HelpFormatter, UserError, run_cli
 from cli.statistics import paired_difference, wilson_interval
 from data.categories import default_category_csv
-from predict.ensemble import iter_products, load_categories, open_stores, write_store_outputs
+from predict.ensemble import iter_products, load_categories, open_stores, product_pictures, write_store_outputs
 from predict import fuse_net
 from predict.fuse_weights import WeightFusion, class_groups
 from predict.fusion_table import build_table
@@ -323,13 +324,9 @@ class NetFusion:
                             f"but the fusion net takes {self.record['slots']} x {self.record['width']}")
         module = fuse_net.inference_module(self.symbol, *self.params, *features.shape[1:])
         product_probs = fuse_net.predict(module, features, mask)
-        first = stores[0]
-        num_images = first.concatenated("num_images").astype(np.int64)
-        image_start = np.concatenate([[0], np.cumsum(num_images)])
-        decoded = first.concatenated("decoded")
-        digests = [bytes(d).ljust(16, b"\0") for d in first.concatenated("md5")]
-        class_ids = np.zeros((len(variants), len(num_images)), dtype=np.int64)
-        for row in range(len(num_images)):
+        image_start, decoded, digests = product_pictures(stores[0])
+        class_ids = np.zeros((len(variants), len(image_start) - 1), dtype=np.int64)
+        for row in range(len(image_start) - 1):
             a, b = int(image_start[row]), int(image_start[row + 1])
             overrides = md5_override(digests[a:b]) if md5_override is not None else {}
             if product_unique_md5:

@@ -17,6 +17,7 @@ import mxnet as mx
 import numpy as np
 
 from cli.runner import UserError
+from predict.ensemble import product_pictures
 from train.finetune import attach_classifier
 
 log = logging.getLogger(__name__)
@@ -125,27 +126,26 @@ def product_views(stores, flips):
     views = layouts[0]["views"]
     per_picture = views if flips == "views" else 1
     width = sum(entry["dim"] for entry in layouts)
-    num_images = first.concatenated("num_images").astype(np.int64)
-    image_start = np.concatenate([[0], np.cumsum(num_images)])
-    decoded = first.concatenated("decoded")
+    image_start, decoded, _ = product_pictures(first)
+    num_products, num_images = len(image_start) - 1, int(image_start[-1])
+    # each picture's product, and how many usable pictures come before it in its product
+    product_of = np.repeat(np.arange(num_products), np.diff(image_start))
+    usable_before = np.cumsum(decoded) - decoded
+    usable_before = usable_before - usable_before[image_start[product_of]]
+    kept = np.flatnonzero(decoded & (usable_before < MAX_PICTURES))
     slots = MAX_PICTURES * per_picture
-    features = np.zeros((len(num_images), slots, width), dtype=np.float32)
-    mask = np.zeros((len(num_images), slots), dtype=np.float32)
+    features = np.zeros((num_products, slots, width), dtype=np.float32)
+    mask = np.zeros((num_products, slots), dtype=np.float32)
     chunk = 4096  # images read at a time
-    for lo in range(0, int(image_start[-1]), chunk):
-        hi = min(lo + chunk, int(image_start[-1]))
+    for lo in range(0, num_images, chunk):
+        hi = min(lo + chunk, num_images)
         parts = [store.features(m, lo, hi) for store in stores for m in range(len(store.feature_layout))]
         block = np.concatenate(parts, axis=2)  # (views, images, width)
         if flips == "mean":
             block = block.mean(axis=0, keepdims=True)
-        for image in range(lo, hi):
-            if not decoded[image]:
-                continue
-            row = int(np.searchsorted(image_start, image, side="right")) - 1
-            usable_before = int(decoded[image_start[row]:image].sum())
-            if usable_before >= MAX_PICTURES:
-                continue
-            at = usable_before * per_picture
-            features[row, at:at + per_picture] = block[:, image - lo]
-            mask[row, at:at + per_picture] = 1
+        images = kept[(kept >= lo) & (kept < hi)]
+        for view in range(per_picture):
+            at = usable_before[images] * per_picture + view
+            features[product_of[images], at] = block[view, images - lo]
+            mask[product_of[images], at] = 1
     return features, mask

@@ -12,7 +12,7 @@ import logging
 import numpy as np
 from tqdm import tqdm
 
-from predict.predictor import image_ensembles, labels_of, make_variants, product_classes
+from predict.predictor import Variant, image_ensembles, labels_of, product_classes
 from predict.ensemble import iter_products, store_model_names
 
 log = logging.getLogger(__name__)
@@ -62,7 +62,7 @@ def build_table(stores, categories, cate_level, candidates=32):
     category_ids = first.concatenated("category_id")
     labels = np.where(category_ids >= 0, labels_of(categories, category_ids, cate_level), -1)
     num_products = len(num_images)
-    variants = make_variants(num_models, [])[:1] + make_variants(num_models, [num_models])[2:]  # m0, m1
+    variants = [Variant(num_models, "product"), Variant(num_models, "sum")]  # the original's m0, m1
     table = FusionTable(product_ids=first.concatenated("product_id"), labels=labels,
                         usable=np.zeros(num_products, dtype=np.int64),
                         candidates=np.zeros((num_products, candidates), dtype=np.int32),
