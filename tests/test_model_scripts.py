@@ -53,6 +53,7 @@ def test_stages_train_resume_and_change_the_optimizer(setup, tmp_path):
     assert "--fresh-optimizer: a recorded stage begins; a fresh sgd optimizer" in log
 
 
+@pytest.mark.slow  # the launcher itself stays in the fast suite (tests/test_launch.py)
 def test_model_script_under_the_distributed_launcher(setup, tmp_path):
     script = model_script(tmp_path / "Mtiny.sh", ["START_EPOCH=0 END_EPOCH=2"])
     env = dict(setup["env"], MODEL_DIR=str(tmp_path / "models"), LAUNCHER="local", NUM_WORKERS="2",

@@ -34,6 +34,7 @@ def originals_order(num_pictures, val_ratio, seed, block_size):
     return train, val
 
 
+@pytest.mark.slow  # 9 s of Python shuffles; the draws against the original's order stay fast
 def test_kaggle_picture_count_gives_the_logs_split():
     """The draws depend only on the number of pictures: Kaggle's 12,371,293 give M06's log's 11,752,908
     training pictures (and 618,385 for validation). Drawing before the shuffle, one block, no shuffle or

@@ -20,6 +20,7 @@ def read_rows(prefix):
         return list(csv.DictReader(fh))
 
 
+@pytest.mark.slow  # 14 s; exact resume stays in the fast suite (test_train, test_resume)
 def test_training_killed_mid_epoch_resumes_on_schedule(colour_rec, resnet18, tmp_path):
     symbol, params = resnet18
     prefix = str(tmp_path / "m" / "m")
