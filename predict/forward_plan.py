@@ -5,33 +5,36 @@ dictionary's probability whatever the networks say, and a picture that repeats a
 one of the run (the same bytes, so the same MD5) would get the same image mean again. One
 pass over the run's pictures hashes them all before the workers start, so that the workers
 never decode either kind, and so that the predictor knows how often each repeated picture
-is used: it keeps the first occurrence's image mean only until its last use. The plan keeps
-those digests: the reader sends them with the pictures, so each picture is hashed once a run.
+is used: it keeps the first occurrence's image mean (predict.repeat_spill, on disk) only until
+its last use. The plan keeps those digests: the reader sends them with the pictures, so each
+picture is hashed once a run.
 
-The cache holds one (models x classes) float32 row per picture between its first and its
-last occurrence. The plan admits repeated pictures in BSON order while that live set stays
-under --reuse-cache-mb; a picture not admitted is forwarded every time it occurs, so memory
-stays bounded whatever the test set.
+Each repeated picture is a group, numbered in order of first occurrence. Every group is admitted,
+so each distinct picture is forwarded once at any distance, unless the most groups live at once
+(`peak_rows`: first occurrence to last use, in file order) exceed `capacity` rows: then groups are
+admitted in file order while the live set stays under it, and a picture not admitted is forwarded
+every time it occurs.
 """
-import logging
-
 import numpy as np
 
 from data.md5_dict import digests_in_file_order
 
-log = logging.getLogger(__name__)
-
 
 class ForwardPlan:
     """Per picture of products [start, stop): its MD5 (S16), forwarded or not, first occurrence of a reused
-    picture (a source) or a repeat taking a source's image mean; `uses[digest]`: the repeats of each source."""
+    picture (a source) or a repeat taking a source's image mean, and its admitted group (-1: none);
+    `uses[group]`: the repeats of each admitted group's source."""
 
-    def __init__(self, digests, first_image, skipped_answered, forward, source, uses):
+    def __init__(self, digests, first_image, skipped_answered, forward, source, group, uses, peak_rows,
+                 num_repeated, peak_rows_needed):
         self.digests = digests
         self.first_image = first_image  # per product row: its first picture's position in the run
         self.forward, self.source = forward, source
         self.repeat = ~forward & ~skipped_answered  # not forwarded and not answered: a repeat
-        self.uses = uses
+        self.group, self.uses = group, uses
+        self.peak_rows = peak_rows  # the most admitted groups live at once, in file order
+        self.num_repeated = num_repeated  # distinct pictures that occur more than once (and need means)
+        self.peak_rows_needed = peak_rows_needed  # peak_rows had every repeated picture been admitted
         self.num_images = len(forward)
         self.num_skipped_answered = int(skipped_answered.sum())
         self.num_repeats = int(self.repeat.sum())
@@ -44,6 +47,16 @@ class ForwardPlan:
 
     def sources_in(self, first_image, num_images):
         return np.flatnonzero(self.source[first_image:first_image + num_images])
+
+
+def peak_live(first, last):
+    """The most groups live at once, a group being live from its first to its last position."""
+    if not len(first):
+        return 0
+    delta = np.zeros(int(max(last.max(), first.max())) + 2, dtype=np.int64)
+    np.add.at(delta, first, 1)
+    np.add.at(delta, last + 1, -1)
+    return int(np.cumsum(delta).max())
 
 
 def admitted_groups(first, last, capacity):
@@ -63,35 +76,47 @@ def admitted_groups(first, last, capacity):
     return admitted
 
 
-def build_plan(digests, first_image, answered, forward_answered, cache_entries):
+def build_plan(digests, first_image, answered, forward_answered, capacity=None):
     """The plan for a run whose pictures have `digests`; `answered`: the dictionary's answer per picture;
-    `forward_answered`: forward those too (the probability store needs every picture's model means)."""
+    `forward_answered`: forward those too (the probability store needs every picture's model means);
+    `capacity`: the most repeated pictures live at once (None: no bound)."""
     candidates = np.flatnonzero(~answered | forward_answered)  # the pictures that need model means
     forward = np.zeros(len(digests), dtype=bool)
     forward[candidates] = True
     source = np.zeros(len(digests), dtype=bool)
-    uses = {}
+    group = np.full(len(digests), -1, dtype=np.int32)
+    uses = np.zeros(0, dtype=np.int32)
+    peak_rows = peak_needed = num_repeated = 0
     if len(candidates):
-        groups, first_at, inverse, counts = np.unique(digests[candidates], return_index=True,
-                                                      return_inverse=True, return_counts=True)
+        _, first_at, inverse, counts = np.unique(digests[candidates], return_index=True, return_inverse=True,
+                                                 return_counts=True)
         last_at = len(candidates) - 1 - np.unique(digests[candidates][::-1], return_index=True)[1]
         repeated = np.flatnonzero(counts >= 2)
-        admitted = np.zeros(len(groups), dtype=bool)
-        admitted[repeated] = admitted_groups(first_at[repeated], last_at[repeated], cache_entries)
+        repeated = repeated[np.argsort(first_at[repeated], kind="stable")]  # groups in order of first occurrence
+        num_repeated = len(repeated)
+        peak_needed = peak_live(first_at[repeated], last_at[repeated])
+        admitted = np.zeros(len(counts), dtype=bool)
+        if capacity is None or peak_needed <= capacity:
+            admitted[repeated] = True
+        else:
+            admitted[repeated] = admitted_groups(first_at[repeated], last_at[repeated], capacity)
+        kept = repeated[admitted[repeated]]
+        peak_rows = peak_live(first_at[kept], last_at[kept])
+        group_of_unique = np.full(len(counts), -1, dtype=np.int32)
+        group_of_unique[kept] = np.arange(len(kept), dtype=np.int32)
         is_first = np.arange(len(candidates)) == first_at[inverse]
         source[candidates] = admitted[inverse] & is_first
         forward[candidates] = ~admitted[inverse] | is_first
-        uses = {bytes(groups[g]).ljust(16, b"\0"): int(counts[g]) - 1 for g in np.flatnonzero(admitted).tolist()}
-        if len(repeated) > admitted.sum():
-            log.warning("%d of %d repeated pictures do not fit --reuse-cache-mb: forwarded each time",
-                        len(repeated) - int(admitted.sum()), len(repeated))
+        group[candidates] = group_of_unique[inverse]
+        uses = (counts[kept] - 1).astype(np.int32)
     skipped_answered = answered & ~forward_answered
-    return ForwardPlan(digests, first_image, skipped_answered, forward, source, uses)
+    return ForwardPlan(digests, first_image, skipped_answered, forward, source, group, uses, peak_rows,
+                       num_repeated, peak_needed)
 
 
-def plan_run(index, start, stop, md5_override, forward_answered, cache_entries):
+def plan_run(index, start, stop, md5_override, forward_answered, capacity=None):
     """Hash the pictures of products [start, stop) and plan which to forward (see build_plan)."""
     first_image = index.first_images_in(start, stop)
     digests = digests_in_file_order(index, start, stop, desc="md5 of the run's pictures")
     answered = md5_override.answered(digests) if md5_override is not None else np.zeros(len(digests), bool)
-    return build_plan(digests, first_image, answered, forward_answered, cache_entries)
+    return build_plan(digests, first_image, answered, forward_answered, capacity)

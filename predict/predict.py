@@ -18,8 +18,9 @@ the solution submitted e14.m1 after product-hash post-processing. On a labelled 
 MD5-aware inference (predict.forward_plan): a first pass hashes the pictures of the run (the
 run's only hashing: the digests travel with the pictures to the workers); a picture the
 dictionary answers is not decoded nor forwarded, and a picture repeated within the run is
-forwarded once per model, its image mean reused (--forward-all: forward every picture, to
-compare; the workers hash them). The outputs are the same either way, within float rounding.
+forwarded once per model at any distance, its image mean kept in a file on disk until its last
+use (predict.repeat_spill; --repeat-spill-dir, --repeat-spill-gb) and reused (--forward-all: forward
+every picture, to compare; the workers hash them). The outputs are the same either way, within float rounding.
 --save-probs DIR keeps every image's probabilities (predict.prob_store) for predict.ensemble;
 it forwards the answered pictures too, since the store serves every --md5-dict-type. With
 --save-features the store also keeps each model's penultimate features of every view of every picture.
@@ -40,6 +41,7 @@ import argparse
 import dataclasses
 import logging
 import os
+import tempfile
 import time
 
 from tqdm import tqdm
@@ -47,7 +49,7 @@ from tqdm import tqdm
 from data.bson_index import BsonIndex
 from data.categories import Categories, default_category_csv
 from cli.files import check_input_paths, check_output_folder, check_outputs
-from cli.reporting import Timer, plural
+from cli.reporting import Timer, human_bytes, plural
 from cli.runner import HelpFormatter, RefusedFlag, UserError, run_cli
 from data.md5_dict import PICKLE_REFUSED
 from predict.forward_plan import plan_run
@@ -57,6 +59,8 @@ from predict.pipeline import TRANSPORTS, Pipeline
 from predict.predictor import CATE_LEVELS, Predictor, input_groups, make_variants
 from predict.prob_store import DEFAULT_FEATURE_DTYPE, FEATURE_DTYPES, StoreWriter, range_folder
 from predict.preprocess import BORDER_PIXELS, MULTI_VIEWS, Resize
+from predict.repeat_spill import free_bytes
+from predict.repeat_spill import row_bytes as spill_row_bytes
 from predict.submission import variant_path
 from train.data import parse_image_shape, parse_rgb_mean
 from train.devices import DEVICES_HELP, contexts
@@ -116,10 +120,17 @@ def build_parser():
     pipe.add_argument("--queue", type=int, default=16, help="messages buffered between processes")
     pipe.add_argument("--forward-all", action="store_true",
                       help="forward every picture, also those the MD5 dictionary answers and repeats (to compare)")
-    pipe.add_argument("--reuse-cache-mb", type=int, default=1024,
-                      help="memory for the image means (with --save-features, also the features) of repeated "
-                           "pictures between their first and last use; "
-                           "repeats beyond it are forwarded again")
+    pipe.add_argument("--repeat-spill-dir", default=None, metavar="DIR",
+                      help="folder of the file holding the image means (with --save-features, also the features) "
+                           "of repeated pictures between their first and last use (default: the folder of "
+                           "--output, else of --save-probs, else the system's temporary folder); it is never "
+                           "left behind")
+    pipe.add_argument("--repeat-spill-gb", type=float, default=None, metavar="GB",
+                      help="at most this much for that file (default: what the run needs, within 90%% of the "
+                           "folder's free space); repeats beyond it are forwarded again")
+    pipe.add_argument("--reuse-cache-mb", action=RefusedFlag,
+                      explanation="the repeated pictures' means are now kept on disk: --repeat-spill-gb GB bounds them",
+                      help="refused with a one-line explanation: use --repeat-spill-gb")
     out = parser.add_argument_group("Output")
     out.add_argument("--output", required=True,
                      help="submission CSV (.gz to compress); empty: write nothing (accuracy only), as the original")
@@ -204,8 +215,7 @@ def check_arguments(args):
         overrides.update(resize_mode="squash", inter_method=Resize.of(args.resize).inter_method)
     for flag, value, least in (("--batch-size", args.batch_size, 1), ("--cut", args.cut, 0),
                                ("--num-procs", args.num_procs, 1), ("--queue", args.queue, 1),
-                               ("--save-probs-top-k", args.save_probs_top_k, 1),
-                               ("--reuse-cache-mb", args.reuse_cache_mb, 1)):
+                               ("--save-probs-top-k", args.save_probs_top_k, 1)):
         if value < least:
             raise UserError(f"{flag} {value}: must be at least {least}")
     parse_shard(args.shard)
@@ -224,7 +234,30 @@ def check_arguments(args):
     check_outputs(outputs + [summary], args.force, inputs=check_input_files(args))
     if args.save_probs:
         check_output_folder(args.save_probs)
+    if args.repeat_spill_gb is not None and args.repeat_spill_gb <= 0:
+        raise UserError(f"--repeat-spill-gb {args.repeat_spill_gb}: must be above 0")
+    args.repeat_spill_dir = spill_folder(args)
     return overrides, variants, outputs, device_contexts
+
+
+def spill_folder(args):
+    """The folder of the repeated pictures' file (checked: it must exist and be a folder)."""
+    if args.repeat_spill_dir:
+        folder = args.repeat_spill_dir
+        if not os.path.isdir(folder):
+            raise UserError(f"--repeat-spill-dir {folder}: no such folder")
+        return folder
+    if args.output:
+        return os.path.dirname(os.path.abspath(args.output))
+    return args.save_probs or tempfile.gettempdir()
+
+
+def spill_capacity(args, row_bytes):
+    """(rows the repeated pictures' file may hold, what bounds it: words for the log)."""
+    free = int(0.9 * free_bytes(args.repeat_spill_dir))
+    if args.repeat_spill_gb is not None and args.repeat_spill_gb * 2 ** 30 < free:
+        return int(args.repeat_spill_gb * 2 ** 30) // row_bytes, f"--repeat-spill-gb {args.repeat_spill_gb:g}"
+    return free // row_bytes, f"90% of the free space in {args.repeat_spill_dir}"
 
 
 def check_model_inputs(models, multi_view):
@@ -301,10 +334,10 @@ def run(args):
     feature_dims = [model.feature_dim for model in models] if args.save_features else None
     plan = None
     if not args.forward_all and num_products:
-        # a cached picture: its float32 image means, and its features' views when they are kept
-        entry_bytes = 4 * len(models) * num_classes + 4 * num_views * sum(feature_dims or ())
-        cache_entries = args.reuse_cache_mb * 2 ** 20 // entry_bytes
-        plan = plan_run(index, start, stop, md5_override, bool(args.save_probs), cache_entries)
+        row = spill_row_bytes(len(models), num_classes, num_views, feature_dims)
+        capacity, bound = spill_capacity(args, row)
+        plan = plan_run(index, start, stop, md5_override, bool(args.save_probs), capacity)
+        report_plan(plan, row, bound, args.repeat_spill_dir)
     store = None
     if args.save_probs:
         os.makedirs(args.save_probs, exist_ok=True)
@@ -314,8 +347,8 @@ def run(args):
                                                      # recorded only when on: the stores of other runs are unchanged
                                                      **({"combine_levels": True} if args.combine_levels else {})},
                             feature_dims, num_views, args.save_features_dtype or DEFAULT_FEATURE_DTYPE)
-    predictor = Predictor(models, args.batch_size, num_classes, variants,
-                          start, num_products, md5_override, args.product_unique_md5, plan, store)
+    predictor = Predictor(models, args.batch_size, num_classes, variants, start, num_products, md5_override,
+                          args.product_unique_md5, plan, store, args.repeat_spill_dir)
     try:
         if num_products:
             stream(args, predictor, start, stop, plan)
@@ -325,10 +358,23 @@ def run(args):
         if store is not None:
             store.commit(args.force)
     finally:
+        predictor.close()
         if store is not None and store.arrays:
             store.abandon()
     seconds = time.perf_counter() - started
     return PredictionRun(index, categories, variants, predictor, outputs, start, stop, seconds, timer, num_views)
+
+
+def report_plan(plan, row, bound, folder):
+    """Log what the repeated pictures need on disk, and warn when some do not fit."""
+    if not plan.num_repeated:
+        return
+    log.info("%s repeated: at most %d live at once, %s of %s on disk in %s", plural(plan.num_repeated, "picture"),
+             plan.peak_rows, human_bytes(plan.peak_rows * row), human_bytes(row), folder)
+    if plan.peak_rows < plan.peak_rows_needed:
+        log.warning("%d of %d repeated pictures do not fit %s (%s needed): forwarded each time",
+                    plan.num_repeated - len(plan.uses), plan.num_repeated, bound,
+                    human_bytes(plan.peak_rows_needed * row))
 
 
 def stream(args, predictor, start, stop, plan=None):

@@ -10,12 +10,12 @@ memory does not grow with the test set.
 
 With a ForwardPlan (predict.forward_plan) the workers do not even decode the pictures the
 dictionary answers or that repeat an earlier picture of the run: a repeat takes the image
-mean computed for the first occurrence, held in a cache only from that occurrence to its
-last use. `product_classes` is the one reduction from image means to classes; the
+mean computed for the first occurrence, held in a row of a file on disk (predict.repeat_spill)
+only from that occurrence to its last use. `product_classes` is the one reduction from image means to classes; the
 probability store's ensembles (predict.ensemble) call it too.
 
 With a store that keeps features (--save-features), each model's penultimate features of every view
-are kept per picture beside its image means, reused for repeats through the same cache.
+are kept per picture beside its image means, reused for repeats through the same rows.
 """
 import collections
 import time
@@ -24,6 +24,7 @@ import numpy as np
 
 from predict import probability
 from predict.preprocess import Resize
+from predict.repeat_spill import RepeatSpill
 
 CATE_LEVELS = (3, 1)  # 3: a class per category; 1: the class index within the category's level-1 group
 
@@ -169,10 +170,12 @@ class Predictor:
 
     `plan` (a ForwardPlan, None: forward every picture) says which pictures the workers skipped;
     `store` (a prob_store.StoreWriter or None) receives every image's model means, and its features
-    when the store keeps them (the models then bound with theirs: predict.models.Model `features`)."""
+    when the store keeps them (the models then bound with theirs: predict.models.Model `features`);
+    `spill_dir`: the folder of the repeated pictures' file (None: the system's temporary folder).
+    `close()` removes that file."""
 
     def __init__(self, models, batch_size, num_classes, variants, first_product, num_products,
-                 md5_override=None, product_unique_md5=False, plan=None, store=None):
+                 md5_override=None, product_unique_md5=False, plan=None, store=None, spill_dir=None):
         self.models, self.batch_size = models, batch_size
         self.input_of_model = input_groups(models)[1]  # which of a product's view sets each model takes
         self.num_classes, self.variants = num_classes, variants
@@ -187,10 +190,17 @@ class Predictor:
         self.queued_rows = 0
         self.in_flight = None  # (outputs being computed, their features or None, their slots)
         self.ensemble_sizes = sorted({v.num_models for v in variants})
-        # digest -> [image means (models, C) or None if undecodable, uses left, per model its (views, D)
-        # features or None (undecodable, or no features kept)]
-        self.cache = {}
-        self.waiting = collections.defaultdict(list)  # digest -> [(pending, position)] until it is computed
+        # per admitted group of the plan: its source computed yet, whether its picture decoded (an
+        # undecodable one gets no row), its row of the spill (-1: none, or freed), the uses left
+        self.spill = self.published = self.group_decoded = self.row_of = self.uses_left = None
+        if plan is not None and len(plan.uses):
+            self.spill = RepeatSpill(spill_dir, len(models), num_classes,
+                                     store.feature_views if self.feature_dims is not None else 1, self.feature_dims)
+            self.row_of = np.full(len(plan.uses), -1, dtype=np.int64)
+            self.uses_left = plan.uses.copy()
+            self.group_decoded = np.zeros(len(plan.uses), dtype=bool)
+            self.published = np.zeros(len(plan.uses), dtype=bool)
+        self.waiting = collections.defaultdict(list)  # group -> [(pending, position)] until it is computed
         self.completed = 0
         self.images = 0
         self.images_forwarded = 0
@@ -227,43 +237,57 @@ class Predictor:
         if self.waiting:
             raise ValueError(f"internal: {len(self.waiting)} repeated pictures never computed")
 
+    def close(self):
+        """Remove the repeated pictures' file (it is unlinked already: this frees its space now)."""
+        if self.spill is not None:
+            self.spill.close()
+
+    @property
+    def live_repeats(self):
+        """Repeated pictures whose means are still held (0 once every repeat has had its use)."""
+        return 0 if self.spill is None else self.spill.live
+
     # ---- repeats: computed once, reused ---------------------------------------------------------
     def _borrow_repeats(self, pending):
         """Take (or wait for) the image means of the pictures the plan left to an earlier occurrence."""
         prepared = pending.prepared
         for position in self.plan.repeats_in(pending.first_image, prepared.num_images).tolist():
-            digest = prepared.digests[position]
-            if digest in self.cache:
-                self._take(pending, position, digest)
+            group = int(self.plan.group[pending.first_image + position])
+            if self.published[group]:
+                self._take(pending, position, group)
             else:
                 pending.missing += 1
-                self.waiting[digest].append((pending, position))
+                self.waiting[group].append((pending, position))
 
-    def _take(self, pending, position, digest):
-        entry = self.cache[digest]
-        if entry[0] is not None:
-            pending.means[:, position] = entry[0]
-        if entry[2] is not None:
-            for features, cached in zip(pending.features, entry[2]):
-                features[:, position] = cached
-        pending.prepared.valid[position] = entry[0] is not None
+    def _take(self, pending, position, group):
+        decoded = bool(self.group_decoded[group])
+        if decoded:
+            means, features = self.spill.load(int(self.row_of[group]))
+            pending.means[:, position] = means
+            if features is not None:
+                for model_features, loaded in zip(pending.features, features):
+                    model_features[:, position] = loaded
+        pending.prepared.valid[position] = decoded
         self.images_reused += 1
-        entry[1] -= 1
-        if entry[1] == 0:  # its last use: free it
-            del self.cache[digest]
+        self.uses_left[group] -= 1
+        if self.uses_left[group] == 0 and decoded:  # its last use: free its row
+            self.spill.release(int(self.row_of[group]))
+            self.row_of[group] = -1
 
     def _publish(self, pending):
         """Offer the image means of this product's first occurrences to the repeats that need them."""
         prepared = pending.prepared
         for position in self.plan.sources_in(pending.first_image, prepared.num_images).tolist():
-            digest = prepared.digests[position]
-            means = pending.means[:, position].copy() if prepared.valid[position] else None
-            features = None
-            if prepared.valid[position] and pending.features is not None:
-                features = [model_features[:, position].copy() for model_features in pending.features]
-            self.cache[digest] = [means, self.plan.uses[digest], features]
-            for waiter, waiter_position in self.waiting.pop(digest, []):
-                self._take(waiter, waiter_position, digest)
+            group = int(self.plan.group[pending.first_image + position])
+            self.published[group] = True
+            if prepared.valid[position]:
+                self.group_decoded[group] = True
+                features = None
+                if pending.features is not None:
+                    features = [model_features[:, position] for model_features in pending.features]
+                self.row_of[group] = self.spill.store(pending.means[:, position], features)
+            for waiter, waiter_position in self.waiting.pop(group, []):
+                self._take(waiter, waiter_position, group)
                 waiter.missing -= 1
                 if waiter.missing == 0 and waiter.done == waiter.prepared.num_rows and waiter is not pending:
                     self._finish(waiter)

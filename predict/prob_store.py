@@ -133,6 +133,7 @@ class StoreWriter:
         self.arrays["image_product"][:] = np.repeat(product_ids, counts)
         self.arrays["image_index"][:] = np.arange(num_images) - np.repeat(self.first_image, counts)
         self.feature_dims = None if feature_dims is None else [int(dim) for dim in feature_dims]
+        self.feature_views = feature_views
         self.encoders = [FeatureEncoder(feature_dtype) for _ in feature_dims or ()]
         if feature_dims is not None:
             self.meta["features"] = [{"model": name, "dim": int(dim), "views": feature_views, "dtype": feature_dtype}

@@ -101,7 +101,8 @@ def test_skipping_changes_no_score_and_no_category(data, monkeypatch):
         for key, reference in by_key.items():
             np.testing.assert_allclose(aware_scores[row][key], reference, rtol=1e-5, atol=1e-6,
                                        err_msg=f"product {row}, {key}")
-    assert not a.cache and not a.waiting  # every cached picture freed after its last use
+    assert a.live_repeats == 0 and not a.waiting  # every repeated picture's row freed after its last use
+    assert a.spill.rows >= 1 and a.spill.bytes_read == expected["repeats"] * a.spill.row_bytes
 
 
 def test_counts_line_and_print_summary(data, capsys, caplog):
@@ -129,14 +130,19 @@ def test_shards_skip_what_they_can_and_give_the_same_categories(data):
     assert [rows[i] for i in ids.tolist()] == categories.tolist()
 
 
-# ---- the plan and the cache, without processes ----------------------------------------------
-def test_the_cache_bound_admits_repeats_while_they_fit():
+# ---- the plan and the repeated pictures' rows, without processes -------------------------------
+def test_the_spill_bound_admits_repeats_while_they_fit():
     # a: positions 0 and 2; b: 1 and 3 (overlapping a); c: 4 and 5 (after a's last use)
     digests = np.array([b"a", b"b", b"a", b"b", b"c", b"c"], dtype="S16")
-    plan = build_plan(digests, np.array([0]), np.zeros(6, bool), False, cache_entries=1)
+    plan = build_plan(digests, np.array([0]), np.zeros(6, bool), False, capacity=1)
     assert plan.forward.tolist() == [True, True, False, True, True, False]
-    assert plan.uses == {b"a".ljust(16, b"\0"): 1, b"c".ljust(16, b"\0"): 1}
+    assert plan.group.tolist() == [0, -1, 0, -1, 1, 1] and plan.uses.tolist() == [1, 1]
+    assert (plan.num_repeated, plan.peak_rows, plan.peak_rows_needed) == (3, 1, 2)
     assert admitted_groups(np.array([0, 1]), np.array([2, 3]), 2).all()
+    # no bound: every repeated picture is forwarded once, its group numbered in order of first occurrence
+    unbounded = build_plan(digests, np.array([0]), np.zeros(6, bool), False)
+    assert unbounded.forward.tolist() == [True, True, False, False, True, False]
+    assert unbounded.group.tolist() == [0, 1, 0, 1, 2, 2] and unbounded.peak_rows == 2
     # answered pictures are not forwarded, unless the probability store needs them
     answered = np.array([True, False, True, False, False, False])
     assert build_plan(digests, np.array([0]), answered, False, 9).forward.tolist() == [False, True, False,
@@ -157,7 +163,7 @@ def test_a_repeat_arriving_before_its_first_occurrence_waits_for_it():
     assert predictor.completed == 0 and len(predictor.waiting) == 2
     predictor.add(prepared(10, [1, 0], digests=[x, y]))
     predictor.flush()
-    assert predictor.completed == 2 and not predictor.cache and not predictor.waiting
+    assert predictor.completed == 2 and predictor.live_repeats == 0 and not predictor.waiting
     assert predictor.images_forwarded == 2 and predictor.images_reused == 2
     # product 11's pictures are product 10's: the same scores; m1 (sum) ties -> class 0, m0 (0.18 vs 0.08) -> 0
     assert predictor.class_ids[:, 0].tolist() == predictor.class_ids[:, 1].tolist()
