@@ -51,6 +51,9 @@ DEFAULT_FEATURE_DTYPE = "float16"
 FEATURE_FIELDS = ("model", "dim", "views", "dtype")  # what every range folder of a store must agree on
 # uint8: the first batch's 99.9th percentile becomes level 200 of 255 (FeatureEncoder)
 UINT8_PERCENTILE, UINT8_LEVEL = 99.9, 200
+# A memory map's pages count in the process's resident set once touched, until it is unmapped: the writer
+# maps its arrays again after this many bytes, and readers map them only while they read.
+REMAP_BYTES = 256 << 20
 
 
 def range_folder(directory, start, stop):
@@ -132,6 +135,7 @@ class StoreWriter:
         self.arrays["category_id"][:] = index.products["category_id"][start:stop] if index.has_labels else -1
         self.arrays["image_product"][:] = np.repeat(product_ids, counts)
         self.arrays["image_index"][:] = np.arange(num_images) - np.repeat(self.first_image, counts)
+        self._remap()  # the per-product and per-image columns just written leave this process's memory
         self.feature_dims = None if feature_dims is None else [int(dim) for dim in feature_dims]
         self.feature_views = feature_views
         self.encoders = [FeatureEncoder(feature_dtype) for _ in feature_dims or ()]
@@ -143,6 +147,15 @@ class StoreWriter:
                     os.path.join(self.temp, features_name(m) + ".npy"), mode="w+",
                     dtype=FEATURE_DTYPES[feature_dtype], shape=(feature_views, num_images, int(dim)))
         self.written = 0
+        self.bytes_since_remap = 0
+        self.image_bytes = sum(array.nbytes for array in self.arrays.values()) // max(1, num_images)
+
+    def _remap(self):
+        """Unmap the arrays (their pages stay in the page cache, out of this process) and map them again."""
+        for name, array in self.arrays.items():
+            array.flush()
+            self.arrays[name] = np.load(array.filename, mmap_mode="r+", allow_pickle=False)
+        self.bytes_since_remap = 0
 
     def observe_features(self, model_index, batch):
         """A batch of model `model_index`'s features as computed, before any of them is written."""
@@ -160,6 +173,9 @@ class StoreWriter:
             self.arrays["decoded"][at:at + count] = decoded
             for m, values in enumerate(features or ()):
                 self.arrays[features_name(m)][:, at:at + count] = self.encoders[m].encode(values)
+            self.bytes_since_remap += count * self.image_bytes
+            if self.bytes_since_remap >= REMAP_BYTES:
+                self._remap()
         self.written += 1
 
     def commit(self, force=False):
@@ -204,7 +220,8 @@ def _load(folder, name):
 
 
 class _Range:
-    """One range folder of a store, its arrays memory-mapped."""
+    """One range folder of a store; `array(name)` maps one of its arrays (checked when opened), for one read:
+    a map kept open would keep every page read in the process's memory (REMAP_BYTES)."""
 
     def __init__(self, folder):
         meta_path = os.path.join(folder, META)
@@ -216,7 +233,7 @@ class _Range:
         if self.meta.get("format") != FORMAT or self.meta.get("version") != VERSION:
             raise UserError(f"{meta_path}: not a version-{VERSION} probability store")
         self.folder = folder
-        self.arrays = {name: _load(folder, name) for name in PRODUCT_ARRAYS + IMAGE_ARRAYS + MODEL_ARRAYS}
+        arrays = {name: _load(folder, name) for name in PRODUCT_ARRAYS + IMAGE_ARRAYS + MODEL_ARRAYS}
         num_products, num_images = self.meta["num_products"], self.meta["num_images"]
         models, k = len(self.meta["models"]), self.meta["top_k"]
         expected = {"product_id": (num_products,), "num_images": (num_products,), "category_id": (num_products,),
@@ -231,15 +248,22 @@ class _Range:
             name = features_name(m)
             if not isinstance(entry, dict) or any(key not in entry for key in FEATURE_FIELDS + ("scale",)):
                 raise UserError(f"{meta_path}: features entry {m} lacks one of {', '.join(FEATURE_FIELDS)}, scale")
-            self.arrays[name] = _load(folder, name)
+            arrays[name] = _load(folder, name)
             expected[name] = (entry["views"], num_images, entry["dim"])
-            if self.arrays[name].dtype != FEATURE_DTYPES.get(entry["dtype"]):
-                raise UserError(f"{os.path.join(folder, name + '.npy')}: dtype {self.arrays[name].dtype}, "
+            if arrays[name].dtype != FEATURE_DTYPES.get(entry["dtype"]):
+                raise UserError(f"{os.path.join(folder, name + '.npy')}: dtype {arrays[name].dtype}, "
                                 f"expected {entry['dtype']} from {META}")
         for name, shape in expected.items():
-            if self.arrays[name].shape != shape:
-                raise UserError(f"{os.path.join(folder, name + '.npy')}: shape {self.arrays[name].shape}, "
+            if arrays[name].shape != shape:
+                raise UserError(f"{os.path.join(folder, name + '.npy')}: shape {arrays[name].shape}, "
                                 f"expected {shape} from {META}")
+        self.names = set(arrays)
+
+    def array(self, name):
+        """One of the folder's arrays, freshly mapped (read-only)."""
+        if name not in self.names:
+            raise KeyError(name)
+        return _load(self.folder, name)
 
 
 class Store:
@@ -274,7 +298,7 @@ class Store:
 
     def concatenated(self, name):
         """A product or image array over all range folders."""
-        return np.concatenate([r.arrays[name] for r in self.ranges])
+        return np.concatenate([r.array(name) for r in self.ranges])
 
     def _pieces(self, first, last):
         """(range, its image slice) of each range folder holding images [first, last) of the store."""
@@ -287,9 +311,8 @@ class Store:
         """Dense (models, images, C) float32 probabilities of images [first, last) of the store."""
         parts = []
         for part, rows in self._pieces(first, last):
-            arrays = part.arrays
-            parts.append(probability.from_top_k(arrays["top_class"][:, rows], arrays["top_log_prob"][:, rows],
-                                                arrays["tail_log_mean"][:, rows], self.meta["num_classes"]))
+            parts.append(probability.from_top_k(part.array("top_class")[:, rows], part.array("top_log_prob")[:, rows],
+                                                part.array("tail_log_mean")[:, rows], self.meta["num_classes"]))
         return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=1)
 
     def features(self, model_index, first, last):
@@ -306,7 +329,7 @@ class Store:
         parts = [np.zeros((entry["views"], 0, entry["dim"]), np.float32)]  # first == last: this, empty
         for part, rows in self._pieces(first, last):
             scale = np.float32(part.meta["features"][model_index]["scale"])
-            parts.append(part.arrays[name][:, rows].astype(np.float32) * scale)
+            parts.append(part.array(name)[:, rows].astype(np.float32) * scale)
         return parts[-1] if len(parts) <= 2 else np.concatenate(parts, axis=1)
 
 
