@@ -31,7 +31,7 @@ import sys
 
 import numpy as np
 
-from benchmarks.commands import once, python_module
+from benchmarks.commands import once, python_module, train_small_network
 from benchmarks.report import format_accuracy, print_tables
 from cli.statistics import paired_difference
 
@@ -87,17 +87,8 @@ def train_networks(work, paths, args):
     checkpoints = []
     for network in NETWORKS:
         prefix = os.path.join(work, "models", network, network)
-        params = f"{prefix}-{args.epochs:04d}.params"
-        if not os.path.exists(params):
-            os.makedirs(os.path.dirname(prefix), exist_ok=True)
-            seconds = python_module(
-                "train.train_model", "--symbol", network, "--data-train", paths["train_rec"],
-                "--data-val", paths["valid_rec"], "--image-shape", "3,32,32", "--resize", "32", "--batch-size", "32",
-                "--optimizer", "nadam", "--lr", "0.001", "--lr-factor", "0.2",
-                "--lr-step-epochs", str(max(args.epochs - 1, 1)), "--num-epochs", str(args.epochs), "--gpus", "",
-                "--seed", "0", "--model-prefix", prefix, "--force", "--disp-batches", "1000",
-                log_path=os.path.join(work, "log.txt"))
-            print(f"  trained {network}: {seconds:.0f} s", flush=True)
+        params = train_small_network(network, paths["train_rec"], paths["valid_rec"], prefix, args.epochs,
+                                     os.path.join(work, "log.txt"))
         checkpoints.append((f"{prefix}-symbol.json", params))
     return checkpoints
 

@@ -24,7 +24,7 @@ import os
 
 import numpy as np
 
-from benchmarks.commands import once, python_module
+from benchmarks.commands import once, python_module, train_small_network
 from benchmarks.report import format_accuracy, print_tables
 from cli.statistics import paired_difference
 from data.bson_index import BsonIndex
@@ -59,17 +59,9 @@ def make_bed(work, args):
 def train(work, paths, labels, args):
     """The checkpoint prefix of the network trained on the `labels` .rec files (trained once)."""
     prefix = os.path.join(work, "models", labels, labels)
-    if os.path.exists(f"{prefix}-{args.epochs:04d}.params"):
-        return prefix
-    os.makedirs(os.path.dirname(prefix), exist_ok=True)
     heads = ["--level-heads", "--head-weights", args.head_weights] if labels == "levels" else []
-    seconds = python_module(
-        "train.train_model", "--symbol", NETWORK, "--data-train", paths[f"{labels}_train_rec"],
-        "--data-val", paths[f"{labels}_valid_rec"], "--image-shape", "3,32,32", "--resize", "32", "--batch-size", "32",
-        "--optimizer", "nadam", "--lr", "0.001", "--lr-factor", "0.2", "--lr-step-epochs", str(max(args.epochs - 1, 1)),
-        "--num-epochs", str(args.epochs), "--gpus", "", "--seed", "0", "--model-prefix", prefix, "--force",
-        "--disp-batches", "1000", *heads, log_path=os.path.join(work, "log.txt"))
-    print(f"  trained {labels}: {seconds:.0f} s", flush=True)
+    train_small_network(NETWORK, paths[f"{labels}_train_rec"], paths[f"{labels}_valid_rec"], prefix, args.epochs,
+                        os.path.join(work, "log.txt"), *heads)
     return prefix
 
 
