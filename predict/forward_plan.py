@@ -26,8 +26,9 @@ class ForwardPlan:
     `uses[group]`: the repeats of each admitted group's source."""
 
     def __init__(self, digests, first_image, skipped_answered, forward, source, group, uses, peak_rows,
-                 num_repeated, peak_rows_needed):
+                 num_repeated, peak_rows_needed, found=None):
         self.digests = digests
+        self.found = found  # per picture: its position in the MD5 dictionary's table (-1: absent), or None
         self.first_image = first_image  # per product row: its first picture's position in the run
         self.forward, self.source = forward, source
         self.repeat = ~forward & ~skipped_answered  # not forwarded and not answered: a repeat
@@ -76,10 +77,11 @@ def admitted_groups(first, last, capacity):
     return admitted
 
 
-def build_plan(digests, first_image, answered, forward_answered, capacity=None):
+def build_plan(digests, first_image, answered, forward_answered, capacity=None, found=None):
     """The plan for a run whose pictures have `digests`; `answered`: the dictionary's answer per picture;
     `forward_answered`: forward those too (the probability store needs every picture's model means);
-    `capacity`: the most repeated pictures live at once (None: no bound)."""
+    `capacity`: the most repeated pictures live at once (None: no bound); `found`: each picture's position in
+    the MD5 dictionary's table, kept for the predictor's overrides."""
     candidates = np.flatnonzero(~answered | forward_answered)  # the pictures that need model means
     forward = np.zeros(len(digests), dtype=bool)
     forward[candidates] = True
@@ -111,12 +113,16 @@ def build_plan(digests, first_image, answered, forward_answered, capacity=None):
         uses = (counts[kept] - 1).astype(np.int32)
     skipped_answered = answered & ~forward_answered
     return ForwardPlan(digests, first_image, skipped_answered, forward, source, group, uses, peak_rows,
-                       num_repeated, peak_needed)
+                       num_repeated, peak_needed, found)
 
 
 def plan_run(index, start, stop, md5_override, forward_answered, capacity=None):
     """Hash the pictures of products [start, stop) and plan which to forward (see build_plan)."""
     first_image = index.first_images_in(start, stop)
     digests = digests_in_file_order(index, start, stop, desc="md5 of the run's pictures")
-    answered = md5_override.answered(digests) if md5_override is not None else np.zeros(len(digests), bool)
-    return build_plan(digests, first_image, answered, forward_answered, capacity)
+    found, answered = None, np.zeros(len(digests), bool)
+    if md5_override is not None:
+        # found once for the run: the predictor's overrides take it instead of searching the table again
+        found = md5_override.table.find(digests).astype(np.int32 if len(md5_override.table.keys) < 2 ** 31 else np.int64)
+        answered = md5_override.answered(digests, found)
+    return build_plan(digests, first_image, answered, forward_answered, capacity, found)

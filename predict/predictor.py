@@ -82,13 +82,14 @@ class Md5Override:
         self.num_classes = num_classes
         self.cate_level = cate_level
 
-    def answered(self, digests):
+    def answered(self, digests, found=None):
         """Whether the dictionary sets each image's probability (bool array), without building the vectors;
-        each dictionary entry is judged once however often its MD5 occurs."""
+        each dictionary entry is judged once however often its MD5 occurs. `found`: the table's
+        `find(digests)`, when already known."""
         answered = np.zeros(len(digests), dtype=bool)
         if self.kind == "none" or not len(digests):
             return answered
-        found = self.table.find(digests)
+        found = self.table.find(digests) if found is None else found
         entries, where = np.unique(found[found >= 0], return_inverse=True)
         judged = np.zeros(len(entries), dtype=bool)
         for e, position in enumerate(entries.tolist()):
@@ -97,12 +98,13 @@ class Md5Override:
         answered[found >= 0] = judged[where]
         return answered
 
-    def __call__(self, digests):
-        """{image position: override probability} for the images of one product."""
-        if self.kind == "none" or not digests:
+    def __call__(self, digests, found=None):
+        """{image position: override probability} for the images of one product; `found`: the table's
+        `find(digests)`, when already known (the forward plan's)."""
+        if self.kind == "none" or not len(digests):
             return {}
         overrides = {}
-        for position, found in enumerate(self.table.find(digests).tolist()):
+        for position, found in enumerate((self.table.find(digests) if found is None else found).tolist()):
             if found < 0:
                 continue
             entry = self.table.entry(found)  # {category_id: count}, first seen first
@@ -370,7 +372,11 @@ class Predictor:
 
     def _finish(self, pending):
         prepared = pending.prepared
-        overrides = self.md5_override(prepared.digests) if self.md5_override is not None else {}
+        overrides = {}
+        if self.md5_override is not None:
+            found = None if self.plan is None or self.plan.found is None else \
+                self.plan.found[pending.first_image:pending.first_image + prepared.num_images]
+            overrides = self.md5_override(prepared.digests, found)
         self.images_overridden += len(overrides)
         if self.store is not None:
             self.store.write(pending.row, pending.means, prepared.valid, prepared.digests, pending.features)

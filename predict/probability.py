@@ -101,9 +101,12 @@ def top_k(probs, k):
         logs = np.log(values.astype(np.float64)).astype(np.float16)
     rest = probs.sum(axis=1, dtype=np.float64) - values.sum(axis=1, dtype=np.float64)
     positive = probs > 0
-    log_or_zero = np.log(np.where(positive, probs, 1).astype(np.float64))
+    # float32 logs summed in float64: the mean is stored in float16, and a float64 log of every class was a
+    # quarter of the store's time
+    log_or_zero = np.log(probs, out=np.zeros(probs.shape, np.float32), where=positive)
     tail_count = positive.sum(axis=1) - np.take_along_axis(positive, ids, axis=1).sum(axis=1)
-    tail_logs = log_or_zero.sum(axis=1) - np.take_along_axis(log_or_zero, ids, axis=1).sum(axis=1)
+    tail_logs = (log_or_zero.sum(axis=1, dtype=np.float64)
+                 - np.take_along_axis(log_or_zero, ids, axis=1).sum(axis=1, dtype=np.float64))
     tail_log_mean = np.where(tail_count > 0, tail_logs / np.maximum(tail_count, 1), -np.inf)
     return ids, logs, np.maximum(rest, 0).astype(np.float32), tail_log_mean.astype(np.float16)
 

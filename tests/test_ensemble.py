@@ -12,7 +12,7 @@ import pytest
 
 from data import bson_md5_dict
 from cli.runner import UserError
-from predict import ensemble, predict, probability
+from predict import ensemble, predict, prob_store, probability
 from predict.submission import read_submission
 from tests.flat_models import SIZE, save_flat_model
 from tests.helpers import product, run, write_bson, write_category_csv
@@ -188,3 +188,21 @@ def test_agreement_grows_with_k(setup):
         got, direct = outputs(setup["dir"] / f"from_k{k}.csv"), outputs(setup["dir"] / f"k{k}.csv")
         rows[k] = min(float((got[t][1] == direct[t][1]).mean()) for t in TAGS)
     assert rows[50] >= 0.999 and rows[1] < rows[50], rows
+
+
+def test_a_store_written_in_small_batches_and_remapped_is_the_same(setup, monkeypatch):
+    """The writer reduces WRITE_IMAGES pictures at a time and maps its arrays again every REMAP_BYTES (so that
+    the store stays out of the process's memory): neither may change a byte of the store."""
+    monkeypatch.setattr(prob_store, "WRITE_IMAGES", 3)
+    monkeypatch.setattr(prob_store, "REMAP_BYTES", 4096)
+    remaps = []
+    remap = prob_store.StoreWriter._remap
+    monkeypatch.setattr(prob_store.StoreWriter, "_remap", lambda self: remaps.append(1) or remap(self))
+    store = str(setup["dir"] / "small_batches")
+    assert predict.main(predict_argv(setup, setup["dir"] / "small.csv", "unique", "--save-probs", store)) == 0
+    assert len(remaps) > 10
+    (folder,) = os.listdir(store)
+    for name in sorted(os.listdir(os.path.join(setup["store"], folder))):
+        with open(os.path.join(setup["store"], folder, name), "rb") as fh, \
+                open(os.path.join(store, folder, name), "rb") as other:
+            assert fh.read() == other.read(), name
