@@ -14,7 +14,10 @@ network: densenet-41 from scratch at 3x32x32, --epochs epochs, NAdam lr 0.001 (x
   with the MD5 dictionary of the training half only, so that no validation label reaches training), read by
   --data-train-extra (train/beyond/B01's);
 - mosaic: one record per product, its pictures tiled 2x2 (data.bson2rec --mosaic --mosaic-fill FILL; the mosaic
-  is resized to the same 32x32 input as every other network).
+  is resized to the same 32x32 input as every other network);
+- the control: the faithful network again with seed 1. A network trained on other records sees another order
+  and other draws, so a single run's difference mixes the technique with the run-to-run spread; the control
+  shows that spread, and its ensemble with the faithful network shows what any second network adds.
 predict.predict classifies the validation and the test products with each network alone and with each beside the
 faithful one (flip TTA, the original's product of the pictures' probabilities: m0; no MD5 dictionary, so that the
 networks are compared, not the dictionary). Each accuracy comes with its 95% Wilson interval, and its difference to
@@ -38,9 +41,10 @@ from data.bson_index import BsonIndex
 
 NETWORK = "densenet-41"
 HEAD_WEIGHTS = "0.8,0.1,0.1"  # rwightman's, as train/beyond/B02_hierarchical_heads.sh
-TECHNIQUES = ("heads", "hash", "mosaic")
-NAMES = {"faithful": "faithful (one picture, class head)", "heads": "+ hierarchical heads",
-         "hash": "+ hash-labelled test pictures", "mosaic": "mosaic of the product's pictures"}
+TECHNIQUES = ("control", "heads", "hash", "mosaic")
+NAMES = {"faithful": "faithful (one picture, class head)", "control": "faithful, seed 1 (the control)",
+         "heads": "+ hierarchical heads", "hash": "+ hash-labelled test pictures",
+         "mosaic": "mosaic of the product's pictures"}
 
 
 def beyond_recs(work, paths, args):
@@ -74,6 +78,7 @@ def train_all(work, paths, args):
     models = os.path.join(work, "beyond", "models")
     runs = {"faithful": lambda: (os.path.join(work, "models", NETWORK, NETWORK), paths["train_rec"], paths["valid_rec"],
                                  []),
+            "control": lambda: (os.path.join(models, "seed1", "seed1"), paths["train_rec"], paths["valid_rec"], []),
             "heads": lambda: (os.path.join(models, "heads", "heads"), paths["levels_train_rec"],
                               paths["levels_valid_rec"], ["--level-heads", "--head-weights", HEAD_WEIGHTS]),
             "hash": lambda: (os.path.join(models, "hash", "hash"), paths["train_rec"], paths["valid_rec"],
@@ -83,7 +88,8 @@ def train_all(work, paths, args):
     checkpoints = {}
     for name in ["faithful"] + args.techniques:
         prefix, train_rec, valid_rec, extra = runs[name]()
-        params = train_small_network(NETWORK, train_rec, valid_rec, prefix, args.epochs, log, *extra)
+        params = train_small_network(NETWORK, train_rec, valid_rec, prefix, args.epochs, log, *extra,
+                                     seed=1 if name == "control" else 0)
         checkpoints[name] = (f"{prefix}-symbol.json", params)
     return checkpoints
 

@@ -29,9 +29,9 @@ def once(path, make):
     return path
 
 
-def train_small_network(network, train_rec, valid_rec, prefix, epochs, log_path, *extra):
+def train_small_network(network, train_rec, valid_rec, prefix, epochs, log_path, *extra, seed=0):
     """Train `network` of train/symbols from scratch at the beds' budget (3x32x32, NAdam lr 0.001 x0.2 for the last
-    epoch, batch 32, seed 0) unless PREFIX-EPOCH.params exists; returns the params file. `extra`: more flags
+    epoch, batch 32, `seed`) unless PREFIX-EPOCH.params exists; returns the params file. `extra`: more flags
     (level heads, extra .rec files)."""
     params = f"{prefix}-{epochs:04d}.params"
     if not os.path.exists(params):
@@ -40,7 +40,7 @@ def train_small_network(network, train_rec, valid_rec, prefix, epochs, log_path,
             "train.train_model", "--symbol", network, "--data-train", train_rec, "--data-val", valid_rec,
             "--image-shape", "3,32,32", "--resize", "32", "--batch-size", "32", "--optimizer", "nadam", "--lr", "0.001",
             "--lr-factor", "0.2", "--lr-step-epochs", str(max(epochs - 1, 1)), "--num-epochs", str(epochs),
-            "--gpus", "", "--seed", "0", "--model-prefix", prefix, "--force", "--disp-batches", "1000", *extra,
+            "--gpus", "", "--seed", str(seed), "--model-prefix", prefix, "--force", "--disp-batches", "1000", *extra,
             log_path=log_path)
         print(f"  trained {prefix}: {seconds:.0f} s", flush=True)
     return params
