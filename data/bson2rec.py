@@ -6,7 +6,9 @@ index within its level-1 category; header id = product `_id`, id2 = the image's
 position in the product (the original wrote a running number and 0 there);
 payload = the JPEG bytes exactly as in the BSON. With `--level-labels` (not the original's: rwightman's
 hierarchical heads, train.train_model --level-heads) the label is a vector, as `mx.recordio.pack` writes
-a label array: the class id, then the category's level-2 and level-1 group ids. Beside the `.rec` and its `.idx`,
+a label array: the class id, then the category's level-2 and level-1 group ids. With `--mosaic` (not the original's:
+bestfitting's multi-image models) each record is a product instead: its pictures tiled into one JPEG by data.mosaic
+(the layout of --mosaic-size and --mosaic-fill), header id2 = the number of its pictures in the mosaic. Beside the `.rec` and its `.idx`,
 `X.rec.json` (data.recordio.RecInfo) says what the labels are: their kind, the class count,
 the digest of the category table and the record count; training reads its class count there.
 
@@ -36,6 +38,9 @@ from cli.files import atomic_outputs, check_input_file, check_outputs
 from cli.reporting import Timer, plural
 from cli.runner import HelpFormatter, RefusedFlag, UserError, run_cli
 from data.md5_dict import PICKLE_REFUSED, Md5Dictionary, digests_in_file_order, first_occurrences
+from data.mosaic import DEFAULT_FILL, DEFAULT_SIZE, FILL_RULES, JPEG_QUALITY, MosaicLayout, build_mosaic, \
+    decoded_pictures, encode_jpeg
+from predict.preprocess import decode_rgb
 from data.recordio import (IndexedRecordWriter, RecInfo, idx_path_of, pack_header, pack_label_vector_header,
                            rec_info_path, write_rec_info)
 
@@ -230,6 +235,41 @@ def write_records(index, order, labels, image_products, rec_path, idx_path, skip
     return written
 
 
+def mosaic_order(index, skipped, shuffle_seed=None, shuffle_size=0):
+    """The products to write as mosaics, in output order: those with pictures, shuffled as select_images shuffles
+    pictures (the same seed, blocks of `shuffle_size` products)."""
+    with_pictures = index.products["num_imgs"] > 0
+    skipped["product_without_pictures"] += int((~with_pictures).sum())
+    order = np.flatnonzero(with_pictures)
+    return order if shuffle_seed is None else shuffle_in_blocks(order, shuffle_seed, shuffle_size)
+
+
+def write_mosaic_records(index, order, labels, layout, rec_path, idx_path, skipped, info):
+    """Write one record per product of `order` (product positions): the JPEG of its mosaic (data.mosaic), labelled
+    with labels[product], header id = its _id, id2 = the number of its pictures in the mosaic; and `info` with the
+    count as X.rec.json, the three renamed into place together. A product none of whose pictures decodes is left
+    out (counted). Returns the number written."""
+    written = 0
+    product_ids, first_images = index.products["product_id"], index.products["first_image"]
+    num_images = index.products["num_imgs"]
+    with atomic_outputs(rec_path, idx_path, rec_info_path(rec_path)) as temps:
+        with IndexedRecordWriter(temps[0], temps[1]) as writer:
+            for product in tqdm(_as_ints(order), total=len(order), unit="product",
+                                desc=f"write {os.path.basename(rec_path)}"):
+                first = int(first_images[product])
+                jpegs = [index.read_image(first + k) for k in range(int(num_images[product]))]
+                rgbs, decoded = decoded_pictures(jpegs, decode_rgb)
+                skipped["picture_undecodable"] += decoded.count(False)
+                if not rgbs:
+                    skipped["product_without_decodable_picture"] += 1
+                    continue
+                header = pack_header(float(labels[product]), int(product_ids[product]), len(rgbs))
+                writer.write(written, header + encode_jpeg(build_mosaic(rgbs, layout)))
+                written += 1
+        write_rec_info(temps[2], dataclasses.replace(info, records=written))
+    return written
+
+
 def _as_ints(positions, chunk=1 << 16):
     """Python ints of an array, a chunk at a time (a list of 12 million would take 450 MB)."""
     for start in range(0, len(positions), chunk):
@@ -287,6 +327,18 @@ def build_parser():
                        help="shuffle within consecutive blocks of N records (default: 0, all records as one block, "
                             "as the original's default of 99999999 did)")
     order.add_argument("--no-shuffle", action="store_true", help="keep file order (e.g. for a test BSON)")
+    mosaic = parser.add_argument_group("product mosaics (not the original's: bestfitting's multi-image models)")
+    mosaic.add_argument("--mosaic", action="store_true",
+                        help="one record per product: its first 4 decodable pictures tiled 2x2 into one picture "
+                             f"(data.mosaic), a JPEG of quality {JPEG_QUALITY}; products shuffled as pictures are. "
+                             "Not with the picture selections (--md5-dict, --unique-md5, --under-sampling) nor "
+                             "--level-labels")
+    mosaic.add_argument("--mosaic-size", type=int, default=None, metavar="S",
+                        help=f"with --mosaic: the mosaic is SxS, each tile S/2 x S/2 (default {DEFAULT_SIZE}: "
+                             "180x180 pictures at their own size)")
+    mosaic.add_argument("--mosaic-fill", choices=FILL_RULES, default=None,
+                        help="with --mosaic: the tiles of a product of fewer than 4 pictures: repeat its pictures in "
+                             f"order, or leave them white (blank) (default {DEFAULT_FILL})")
     return parser
 
 
@@ -312,6 +364,29 @@ def check_record_args(args):
                         "(--cate-type 3)")
 
 
+def mosaic_layout(args):
+    """The MosaicLayout of --mosaic (None without it); the flags that do not go with it refused in one line."""
+    if not args.mosaic:
+        given = [flag for flag, value in (("--mosaic-size", args.mosaic_size), ("--mosaic-fill", args.mosaic_fill))
+                 if value is not None]
+        if given:
+            raise UserError(f"{given[0]}: only with --mosaic")
+        return None
+    picture_flags = [flag for flag, on in (("--md5-dict", args.md5_dict), ("--unique-md5", args.unique_md5),
+                                           ("--under-sampling", args.under_sampling > 0),
+                                           ("--level-labels", args.level_labels)) if on]
+    if picture_flags:
+        raise UserError(f"--mosaic with {picture_flags[0]}: " +
+                        ("a mosaic's labels are one class per product; this version writes no label vectors for "
+                         "mosaics" if picture_flags[0] == "--level-labels" else
+                         "that selection keeps or drops single pictures, and a mosaic record is a whole product"))
+    try:
+        return MosaicLayout(DEFAULT_SIZE if args.mosaic_size is None else args.mosaic_size,
+                            args.mosaic_fill or DEFAULT_FILL)
+    except ValueError as exc:
+        raise UserError(f"--mosaic-size {args.mosaic_size}: {exc}") from None
+
+
 def check_labelled_for_levels(args, labelled, bson_path):
     """--level-labels on a BSON without category_id: refused (there is no class to take the groups of)."""
     if args.level_labels and not labelled:
@@ -322,6 +397,7 @@ def check_labelled_for_levels(args, labelled, bson_path):
 def check_inputs(args):
     """Inputs and outputs, before the BSON is indexed (minutes on the 58 GB file)."""
     check_record_args(args)
+    mosaic_layout(args)
     check_input_file(args.bson, "BSON")
     if args.category_csv:
         check_input_file(args.category_csv, "category CSV")
@@ -348,6 +424,11 @@ def main(argv=None):
     image_products = np.repeat(np.arange(len(index), dtype=np.int32), index.products["num_imgs"])
     image_classes = classes[image_products]
     log.info("%s", describe_labels(categories, args.cate_type, args.level_labels))
+    info = rec_info(categories, args.cate_type, args.category_csv or default_category_csv(),
+                    shuffled=not args.no_shuffle, level_labels=args.level_labels)
+    layout = mosaic_layout(args)
+    if layout is not None:
+        return write_mosaics(args, index, classes, categories, layout, idx_path, info, timer)
 
     skipped = collections.Counter()
     order = select_images(index, image_classes, skipped, unique_md5=args.unique_md5, md5_dict=md5_dict,
@@ -356,9 +437,7 @@ def main(argv=None):
                           shuffle_size=args.shuffle_size)
     prechecked = needs_prepass(args.unique_md5, md5_dict, args.under_sampling)
     written = write_records(index, order, image_labels(image_classes, categories, args.cate_type, args.level_labels),
-                            image_products, args.out_rec, idx_path, skipped, check_jpeg=not prechecked,
-                            info=rec_info(categories, args.cate_type, args.category_csv or default_category_csv(),
-                                          shuffled=not args.no_shuffle, level_labels=args.level_labels))
+                            image_products, args.out_rec, idx_path, skipped, check_jpeg=not prechecked, info=info)
     log_counts(index, written, skipped, args.out_rec, idx_path)
     if written + sum(skipped.values()) != index.num_images:
         raise UserError(f"image count mismatch: {written} written + {sum(skipped.values())} skipped "
@@ -366,6 +445,26 @@ def main(argv=None):
     if written == 0:
         what = "holds no images" if index.num_images == 0 else "has no image left after the selection"
         log.warning("%s %s: wrote an empty %s and %s", args.bson, what, args.out_rec, os.path.basename(idx_path))
+    log.info("done in %.1f s", timer.seconds)
+    return 0
+
+
+def write_mosaics(args, index, classes, categories, layout, idx_path, info, timer):
+    """main's --mosaic: one record per product (write_mosaic_records), its counts checked and logged."""
+    skipped = collections.Counter()
+    order = mosaic_order(index, skipped, None if args.no_shuffle else args.shuffle_seed, args.shuffle_size)
+    info = dataclasses.replace(info, mosaic_size=layout.size, mosaic_fill=layout.fill)
+    written = write_mosaic_records(index, order, image_labels(classes, categories, args.cate_type), layout,
+                                   args.out_rec, idx_path, skipped, info)
+    log.info("in: %d products, %d images", len(index), index.num_images)
+    log.info("written: %d product mosaics of %dx%d (%s fill) -> %s (+ %s, %s)", written, layout.size, layout.size,
+             layout.fill, args.out_rec, os.path.basename(idx_path), os.path.basename(rec_info_path(args.out_rec)))
+    for reason, count in sorted(skipped.items()):
+        if count:
+            log.info("skipped %s: %d", reason, count)
+    left_out = skipped["product_without_pictures"] + skipped["product_without_decodable_picture"]
+    if written + left_out != len(index):
+        raise UserError(f"product count mismatch: {written} written + {left_out} left out != {len(index)} in")
     log.info("done in %.1f s", timer.seconds)
     return 0
 

@@ -229,6 +229,21 @@ class RecInfo:
     label_width: int = 1
     column_kinds: typing.Optional[tuple] = None
     column_classes: typing.Optional[tuple] = None
+    # Product mosaics (data.bson2rec --mosaic; not the original's): one record per product, its pictures tiled as
+    # data.mosaic.MosaicLayout(mosaic_size, mosaic_fill) says. None (left out of the file): one record per picture.
+    mosaic_size: typing.Optional[int] = None
+    mosaic_fill: typing.Optional[str] = None
+
+    @property
+    def mosaic_layout(self):
+        """The data.mosaic.MosaicLayout of a .rec of product mosaics; None for one of pictures."""
+        from data.mosaic import MosaicLayout  # here: data.mosaic imports OpenCV, which reading labels does not need
+        return None if self.mosaic_size is None else MosaicLayout(self.mosaic_size, self.mosaic_fill)
+
+    def describe_records(self):
+        """What one record is, for messages."""
+        layout = self.mosaic_layout
+        return "a picture" if layout is None else f"a product mosaic ({layout.size}x{layout.size}, {layout.fill} fill)"
 
     def describe(self):
         if self.label_kind is None:
@@ -249,12 +264,16 @@ def rec_info_path(rec_path):
 
 
 LABEL_VECTOR_FIELDS = ("label_width", "column_kinds", "column_classes")
+MOSAIC_FIELDS = ("mosaic_size", "mosaic_fill")
 
 
 def write_rec_info(path, info):
     record = {"format": REC_INFO_FORMAT, **dataclasses.asdict(info)}
     if info.label_width == 1:  # the file of one label per record stays as it was before label vectors
         for name in LABEL_VECTOR_FIELDS:
+            del record[name]
+    if info.mosaic_size is None:  # a .rec of pictures: the file as before mosaics
+        for name in MOSAIC_FIELDS:
             del record[name]
     with open(path, "w", encoding="utf-8") as fh:
         json.dump(record, fh, indent=1)
@@ -282,6 +301,9 @@ def read_rec_info(rec_path):
         if info.label_kind is not None and not (isinstance(info.num_classes, int) and info.num_classes > 0):
             raise ValueError(f"num_classes {info.num_classes!r}: expected a positive count")
         check_label_columns(info)
+        if (info.mosaic_size is None) != (info.mosaic_fill is None):
+            raise ValueError("mosaic_size and mosaic_fill go together")
+        _ = info.mosaic_layout  # MosaicLayout checks the size and the fill rule
     except (ValueError, TypeError) as exc:
         raise UserError(f"{path}: not the label description data.bson2rec writes ({exc})") from None
     return info

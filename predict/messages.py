@@ -8,7 +8,9 @@ The two data messages are defined here, each by its encoder and its decoder:
 - pictures, reader -> worker: [header {product, _id, skip, digests}, jpeg, jpeg, ..., and when
   `digests` is true the pictures' MD5 digests (16 bytes per picture) from the run's first pass];
 - a prepared product, worker -> predictor: [header {product, num_images, num_views, valid,
-  shapes}, views uint8 (N,3,H,W) for each model input, MD5 digests (16 bytes per picture)].
+  shapes[, mosaic_inputs]}, views uint8 (N,3,H,W) for each model input, MD5 digests (16 bytes per picture)].
+  The views of an input of `mosaic_inputs` (a network of product mosaics; the key is left out without one) are
+  the product's mosaic's: num_views of them, or none when no picture decodes.
 """
 import json
 
@@ -77,19 +79,21 @@ def split_digests(frame, num_images, product):
     return [frame[i:i + 16] for i in range(0, len(frame), 16)]
 
 
-def encode_product(product, num_views, valid, views_by_input, digests):
-    """Frames of a prepared product: the views of its valid pictures at each model input, the
-    MD5 digest of every picture."""
+def encode_product(product, num_views, valid, views_by_input, digests, mosaic_inputs=()):
+    """Frames of a prepared product: the views of its valid pictures at each model input (of its mosaic at the
+    inputs `mosaic_inputs`), the MD5 digest of every picture."""
+    mosaic = {"mosaic_inputs": list(mosaic_inputs)} if mosaic_inputs else {}
     header = encode_header(product=product, num_images=len(valid), num_views=num_views, valid=list(valid),
-                           shapes=[list(views.shape) for views in views_by_input])
+                           shapes=[list(views.shape) for views in views_by_input], **mosaic)
     return [header, *views_by_input, b"".join(digests)]
 
 
 class PreparedProduct:
     """One product as a worker prepared it (decoded from `encode_product`'s frames): `views[i]`
-    holds the views of the valid pictures at model input i, `num_rows` views each."""
+    holds the views of the valid pictures at model input i, `num_rows` views each; at a mosaic input (of
+    `mosaic_inputs`), the views of the product's mosaic, `mosaic_rows` of them."""
 
-    __slots__ = ("product", "num_images", "num_views", "valid", "views", "digests")
+    __slots__ = ("product", "num_images", "num_views", "valid", "views", "digests", "mosaic_inputs")
 
     def __init__(self, frames):
         header = decode_header(frames[0], required=("product", "num_images", "num_views", "valid", "shapes"))
@@ -103,13 +107,23 @@ class PreparedProduct:
         self.views = [array_from_frame(frame, shape, np.uint8) for frame, shape in zip(frames[1:-1], shapes)]
         if len(self.valid) != self.num_images:
             raise MessageError(f"product {self.product}: flags do not match its images")
+        self.mosaic_inputs = [int(i) for i in header.get("mosaic_inputs", [])]
+        if any(not 0 <= i < len(shapes) for i in self.mosaic_inputs) or \
+                len({len(self.views[i]) for i in self.mosaic_inputs} | {0, self.num_views}) > 2:
+            raise MessageError(f"product {self.product}: mosaic inputs {self.mosaic_inputs} of {len(shapes)} do not "
+                               f"each hold 0 or {self.num_views} views")
         expected = sum(self.valid) * self.num_views
-        if any(len(views) != expected for views in self.views):
+        if any(len(views) != expected for i, views in enumerate(self.views) if i not in self.mosaic_inputs):
             raise MessageError(f"product {self.product}: {[len(v) for v in self.views]} views for "
                                f"{sum(self.valid)} pictures x {self.num_views}")
         self.digests = split_digests(frames[-1], self.num_images, self.product)
 
     @property
     def num_rows(self):
-        """Views per model input: the valid pictures times the views of each."""
-        return len(self.views[0])
+        """Views per picture input: the valid pictures times the views of each (0 without a picture input)."""
+        return next((len(views) for i, views in enumerate(self.views) if i not in self.mosaic_inputs), 0)
+
+    @property
+    def mosaic_rows(self):
+        """Views of the product's mosaic per mosaic input: num_views, or 0 (no picture decoded, or no mosaic input)."""
+        return len(self.views[self.mosaic_inputs[0]]) if self.mosaic_inputs else 0

@@ -80,7 +80,8 @@ class PipelineError(UserError):
 
 class Pipeline:
     """Context manager; call `receive()` until every product of [start, stop) has arrived once.
-    `inputs`: the (image shape C,H,W, resize) of each model input the workers prepare views for."""
+    `inputs`: the (image shape C,H,W, resize[, mosaic layout]) of each model input the workers prepare views for
+    (predict.predictor.input_groups)."""
 
     def __init__(self, bson_path, start, stop, num_workers, inputs, multi_view,
                  transport="ipc", skip_corrupt=False, queue=16, poll_ms=200, forward_mask=None, digests=None):
@@ -155,12 +156,14 @@ class Pipeline:
                     str(self.stop), "--bind", self._endpoint("products"),
                     *(["--skip-corrupt"] if self.skip_corrupt else []), *array_args)
         products_endpoint = self._wait_ready("reader")
-        input_args = [f"--input={','.join(map(str, shape))}:{resize}" for shape, resize in self.inputs]
+        input_args = [f"--input={','.join(map(str, key[0]))}:{key[1]}" + (f":{key[2]}" if len(key) > 2 else "")
+                      for key in self.inputs]
         for k in range(1, self.num_workers + 1):
             self._spawn(f"worker {k}", "worker", "--products", products_endpoint, "--views", views_endpoint,
                         "--multi-view", str(self.multi_view), *input_args)
         log.info("pipeline: reader + %s over %s, views at %s", plural(self.num_workers, "worker"), self.transport,
-                 "; ".join(f"{'x'.join(map(str, shape[1:]))} (resize {resize})" for shape, resize in self.inputs))
+                 "; ".join(f"{'x'.join(map(str, key[0][1:]))} (resize {key[1]}"
+                           + (f", mosaic {key[2]})" if len(key) > 2 else ")") for key in self.inputs))
 
     def _save_array(self, name, values, dtype):
         """Write an array for the reader into the private folder; returns its path. Written through Python's

@@ -3,7 +3,7 @@
 Started by `predict.pipeline` (never by hand):
   python -m predict.pipeline_worker reader --bson B --start I --stop J --bind ENDPOINT --control C
       [--forward-mask M.npy --digests D.npy]
-  python -m predict.pipeline_worker worker --products P --views V --control C --input 3,H,W:R ...
+  python -m predict.pipeline_worker worker --products P --views V --control C --input 3,H,W:R[:S,FILL] ...
 
 reader: products [I, J) of the BSON in file order, through its offset index, one pictures
   message per product (predict.messages) on a PUSH socket (bound; the workers connect). It reports its endpoint on the control socket, and
@@ -14,7 +14,9 @@ reader: products [I, J) of the BSON in file order, through its offset index, one
 worker: PULLs products, decodes and prepares the views at each model input (`--input`, one per
   distinct input of the ensemble; not of skipped pictures, which it flags as not valid), MD5s
   each picture unless the reader sent its digest (--forward-all runs have no first pass), and
-  PUSHes a prepared-product message (predict.messages).
+  PUSHes a prepared-product message (predict.messages). An input with a mosaic layout (:S,FILL, a network of
+  product mosaics; not the original's) gets the views of the product's mosaic, built from all its pictures,
+  the skipped ones too (predict.preprocess.mosaic_views).
 
 Both die with their parent (PR_SET_PDEATHSIG), ignore Ctrl-C (the parent stops them),
 and report an exception as one line on the control socket before exiting non-zero.
@@ -76,17 +78,20 @@ def load_digests(path, num_images):
 
 
 def parse_input(text):
-    """(height, width, predict.preprocess.Resize) of an --input C,H,W:RESIZE (RESIZE as Resize.__str__)."""
+    """(height, width, predict.preprocess.Resize, data.mosaic.MosaicLayout or None) of an --input
+    C,H,W:RESIZE[:SIZE,FILL] (RESIZE as Resize.__str__, the layout as MosaicLayout.__str__)."""
+    from data.mosaic import MosaicLayout
     from predict.preprocess import Resize
 
-    shape, _, resize = text.partition(":")
+    shape, _, rest = text.partition(":")
+    resize, _, layout = rest.partition(":")
     _, height, width = (int(n) for n in shape.split(","))
-    return height, width, Resize.parse(resize or "0")
+    return height, width, Resize.parse(resize or "0"), MosaicLayout.parse(layout) if layout else None
 
 
 def run_worker(args, context, control):
     from data.md5_dict import image_md5
-    from predict.preprocess import MULTI_VIEWS, product_views
+    from predict.preprocess import MULTI_VIEWS, mosaic_views, product_views
 
     inputs = [parse_input(text) for text in args.input or ["3,180,180:0"]]
     num_views = len(MULTI_VIEWS[args.multi_view])
@@ -99,16 +104,23 @@ def run_worker(args, context, control):
     while True:
         product, skip, pictures, digests = messages.decode_pictures(receiver.recv_multipart(copy=True))
         kept = [i for i in range(len(pictures)) if i not in skip]
-        views_by_input = []
-        for height, width, resize in inputs:
-            views, kept_valid = product_views([pictures[i] for i in kept], height, width, args.multi_view, resize)
+        views_by_input, kept_valid, mosaic_inputs = [], None, []
+        for height, width, resize, layout in inputs:
+            if layout is None:
+                views, kept_valid = product_views([pictures[i] for i in kept], height, width, args.multi_view, resize)
+            else:  # a mosaic needs every picture of the product, those the predictor answers otherwise too
+                views, decoded = mosaic_views(pictures, layout, height, width, args.multi_view, resize)
+                mosaic_inputs.append(len(views_by_input))
             views_by_input.append(views)
+        if kept_valid is None:  # mosaic inputs only: a kept picture is valid when it decodes
+            kept_valid = [decoded[i] for i in kept]
         valid = [False] * len(pictures)
         for i, ok in zip(kept, kept_valid):  # decoding does not depend on the input
             valid[i] = ok
         if digests is None:  # no first pass hashed this run (--forward-all)
             digests = [image_md5(p) for p in pictures]
-        sender.send_multipart(messages.encode_product(product, num_views, valid, views_by_input, digests), copy=False)
+        sender.send_multipart(messages.encode_product(product, num_views, valid, views_by_input, digests,
+                                                      mosaic_inputs), copy=False)
 
 
 def build_parser():

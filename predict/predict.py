@@ -36,6 +36,12 @@ A checkpoint trained with level heads (train.train_model --level-heads; not the 
 its class head; --combine-levels multiplies each class's probability by those of its level-2 and level-1
 groups from the level heads and renormalises, before the views, models and pictures are reduced as above.
 Checkpoints without level heads, in the same ensemble, give their class head's probabilities either way.
+
+A checkpoint trained on product mosaics (data.bson2rec --mosaic; not the original's: bestfitting's multi-image
+models; its PREFIX-input.json records the layout) is fed each product's mosaic, built by data.mosaic as the training
+records were, its flip view mirroring each tile in place. Its product probability is taken as that model's
+probability of every usable picture of the product, so the views, models, MD5 overrides and pictures are reduced
+as above, and the probability store holds it per picture (predict.predictor; docs/beyond.md).
 """
 import argparse
 import dataclasses
@@ -260,11 +266,14 @@ def spill_capacity(args, row_bytes):
     return free // row_bytes, f"90% of the free space in {args.repeat_spill_dir}"
 
 
-def check_model_inputs(models, multi_view):
+def check_model_inputs(models, multi_view, save_features=False):
     """Each model's input (its checkpoint's, or the flags') fits what the workers can prepare."""
     for model in models:
         _, height, width = model.input.image_shape
         resize, source = model.input.resize, f"{model.name}'s input"
+        if model.input.mosaic_layout is not None:
+            check_mosaic_input(model, multi_view, save_features)
+            continue
         if resize and resize < max(height, width):
             how = "squashed to RxR" if model.input.resize_mode == "squash" else "resized shorter edge to R"
             raise UserError(f"{source}: resize {resize} is smaller than {height}x{width}: the pictures are "
@@ -272,6 +281,22 @@ def check_model_inputs(models, multi_view):
         if multi_view == 3 and min(height, width) <= 2 * BORDER_PIXELS:
             raise UserError(f"--multi-view 3 drops a {BORDER_PIXELS}-pixel border: {source} {height}x{width} "
                             "is too small")
+
+
+def check_mosaic_input(model, multi_view, save_features):
+    """A network of product mosaics: its input takes the whole mosaic (as training required), with the views a
+    mosaic has, and no feature store (whose features are per picture)."""
+    layout, (_, height, width) = model.input.mosaic_layout, model.input.image_shape
+    fed = model.input.resize or layout.size
+    if height != width or fed != height:
+        raise UserError(f"{model.name}'s input: product mosaics of {layout.size}x{layout.size} resized to {fed} "
+                        f"would be cropped to {height}x{width}, cutting tiles (--resize, --image-shape)")
+    if multi_view == 3:
+        raise UserError(f"--multi-view 3: {model.name} takes product mosaics, whose views are the mosaic and its "
+                        "tiles flipped (--multi-view 0-2); a border crop would cut its tiles unevenly")
+    if save_features:
+        raise UserError(f"--save-features: {model.name} takes product mosaics, and the feature store keeps "
+                        "features per picture; leave the mosaic model out of a feature run")
 
 
 def check_input_files(args):
@@ -318,7 +343,7 @@ def run(args):
     if args.combine_levels and not any(model.input.level_head_kinds for model in models):
         log.warning("--combine-levels: no model has level heads (train.train_model --level-heads); each gives its "
                     "class head's probabilities")
-    check_model_inputs(models, args.multi_view)
+    check_model_inputs(models, args.multi_view, args.save_features)
     index = BsonIndex.open(args.bson, skip_corrupt=args.skip_corrupt)
     start, stop = product_range(index, parse_shard(args.shard), args.cut)
     if args.save_probs and os.path.exists(range_folder(args.save_probs, start, stop)) and not args.force:

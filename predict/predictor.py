@@ -16,6 +16,14 @@ probability store's ensembles (predict.ensemble) call it too.
 
 With a store that keeps features (--save-features), each model's penultimate features of every view
 are kept per picture beside its image means, reused for repeats through the same rows.
+
+A network of product mosaics (not the original's: its input settings' mosaic layout) sees each product once,
+through the views of its mosaic, batched apart from the pictures' views (the `_mosaic` methods). Its view mean,
+the product's probability, becomes that model's image mean of every usable picture of the product when the
+product is finished (`_apply_mosaic`), after the repeats have taken their first occurrences' means: the
+product's own mosaic, never the one of the product a repeated picture was first seen in. The mean over the
+models, the MD5 override, m0/m1 and the probability store then take it as any model's: one model among k at
+every picture (docs/beyond.md).
 """
 import collections
 import time
@@ -62,14 +70,21 @@ def labels_of(categories, category_ids, cate_level=3):
 
 def input_groups(models):
     """(inputs, input of each model): the distinct (image shape, predict.preprocess.Resize) the models take,
-    in first-use order, for which the workers prepare views, and the index into them of each model's."""
+    in first-use order, for which the workers prepare views, and the index into them of each model's. The input of
+    a network of product mosaics has its data.mosaic.MosaicLayout third (is_mosaic_input)."""
     inputs, of_model = [], []
     for model in models:
-        key = (tuple(model.input.image_shape), Resize.of(model.input))
+        layout = model.input.mosaic_layout
+        key = (tuple(model.input.image_shape), Resize.of(model.input)) + ((layout,) if layout is not None else ())
         if key not in inputs:
             inputs.append(key)
         of_model.append(inputs.index(key))
     return inputs, of_model
+
+
+def is_mosaic_input(key):
+    """Whether an input of input_groups is a network of product mosaics' (its key holds a layout)."""
+    return len(key) > 2
 
 
 class Md5Override:
@@ -150,7 +165,8 @@ def product_classes(image_probs, variants):
 
 
 class _Pending:
-    __slots__ = ("prepared", "probs", "done", "means", "missing", "row", "first_image", "feature_rows", "features")
+    __slots__ = ("prepared", "probs", "done", "means", "missing", "row", "first_image", "feature_rows", "features",
+                 "views_complete", "mosaic_view_probs", "mosaic_left", "mosaic_probs")
 
     def __init__(self, prepared, num_models, num_classes, row, first_image, feature_dims=None):
         self.prepared = prepared
@@ -159,6 +175,9 @@ class _Pending:
         self.means = np.zeros((num_models, prepared.num_images, num_classes), dtype=np.float32)
         self.missing = 0  # repeats whose first occurrence is not computed yet
         self.row, self.first_image = row, first_image
+        self.views_complete = False  # every view of the product's own pictures through the models
+        # of the mosaic models: the mosaic's view rows as computed, how many are still to come, their view mean
+        self.mosaic_view_probs, self.mosaic_left, self.mosaic_probs = None, 0, None
         # per model: the features of each view row as computed, then (views, images, D) per picture
         self.feature_rows = self.features = None
         if feature_dims is not None:
@@ -179,7 +198,11 @@ class Predictor:
     def __init__(self, models, batch_size, num_classes, variants, first_product, num_products,
                  md5_override=None, product_unique_md5=False, plan=None, store=None, spill_dir=None):
         self.models, self.batch_size = models, batch_size
-        self.input_of_model = input_groups(models)[1]  # which of a product's view sets each model takes
+        inputs, self.input_of_model = input_groups(models)  # which of a product's view sets each model takes
+        # the models of single pictures run on the pictures' batches, those of product mosaics on the mosaics'
+        self.picture_inputs = [i for i, key in enumerate(inputs) if not is_mosaic_input(key)]
+        self.picture_models = [m for m, i in enumerate(self.input_of_model) if i in self.picture_inputs]
+        self.mosaic_models = [m for m, i in enumerate(self.input_of_model) if i not in self.picture_inputs]
         self.num_classes, self.variants = num_classes, variants
         self.first_product = first_product  # products [first, first + num) of the BSON are rows [0, num)
         self.md5_override = md5_override
@@ -203,6 +226,8 @@ class Predictor:
             self.group_decoded = np.zeros(len(plan.uses), dtype=bool)
             self.published = np.zeros(len(plan.uses), dtype=bool)
         self.waiting = collections.defaultdict(list)  # group -> [(pending, position)] until it is computed
+        self.mosaic_queue = collections.deque()  # (pending, first mosaic view row not yet batched)
+        self.mosaic_queued_rows = 0
         self.completed = 0
         self.images = 0
         self.images_forwarded = 0
@@ -222,6 +247,8 @@ class Predictor:
         self.images_forwarded += sum(prepared.valid)
         if self.plan is not None:
             self._borrow_repeats(pending)
+        if self.mosaic_models:  # before _views_done, which finishes a product only once its mosaic is through
+            self._queue_mosaic(pending)
         if prepared.num_rows == 0:
             self._views_done(pending)
             return
@@ -236,6 +263,8 @@ class Predictor:
         if self.in_flight is not None:
             previous, self.in_flight = self.in_flight, None
             self._scatter(*previous)
+        while self.mosaic_queued_rows:
+            self._run_mosaic_batch()
         if self.waiting:
             raise ValueError(f"internal: {len(self.waiting)} repeated pictures never computed")
 
@@ -291,7 +320,8 @@ class Predictor:
             for waiter, waiter_position in self.waiting.pop(group, []):
                 self._take(waiter, waiter_position, group)
                 waiter.missing -= 1
-                if waiter.missing == 0 and waiter.done == waiter.prepared.num_rows and waiter is not pending:
+                if waiter.missing == 0 and waiter.done == waiter.prepared.num_rows and waiter is not pending \
+                        and waiter.mosaic_left == 0:
                     self._finish(waiter)
 
     # ---- batches --------------------------------------------------------------------------------
@@ -301,7 +331,7 @@ class Predictor:
             item = self.queue[0]
             pending, first = item
             take = min(pending.prepared.num_rows - first, self.batch_size - rows)
-            parts.append([views[first:first + take] for views in pending.prepared.views])
+            parts.append([pending.prepared.views[i][first:first + take] for i in self.picture_inputs])
             slots.append((pending, first, take))
             rows += take
             item[1] += take
@@ -312,12 +342,14 @@ class Predictor:
         if rows < self.batch_size:  # the last batch: pad to the bound shape
             batches = [np.concatenate([batch, np.zeros((self.batch_size - rows, *batch.shape[1:]), np.uint8)])
                        for batch in batches]
+        batches = dict(zip(self.picture_inputs, batches))  # by input index
         # Double buffering: start this batch's forward passes (MXNet runs them asynchronously),
         # then reduce the previous batch's products while they compute.
         start = time.perf_counter()
         inputs, outputs = {}, []  # models of one input and normalisation share its conversion
         features = [] if self.feature_dims is not None else None
-        for model, input_index in zip(self.models, self.input_of_model):
+        for m in self.picture_models:
+            model, input_index = self.models[m], self.input_of_model[m]
             key = (input_index, model.input.rgb_mean, model.input.rgb_scale)
             if key not in inputs:
                 inputs[key] = model.normalise(batches[input_index])
@@ -344,7 +376,7 @@ class Predictor:
         self.forward_seconds += time.perf_counter() - start
         at = 0
         for pending, first, take in slots:
-            for m, output in enumerate(outputs):
+            for m, output in zip(self.picture_models, outputs):
                 pending.probs[m, first:first + take] = output[at:at + take]
             if features is not None:
                 for rows_of_model, model_features in zip(pending.feature_rows, features):
@@ -359,19 +391,81 @@ class Predictor:
         prepared = pending.prepared
         decoded = [i for i, ok in enumerate(prepared.valid) if ok and (self.plan is None or
                                                                       self.plan.forwarded(pending.first_image, i))]
-        if decoded:
+        if decoded and self.picture_models:  # (mosaic models alone: no picture views; _apply_mosaic fills them)
             pending.means[:, decoded] = probability.view_mean(pending.probs, prepared.num_views)
             if pending.features is not None:  # view rows are picture by picture: (pictures, views, D)
                 for features, rows in zip(pending.features, pending.feature_rows):
                     features[:, decoded] = rows.reshape(len(decoded), prepared.num_views, -1).transpose(1, 0, 2)
         pending.probs = pending.feature_rows = None
+        pending.views_complete = True
         if self.plan is not None:
             self._publish(pending)
-        if pending.missing == 0:
+        if pending.missing == 0 and pending.mosaic_left == 0:
             self._finish(pending)
+
+    # ---- product mosaics: one per product, through the mosaic models ---------------------------------
+    def _queue_mosaic(self, pending):
+        """Queue the views of the product's mosaic (none when no picture decoded) for the mosaic models."""
+        rows = pending.prepared.mosaic_rows
+        pending.mosaic_left = rows
+        if not rows:
+            return
+        pending.mosaic_view_probs = np.zeros((len(self.mosaic_models), rows, self.num_classes), dtype=np.float32)
+        self.mosaic_queue.append([pending, 0])
+        self.mosaic_queued_rows += rows
+        while self.mosaic_queued_rows >= self.batch_size:
+            self._run_mosaic_batch()
+
+    def _run_mosaic_batch(self):
+        """One batch of mosaic views through every mosaic model, waited for (mosaics are a product's, not a
+        picture's: a few per batch of pictures)."""
+        inputs = sorted({self.input_of_model[m] for m in self.mosaic_models})
+        parts, slots, rows = [], [], 0
+        while self.mosaic_queue and rows < self.batch_size:
+            item = self.mosaic_queue[0]
+            pending, first = item
+            take = min(pending.prepared.mosaic_rows - first, self.batch_size - rows)
+            parts.append([pending.prepared.views[i][first:first + take] for i in inputs])
+            slots.append((pending, first, take))
+            rows += take
+            item[1] += take
+            if item[1] == pending.prepared.mosaic_rows:
+                self.mosaic_queue.popleft()
+        self.mosaic_queued_rows -= rows
+        batches = {}
+        for i, views in zip(inputs, zip(*parts)):
+            batch = np.concatenate(views)
+            batches[i] = np.concatenate([batch, np.zeros((self.batch_size - rows, *batch.shape[1:]), np.uint8)])
+        start = time.perf_counter()
+        outputs = [self.models[m].forward(self.models[m].normalise(batches[self.input_of_model[m]])).asnumpy()
+                   for m in self.mosaic_models]
+        self.forward_seconds += time.perf_counter() - start
+        at = 0
+        for pending, first, take in slots:
+            for j, output in enumerate(outputs):
+                pending.mosaic_view_probs[j, first:first + take] = output[at:at + take]
+            at += take
+            pending.mosaic_left -= take
+            if pending.mosaic_left == 0:
+                pending.mosaic_probs = probability.view_mean(pending.mosaic_view_probs, pending.prepared.num_views)[:, 0]
+                pending.mosaic_view_probs = None
+                if pending.views_complete and pending.missing == 0:
+                    self._finish(pending)
+
+    def _apply_mosaic(self, pending):
+        """Each usable picture of the product gets the product's mosaic probability as each mosaic model's image
+        mean, in place of what the repeat cache or the pictures' batches left there."""
+        usable = np.flatnonzero(pending.prepared.valid)
+        if not len(usable):
+            return
+        if pending.mosaic_probs is None:
+            raise ValueError(f"internal: product {pending.prepared.product} has usable pictures but no mosaic")
+        pending.means[np.ix_(self.mosaic_models, usable)] = pending.mosaic_probs[:, None, :]
 
     def _finish(self, pending):
         prepared = pending.prepared
+        if self.mosaic_models:
+            self._apply_mosaic(pending)
         overrides = {}
         if self.md5_override is not None:
             found = None if self.plan is None or self.plan.found is None else \

@@ -22,11 +22,18 @@ larger one is centre-cropped to `height x width` and a smaller one (only without
 --resize) first scaled up, shorter edge to the input size. The network sees raw 0-255
 values; mean and scale are applied by the predictor, as ImageRecordIter applied them in
 training.
+
+A network of product mosaics (PREFIX-input.json's mosaic_size and mosaic_fill; not the original's) gets one
+picture per product instead: its pictures tiled by data.mosaic as data.bson2rec --mosaic tiled them for training,
+encoded as that JPEG and decoded, then resized and cropped as above (mosaic_views). Its flip views mirror each
+tile in place (data.mosaic.flip_tiles), not the whole mosaic.
 """
 import dataclasses
 
 import cv2
 import numpy as np
+
+from data.mosaic import build_mosaic, decoded_pictures, encode_jpeg, flip_tiles
 
 MULTI_VIEWS = {0: ("original",), 1: ("original", "hflip"), 2: ("original", "hflip", "vflip"),
                3: ("original", "hflip", "vflip", "border_crop")}
@@ -152,3 +159,26 @@ def product_views(jpegs, height, width, multi_view, resize=0):
     if not stacks:
         return np.zeros((0, 3, height, width), dtype=np.uint8), valid
     return np.concatenate(stacks), valid  # each picture's views consecutive
+
+
+MOSAIC_FLIP_AXES = {"original": None, "hflip": 1, "vflip": 0}  # the views of a mosaic; border_crop has none
+
+
+def mosaic_views(jpegs, layout, height, width, multi_view, resize=0):
+    """(the views of the product's mosaic (data.mosaic.MosaicLayout `layout`) as a (views, 3, H, W) uint8 array, none
+    when no picture decodes; whether each picture decoded). The mosaic goes through the records' JPEG encoding, then
+    each view (each tile flipped in place for hflip and vflip) is fitted to the input as fit_to_input fits a
+    picture."""
+    rgbs, decoded = decoded_pictures(jpegs, decode_rgb)
+    if not rgbs:
+        return np.zeros((0, 3, height, width), dtype=np.uint8), decoded
+    names = MULTI_VIEWS[multi_view]
+    if any(name not in MOSAIC_FLIP_AXES for name in names):
+        raise ValueError(f"--multi-view {multi_view}: a mosaic has the views {', '.join(MOSAIC_FLIP_AXES)} only")
+    mosaic = decode_rgb(encode_jpeg(build_mosaic(rgbs, layout)))  # the pixels of the training record
+    views = []
+    for name in names:
+        axis = MOSAIC_FLIP_AXES[name]
+        view = mosaic if axis is None else flip_tiles(mosaic, axis)
+        views.append(fit_to_input(view, height, width, resize).transpose(2, 0, 1))
+    return np.ascontiguousarray(np.stack(views)), decoded

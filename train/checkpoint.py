@@ -177,16 +177,29 @@ class InputSettings:
     # None: the class head alone (every checkpoint before them); then the fields are left out of the file.
     level_head_kinds: typing.Optional[tuple] = None
     level_head_classes: typing.Optional[tuple] = None
+    # A network of product mosaics (trained on a data.bson2rec --mosaic .rec; not the original's): its input is a
+    # product's pictures tiled as data.mosaic.MosaicLayout(mosaic_size, mosaic_fill) says, from the .rec's X.rec.json.
+    # None: a network of single pictures (every checkpoint before them); then the fields are left out of the file.
+    mosaic_size: typing.Optional[int] = None
+    mosaic_fill: typing.Optional[str] = None
+
+    @property
+    def mosaic_layout(self):
+        """The data.mosaic.MosaicLayout the network takes; None for a network of single pictures."""
+        from data.mosaic import MosaicLayout  # here: data.mosaic imports OpenCV, which training's start does not need
+        return None if self.mosaic_size is None else MosaicLayout(self.mosaic_size, self.mosaic_fill)
 
     def describe(self):
+        mosaic = "" if self.mosaic_size is None else f", product mosaics {self.mosaic_size} ({self.mosaic_fill} fill)"
         return (f"input {','.join(map(str, self.image_shape))}, resize {self.resize}, "
-                f"RGB mean {','.join(f'{v:g}' for v in self.rgb_mean)}, scale {self.rgb_scale:g}")
+                f"RGB mean {','.join(f'{v:g}' for v in self.rgb_mean)}, scale {self.rgb_scale:g}{mosaic}")
 
 
 FIELDS = tuple(field.name for field in dataclasses.fields(InputSettings))
 
 
 LEVEL_HEAD_FIELDS = ("level_head_kinds", "level_head_classes")
+MOSAIC_FIELDS = ("mosaic_size", "mosaic_fill")
 
 
 def write_input_settings(path, settings):
@@ -194,6 +207,9 @@ def write_input_settings(path, settings):
     record["image_shape"], record["rgb_mean"] = list(settings.image_shape), list(settings.rgb_mean)
     if settings.level_head_kinds is None:  # a network of one head: the file as before level heads
         for name in LEVEL_HEAD_FIELDS:
+            del record[name]
+    if settings.mosaic_size is None:  # a network of pictures: the file as before mosaics
+        for name in MOSAIC_FIELDS:
             del record[name]
     with open(path, "w") as fh:
         json.dump(record, fh, indent=1)
@@ -233,9 +249,13 @@ def _checked_settings(record):
                 and all(isinstance(count, int) and count > 0 for count in classes)):
             raise ValueError("level_head_kinds, level_head_classes: expected as many label kinds as positive counts")
         values["level_head_kinds"], values["level_head_classes"] = tuple(kinds), tuple(classes)
+    if (values.get("mosaic_size") is None) != (values.get("mosaic_fill") is None):
+        raise ValueError("mosaic_size and mosaic_fill go together")
     if values.get("resize_mode", RESIZE_MODES[0]) not in RESIZE_MODES:
         raise ValueError(f"resize_mode {values['resize_mode']!r}: expected one of {', '.join(RESIZE_MODES)}")
-    return InputSettings(**values)
+    settings = InputSettings(**values)
+    _ = settings.mosaic_layout  # MosaicLayout checks the size and the fill rule
+    return settings
 
 
 def read_input_settings(path):

@@ -80,7 +80,8 @@ def add_data_args(parser):
                            "(--cate-type 1) (default: the training .rec's X.rec.json; class_id without one); "
                            "recorded in PREFIX-input.json, from which prediction takes its --cate-level")
     # from X.rec.json (resolve_labels), into PREFIX-input.json; the level heads' only with --level-heads
-    parser.set_defaults(categories_digest=None, level_head_kinds=None, level_head_classes=None)
+    parser.set_defaults(categories_digest=None, level_head_kinds=None, level_head_classes=None, mosaic_size=None,
+                        mosaic_fill=None)
     data.add_argument("--num-examples", type=int, default=0,
                       help="training images per epoch (0: count the records in the .idx)")
     data.add_argument("--data-order", choices=DATA_ORDERS, default="chunks",
@@ -154,7 +155,8 @@ def input_settings(args, feature_layer=None):
                          rgb_scale=args.rgb_scale, inter_method=args.inter_method, feature_layer=feature_layer,
                          num_classes=args.num_classes, label_kind=args.label_kind,
                          categories_digest=args.categories_digest, level_head_kinds=args.level_head_kinds,
-                         level_head_classes=args.level_head_classes)
+                         level_head_classes=args.level_head_classes, mosaic_size=args.mosaic_size,
+                         mosaic_fill=args.mosaic_fill)
 
 
 def resolve_labels(args):
@@ -167,6 +169,7 @@ def resolve_labels(args):
     columns after the class give the level heads (args.level_head_kinds, args.level_head_classes); without it, it
     must not."""
     args.categories_digest = args.level_head_kinds = args.level_head_classes = None
+    args.mosaic_size = args.mosaic_fill = None
     if args.data_train_extra and (args.benchmark or not args.data_train):
         raise UserError("--data-train-extra: only beside --data-train" +
                         (" (--benchmark 1's synthetic batches read no .rec)" if args.benchmark else ""))
@@ -210,6 +213,31 @@ def resolve_labels(args):
         train.categories_digest
     if train.label_width > 1:
         args.level_head_kinds, args.level_head_classes = train.column_kinds[1:], train.column_classes[1:]
+    check_mosaic_records(args, train, val)
+
+
+def check_mosaic_records(args, train, val):
+    """A .rec of product mosaics (data.bson2rec --mosaic; not the original's) gives the network its layout
+    (args.mosaic_size, mosaic_fill: PREFIX-input.json's, which prediction builds its mosaics by); the validation and
+    extra .rec files must hold records of the same kind and layout, and the input must take the whole mosaic
+    (square, at its size or --resize to the input's), so that no crop cuts a tile. Refused in one line otherwise."""
+    layout = train.mosaic_layout
+    others = [("--data-val", args.data_val, val)] + \
+        [("--data-train-extra", rec_path, read_rec_info(rec_path)) for rec_path in args.data_train_extra]
+    for flag, rec_path, info in others:
+        if info is not None and info.mosaic_layout != layout:
+            raise UserError(f"{rec_path}: each record is {info.describe_records()}, but the training .rec "
+                            f"{args.data_train} holds {train.describe_records()} per record; give {flag} a .rec made "
+                            "as the training one (data.bson2rec with the same --mosaic flags)")
+    if layout is None:
+        return
+    _, height, width = image_shape(args)
+    fed = args.resize or layout.size
+    if height != width or fed != height:
+        raise UserError(f"{args.data_train}: product mosaics of {layout.size}x{layout.size}; --image-shape "
+                        f"{args.image_shape} with --resize {args.resize} would crop tiles: give a square input 3,S,S "
+                        f"with --resize S (or --resize 0 and S = {layout.size})")
+    args.mosaic_size, args.mosaic_fill = layout.size, layout.fill
 
 
 def check_level_labels(args, train):

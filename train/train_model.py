@@ -27,7 +27,7 @@ from cli.files import check_input_file
 from cli.reporting import plural
 from cli.runner import HelpFormatter, RefusedFlag, UserError, run_cli
 from train import symbols
-from train.data import add_data_args, add_data_aug_args, check_data, image_shape, resolve_labels
+from train.data import add_data_args, add_data_aug_args, check_data, image_shape, input_settings, resolve_labels
 from train.checkpoint import input_settings_path, load_params, load_symbol, read_input_settings, stored_input_settings
 from train.cpu_kernels import add_cpu_kernel_args, use_faster_kernels
 from train.finetune import attach_classifier, cut_at, select_params
@@ -202,6 +202,12 @@ def check_resumed_labels(args):
         if recorded is not None and now is not None and recorded != now:
             raise UserError(f"{path}: its checkpoints were trained with {name} {recorded}, this run's "
                             f"{args.data_train or '--benchmark'} has {now}; resume on the data it was trained on")
+    recorded, now = stored.mosaic_layout, input_settings(args).mosaic_layout
+    if recorded != now:
+        def kind(layout):
+            return "single pictures" if layout is None else f"product mosaics {layout}"
+        raise UserError(f"{path}: its checkpoints were trained on {kind(recorded)}, this run's {args.data_train} holds "
+                        f"{kind(now)}; resume on the data it was trained on")
     # None: the class head alone, as every checkpoint from before level heads
     recorded, now = stored.level_head_kinds or (), args.level_head_kinds or ()
     if recorded != now:
