@@ -22,7 +22,8 @@ FIXTURES = os.path.join(REPO_ROOT, "tests", "data", "stage_plans")
 SCRIPTS = ([f"train/M{n:02d}.sh" for n in range(1, 15)] + [f"train/demo/D0{n}.sh" for n in range(1, 4)]
            + [f"train/experiments/{name}/run.sh" for name in sorted(EXPERIMENTS)]
            + ["train/beyond/B01_hash_labelled.sh"]  # not the original's: M07's recipe plus EXTRA_RECS
-           + ["train/beyond/B02_hierarchical_heads.sh"])  # not the original's: M07's recipe plus HEAD_WEIGHTS
+           + ["train/beyond/B02_hierarchical_heads.sh"]  # not the original's: M07's recipe plus HEAD_WEIGHTS
+           + ["train/beyond/B03_mosaic.sh"])  # not the original's: M07's recipe on product mosaics
 
 # Everything a header or the planner reads from the environment: each case starts without them.
 PLANNER_VARIABLES = ("STAGES", "LOAD_EPOCH", "DRY_RUN", "FORCE", "GPUS", "BN_GROUPS", "VARIANTS", "NUM_WORKERS",
