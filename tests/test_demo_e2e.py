@@ -44,3 +44,11 @@ def test_run_demo_refuses_a_folder_it_did_not_make(tmp_path):
     result = run("run_demo.sh", DEMO_DIR=str(tmp_path))
     assert result.returncode == 2 and "was not made by run_demo.sh" in result.stderr
     assert (tmp_path / "precious.txt").read_text() == "keep me"
+
+
+def test_run_demo_refuses_a_beyond_script_it_has_no_demo_of_in_one_line(tmp_path):
+    result = run("run_demo.sh", DEMO_DIR=str(tmp_path / "demo"), BEYOND="B02")
+    assert result.returncode == 2
+    assert result.stderr.strip() == ("error: BEYOND=B02: the demo runs B03 (product mosaics, train/demo/D04_mosaic.sh) "
+                                     "or nothing beyond the original")
+    assert not (tmp_path / "demo").exists()  # refused before any work

@@ -23,7 +23,8 @@ SCRIPTS = ([f"train/M{n:02d}.sh" for n in range(1, 15)] + [f"train/demo/D0{n}.sh
            + [f"train/experiments/{name}/run.sh" for name in sorted(EXPERIMENTS)]
            + ["train/beyond/B01_hash_labelled.sh"]  # not the original's: M07's recipe plus EXTRA_RECS
            + ["train/beyond/B02_hierarchical_heads.sh"]  # not the original's: M07's recipe plus HEAD_WEIGHTS
-           + ["train/beyond/B03_mosaic.sh"])  # not the original's: M07's recipe on product mosaics
+           + ["train/beyond/B03_mosaic.sh"]  # not the original's: M07's recipe on product mosaics
+           + ["train/demo/D04_mosaic.sh"])  # not the original's: the demo-sized B03 (BEYOND=B03 ./run_demo.sh)
 
 # Everything a header or the planner reads from the environment: each case starts without them.
 PLANNER_VARIABLES = ("STAGES", "LOAD_EPOCH", "DRY_RUN", "FORCE", "GPUS", "BN_GROUPS", "VARIANTS", "NUM_WORKERS",
