@@ -24,7 +24,7 @@ import os
 
 import numpy as np
 
-from benchmarks.commands import once, python_module, train_small_network
+from benchmarks.commands import once, python_module, split_by_product, train_small_network
 from benchmarks.report import format_accuracy, print_tables
 from cli.statistics import paired_difference
 from data.bson_index import BsonIndex
@@ -40,13 +40,7 @@ def make_bed(work, args):
     once(os.path.join(raw, "test_ground_truth.csv"), lambda: python_module(
         "benchmarks.fashion_products", "--out-dir", raw, "--num-train-products", str(args.products),
         "--num-test-products", "1", "--force"))
-    paths = {"csv": os.path.join(raw, "category_names.csv")}
-    for part in ("train", "valid"):
-        paths[f"{part}_bson"] = os.path.join(work, f"train_{part}.bson")
-    once(paths["valid_bson"], lambda: python_module(
-        "data.split_train_bson", "--bson", os.path.join(raw, "train.bson"), "--val-ratio", "0.2",
-        "--random-seed", str(0xC0FFEE), "--save-train-bson", paths["train_bson"], "--save-val-bson",
-        paths["valid_bson"], "--force"))
+    paths = {"csv": os.path.join(raw, "category_names.csv"), **split_by_product(work, os.path.join(raw, "train.bson"))}
     for labels, flags in (("class", []), ("levels", ["--level-labels"])):
         for part in ("train", "valid"):
             rec = paths[f"{labels}_{part}_rec"] = os.path.join(work, f"{labels}_{part}.rec")

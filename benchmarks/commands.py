@@ -29,18 +29,30 @@ def once(path, make):
     return path
 
 
-def train_small_network(network, train_rec, valid_rec, prefix, epochs, log_path, *extra, seed=0):
-    """Train `network` of train/symbols from scratch at the beds' budget (3x32x32, NAdam lr 0.001 x0.2 for the last
-    epoch, batch 32, `seed`) unless PREFIX-EPOCH.params exists; returns the params file. `extra`: more flags
+def train_small_network(network, train_rec, valid_rec, prefix, epochs, log_path, *extra, seed=0,
+                        image_shape="3,32,32", resize=32):
+    """Train `network` of train/symbols from scratch at the beds' budget (3x32x32 by default, NAdam lr 0.001 x0.2 for
+    the last epoch, batch 32, `seed`) unless PREFIX-EPOCH.params exists; returns the params file. `extra`: more flags
     (level heads, extra .rec files)."""
     params = f"{prefix}-{epochs:04d}.params"
     if not os.path.exists(params):
         os.makedirs(os.path.dirname(prefix), exist_ok=True)
         seconds = python_module(
             "train.train_model", "--symbol", network, "--data-train", train_rec, "--data-val", valid_rec,
-            "--image-shape", "3,32,32", "--resize", "32", "--batch-size", "32", "--optimizer", "nadam", "--lr", "0.001",
+            "--image-shape", image_shape, "--resize", str(resize), "--batch-size", "32", "--optimizer", "nadam",
+            "--lr", "0.001",
             "--lr-factor", "0.2", "--lr-step-epochs", str(max(epochs - 1, 1)), "--num-epochs", str(epochs),
             "--gpus", "", "--seed", str(seed), "--model-prefix", prefix, "--force", "--disp-batches", "1000", *extra,
             log_path=log_path)
         print(f"  trained {prefix}: {seconds:.0f} s", flush=True)
     return params
+
+
+def split_by_product(work, bson_path, log_path=None):
+    """{'train_bson', 'valid_bson'}: the labelled `bson_path` split by product, 20% to validation (seed 0xC0FFEE, as
+    DATASET_A), into `work` once."""
+    paths = {f"{part}_bson": os.path.join(work, f"train_{part}.bson") for part in ("train", "valid")}
+    once(paths["valid_bson"], lambda: python_module(
+        "data.split_train_bson", "--bson", bson_path, "--val-ratio", "0.2", "--random-seed", str(0xC0FFEE),
+        "--save-train-bson", paths["train_bson"], "--save-val-bson", paths["valid_bson"], "--force", log_path=log_path))
+    return paths

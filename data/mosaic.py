@@ -61,6 +61,16 @@ class MosaicLayout:
         return cls(int(size), fill)
 
 
+def layout_of(size, fill):
+    """The MosaicLayout of a file's `mosaic_size` and `mosaic_fill` fields (X.rec.json, PREFIX-input.json); None for a
+    file of pictures, which has neither; ValueError for one without the other or a bad layout."""
+    if size is None and fill is None:
+        return None
+    if size is None or fill is None:
+        raise ValueError("mosaic_size and mosaic_fill go together")
+    return MosaicLayout(size, fill)
+
+
 def tile_sources(num_pictures, fill):
     """The picture in each tile, row-major, for a product of `num_pictures` (>= 1): its index, or None (blank)."""
     if num_pictures < 1:

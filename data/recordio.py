@@ -237,8 +237,8 @@ class RecInfo:
     @property
     def mosaic_layout(self):
         """The data.mosaic.MosaicLayout of a .rec of product mosaics; None for one of pictures."""
-        from data.mosaic import MosaicLayout  # here: data.mosaic imports OpenCV, which reading labels does not need
-        return None if self.mosaic_size is None else MosaicLayout(self.mosaic_size, self.mosaic_fill)
+        from data.mosaic import layout_of  # here: data.mosaic imports OpenCV, which reading labels does not need
+        return layout_of(self.mosaic_size, self.mosaic_fill)
 
     def describe_records(self):
         """What one record is, for messages."""
@@ -301,9 +301,7 @@ def read_rec_info(rec_path):
         if info.label_kind is not None and not (isinstance(info.num_classes, int) and info.num_classes > 0):
             raise ValueError(f"num_classes {info.num_classes!r}: expected a positive count")
         check_label_columns(info)
-        if (info.mosaic_size is None) != (info.mosaic_fill is None):
-            raise ValueError("mosaic_size and mosaic_fill go together")
-        _ = info.mosaic_layout  # MosaicLayout checks the size and the fill rule
+        _ = info.mosaic_layout  # data.mosaic.layout_of checks the two fields
     except (ValueError, TypeError) as exc:
         raise UserError(f"{path}: not the label description data.bson2rec writes ({exc})") from None
     return info

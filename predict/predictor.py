@@ -164,6 +164,29 @@ def product_classes(image_probs, variants):
     return [classes[(v.num_models, v.reduction)] for v in variants]
 
 
+def take_batch(queue, batch_size, inputs, rows_name):
+    """One batch from the front of `queue` ([pending product, its first row not yet batched] items, each product's
+    row count its prepared product's `rows_name`): ({input index of `inputs`: (batch_size, 3, H, W) views, the last
+    batch padded to the bound shape}, slots (pending, first row, rows taken), rows taken)."""
+    parts, slots, rows = [], [], 0  # parts[j]: a product's views at each of `inputs`
+    while queue and rows < batch_size:
+        item = queue[0]
+        pending, first = item
+        total = getattr(pending.prepared, rows_name)
+        take = min(total - first, batch_size - rows)
+        parts.append([pending.prepared.views[i][first:first + take] for i in inputs])
+        slots.append((pending, first, take))
+        rows += take
+        item[1] += take
+        if item[1] == total:
+            queue.popleft()
+    batches = [np.concatenate(views) if len(views) > 1 else views[0] for views in zip(*parts)]
+    if rows < batch_size:  # the last batch: pad to the bound shape
+        batches = [np.concatenate([batch, np.zeros((batch_size - rows, *batch.shape[1:]), np.uint8)])
+                   for batch in batches]
+    return dict(zip(inputs, batches)), slots, rows
+
+
 class _Pending:
     __slots__ = ("prepared", "probs", "done", "means", "missing", "row", "first_image", "feature_rows", "features",
                  "views_complete", "mosaic_view_probs", "mosaic_left", "mosaic_probs")
@@ -326,23 +349,8 @@ class Predictor:
 
     # ---- batches --------------------------------------------------------------------------------
     def _run_batch(self):
-        parts, slots, rows = [], [], 0  # parts[i]: the views at model input i
-        while self.queue and rows < self.batch_size:
-            item = self.queue[0]
-            pending, first = item
-            take = min(pending.prepared.num_rows - first, self.batch_size - rows)
-            parts.append([pending.prepared.views[i][first:first + take] for i in self.picture_inputs])
-            slots.append((pending, first, take))
-            rows += take
-            item[1] += take
-            if item[1] == pending.prepared.num_rows:
-                self.queue.popleft()
+        batches, slots, rows = take_batch(self.queue, self.batch_size, self.picture_inputs, "num_rows")
         self.queued_rows -= rows
-        batches = [np.concatenate(views) if len(views) > 1 else views[0] for views in zip(*parts)]
-        if rows < self.batch_size:  # the last batch: pad to the bound shape
-            batches = [np.concatenate([batch, np.zeros((self.batch_size - rows, *batch.shape[1:]), np.uint8)])
-                       for batch in batches]
-        batches = dict(zip(self.picture_inputs, batches))  # by input index
         # Double buffering: start this batch's forward passes (MXNet runs them asynchronously),
         # then reduce the previous batch's products while they compute.
         start = time.perf_counter()
@@ -420,22 +428,8 @@ class Predictor:
         """One batch of mosaic views through every mosaic model, waited for (mosaics are a product's, not a
         picture's: a few per batch of pictures)."""
         inputs = sorted({self.input_of_model[m] for m in self.mosaic_models})
-        parts, slots, rows = [], [], 0
-        while self.mosaic_queue and rows < self.batch_size:
-            item = self.mosaic_queue[0]
-            pending, first = item
-            take = min(pending.prepared.mosaic_rows - first, self.batch_size - rows)
-            parts.append([pending.prepared.views[i][first:first + take] for i in inputs])
-            slots.append((pending, first, take))
-            rows += take
-            item[1] += take
-            if item[1] == pending.prepared.mosaic_rows:
-                self.mosaic_queue.popleft()
+        batches, slots, rows = take_batch(self.mosaic_queue, self.batch_size, inputs, "mosaic_rows")
         self.mosaic_queued_rows -= rows
-        batches = {}
-        for i, views in zip(inputs, zip(*parts)):
-            batch = np.concatenate(views)
-            batches[i] = np.concatenate([batch, np.zeros((self.batch_size - rows, *batch.shape[1:]), np.uint8)])
         start = time.perf_counter()
         outputs = [self.models[m].forward(self.models[m].normalise(batches[self.input_of_model[m]])).asnumpy()
                    for m in self.mosaic_models]

@@ -7,6 +7,9 @@ import types
 import mxnet as mx
 import numpy as np
 
+from predict import predict
+from predict.predictor import Predictor, image_ensembles
+from predict.probability import PRODUCT_REDUCTIONS, product_scores
 from tests.helpers import REPO_ROOT
 from train.checkpoint import InputSettings
 
@@ -47,6 +50,24 @@ def start_cli(run, output, extra=(), **popen):
                "--batch-size", "4", "--num-procs", "2", "--output", str(output), *extra]
     return subprocess.Popen(command, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             **popen)
+
+
+def scored_run(monkeypatch, arguments):
+    """predict.run, recording every product's scores for each (k, reduction) as it finishes."""
+    scores = {}
+    finish = Predictor._finish
+
+    def recording(self, pending):
+        finish(self, pending)
+        overrides = self.md5_override(pending.prepared.digests) if self.md5_override is not None else {}
+        image_probs = image_ensembles(pending.means, pending.prepared.valid, overrides, self.ensemble_sizes)
+        scores[pending.row] = {(k, r): product_scores(probs, r) for k, probs in image_probs.items()
+                               for r in PRODUCT_REDUCTIONS}
+
+    monkeypatch.setattr(Predictor, "_finish", recording)
+    result = predict.run(predict.build_parser().parse_args(arguments))
+    monkeypatch.setattr(Predictor, "_finish", finish)
+    return result, scores
 
 
 # ---- the predictor with stand-in models -----------------------------------------------

@@ -11,12 +11,11 @@ import pytest
 from data import bson_md5_dict
 from predict import predict
 from predict.forward_plan import admitted_groups, build_plan
-from predict.predictor import Predictor, image_ensembles, make_variants
-from predict.probability import PRODUCT_REDUCTIONS, product_scores
+from predict.predictor import Predictor, make_variants
 from predict.submission import read_submission
 from tests.flat_models import NUM_CATEGORIES, SIZE, picture, random_models
 from tests.helpers import product, write_bson, write_category_csv
-from tests.predict_helpers import TableModel, prepared
+from tests.predict_helpers import TableModel, prepared, scored_run
 
 FIRST = 1000
 
@@ -65,24 +64,6 @@ def argv(data, output, *extra):
             "--params", *(m[3] for m in models), "--data-shape", f"3,{SIZE},{SIZE}", "--batch-size", "5",
             "--num-procs", "2", "--multi-view", "1", "--ensembles", "1", "2", "3", "--md5-dict", data["dict"],
             "--md5-dict-type", "unique", "--output", str(output), "--force", *extra]
-
-
-def scored_run(monkeypatch, arguments):
-    """predict.run, recording every product's scores for each (k, reduction) as it finishes."""
-    scores = {}
-    finish = Predictor._finish
-
-    def recording(self, pending):
-        finish(self, pending)
-        overrides = self.md5_override(pending.prepared.digests)
-        image_probs = image_ensembles(pending.means, pending.prepared.valid, overrides, self.ensemble_sizes)
-        scores[pending.row] = {(k, r): product_scores(probs, r) for k, probs in image_probs.items()
-                               for r in PRODUCT_REDUCTIONS}
-
-    monkeypatch.setattr(Predictor, "_finish", recording)
-    result = predict.run(predict.build_parser().parse_args(arguments))
-    monkeypatch.setattr(Predictor, "_finish", finish)
-    return result, scores
 
 
 def test_skipping_changes_no_score_and_no_category(data, monkeypatch):

@@ -8,18 +8,18 @@ import cv2
 import numpy as np
 import pytest
 
+from cli.runner import UserError
 from data import bson2rec, bson_md5_dict
 from data.mosaic import BLANK_VALUE, MosaicLayout, build_mosaic, encode_jpeg, flip_tiles, tile_sources
-from cli.runner import UserError
 from data.recordio import read_rec_info
 from predict import ensemble, predict
-from predict.predictor import Predictor, image_ensembles
 from predict.prob_store import Store
 from predict.preprocess import decode_rgb, mosaic_views, product_views
 from predict.probability import PRODUCT_REDUCTIONS, product_scores
 from predict.submission import read_submission
 from tests.flat_models import SIZE, picture, random_models
 from tests.helpers import colour_products, product, read_records, write_bson, write_category_csv
+from tests.predict_helpers import scored_run
 from tests.train_helpers import dry_run
 from train import train_model
 from train.checkpoint import InputSettings, input_settings_path, read_input_settings, write_input_settings
@@ -149,6 +149,20 @@ def test_a_picture_rec_json_is_unchanged(colour_bson):
     with open(rec + ".json") as fh:
         assert not [key for key in json.load(fh) if key.startswith("mosaic")]
     assert read_rec_info(rec).mosaic_layout is None
+
+
+@pytest.mark.parametrize("fields, reason", [
+    ({"mosaic_size": 64}, "mosaic_size and mosaic_fill go together"),
+    ({"mosaic_size": 64, "mosaic_fill": "mirror"}, "mosaic fill 'mirror': expected one of repeat, blank"),
+])
+def test_a_rec_json_of_a_broken_layout_is_refused_in_one_line(colour_bson, fields, reason):
+    rec = to_mosaics(colour_bson, "broken_layout")
+    with open(rec + ".json") as fh:
+        record = {k: v for k, v in json.load(fh).items() if not k.startswith("mosaic")}
+    with open(rec + ".json", "w") as fh:
+        json.dump({**record, **fields}, fh)
+    refused_in_one_line(f"broken_layout.rec.json: not the label description data.bson2rec writes ({reason})",
+                        read_rec_info, rec)
 
 
 @pytest.mark.parametrize("flags, message", [
@@ -335,24 +349,6 @@ def test_beside_a_picture_model_its_outputs_are_unchanged_and_the_mosaic_counts_
             np.testing.assert_allclose(scores[row][(2, reduction)], product_scores(pictures, reduction),
                                        rtol=5e-3, atol=1e-9)
         at += count
-
-
-def scored_run(monkeypatch, arguments):
-    """predict.run, recording each product's scores for each (k, reduction) as it finishes."""
-    scores = {}
-    finish = Predictor._finish
-
-    def recording(self, pending):
-        finish(self, pending)
-        overrides = self.md5_override(pending.prepared.digests) if self.md5_override is not None else {}
-        image_probs = image_ensembles(pending.means, pending.prepared.valid, overrides, self.ensemble_sizes)
-        scores[pending.row] = {(k, r): product_scores(probs, r) for k, probs in image_probs.items()
-                               for r in PRODUCT_REDUCTIONS}
-
-    monkeypatch.setattr(Predictor, "_finish", recording)
-    result = predict.run(predict.build_parser().parse_args(arguments))
-    monkeypatch.setattr(Predictor, "_finish", finish)
-    return result, scores
 
 
 def test_the_md5_plan_skips_and_reuses_pictures_but_each_product_gets_its_own_mosaic(runs, monkeypatch):

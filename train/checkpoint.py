@@ -186,8 +186,8 @@ class InputSettings:
     @property
     def mosaic_layout(self):
         """The data.mosaic.MosaicLayout the network takes; None for a network of single pictures."""
-        from data.mosaic import MosaicLayout  # here: data.mosaic imports OpenCV, which training's start does not need
-        return None if self.mosaic_size is None else MosaicLayout(self.mosaic_size, self.mosaic_fill)
+        from data.mosaic import layout_of  # here: data.mosaic imports OpenCV, which reading settings does not need
+        return layout_of(self.mosaic_size, self.mosaic_fill)
 
     def describe(self):
         mosaic = "" if self.mosaic_size is None else f", product mosaics {self.mosaic_size} ({self.mosaic_fill} fill)"
@@ -249,12 +249,10 @@ def _checked_settings(record):
                 and all(isinstance(count, int) and count > 0 for count in classes)):
             raise ValueError("level_head_kinds, level_head_classes: expected as many label kinds as positive counts")
         values["level_head_kinds"], values["level_head_classes"] = tuple(kinds), tuple(classes)
-    if (values.get("mosaic_size") is None) != (values.get("mosaic_fill") is None):
-        raise ValueError("mosaic_size and mosaic_fill go together")
     if values.get("resize_mode", RESIZE_MODES[0]) not in RESIZE_MODES:
         raise ValueError(f"resize_mode {values['resize_mode']!r}: expected one of {', '.join(RESIZE_MODES)}")
     settings = InputSettings(**values)
-    _ = settings.mosaic_layout  # MosaicLayout checks the size and the fill rule
+    _ = settings.mosaic_layout  # data.mosaic.layout_of checks the two fields
     return settings
 
 
