@@ -3,6 +3,7 @@ data.bson2rec --mosaic's records and X.rec.json, training on them (PREFIX-input.
 mosaic network alone, beside a network of pictures, through the MD5 plan's skips and repeats, and from the store."""
 import json
 import os
+import shutil
 
 import cv2
 import numpy as np
@@ -18,7 +19,7 @@ from predict.preprocess import decode_rgb, mosaic_views, product_views
 from predict.probability import PRODUCT_REDUCTIONS, product_scores
 from predict.submission import read_submission
 from tests.flat_models import SIZE, picture, random_models
-from tests.helpers import colour_products, product, read_records, write_bson, write_category_csv
+from tests.helpers import colour_products, product, read_records, run, write_bson, write_category_csv
 from tests.predict_helpers import scored_run
 from tests.train_helpers import dry_run
 from train import train_model
@@ -197,6 +198,28 @@ def test_prediction_builds_the_pixels_of_the_training_record(colour_bson):
     for n, doc in enumerate(colour_bson["docs"][:12]):
         views, _ = mosaic_views([bytes(i["picture"]) for i in doc["imgs"]], MosaicLayout(64), 64, 64, multi_view=0)
         assert np.abs(views[0].astype(np.float32) - trained[n]).max() <= 1, doc["_id"]
+
+
+def test_create_dataset_a_mosaic_writes_dataset_a_products_as_mosaics(demo_dir, tmp_path):
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    result = run("data/create_dataset_A_mosaic.sh", DATA_DIR=data_dir, expect=2)
+    assert "train_train.bson not found: run data/create_dataset_A.sh first" in result.stderr
+    for name in ("train.bson", "category_names.csv"):
+        shutil.copy2(demo_dir / name, data_dir / name)
+    run("data/create_dataset_A.sh", DATA_DIR=data_dir, expect=0)
+    run("data/create_dataset_A_mosaic.sh", DATA_DIR=data_dir, MOSAIC_SIZE="96", MOSAIC_FILL="blank", expect=0)
+    for part in ("train", "valid"):
+        pictures = read_records(str(data_dir / "dataset_A" / f"{part}.rec"))
+        mosaics = read_records(str(data_dir / "dataset_A_mosaic" / f"{part}.rec"))
+        per_product = {}
+        for header, _ in pictures:
+            per_product.setdefault(int(header.id), []).append(header.label)
+        assert sorted(int(h.id) for h, _ in mosaics) == sorted(per_product)  # each product once
+        assert all(h.label == per_product[int(h.id)][0] and h.id2 == len(per_product[int(h.id)]) for h, _ in mosaics)
+        assert decode_rgb(mosaics[0][1]).shape == (96, 96, 3)
+        info = read_rec_info(str(data_dir / "dataset_A_mosaic" / f"{part}.rec"))
+        assert (info.mosaic_size, info.mosaic_fill, info.shuffled) == (96, "blank", True)
 
 
 # ---- training --------------------------------------------------------------------------------------
