@@ -40,7 +40,7 @@ def make_bed(work, args):
         str(args.products), "--num-test-products", "1", "--seed", "0", "--force"))
     paths = {"csv": os.path.join(raw, "category_names.csv"), **split_by_product(work, os.path.join(raw, "train.bson"))}
     kinds = [("pictures", [])] + [(fill, ["--mosaic", "--mosaic-size", str(args.mosaic_size), "--mosaic-fill", fill])
-                                  for fill in FILLS]
+                                  for fill in args.fills]
     for kind, flags in kinds:
         for part in ("train", "valid"):
             rec = paths[f"{kind}_{part}_rec"] = os.path.join(work, f"{kind}_{part}.rec")
@@ -50,10 +50,16 @@ def make_bed(work, args):
     return paths
 
 
+def epochs_of(kind, args):
+    """Training epochs of the network of `kind` (pictures, or a fill rule's mosaics)."""
+    return args.epochs if kind == "pictures" or args.mosaic_epochs is None else args.mosaic_epochs
+
+
 def train(work, paths, kind, args):
     """(checkpoint prefix, training seconds) of the network trained on the `kind` .rec files (trained once)."""
-    prefix = os.path.join(work, "models", kind, kind)
-    if not os.path.exists(f"{prefix}-{args.epochs:04d}.params"):
+    epochs = epochs_of(kind, args)
+    prefix = os.path.join(work, "models", f"{kind}_e{epochs}", kind)
+    if not os.path.exists(f"{prefix}-{epochs:04d}.params"):
         os.makedirs(os.path.dirname(prefix), exist_ok=True)
         tile = args.mosaic_size // 2
         shape = ["--image-shape", f"3,{tile},{tile}", "--resize", str(tile)] if kind == "pictures" else \
@@ -61,19 +67,20 @@ def train(work, paths, kind, args):
         python_module(
             "train.train_model", "--symbol", NETWORK, "--data-train", paths[f"{kind}_train_rec"],
             "--data-val", paths[f"{kind}_valid_rec"], *shape, "--batch-size", "32", "--optimizer", "nadam",
-            "--lr", "0.001", "--lr-factor", "0.2", "--lr-step-epochs", str(max(args.epochs - 1, 1)),
-            "--num-epochs", str(args.epochs), "--gpus", "", "--seed", "0", "--model-prefix", prefix, "--force",
+            "--lr", "0.001", "--lr-factor", "0.2", "--lr-step-epochs", str(max(epochs - 1, 1)),
+            "--num-epochs", str(epochs), "--gpus", "", "--seed", "0", "--model-prefix", prefix, "--force",
             "--disp-batches", "1000", log_path=os.path.join(work, "log.txt"))
     with open(f"{prefix}-metrics.csv") as fh:
         seconds = sum(float(row["seconds"]) for row in csv.DictReader(fh))
-    print(f"  trained {kind}: {seconds:.0f} s", flush=True)
-    return prefix, seconds
+    print(f"  trained {kind}, {epochs} epochs: {seconds:.0f} s", flush=True)
+    return prefix, seconds, epochs
 
 
-def predicted(work, paths, prefixes, name, args):
+def predicted(work, paths, networks, name):
     """({product _id: category_id} of m0 and of m1, seconds) of the validation products by the checkpoints
-    `prefixes` as one ensemble (flip TTA)."""
-    output = os.path.join(work, f"{name}.csv")
+    `networks` ((prefix, epoch) each) as one ensemble (flip TTA)."""
+    output = os.path.join(work, f"{name}_{'_'.join(str(epoch) for _, epoch in networks)}.csv")
+    prefixes = [prefix for prefix, _ in networks]
     seconds_path = output + ".seconds"
     k = str(len(prefixes))
 
@@ -81,7 +88,7 @@ def predicted(work, paths, prefixes, name, args):
         seconds = python_module(
             "predict.predict", "--bson", paths["valid_bson"], "--category-csv", paths["csv"],
             "--symbol", *(f"{p}-symbol.json" for p in prefixes), "--params",
-            *(f"{p}-{args.epochs:04d}.params" for p in prefixes), "--gpus", "", "--multi-view", "1",
+            *(f"{p}-{epoch:04d}.params" for p, epoch in networks), "--gpus", "", "--multi-view", "1",
             "--batch-size", "64", "--num-procs", "1", "--ensembles", k, "--output", output, "--force",
             log_path=os.path.join(work, "log.txt"))
         with open(seconds_path, "w") as fh:
@@ -101,14 +108,14 @@ def rows_of(work, paths, args):
     index = BsonIndex.open(paths["valid_bson"])
     truth = dict(zip(index.products["product_id"].tolist(), index.products["category_id"].tolist()))
     products = sorted(truth)
-    trained = {kind: train(work, paths, kind, args) for kind in ("pictures",) + FILLS}
-    methods = [("pictures", "network of single pictures", ["pictures"]),
-               ("repeat", "mosaic, repeat fill", ["repeat"]),
-               ("blank", "mosaic, blank fill", ["blank"]),
-               ("pictures_repeat", "ensemble: pictures + mosaic (repeat)", ["pictures", "repeat"])]
+    trained = {kind: train(work, paths, kind, args) for kind in ("pictures",) + tuple(args.fills)}
+    methods = [("pictures", "network of single pictures", ["pictures"])]
+    methods += [(fill, f"mosaic, {fill} fill, {trained[fill][2]} epochs", [fill]) for fill in args.fills]
+    methods.append((f"pictures_{args.fills[0]}", f"ensemble: pictures + mosaic ({args.fills[0]})",
+                    ["pictures", args.fills[0]]))
     rows, reference = [], {}
     for name, label, kinds in methods:
-        answers, seconds = predicted(work, paths, [trained[kind][0] for kind in kinds], name, args)
+        answers, seconds = predicted(work, paths, [(trained[kind][0], trained[kind][2]) for kind in kinds], name)
         for reduction, by_product in zip(("m0", "m1"), answers):
             right = np.array([by_product[p] == truth[p] for p in products])
             if name == "pictures":
@@ -123,11 +130,11 @@ def rows_of(work, paths, args):
 
 def table(rows, products, paths, args):
     pictures = count_records(paths["pictures_valid_rec"])
-    train_products = count_records(paths["repeat_train_rec"])
+    train_products = count_records(paths[f"{args.fills[0]}_train_rec"])
     tile = args.mosaic_size // 2
     lines = [f"Demo generator, {args.categories} categories, {args.products} products split 80/20 by product "
              f"({train_products} training products; {products} validation products, {pictures} pictures). "
-             f"{NETWORK} from scratch, {args.epochs} epochs, seed 0: pictures at 3x{tile}x{tile}, mosaics of "
+             f"{NETWORK} from scratch, seed 0: pictures at 3x{tile}x{tile} for {args.epochs} epochs, mosaics of "
              f"{args.mosaic_size}x{args.mosaic_size} (tiles of {tile}). Flip TTA; accuracy of the validation products "
              "with its 95% Wilson interval; the difference to the pictures' network with the same reduction, paired "
              "by product (95% interval); the prediction rate includes starting the process.",
@@ -147,13 +154,18 @@ def build_parser():
     parser.add_argument("--products", type=int, default=3000, help="products of the generated train.bson")
     parser.add_argument("--mosaic-size", type=int, default=128, help="mosaics of SxS (tiles S/2: the pictures' input)")
     parser.add_argument("--epochs", type=int, default=2, help="training epochs of each network")
+    parser.add_argument("--mosaic-epochs", type=int, default=None, metavar="N",
+                        help="training epochs of the mosaic networks (default: --epochs; an epoch of mosaics is one "
+                             "batch per 32 products, of pictures one per 32 pictures)")
+    parser.add_argument("--fills", nargs="+", choices=FILLS, default=list(FILLS),
+                        help="the fill rules to train mosaics of; the first joins the pictures' network in the ensemble")
     parser.add_argument("--markdown", default=None, metavar="OUT.md", help="also write the table there")
     return parser
 
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    work = os.path.join(args.work_dir, f"demo_c{args.categories}_p{args.products}_s{args.mosaic_size}_e{args.epochs}")
+    work = os.path.join(args.work_dir, f"demo_c{args.categories}_p{args.products}_s{args.mosaic_size}")
     os.makedirs(work, exist_ok=True)
     paths = make_bed(work, args)
     rows, products = rows_of(work, paths, args)

@@ -1,6 +1,7 @@
 """run_demo.sh end to end on a small demo (slow: RUN_SLOW=1 ./run_tests.sh)."""
 import csv
 import gzip
+import json
 
 import pytest
 
@@ -37,6 +38,23 @@ def test_run_demo_end_to_end(tmp_path):
     # Re-running over its own folder works (the demo owns it).
     again = run("run_demo.sh", **dict(env, EPOCHS_1="1", EPOCHS_2="1"), timeout=1800)
     assert again.returncode == 0, again.stderr[-3000:]
+
+
+@pytest.mark.slow
+def test_run_demo_with_beyond_b03_trains_and_predicts_a_mosaic_model(tmp_path):
+    demo_dir = tmp_path / "demo"
+    env = dict(DEMO_DIR=str(demo_dir), NUM_CATEGORIES="10", NUM_TRAIN_PRODUCTS="600", NUM_TEST_PRODUCTS="50",
+               EPOCHS_1="1", EPOCHS_2="1", FINETUNE_EPOCHS="1", EPOCHS_4="1", BEYOND="B03")
+    result = run("run_demo.sh", **env, timeout=1800)
+    assert result.returncode == 0, result.stderr[-3000:]
+    with open(demo_dir / "models" / "D04" / "D04-input.json") as fh:
+        settings = json.load(fh)
+    assert (settings["mosaic_size"], settings["mosaic_fill"], settings["image_shape"]) == (128, "repeat", [3, 128, 128])
+    scores = {line[:60].strip(): float(line.split()[-2]) for line in result.stdout.splitlines()
+              if line.startswith(("not the original's: D04", "  ensemble of 4", "  + product-hash"))}
+    assert len(scores) == 3 and all(0.0 <= v <= 1.0 for v in scores.values()), scores
+    submission = demo_dir / "submissions" / "mosaic" / "submission_final.csv.gz"
+    assert len(gzip.decompress(submission.read_bytes()).decode().splitlines()) == 51
 
 
 def test_run_demo_refuses_a_folder_it_did_not_make(tmp_path):
