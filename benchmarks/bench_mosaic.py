@@ -22,7 +22,7 @@ import os
 
 import numpy as np
 
-from benchmarks.commands import once, python_module, split_by_product
+from benchmarks.commands import once, python_module, split_by_product, train_small_network
 from benchmarks.report import format_accuracy, print_tables
 from cli.statistics import paired_difference
 from data.bson_index import BsonIndex
@@ -56,23 +56,18 @@ def epochs_of(kind, args):
 
 
 def train(work, paths, kind, args):
-    """(checkpoint prefix, training seconds) of the network trained on the `kind` .rec files (trained once)."""
+    """(checkpoint prefix, training seconds, epochs) of the network trained on the `kind` .rec files (trained once):
+    pictures at the tiles' size, mosaics whole."""
     epochs = epochs_of(kind, args)
     prefix = os.path.join(work, "models", f"{kind}_e{epochs}", kind)
-    if not os.path.exists(f"{prefix}-{epochs:04d}.params"):
-        os.makedirs(os.path.dirname(prefix), exist_ok=True)
-        tile = args.mosaic_size // 2
-        shape = ["--image-shape", f"3,{tile},{tile}", "--resize", str(tile)] if kind == "pictures" else \
-            ["--image-shape", f"3,{args.mosaic_size},{args.mosaic_size}"]
-        python_module(
-            "train.train_model", "--symbol", NETWORK, "--data-train", paths[f"{kind}_train_rec"],
-            "--data-val", paths[f"{kind}_valid_rec"], *shape, "--batch-size", "32", "--optimizer", "nadam",
-            "--lr", "0.001", "--lr-factor", "0.2", "--lr-step-epochs", str(max(epochs - 1, 1)),
-            "--num-epochs", str(epochs), "--gpus", "", "--seed", "0", "--model-prefix", prefix, "--force",
-            "--disp-batches", "1000", log_path=os.path.join(work, "log.txt"))
+    tile = args.mosaic_size // 2
+    image_shape, resize = (f"3,{tile},{tile}", tile) if kind == "pictures" else \
+        (f"3,{args.mosaic_size},{args.mosaic_size}", 0)
+    train_small_network(NETWORK, paths[f"{kind}_train_rec"], paths[f"{kind}_valid_rec"], prefix, epochs,
+                        os.path.join(work, "log.txt"), image_shape=image_shape, resize=resize)
     with open(f"{prefix}-metrics.csv") as fh:
         seconds = sum(float(row["seconds"]) for row in csv.DictReader(fh))
-    print(f"  trained {kind}, {epochs} epochs: {seconds:.0f} s", flush=True)
+    print(f"  {kind}, {epochs} epochs: {seconds:.0f} s of training", flush=True)
     return prefix, seconds, epochs
 
 

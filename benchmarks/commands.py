@@ -40,10 +40,9 @@ def train_small_network(network, train_rec, valid_rec, prefix, epochs, log_path,
         seconds = python_module(
             "train.train_model", "--symbol", network, "--data-train", train_rec, "--data-val", valid_rec,
             "--image-shape", image_shape, "--resize", str(resize), "--batch-size", "32", "--optimizer", "nadam",
-            "--lr", "0.001",
-            "--lr-factor", "0.2", "--lr-step-epochs", str(max(epochs - 1, 1)), "--num-epochs", str(epochs),
-            "--gpus", "", "--seed", str(seed), "--model-prefix", prefix, "--force", "--disp-batches", "1000", *extra,
-            log_path=log_path)
+            "--lr", "0.001", "--lr-factor", "0.2", "--lr-step-epochs", str(max(epochs - 1, 1)),
+            "--num-epochs", str(epochs), "--gpus", "", "--seed", str(seed), "--model-prefix", prefix, "--force",
+            "--disp-batches", "1000", *extra, log_path=log_path)
         print(f"  trained {prefix}: {seconds:.0f} s", flush=True)
     return params
 

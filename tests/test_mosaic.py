@@ -387,7 +387,7 @@ def test_the_md5_plan_skips_and_reuses_pictures_but_each_product_gets_its_own_mo
         for key, reference in by_key.items():
             np.testing.assert_allclose(aware_scores[row][key], reference, rtol=1e-5, atol=1e-9,
                                        err_msg=f"product {row}, {key}")
-    assert not a.cache and not a.waiting and not a.mosaic_queue
+    assert a.live_repeats == 0 and not a.waiting and not a.mosaic_queue
 
 
 def test_the_store_of_a_mixed_run_gives_the_same_outputs_through_predict_ensemble(runs):
