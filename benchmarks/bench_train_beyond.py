@@ -13,8 +13,8 @@ network: densenet-41 from scratch at 3x32x32, --epochs epochs, NAdam lr 0.001 (x
 - + hash-labelled test pictures: the faithful records plus data.hash_labelled_rec's extra .rec (creafz's rule,
   with the MD5 dictionary of the training half only, so that no validation label reaches training), read by
   --data-train-extra (train/beyond/B01's);
-- mosaic: one record per product, its pictures tiled 2x2 (data.bson2rec --mosaic --mosaic-fill FILL; the mosaic
-  is resized to the same 32x32 input as every other network);
+- mosaic: one record per product, its pictures tiled 2x2 (data.bson2rec --mosaic --mosaic-size S --mosaic-fill FILL;
+  the mosaic is resized to the same 32x32 input as every other network, so each picture gets a quarter of it);
 - the control: the faithful network again with seed 1. A network trained on other records sees another order
   and other draws, so a single run's difference mixes the technique with the run-to-run spread; the control
   shows that spread, and its ensemble with the faithful network shows what any second network adds.
@@ -59,10 +59,12 @@ def beyond_recs(work, paths, args):
                 "data.bson2rec", "--bson", paths[f"{part}_bson"], "--out-rec", rec, "--category-csv", paths["csv"],
                 "--level-labels", "--force", log_path=log))
         if "mosaic" in args.techniques:
-            rec = paths[f"mosaic_{part}_rec"] = os.path.join(out, f"mosaic_{args.mosaic_fill}_{part}.rec")
+            rec = paths[f"mosaic_{part}_rec"] = os.path.join(
+                out, f"mosaic_{args.mosaic_size}_{args.mosaic_fill}_{part}.rec")
             once(rec + ".json", lambda part=part, rec=rec: python_module(
                 "data.bson2rec", "--bson", paths[f"{part}_bson"], "--out-rec", rec, "--category-csv", paths["csv"],
-                "--mosaic", "--mosaic-fill", args.mosaic_fill, "--force", log_path=log))
+                "--mosaic", "--mosaic-size", str(args.mosaic_size), "--mosaic-fill", args.mosaic_fill, "--force",
+                log_path=log))
     if "hash" in args.techniques:
         rec = paths["hash_rec"] = os.path.join(out, "test_hash_labelled.rec")
         once(rec + ".json", lambda: python_module(
@@ -83,8 +85,8 @@ def train_all(work, paths, args):
                               paths["levels_valid_rec"], ["--level-heads", "--head-weights", HEAD_WEIGHTS]),
             "hash": lambda: (os.path.join(models, "hash", "hash"), paths["train_rec"], paths["valid_rec"],
                              ["--data-train-extra", paths["hash_rec"]]),
-            "mosaic": lambda: (os.path.join(models, f"mosaic_{args.mosaic_fill}", "mosaic"), paths["mosaic_train_rec"],
-                               paths["mosaic_valid_rec"], [])}
+            "mosaic": lambda: (os.path.join(models, f"mosaic_{args.mosaic_size}_{args.mosaic_fill}", "mosaic"),
+                               paths["mosaic_train_rec"], paths["mosaic_valid_rec"], [])}
     checkpoints = {}
     for name in ["faithful"] + args.techniques:
         prefix, train_rec, valid_rec, extra = runs[name]()
@@ -158,7 +160,7 @@ def bed_table(bed, args):
         with open(paths["hash_rec"] + ".json") as fh:
             notes += f" Hash-labelled test pictures: {json.load(fh)['records']} records."
     if "mosaic" in args.techniques:
-        notes += f" Mosaics: --mosaic-fill {args.mosaic_fill}."
+        notes += f" Mosaics: {args.mosaic_size}x{args.mosaic_size}, --mosaic-fill {args.mosaic_fill}, resized to 32x32."
     lines = [f"**{bed}**: {len(truth['valid'])} validation and {len(truth['test'])} test products; {NETWORK} at "
              f"3x32x32, {args.epochs} epochs, seed 0; m0, flip TTA, no MD5 dictionary.{notes} Differences to the "
              "faithful network, paired by product (95% intervals).", "",
@@ -194,6 +196,9 @@ def build_parser():
                         type=lambda text: [t for t in text.split(",") if t],
                         help=f"which of {', '.join(TECHNIQUES)} to train and score")
     parser.add_argument("--mosaic-fill", default="repeat", help="data.bson2rec --mosaic-fill of the mosaic network")
+    parser.add_argument("--mosaic-size", type=int, default=64,
+                        help="data.bson2rec --mosaic-size: tiles of half of it, resized with the mosaic to the 32x32 "
+                             "input (64: tiles of 32, the pictures' own input size)")
     parser.add_argument("--markdown", help="also write the tables as markdown here")
     return parser
 
