@@ -42,14 +42,12 @@ import mxnet as mx
 import numpy as np
 
 from benchmarks.bench_predict import make_checkpoint
+from benchmarks.kaggle_counts import ANSWERED_SHARE, REPEAT_SHARE
 from benchmarks.report import print_tables
 from data import bson_md5_dict
 from predict import ensemble, predict
 from predict.submission import read_submission
 
-ANSWERED_SHARE = 0.424   # 749k of 1.77M test products fully resolved by training MD5s
-TRAIN_DUPLICATE_SHARE = 1 - 7772910 / 12371293  # 0.372: the original's create_train_md5_dict.out
-REPEAT_SHARE = (1 - ANSWERED_SHARE) * TRAIN_DUPLICATE_SHARE
 NUM_CATEGORIES = 200
 FIRST_CATEGORY = 1000000000
 SIZE = 64

@@ -56,9 +56,9 @@ def make_checkpoint(work_dir, network, size, num_classes=NUM_CATEGORIES, name=No
     return f"{prefix}-symbol.json", f"{prefix}-0001.params"
 
 
-def forward_speed(symbol, params, size, batch_size, batches):
+def forward_speed(symbol, params, size, batch_size, batches, num_classes=NUM_CATEGORIES):
     """Views/s of normalise + forward + outputs on ready-made batches (after one warm-up batch)."""
-    model = Model(symbol, params, batch_size, (3, size, size), contexts(""), NUM_CATEGORIES)
+    model = Model(symbol, params, batch_size, (3, size, size), contexts(""), num_classes)
     batch = np.random.default_rng(0).integers(0, 256, (batch_size, 3, size, size), dtype=np.uint8)
     times = []
     for _ in range(batches + 1):

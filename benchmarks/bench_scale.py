@@ -29,11 +29,9 @@ import sys
 import numpy as np
 
 from benchmarks.bench_data_stage import REPO_ROOT, measure, remove, warm_page_cache
+from benchmarks.kaggle_counts import KAGGLE_PICTURE_COUNTS
 from benchmarks.report import print_tables
 
-# Kaggle's train.bson: products with 1, 2, 3 and 4 pictures (12,371,293 pictures in all).
-KAGGLE_PICTURE_COUNTS = {1: 4_369_441, 2: 1_128_588, 3: 542_792, 4: 1_029_075}
-KAGGLE_PRODUCTS = sum(KAGGLE_PICTURE_COUNTS.values())
 DEFAULT_WORK_DIR = os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"),
                                 "cdiscount_mx", "bench_scale")
 GENERATED_CATEGORIES = 5270
@@ -41,14 +39,14 @@ WRITE_BYTES = 64 << 20  # generated documents are written in pieces of this size
 PREDICT_NETWORK, PREDICT_SIZE = "densenet-41", 32  # a tiny network: the index and pipeline are measured
 
 
-def scaled_counts(scale):
-    """{pictures per product: products} at this scale."""
-    return {k: round(n * scale) for k, n in KAGGLE_PICTURE_COUNTS.items()}
+def scaled_counts(scale, table=None):
+    """{pictures per product: products} at this scale of `table` (default: train.bson's)."""
+    return {k: round(n * scale) for k, n in (table or KAGGLE_PICTURE_COUNTS).items()}
 
 
-def picture_counts(scale, seed):
-    """Pictures of each product, in file order: Kaggle's proportions, shuffled."""
-    counts = np.concatenate([np.full(n, k, dtype=np.int8) for k, n in scaled_counts(scale).items()])
+def picture_counts(scale, seed, table=None):
+    """Pictures of each product, in file order: `table`'s proportions (default: train.bson's), shuffled."""
+    counts = np.concatenate([np.full(n, k, dtype=np.int8) for k, n in scaled_counts(scale, table).items()])
     return np.random.default_rng(seed).permutation(counts)
 
 
@@ -66,8 +64,9 @@ def base_jpeg(picture_bytes):
     return b"\xff\xd8\xff\xfe" + struct.pack(">H", payload + 2) + bytes(payload) + body, 6
 
 
-def document_template(num_pictures, picture):
-    """A Kaggle document with `num_pictures` copies of `picture`: (bytes, picture positions, category position)."""
+def document_template(num_pictures, picture, with_category=True):
+    """A Kaggle document with `num_pictures` copies of `picture`: (bytes, picture positions, category position);
+    without `with_category`, a test document (no category_id; its position None)."""
     elements, at, positions = [], 4 + 9 + 6 + 4, []
     for k in range(num_pictures):
         key = str(k).encode() + b"\x00"
@@ -78,36 +77,47 @@ def document_template(num_pictures, picture):
         at += len(element)
     array = b"".join(elements)
     array = struct.pack("<i", 4 + len(array) + 1) + array + b"\x00"
-    body = b"\x10_id\x00" + bytes(4) + b"\x04imgs\x00" + array + b"\x10category_id\x00" + bytes(4) + b"\x00"
+    category = b"\x10category_id\x00" + bytes(4) if with_category else b""
+    body = b"\x10_id\x00" + bytes(4) + b"\x04imgs\x00" + array + category + b"\x00"
     document = struct.pack("<i", 4 + len(body)) + body
-    return document, positions, len(document) - 5
+    return document, positions, len(document) - 5 if with_category else None
 
 
 def write_scale_bson(path, counts, category_ids, picture_bytes, seed):
     """The BSON of the products in `counts`: increasing _ids with gaps, random categories, distinct pictures."""
     rng = np.random.default_rng(seed + 1)
-    product_ids = np.cumsum(rng.integers(1, 4, len(counts))).tolist()
-    categories = rng.choice(np.asarray(category_ids, dtype=np.int64), len(counts)).tolist()
+    product_ids = np.cumsum(rng.integers(1, 4, len(counts)))
+    categories = rng.choice(np.asarray(category_ids, dtype=np.int64), len(counts))
+    number = int(counts.sum())
+    write_documents(path, counts, product_ids, categories, np.arange(number), picture_bytes)
+    return number
+
+
+def write_documents(path, counts, product_ids, categories, picture_numbers, picture_bytes):
+    """Kaggle documents of `counts` pictures each with these _ids and categories (None: test documents, without
+    category_id); each picture is `base_jpeg` with its number of `picture_numbers` (file order) in the counter,
+    so that equal numbers are equal bytes (equal MD5s) and different numbers different ones."""
     picture, counter_at = base_jpeg(picture_bytes)
-    templates = {k: document_template(k, picture) for k in KAGGLE_PICTURE_COUNTS}
-    pack_int, pack_counter, number = struct.Struct("<i").pack_into, struct.Struct("<Q").pack_into, 0
+    templates = {k: document_template(k, picture, categories is not None) for k in KAGGLE_PICTURE_COUNTS}
+    pack_int, pack_counter = struct.Struct("<i").pack_into, struct.Struct("<Q").pack_into
+    numbers = iter(np.asarray(picture_numbers, dtype=np.uint64).tolist())
+    categories = categories.tolist() if categories is not None else [None] * len(counts)
     with open(path + ".tmp", "wb") as out:
         piece = bytearray()
-        for count, product_id, category_id in zip(counts.tolist(), product_ids, categories):
+        for count, product_id, category_id in zip(counts.tolist(), product_ids.tolist(), categories):
             template, pictures_at, category_at = templates[count]
             document = bytearray(template)
             pack_int(document, 9, product_id)
             for at in pictures_at:
-                pack_counter(document, at + counter_at, number)
-                number += 1
-            pack_int(document, category_at, category_id)
+                pack_counter(document, at + counter_at, next(numbers))
+            if category_at is not None:
+                pack_int(document, category_at, category_id)
             piece += document
             if len(piece) >= WRITE_BYTES:
                 out.write(piece)
                 piece = bytearray()
         out.write(piece)
     os.replace(path + ".tmp", path)
-    return number
 
 
 def category_csv_for(category_csv, out_dir, seed):
@@ -129,11 +139,10 @@ def generate(bson_path, csv_path, scale, picture_bytes, seed=0):
     write_scale_bson(bson_path, picture_counts(scale, seed), category_ids, picture_bytes, seed)
 
 
-def in_child(call):
-    """Run `call` (Python source using this module) in a child process: this process stays small,
+def in_child(call, module="benchmarks.bench_scale"):
+    """Run `call` (Python source using `module`) in a child process: this process stays small,
     since Linux folds its peak RSS into every measured child's."""
-    subprocess.run([sys.executable, "-c", f"from benchmarks.bench_scale import *; {call}"], check=True,
-                   cwd=REPO_ROOT)
+    subprocess.run([sys.executable, "-c", f"from {module} import *; {call}"], check=True, cwd=REPO_ROOT)
 
 
 def ensure_bson(work_dir, scale, picture_bytes, category_csv, seed=0):
