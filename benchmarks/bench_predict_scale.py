@@ -22,9 +22,10 @@ the forward passes made against the unique pictures, the store's size, and the p
 same networks (benchmarks.bench_predict.forward_speed, in a child, before and after the run) for the
 end-to-end / forward ratio.
 
-The repeat cache is sized as the default 1 GB holds at 14 models (1024 MB x models / 14, times --scale so
-that it holds the same share of a smaller file), so the passes per model are those of the original's
-ensemble. Every figure is then extrapolated to Kaggle's counts (from the two largest --scale values when
+With the repeats' means in memory (predict.predict --reuse-cache-mb, up to b91d087) the cache is sized as
+the default 1 GB holds at 14 models (1024 MB x models / 14, times --scale so that it holds the same share
+of a smaller file), so the passes per model are those of the original's ensemble; with them on disk
+(--repeat-spill-gb, after b91d087) predict.predict's defaults are used. Every figure is then extrapolated to Kaggle's counts (from the two largest --scale values when
 two are given) and to 14 models, and to 8 GPUs from the original's logged training speeds; the formulas
 are in extrapolation_rows and docs/benchmarks.md.
 
@@ -265,6 +266,14 @@ def watch(argv, root_name, log_path):
 
 
 # ---- the runs ------------------------------------------------------------------------------------------------
+def has_memory_cache():
+    """Whether predict.predict keeps repeated pictures' means in memory (--reuse-cache-mb, up to b91d087) rather
+    than on disk (--repeat-spill-gb, after it): read from its --help, in a child (MXNet stays out of here)."""
+    done = subprocess.run([sys.executable, "-m", "predict.predict", "--help"], cwd=REPO_ROOT, capture_output=True,
+                          text=True, check=True)
+    return "--repeat-spill-gb" not in done.stdout
+
+
 def cache_mb(scale, num_models):
     """--reuse-cache-mb that holds as many pictures as the default 1 GB at 14 models, for this share of the
     file (at least 1 MB)."""
@@ -282,8 +291,8 @@ def predict_argv(paths, models, store, output, reuse_cache_mb, num_workers):
             "--image-shape", f"3,{PREDICT_SIZE},{PREDICT_SIZE}", "--resize", str(PREDICT_SIZE),
             "--batch-size", str(BATCH_SIZE), "--num-procs", str(num_workers), "--multi-view", "1",
             "--ensembles", *map(str, range(1, len(models) + 1)), "--md5-dict", paths["md5_dict"],
-            "--md5-dict-type", "unique", "--save-probs", store, "--reuse-cache-mb", str(reuse_cache_mb),
-            "--output", output, "--force"]
+            "--md5-dict-type", "unique", "--save-probs", store,
+            *(["--reuse-cache-mb", str(reuse_cache_mb)] if reuse_cache_mb else []), "--output", output, "--force"]
 
 
 def ensemble_argv(paths, num_models, store, output):
@@ -311,9 +320,11 @@ def parse_predict_log(text):
         raise SystemExit("predict.predict's log lacks its summary lines (its wording changed?)")
     found.update(products=int(run[1]), pictures=int(run[2]), run_s=float(run[3]), forward_share=int(run[4]) / 100,
                  forwarded=int(counts[1]), answered=int(counts[3]), reused=int(counts[4]))
-    not_fitting = re.search(r"(\d+) of (\d+) repeated pictures do not fit --reuse-cache-mb", text)
-    found["repeated_groups"] = int(not_fitting[2]) if not_fitting else None
+    not_fitting = re.search(r"(\d+) of (\d+) repeated pictures do not fit", text)
+    repeated = re.search(r"(\d+) pictures? repeated: at most (\d+) live at once", text)  # the on-disk spill's
+    found["repeated_groups"] = int(not_fitting[2]) if not_fitting else int(repeated[1]) if repeated else None
     found["groups_not_cached"] = int(not_fitting[1]) if not_fitting else 0
+    found["spill_peak_rows"] = int(repeated[2]) if repeated else None
     # its progress bar's last reading: "... 100%|...| N/N [MM:SS<00:00, R img/s]"; N / R is finer than MM:SS
     hashing = re.findall(r"md5 of the run's pictures: 100%[^\r\n]*?(\d+)/\d+ \[([\d:]+)<[^,\]]*, ([\d.e+]+)img/s",
                          text)
@@ -352,7 +363,7 @@ def run_scale(args, scale):
     with open(paths["csv"], encoding="utf-8") as fh:
         num_classes = sum(1 for _ in fh) - 1
     models = make_models(args.work_dir, args.models, num_classes)
-    reuse_mb = cache_mb(scale, args.models)
+    reuse_mb = cache_mb(scale, args.models) if has_memory_cache() else None  # None: on disk, predict's default
     run_dir = os.path.join(paths["out_dir"], f"run_{args.models}models")
     shutil.rmtree(run_dir, ignore_errors=True)
     os.makedirs(run_dir)
@@ -360,7 +371,7 @@ def run_scale(args, scale):
     log_path = os.path.join(paths["out_dir"], f"log_{args.models}models.txt")  # kept: the commands' own output
     if os.path.exists(log_path):
         os.remove(log_path)
-    log.info("scale %g: %s products, %s pictures; %d models, cache %d MB; log %s", scale,
+    log.info("scale %g: %s products, %s pictures; %d models, cache %s MB; log %s", scale,
              f"{test_set['products']:,}", f"{test_set['pictures']:,}", args.models, reuse_mb, log_path)
     rates = forward_rates(models, num_classes, args.forward_batches, args.repeats)
     load_before = os.getloadavg()[0]
@@ -378,7 +389,8 @@ def run_scale(args, scale):
     per_model = [statistics.median(r[m] for r in rates) for m in range(args.models)]
     figures = {"scale": scale, "train_scale": train_scale, "md5_dict_bytes": os.path.getsize(paths["md5_dict"]),
                "models": args.models, "classes": num_classes, "workers": args.workers,
-               "reuse_cache_mb": reuse_mb, "cache_entries": cache_entries(reuse_mb, args.models, num_classes),
+               "reuse_cache_mb": reuse_mb,
+               "cache_entries": cache_entries(reuse_mb, args.models, num_classes) if reuse_mb else None,
                "test_set": test_set, "test_bson_bytes": os.path.getsize(paths["test_bson"]),
                "predict_wall_s": wall, "processes": [dataclasses.asdict(p) | {"wall_s": p.wall_s} for p in processes],
                "ensemble_wall_s": ensemble_wall,
@@ -418,10 +430,18 @@ def test_set_table(f):
         f"{t.get('repeat_distance_median', 0):,} pictures, 10th percentile {t.get('repeat_distance_p10', 0):,}), "
         f"{t['unique_pictures']:,} distinct pictures ({t['unique_unanswered']:,} of them unanswered). "
         f"{f['models']} x {PREDICT_NETWORK} at {PREDICT_SIZE}x{PREDICT_SIZE}, {f['classes']:,} classes, flip TTA, "
-        f"batch {BATCH_SIZE} views, {f['workers']} worker(s), --save-probs (top 50), --reuse-cache-mb "
-        f"{f['reuse_cache_mb']} ({f['cache_entries']:,} pictures: the default 1 GB's "
-        f"{cache_entries(DEFAULT_CACHE_MB, ORIGINAL_MODELS, f['classes']):,} at {ORIGINAL_MODELS} models"
-        f"{'' if f['scale'] == 1 else f', times the scale'}). Polled every {POLL_SECONDS} s."])
+        f"batch {BATCH_SIZE} views, {f['workers']} worker(s), --save-probs (top 50), {cache_text(f)}. "
+        f"Polled every {POLL_SECONDS} s."])
+
+
+def cache_text(f):
+    if not f["reuse_cache_mb"]:
+        peak = f.get("spill_peak_rows")
+        return ("repeated pictures' means on disk (predict.predict's defaults" +
+                ("" if peak is None else f"; at most {peak:,} live at once") + ")")
+    return (f"--reuse-cache-mb {f['reuse_cache_mb']} ({f['cache_entries']:,} pictures: the default 1 GB's "
+            f"{cache_entries(DEFAULT_CACHE_MB, ORIGINAL_MODELS, f['classes']):,} at {ORIGINAL_MODELS} models"
+            f"{'' if f['scale'] == 1 else ', times the scale'})")
 
 
 def process_table(f):
@@ -478,13 +498,15 @@ def extrapolation_rows(large, small=None, target_models=ORIGINAL_MODELS):
     run's) and its file-backed memory (the store's maps) as M/m; the reader and workers do not depend on the
     number of models (one shared input); the ensemble's time grows as M/m."""
     m, M, s = large["models"], target_models, large["scale"]
+    memory_cache = bool(large["reuse_cache_mb"])  # False: the repeats' means are on disk, whatever M
     grow = M / m
     memory = (lambda key: to_full(small, large, key)) if small is not None else (lambda key: key(large))
     rows = []
     d = derived(large)
     rows.append(("forward passes per model (pictures x views)", d["passes_per_model"],
                  d["passes_per_model"] / s, d["passes_per_model"] / s,
-                 "/ scale (the run's cache holds as many pictures as the default 1 GB at 14 models)"))
+                 "/ scale (the run's cache holds as many pictures as the default 1 GB at 14 models)" if memory_cache
+                 else "/ scale (the repeats' means on disk: the same at any M)"))
     full_passes = d["passes_per_model"] / s
     rows.append(("forward passes, all models", d["passes_per_model"] * m, full_passes * m, full_passes * M,
                  "x models"))
@@ -498,7 +520,7 @@ def extrapolation_rows(large, small=None, target_models=ORIGINAL_MODELS):
     rows.append(("predict.ensemble (s)", large["ensemble"]["wall_s"], large["ensemble"]["wall_s"] / s,
                  large["ensemble"]["wall_s"] / s * grow, "/ scale x M/m"))
     # the run's cache budget in the memory figures: grown with the pictures when they are extrapolated
-    cache_bytes_run = large["reuse_cache_mb"] * 2 ** 20 / (s if small is not None else 1)
+    cache_bytes_run = (large["reuse_cache_mb"] or 0) * 2 ** 20 / (s if small is not None else 1)
     names = list(dict.fromkeys(p["name"] for p in large["processes"])) + ["predict.ensemble"]
     for name in names:
         def figure(f, key, name=name):
@@ -510,14 +532,13 @@ def extrapolation_rows(large, small=None, target_models=ORIGINAL_MODELS):
         if name.startswith("predictor") or name == "predict.ensemble":
             # anonymous: the predictor's grows by the repeat cache's budget (the ensemble's dense chunks are 64 MB
             # whatever M); file-backed: the pages of the store's memory maps, which grow with the store
-            anon_at_models = anon + (DEFAULT_CACHE_MB * 2 ** 20 - cache_bytes_run if name.startswith("predictor")
-                                     else 0)
+            in_memory = memory_cache and name.startswith("predictor")
+            anon_at_models = anon + (DEFAULT_CACHE_MB * 2 ** 20 - cache_bytes_run if in_memory else 0)
             at_models = anon_at_models + file_backed * grow
             rows.append((f"{name} peak RSS (GB)", figure(large, "peak_rss") / 1e9, peak / 1e9, at_models / 1e9,
                          "anonymous + file-backed, below"))
             rows.append((f"{name}: anonymous (GB)", figure(large, "peak_anon") / 1e9, anon / 1e9,
-                         anon_at_models / 1e9, "+ (1 GB - the run's cache)" if name.startswith("predictor")
-                         else "unchanged by models"))
+                         anon_at_models / 1e9, "+ (1 GB - the run's cache)" if in_memory else "unchanged by models"))
             rows.append((f"{name}: file-backed, the store's maps (GB)", figure(large, "peak_file") / 1e9,
                          file_backed / 1e9, file_backed * grow / 1e9, "x M/m"))
         else:

@@ -72,6 +72,11 @@ def test_the_predict_log_figures():
     assert (found["repeated_groups"], found["groups_not_cached"]) == (100, 90)
     with pytest.raises(SystemExit):
         bench.parse_predict_log("nothing logged")
+    # the repeats' means on disk (after b91d087): every repeated picture fits, its peak is logged
+    spilled = bench.parse_predict_log(LOG.replace("WARNING 90 of 100 repeated pictures do not fit --reuse-cache-mb: "
+                                                  "forwarded each time", "INFO 100 pictures repeated: at most 7 live "
+                                                  "at once, 1.2 MB of 4.0 GB on disk in /tmp"))
+    assert (spilled["repeated_groups"], spilled["groups_not_cached"], spilled["spill_peak_rows"]) == (100, 0, 7)
 
 
 def figures(scale, anon, file_backed, store_bytes):
@@ -113,3 +118,10 @@ def test_the_cache_holds_what_the_default_holds_at_14_models():
     mb = bench.cache_mb(1.0, 2)
     assert bench.cache_entries(mb, 2, 5270) == pytest.approx(3638, rel=0.01)
     assert bench.cache_mb(0.5, 2) == round(mb / 2)
+
+
+def test_with_the_repeats_on_disk_the_predictors_anonymous_memory_does_not_grow_with_models():
+    large = dict(figures(0.5, anon=400e6, file_backed=300e6, store_bytes=1e9), reuse_cache_mb=None)
+    rows = {name: target for name, _, _, target, _ in bench.extrapolation_rows(large)}
+    assert rows["predictor (predict.predict): anonymous (GB)"] == pytest.approx(0.4)
+    assert rows["predictor (predict.predict) peak RSS (GB)"] == pytest.approx((400e6 + 300e6 * 7) / 1e9)
