@@ -53,7 +53,7 @@ FEATURE_FIELDS = ("model", "dim", "views", "dtype")  # what every range folder o
 UINT8_PERCENTILE, UINT8_LEVEL = 99.9, 200
 # A memory map's pages count in the process's resident set once touched, until it is unmapped: the writer
 # maps its arrays again after this many bytes, and readers map them only while they read.
-REMAP_BYTES = 256 << 20
+REMAP_BYTES = 64 << 20
 WRITE_IMAGES = 256  # the writer reduces this many pictures' probabilities to their top K at once
 
 
