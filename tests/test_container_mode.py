@@ -93,6 +93,7 @@ def test_the_systems_mxnet_is_used_and_checked(tmp_path, system_with_cpu_mxnet):
     assert again.returncode == 0 and "[venv]" not in again.stdout
 
 
+@pytest.mark.slow  # a whole venv (7 s); the refusal without any pip stays fast
 def test_a_python_without_ensurepip_uses_the_systems_pip(tmp_path):
     """Ubuntu's python3 without python3.10-venv, as in NVIDIA's containers: the venv is made without pip
     and the system's pip, seen through its site-packages, installs into it."""
@@ -114,6 +115,7 @@ def test_a_python_without_ensurepip_or_pip_is_told_the_package(tmp_path):
     assert not (tmp_path / "venv").exists()
 
 
+@pytest.mark.slow  # a whole venv (7 s); train.gpu_support's refusal itself is tested fast (test_gpu_support)
 def test_the_cpu_build_on_a_hopper_machine_stops_before_the_install(tmp_path, system_with_cpu_mxnet):
     done = run_ensure_venv(tmp_path, system_with_cpu_mxnet, nvidia_smi="0, NVIDIA H100 80GB HBM3, 9.0, 550.54.15")
     assert done.returncode == 2

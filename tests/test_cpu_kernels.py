@@ -62,6 +62,7 @@ def oneDNN_convolutions(kernels, tmp_path):
     return [line for line in done.stdout.splitlines() if line.startswith("dnnl_verbose,exec,cpu,convolution")]
 
 
+@pytest.mark.slow  # two trainings with oneDNN's verbose log (9 s); the choice and the probes stay fast
 def test_the_chosen_kernels_run_in_the_training_process(tmp_path):
     assert oneDNN_convolutions("onednn", tmp_path)  # MXNet's default: convolutions through oneDNN
     assert oneDNN_convolutions("native", tmp_path) == []

@@ -49,6 +49,7 @@ def test_training_killed_mid_epoch_resumes_on_schedule(colour_rec, resnet18, tmp
     assert os.path.exists(f"{prefix}-0003.params")
 
 
+@pytest.mark.slow  # 8 s; killed processes and orphans stay covered fast (test_predict_pipeline)
 def test_a_killed_prediction_reruns_to_completion(long_run):
     output = long_run["dir"] / "sub.csv"
     process = start_cli(long_run, output, extra=["--cut", "3000"])
