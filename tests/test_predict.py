@@ -297,3 +297,31 @@ def test_level1_summary_lists_sub_class_ids(capsys):
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].startswith("sub_class_id,products,correct,accuracy,most_confused_sub_class_id")
     assert lines[1:] == ["0,3,1,0.3333,1,2", "1,1,1,1.0000,,0"]
+
+
+def test_a_loaded_model_keeps_one_copy_of_its_parameters(tmp_path):
+    """MXNet's Module keeps a CPU copy of the parameters beside its executor's; prediction drops it, so that the
+    predictor's memory is the networks' once (it held them twice: 2.05x the parameters for three models here)."""
+    import mxnet as mx
+
+    from predict.models import Model
+
+    classes, size = 5270, 48
+    flat = mx.sym.FullyConnected(mx.sym.flatten(mx.sym.var("data")), num_hidden=classes, name="fc")
+    mx.sym.SoftmaxOutput(flat, name="softmax").save(str(tmp_path / "m-symbol.json"))
+    weight = np.random.default_rng(0).random((classes, 3 * size * size), dtype=np.float32)
+    mx.nd.save(str(tmp_path / "m-0001.params"), {"arg:fc_weight": mx.nd.array(weight),
+                                                  "arg:fc_bias": mx.nd.zeros(classes)})
+
+    def anonymous_mb():
+        with open("/proc/self/status") as fh:
+            return next(int(line.split()[1]) for line in fh if line.startswith("RssAnon")) / 1024
+
+    before, models = anonymous_mb(), []
+    for _ in range(3):
+        models.append(Model(str(tmp_path / "m-symbol.json"), str(tmp_path / "m-0001.params"), 4, (3, size, size),
+                            [mx.cpu()], classes))
+    grown = anonymous_mb() - before
+    assert grown < 1.7 * 3 * weight.nbytes / 2 ** 20, f"{grown:.0f} MB for {3 * weight.nbytes / 2 ** 20:.0f} MB"
+    probs = models[0].forward(mx.nd.array(np.zeros((4, 3, size, size)))).asnumpy()
+    assert probs.shape == (4, classes) and np.allclose(probs.sum(axis=1), 1, atol=1e-4)
