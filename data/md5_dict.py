@@ -279,7 +279,10 @@ class Md5Dictionary:
         write_npz(path, arrays)
 
     @classmethod
-    def load(cls, path):
+    def load(cls, path, tables=("image", "product")):
+        """The dictionary of `path`; `tables`: the ones to read (prediction's overrides need only the images':
+        the product table of Kaggle's 7 million products would be a quarter of a GB in memory for nothing),
+        the others empty."""
         check_input_file(path, "MD5 dictionary")
         check_is_npz(path)
         try:
@@ -289,7 +292,10 @@ class Md5Dictionary:
                     raise ValueError("not an MD5 dictionary written by data.bson_md5_dict")
                 if meta.get("version") not in READABLE_VERSIONS:
                     raise ValueError(f"format version {meta.get('version')}, this code reads {READABLE_VERSIONS}")
+                wanted = tables
                 tables = [HashTable(npz[f"{n}_keys"], npz[f"{n}_ptr"], npz[f"{n}_category_ids"], npz[f"{n}_counts"])
+                          if n in wanted else HashTable(np.zeros(0, KEY_DTYPE), np.zeros(1, np.int64),
+                                                        np.zeros(0, np.int64), np.zeros(0, np.int64))
                           for n in ("image", "product")]
         except (ValueError, KeyError, OSError, EOFError) as exc:
             # np.load refuses pickled objects (allow_pickle=False); a pickle lands here too.

@@ -33,7 +33,7 @@ def load_md5_override(md5_dict, md5_dict_type, categories, num_classes, cate_lev
     """The MD5 override of --md5-dict and --md5-dict-type for a model of `cate_level`; None without one."""
     if not md5_dict or md5_dict_type == "none":
         return None
-    dictionary = Md5Dictionary.load(md5_dict)
+    dictionary = Md5Dictionary.load(md5_dict, tables=("image",))  # the overrides are per picture
     if md5_dict_type == "majority" and not dictionary.first_seen_order:
         raise UserError(f"{md5_dict}: an older dictionary (format version 1) whose categories are sorted by id; "
                         "majority gives a tie to the category seen first in training: rebuild it with "
