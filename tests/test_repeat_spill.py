@@ -74,7 +74,8 @@ def test_far_repeats_are_forwarded_once_and_change_no_category(far_repeats, capl
     assert once.predictor.images_forwarded == data["pictures"] - 12 and once.predictor.images_reused == 12
     assert every.predictor.images_forwarded == data["pictures"]
     np.testing.assert_array_equal(once.predictor.class_ids, every.predictor.class_ids)
-    assert once.predictor.spill.rows >= 8  # far apart: many live at once, each still forwarded once
+    # far apart: many live at once (in file order; the rows used also depend on the order products arrive in)
+    assert once.predictor.plan.peak_rows >= 8 and once.predictor.spill.rows >= 1
     assert "12 pictures repeated: at most" in caplog.text and "do not fit" not in caplog.text
     assert not [name for name in os.listdir(data["dir"]) if name.startswith(".repeat-spill")]
 
