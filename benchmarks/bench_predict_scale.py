@@ -495,7 +495,8 @@ def extrapolation_rows(large, small=None, target_models=ORIGINAL_MODELS):
     (one scale: memory is not extrapolated in counts). Models (m measured, M target): passes, the store and
     the run after its hashing pass grow as M/m (an upper bound: the reader's and workers' work does not grow
     with models); the predictor's anonymous memory grows by the cache's budget (1 GB at M models against the
-    run's) and its file-backed memory (the store's maps) as M/m; the reader and workers do not depend on the
+    run's) and its file-backed memory (the store's maps) as M/m, where the repeats' means were in memory (the
+    later code remaps the store, so neither grows); the reader and workers do not depend on the
     number of models (one shared input); the ensemble's time grows as M/m."""
     m, M, s = large["models"], target_models, large["scale"]
     memory_cache = bool(large["reuse_cache_mb"])  # False: the repeats' means are on disk, whatever M
@@ -534,13 +535,17 @@ def extrapolation_rows(large, small=None, target_models=ORIGINAL_MODELS):
             # whatever M); file-backed: the pages of the store's memory maps, which grow with the store
             in_memory = memory_cache and name.startswith("predictor")
             anon_at_models = anon + (DEFAULT_CACHE_MB * 2 ** 20 - cache_bytes_run if in_memory else 0)
-            at_models = anon_at_models + file_backed * grow
+            # the code that keeps the repeats' means on disk also maps the store's files again every
+            # prob_store.REMAP_BYTES (64 MB) and readers only while they read: its mapped pages do not grow
+            file_grow = grow if memory_cache else 1
+            at_models = anon_at_models + file_backed * file_grow
             rows.append((f"{name} peak RSS (GB)", figure(large, "peak_rss") / 1e9, peak / 1e9, at_models / 1e9,
                          "anonymous + file-backed, below"))
             rows.append((f"{name}: anonymous (GB)", figure(large, "peak_anon") / 1e9, anon / 1e9,
                          anon_at_models / 1e9, "+ (1 GB - the run's cache)" if in_memory else "unchanged by models"))
             rows.append((f"{name}: file-backed, the store's maps (GB)", figure(large, "peak_file") / 1e9,
-                         file_backed / 1e9, file_backed * grow / 1e9, "x M/m"))
+                         file_backed / 1e9, file_backed * file_grow / 1e9,
+                         "x M/m" if memory_cache else "unchanged by models (remapped every 64 MB)"))
         else:
             rows.append((f"{name} peak RSS (GB)", figure(large, "peak_rss") / 1e9, peak / 1e9, peak / 1e9,
                          "unchanged by models (one input shared by all)"))
