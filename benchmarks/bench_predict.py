@@ -68,6 +68,30 @@ def forward_speed(symbol, params, size, batch_size, batches, num_classes=NUM_CAT
     return batch_size / statistics.median(times[1:])
 
 
+def forward_speed_together(checkpoints, size, batch_size, batches, num_classes=NUM_CATEGORIES):
+    """Views/s through every model of `checkpoints` ((symbol, params) each) as a prediction runs them: each batch
+    started on all the models, and waited for only once the next batch's passes are started (MXNet runs them
+    asynchronously, as predict.predictor's double buffering does)."""
+    models = [Model(symbol, params, batch_size, (3, size, size), contexts(""), num_classes)
+              for symbol, params in checkpoints]
+    batch = np.random.default_rng(0).integers(0, 256, (batch_size, 3, size, size), dtype=np.uint8)
+
+    def start():
+        return [model.forward(model.normalise(batch)) for model in models]
+
+    for output in start():  # warm-up
+        output.asnumpy()
+    began, in_flight = time.perf_counter(), start()
+    for _ in range(batches - 1):
+        following = start()
+        for output in in_flight:
+            output.asnumpy()
+        in_flight = following
+    for output in in_flight:
+        output.asnumpy()
+    return batch_size * batches / (time.perf_counter() - began)
+
+
 def end_to_end_speed(bson, csv, symbol, params, size, batch_size, num_procs, output):
     args = predict.build_parser().parse_args(
         ["--bson", bson, "--csv", csv, "--symbol", symbol, "--params", params, "--data-shape", f"3,{size},{size}",

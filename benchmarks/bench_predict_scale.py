@@ -347,6 +347,16 @@ def forward_rates(models, num_classes, batches, repeats):
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+def forward_rate_together(models, num_classes, batches, repeats):
+    """Views/s through all the models at once, their passes overlapped as in a run
+    (bench_predict.forward_speed_together, batch BATCH_SIZE), `repeats` times, in a child."""
+    call = f"forward_speed_together({[tuple(m) for m in models]!r}, {PREDICT_SIZE}, {BATCH_SIZE}, {batches}, {num_classes})"
+    code = ("import json, logging; logging.disable(logging.WARNING); from benchmarks.bench_predict import "
+            f"forward_speed_together; print(json.dumps([{call} for _ in range({repeats})]))")
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, check=True)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
 def ensemble_views_per_s(rates):
     """Views/s through every model of the ensemble: each view goes through each model in turn."""
     return 1 / sum(1 / r for r in rates)
@@ -374,12 +384,14 @@ def run_scale(args, scale):
     log.info("scale %g: %s products, %s pictures; %d models, cache %s MB; log %s", scale,
              f"{test_set['products']:,}", f"{test_set['pictures']:,}", args.models, reuse_mb, log_path)
     rates = forward_rates(models, num_classes, args.forward_batches, args.repeats)
+    together = forward_rate_together(models, num_classes, args.forward_batches, args.repeats)
     load_before = os.getloadavg()[0]
     wall, processes = watch(predict_argv(paths, models, store, os.path.join(run_dir, "predict.csv"), reuse_mb,
                                          args.workers), "predictor (predict.predict)", log_path)
     load_after = os.getloadavg()[0]
     # measured after the run as well: a busy neighbour then weighs on both sides alike
     rates += forward_rates(models, num_classes, args.forward_batches, args.repeats)
+    together += forward_rate_together(models, num_classes, args.forward_batches, args.repeats)
     with open(log_path, errors="replace") as fh:
         logged = parse_predict_log(fh.read())
     store_bytes = folder_bytes(store)
@@ -396,6 +408,7 @@ def run_scale(args, scale):
                "ensemble_wall_s": ensemble_wall,
                "ensemble": dataclasses.asdict(ensemble_processes[0]) | {"wall_s": ensemble_processes[0].wall_s},
                "store_bytes": store_bytes, "forward_views_per_s": per_model,
+               "forward_together_views_per_s": statistics.median(together),
                "forward_samples": len(rates), "load_average": [load_before, load_after], **logged}
     if not args.keep_outputs:
         shutil.rmtree(run_dir)
@@ -409,7 +422,8 @@ def gb(n):
 
 def derived(f):
     """Figures computed from one run's measurements."""
-    ensemble_rate = ensemble_views_per_s(f["forward_views_per_s"])
+    # the models' passes overlapped as a run overlaps them; older figures have only each model alone
+    ensemble_rate = f.get("forward_together_views_per_s") or ensemble_views_per_s(f["forward_views_per_s"])
     needed = f["test_set"]["unique_pictures"]  # --save-probs: every distinct picture needs its model means
     return {"passes_per_model": f["forwarded"] * VIEWS, "needed_per_model": needed * VIEWS,
             "ensemble_rate": ensemble_rate,
@@ -468,7 +482,10 @@ def process_table(f):
               f"({d['passes_per_model'] / d['needed_per_model']:.2f}x the distinct) |",
               f"| repeats reused from the cache / repeated pictures the cache took | {f['reused']:,} / {cached} |",
               "", f"Store: {gb(f['store_bytes'])} on disk. Forward rate of the {f['models']} networks together "
-              f"(bench_predict's measure, median of {f['forward_samples']} before and after): "
+              + ("(their passes overlapped as in a run: bench_predict.forward_speed_together, median of "
+                 f"{f['forward_samples']} before and after): " if f.get("forward_together_views_per_s") else
+                 f"(each alone, in turn: bench_predict's measure, median of {f['forward_samples']} before and "
+                 "after): ") +
               f"{d['ensemble_rate']:,.0f} views/s; end to end {d['end_to_end_rate']:,.0f} views/s of the test set "
               f"(pictures x views / run seconds). The passes made would take {d['forward_made_s']:.1f} s of pure "
               f"forward, the distinct pictures' {d['forward_needed_s']:.1f} s: end to end / forward = "
