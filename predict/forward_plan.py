@@ -100,10 +100,11 @@ def build_plan(digests, first_image, answered, forward_answered, capacity=None, 
         admitted = np.zeros(len(counts), dtype=bool)
         if capacity is None or peak_needed <= capacity:
             admitted[repeated] = True
+            kept, peak_rows = repeated, peak_needed
         else:
             admitted[repeated] = admitted_groups(first_at[repeated], last_at[repeated], capacity)
-        kept = repeated[admitted[repeated]]
-        peak_rows = peak_live(first_at[kept], last_at[kept])
+            kept = repeated[admitted[repeated]]
+            peak_rows = peak_live(first_at[kept], last_at[kept])
         group_of_unique = np.full(len(counts), -1, dtype=np.int32)
         group_of_unique[kept] = np.arange(len(kept), dtype=np.int32)
         is_first = np.arange(len(candidates)) == first_at[inverse]

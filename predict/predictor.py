@@ -119,10 +119,11 @@ class Md5Override:
         if self.kind == "none" or not len(digests):
             return {}
         overrides = {}
-        for position, found in enumerate((self.table.find(digests) if found is None else found).tolist()):
-            if found < 0:
+        positions = self.table.find(digests) if found is None else found
+        for position, at in enumerate(positions.tolist()):
+            if at < 0:
                 continue
-            entry = self.table.entry(found)  # {category_id: count}, first seen first
+            entry = self.table.entry(at)  # {category_id: count}, first seen first
             if self.kind == "unique" and len(entry) > 1:
                 continue
             labels = labels_of(self.categories, list(entry), self.cate_level)
