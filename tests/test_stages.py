@@ -5,13 +5,18 @@ scripts) and of hand-made headers are compared byte for byte with tests/data/sta
 were written by the bash planner before the move to Python (regenerate them only on purpose:
 `python -m tests.test_stages --write`). The rest test the planner in-process.
 """
+import contextlib
+import functools
+import io
 import os
 import re
 import shlex
 import sys
+from unittest import mock
 
 import pytest
 
+from cli import runner
 from cli.runner import UserError
 from tests.helpers import REPO_ROOT, run
 from tests.train_helpers import TINY_SETTINGS, flags_of, model_script
@@ -102,8 +107,72 @@ def clean_environment():
     return {k: None for k in os.environ if k in PLANNER_VARIABLES or k.startswith(("STAGE_", "VARIANT_"))}
 
 
-def run_case(script, folder, changes, holds):
-    """The normalised record of one case: its environment, stdout, stderr and exit code."""
+# Stands in for the `python` that train/run_model.sh execs: it records the planner's argv, folder and
+# environment, and the test runs train.stages with them in-process (a Python start per case made the dry-run
+# tests the suite's slowest file). Every shell step, the model script's header, run_model.sh and
+# run_variants.sh, still runs for real; the slow tests run the real `python` too.
+RECORDING_PYTHON = """#!/bin/sh
+i=0
+while [ -e "$PLANNER_CALLS/$i.env" ]; do i=$((i + 1)); done
+printf '%s\\0' "$@" > "$PLANNER_CALLS/$i.argv"
+printf '%s' "$PWD" > "$PLANNER_CALLS/$i.cwd"
+env -0 > "$PLANNER_CALLS/$i.env"
+"""
+
+
+def read_nul_separated(path):
+    with open(path) as fh:
+        return fh.read().split("\0")[:-1]
+
+
+def planner_in_process(argv, env, cwd):
+    """stdout, stderr and exit code of `python -m train.stages ARGV` run by run_cli in this process."""
+    out, err = io.StringIO(), io.StringIO()
+    previous = os.getcwd()
+    os.chdir(cwd)
+
+    def no_training(*args):
+        raise AssertionError("a dry-run case reached the training")
+
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), \
+                mock.patch.object(runner, "setup_logging", lambda *a, **k: None), \
+                mock.patch.object(stages, "run_stages", no_training):
+            try:
+                runner.run_cli(functools.partial(stages.main, env=env), argv)
+            except SystemExit as exit_:
+                code = exit_.code
+    finally:
+        os.chdir(previous)
+    return out.getvalue(), err.getvalue(), code
+
+
+def run_recorded(script, env, calls):
+    """The script run with RECORDING_PYTHON as `python`, then each planner call it made replayed in turn
+    (as the real run, a failed call ends it): stdout, stderr, exit code."""
+    os.makedirs(calls)
+    with open(os.path.join(calls, "python"), "w") as fh:
+        fh.write(RECORDING_PYTHON)
+    os.chmod(os.path.join(calls, "python"), 0o755)
+    path = os.pathsep.join([calls, os.path.dirname(sys.executable), os.environ.get("PATH", "")])
+    result = run(script, **env, PATH=path, PLANNER_CALLS=calls, timeout=60)
+    stdout, stderr, code = result.stdout, result.stderr, result.returncode
+    call = 0
+    while code == 0 and os.path.exists(os.path.join(calls, f"{call}.env")):
+        argv = read_nul_separated(os.path.join(calls, f"{call}.argv"))
+        assert argv[:2] == ["-m", "train.stages"], argv  # the scripts start no other Python
+        planner_env = dict(item.split("=", 1) for item in read_nul_separated(os.path.join(calls, f"{call}.env")))
+        del planner_env["PLANNER_CALLS"]
+        planner_env["PATH"] = path.split(os.pathsep, 1)[1]  # as the real `python` would see it
+        with open(os.path.join(calls, f"{call}.cwd")) as fh:
+            out, err, code = planner_in_process(argv[2:], planner_env, fh.read())
+        stdout, stderr, call = stdout + out, stderr + err, call + 1
+    return stdout, stderr, code
+
+
+def run_case(script, folder, changes, holds, in_process=False):
+    """The normalised record of one case: its environment, stdout, stderr and exit code; with `in_process`,
+    the planner runs in this process (run_recorded)."""
     changes, root = dict(changes), folder
     if changes.pop("QUOTED", None):
         folder = os.path.join(folder, "my dir's")
@@ -115,18 +184,23 @@ def run_case(script, folder, changes, holds):
     env = dict(clean_environment(), DRY_RUN="1", DATA_DIR=os.path.join(folder, "data"),
                MODEL_DIR=os.path.join(folder, "models"), PRETRAINED_DIR=os.path.join(folder, "pretrained"))
     env.update(changes)
-    result = run(script, **env, timeout=60)
-    out = (result.stdout + "--- stderr\n" + result.stderr + f"--- exit {result.returncode}\n")
+    if in_process:
+        stdout, stderr, code = run_recorded(script, env, root.rstrip("/") + ".calls")
+    else:
+        result = run(script, **env, timeout=60)
+        stdout, stderr, code = result.stdout, result.stderr, result.returncode
+    out = stdout + "--- stderr\n" + stderr + f"--- exit {code}\n"
     return out.replace(root, "$TMP").replace(REPO_ROOT, "$REPO")
 
 
-def render(script, tmp_root, cases=CASES):
+def render(script, tmp_root, cases=CASES, in_process=False):
     """Every case of `script`, in one text."""
     blocks = []
     for i, (label, changes, holds) in enumerate(cases):
         shown = " ".join(f"{k}={shlex.quote(v)}" for k, v in changes.items())
         header = f"=== {label}: {shown or '(no settings)'}; on disk: {', '.join(holds) or 'nothing'}\n"
-        blocks.append(header + run_case(script, os.path.join(str(tmp_root), f"case{i:02d}"), changes, holds))
+        folder = os.path.join(str(tmp_root), f"case{i:02d}")
+        blocks.append(header + run_case(script, folder, changes, holds, in_process))
     return "".join(blocks)
 
 
@@ -193,7 +267,7 @@ HEADER_CASES = [
 ]
 
 
-def render_headers(tmp_root):
+def render_headers(tmp_root, in_process=False):
     blocks = []
     for i, (label, stages, default_stages, settings, only_env) in enumerate(HEADERS):
         folder = os.path.join(str(tmp_root), f"header{i:02d}")
@@ -210,7 +284,7 @@ def render_headers(tmp_root):
         for j, (case_label, changes, holds) in enumerate(cases):
             shown = " ".join(f"{k}={shlex.quote(v)}" for k, v in changes.items())
             blocks.append(f"=== {case_label}: {shown or '(no settings)'}; on disk: {', '.join(holds) or 'nothing'}\n")
-            output = run_case(script, os.path.join(folder, f"case{j}"), changes, holds)
+            output = run_case(script, os.path.join(folder, f"case{j}"), changes, holds, in_process)
             blocks.append(output.replace(folder, "$SCRIPT_DIR"))
     return "".join(blocks)
 
@@ -232,37 +306,59 @@ class _Path(str):
 HEADERS_FIXTURE = os.path.join(FIXTURES, "headers.txt")
 
 
-# The cases the fast suite runs for every script (about 8 s); the slow suite runs all of them (about 70 s:
-# each case starts bash twice and Python once).
-FAST_CASES = [case for case in CASES if case[0] in {
-    "default, nothing on disk", "default, inputs there", "GPUS=0", "STAGES=all", "LOAD_EPOCH=13 STAGES=all",
-    "an earlier run's checkpoints", "machine settings", "BN_GROUPS empty"}]
-
-
 def blocks_of(text):
     """{case header line: its block} of a rendered or fixture text."""
     parts = re.split(r"^(?==== )", text, flags=re.M)
     return {part.split("\n", 1)[0]: part for part in parts if part}
 
 
+# The cases the fast suite runs for every script with the planner in-process (the slow suite runs all of
+# them end to end).
+FAST_CASES = [case for case in CASES if case[0] in {
+    "default, nothing on disk", "default, inputs there", "GPUS=0", "STAGES=all", "LOAD_EPOCH=13 STAGES=all",
+    "an earlier run's checkpoints", "machine settings", "BN_GROUPS empty", "a real run, nothing on disk"}]
+
+
 @pytest.mark.parametrize("script", SCRIPTS)
 def test_dry_runs_of_the_model_scripts_in_the_main_cases_are_unchanged(script, tmp_path):
     with open(fixture_path(script)) as fh:
         expected = blocks_of(fh.read())
-    got = blocks_of(render(script, tmp_path, FAST_CASES))
+    got = blocks_of(render(script, tmp_path, FAST_CASES, in_process=True))
     assert len(got) == len(FAST_CASES)
+    assert got == {header: expected[header] for header in got}
+
+
+def test_dry_runs_of_hand_made_headers_are_unchanged(tmp_path):
+    with open(HEADERS_FIXTURE) as fh:
+        expected = fh.read()
+    assert render_headers(tmp_path, in_process=True) == expected
+
+
+# End to end, with the real `python` (each case starts bash twice and Python once): a few cases of a few
+# scripts in the fast suite, every case of every script in the slow one.
+END_TO_END_CASES = [case for case in CASES if case[0] in {
+    "default, inputs there", "LOAD_EPOCH=13 STAGES=all", "a real run, checkpoints but no inputs"}]
+
+
+@pytest.mark.parametrize("script", ["train/M07.sh", "train/demo/D01.sh", "train/experiments/dropout/run.sh"])
+def test_dry_runs_end_to_end_in_the_main_cases_are_unchanged(script, tmp_path):
+    with open(fixture_path(script)) as fh:
+        expected = blocks_of(fh.read())
+    got = blocks_of(render(script, tmp_path, END_TO_END_CASES))
+    assert len(got) == len(END_TO_END_CASES)
     assert got == {header: expected[header] for header in got}
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("script", SCRIPTS)
-def test_dry_runs_of_the_model_scripts_are_unchanged(script, tmp_path):
+def test_dry_runs_end_to_end_are_unchanged(script, tmp_path):
     with open(fixture_path(script)) as fh:
         expected = fh.read()
     assert render(script, tmp_path) == expected
 
 
-def test_dry_runs_of_hand_made_headers_are_unchanged(tmp_path):
+@pytest.mark.slow
+def test_dry_runs_of_hand_made_headers_end_to_end_are_unchanged(tmp_path):
     with open(HEADERS_FIXTURE) as fh:
         expected = fh.read()
     assert render_headers(tmp_path) == expected
