@@ -537,6 +537,14 @@ def extrapolation_rows(large, small=None, target_models=ORIGINAL_MODELS):
                  large["store_bytes"] / s * grow / 1e9, "/ scale x M/m"))
     rows.append(("predict.ensemble (s)", large["ensemble"]["wall_s"], large["ensemble"]["wall_s"] / s,
                  large["ensemble"]["wall_s"] / s * grow, "/ scale x M/m"))
+    if not memory_cache and large.get("spill_peak_rows"):
+        # a row holds each model's float32 image means (predict.repeat_spill); the rows live at once grow with
+        # the pictures, the row with the models
+        row_bytes = 4 * large["classes"]
+        rows.append(("repeated pictures' file at its peak, on disk (GB)", large["spill_peak_rows"] * row_bytes * m / 1e9,
+                     large["spill_peak_rows"] / s * row_bytes * m / 1e9,
+                     large["spill_peak_rows"] / s * row_bytes * M / 1e9,
+                     f"rows live at once / scale x models x {large['classes']:,} classes x 4 B"))
     # the run's cache budget in the memory figures: grown with the pictures when they are extrapolated
     cache_bytes_run = (large["reuse_cache_mb"] or 0) * 2 ** 20 / (s if small is not None else 1)
     names = list(dict.fromkeys(p["name"] for p in large["processes"])) + ["predict.ensemble"]

@@ -127,3 +127,14 @@ def test_with_the_repeats_on_disk_the_predictors_memory_does_not_grow_with_model
     assert rows["predictor (predict.predict): anonymous (GB)"] == pytest.approx(0.4)
     assert rows["predictor (predict.predict) peak RSS (GB)"] == pytest.approx((400e6 + 300e6) / 1e9)
     assert rows["store (GB)"] == pytest.approx(1e9 / 0.5 * 7 / 1e9)  # the store itself still grows as M/m
+
+
+def test_the_repeated_pictures_file_grows_with_the_pictures_and_the_models():
+    large = dict(figures(0.5, anon=400e6, file_backed=300e6, store_bytes=1e9), reuse_cache_mb=None,
+                 spill_peak_rows=1000, classes=5270)
+    rows = {name: (measured, full, target) for name, measured, full, target, _ in bench.extrapolation_rows(large)}
+    row_bytes = 4 * 5270  # one model's float32 means
+    assert rows["repeated pictures' file at its peak, on disk (GB)"] == pytest.approx(
+        (1000 * row_bytes * 2 / 1e9, 2000 * row_bytes * 2 / 1e9, 2000 * row_bytes * 14 / 1e9))
+    in_memory = dict(large, reuse_cache_mb=10)  # the cache's code had no such file
+    assert not any(name.startswith("repeated pictures' file") for name, *_ in bench.extrapolation_rows(in_memory))
