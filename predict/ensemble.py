@@ -8,8 +8,9 @@ predict.predict writes: OUTPUT (all models, m0) and OUTPUT's .e{k}.m0 / .e{k}.m1
 of --ensembles, with any --md5-dict-type; on labelled products it prints the accuracy of
 each. The reduction is predict.predict's own code (predict.predictor.image_ensembles and
 product_classes); each class outside an image's top K gets the geometric mean of those
-classes' probabilities (predict.probability.from_top_k), so the categories agree with a
-direct run on almost every product (measured in the README against K).
+classes' probabilities (predict.probability.from_top_k), and the classes the MD5 dictionary
+names for a product's pictures are kept exactly (predict.prob_store), so the categories agree
+with a direct run on almost every product (measured in docs/benchmarks.md against K).
 
 It needs no MXNet: a sweep over override types or ensembles costs seconds, not a prediction.
 """

@@ -113,6 +113,17 @@ class Md5Override:
         answered[found >= 0] = judged[where]
         return answered
 
+    def named_classes(self, digests, found=None):
+        """The classes the dictionary names for any of a product's pictures (whatever the override kind: the
+        store serves them all), each entry's most counted first, in picture order, without repeats."""
+        named = []
+        positions = self.table.find(digests) if found is None else found
+        for at in positions[positions >= 0].tolist():
+            entry = self.table.entry(at)  # {category_id: count}
+            by_count = sorted(entry, key=entry.get, reverse=True)  # stable: first seen first among equals
+            named.extend(int(c) for c in labels_of(self.categories, by_count, self.cate_level) if c >= 0)
+        return np.asarray(list(dict.fromkeys(named)), dtype=np.int64)
+
     def __call__(self, digests, found=None):
         """{image position: override probability} for the images of one product; `found`: the table's
         `find(digests)`, when already known (the forward plan's)."""
@@ -468,7 +479,8 @@ class Predictor:
             overrides = self.md5_override(prepared.digests, found)
         self.images_overridden += len(overrides)
         if self.store is not None:
-            self.store.write(pending.row, pending.means, prepared.valid, prepared.digests, pending.features)
+            named = None if self.md5_override is None else self.md5_override.named_classes(prepared.digests, found)
+            self.store.write(pending.row, pending.means, prepared.valid, prepared.digests, pending.features, named)
         digests = prepared.digests if self.product_unique_md5 else None
         image_probs = image_ensembles(pending.means, prepared.valid, overrides, self.ensemble_sizes, digests)
         if image_probs is None:  # no usable picture and no dictionary entry: nothing to go on

@@ -10,7 +10,9 @@ a JSON meta file:
   per image:   image_product (its product's _id), image_index (within the product), md5 (S16),
                decoded (False: the picture could not be decoded, it has no model probabilities);
   per model and image: top_class / top_log_prob, the K largest image means (views averaged) as
-               class ids and float16 natural logs of the probabilities (precise to 0.05% near 1 and 1.5% near 1e-20: see probability.top_k), largest first; rest, the mass of the
+               class ids and float16 natural logs of the probabilities (precise to 0.05% near 1 and 1.5% near 1e-20: see probability.top_k), largest first; among them, whatever their
+               probability, up to K // 2 classes the run's MD5 dictionary names for any picture of the
+               product (older stores kept only the largest); rest, the mass of the
                other classes (float32); tail_log_mean, the mean log of their positive
                probabilities (float16), which stands for each of them when rebuilding.
 The store serves every MD5 override type, so a run that writes it forwards the pictures the
@@ -163,13 +165,16 @@ class StoreWriter:
         """A batch of model `model_index`'s features as computed, before any of them is written."""
         self.encoders[model_index].observe(batch)
 
-    def write(self, row, means, decoded, digests, features=None):
+    def write(self, row, means, decoded, digests, features=None, named_classes=None):
         """Product `row` of the range: `means` (models, its images, C) image means, `decoded` per image;
-        `features`: per model, (views, its images, D) float32 (zeros for an undecoded picture). Kept until
+        `features`: per model, (views, its images, D) float32 (zeros for an undecoded picture);
+        `named_classes`: the classes the MD5 dictionary names for its pictures, which every picture of the
+        product keeps among its K whatever their probability (at most K // 2 of them, the first). Kept until
         WRITE_IMAGES pictures wait, then reduced to their top K together: per product, the dozen numpy
         calls of the reduction cost more than the reduction itself."""
         if len(decoded):
-            self.waiting.append((int(self.first_image[row]), means, decoded, digests, features))
+            named = np.zeros(0, np.int64) if named_classes is None else np.asarray(named_classes)[:self.top_k // 2]
+            self.waiting.append((int(self.first_image[row]), means, decoded, digests, features, named))
             self.waiting_images += len(decoded)
             if self.waiting_images >= WRITE_IMAGES:
                 self._write_waiting()
@@ -179,10 +184,16 @@ class StoreWriter:
         if not self.waiting:
             return
         means = np.concatenate([entry[1] for entry in self.waiting], axis=1)  # (models, pictures, C)
-        kept = [values.reshape(means.shape[0], means.shape[1], *values.shape[1:])
-                for values in probability.top_k(means.reshape(-1, means.shape[-1]), self.top_k)]
+        named = np.full((means.shape[1], max(len(entry[5]) for entry in self.waiting)), -1, np.int64)
         offset = 0
-        for at, _, decoded, digests, features in self.waiting:
+        for entry in self.waiting:  # each picture of a product keeps its product's named classes
+            named[offset:offset + len(entry[2]), :len(entry[5])] = entry[5]
+            offset += len(entry[2])
+        named = np.broadcast_to(named, (means.shape[0], *named.shape)).reshape(means.shape[0] * len(named), -1)
+        kept = [values.reshape(means.shape[0], means.shape[1], *values.shape[1:])
+                for values in probability.top_k(means.reshape(-1, means.shape[-1]), self.top_k, named)]
+        offset = 0
+        for at, _, decoded, digests, features, _ in self.waiting:
             count = len(decoded)
             for name, values in zip(MODEL_ARRAYS, kept):
                 self.arrays[name][:, at:at + count] = values[:, offset:offset + count]

@@ -82,18 +82,28 @@ def md5_answers(num_labels, kind):
     return kind != "none" and num_labels > 0 and not (kind == "unique" and num_labels > 1)
 
 
-def top_k(probs, k):
+def top_k(probs, k, kept=None):
     """(n, C) probabilities -> what the probability store keeps of each row, the largest first:
     class ids (n, k); float16 natural logs of their probabilities (n, k); the remaining mass (n,)
     float32; and the mean log of the other classes' positive probabilities (n,) float16, -inf when
     every other class is zero (float32 underflow).
+
+    `kept` (n, F) class ids, -1 for none (F < k): classes each row keeps whatever their probability, the
+    largest others filling the rest. The store keeps there the classes the MD5 dictionary names for a
+    product's pictures: where overrides disagree, or meet a class the network gave 0, the product's category
+    is decided by exactly those probabilities, which the tail's mean cannot stand for.
 
     Logs, not the probabilities: in the same two bytes a probability keeps a relative precision of
     0.05% near 1, 0.4% near 1e-4 and 1.5% near 1e-20, where a float16 probability is zero (it flushes
     everything under 6e-8), yet the product over pictures (m0) is decided there whenever confident
     pictures disagree."""
     k = min(k, probs.shape[1])
-    ids = np.argpartition(-probs, k - 1, axis=1)[:, :k]
+    priority = probs
+    if kept is not None and (kept >= 0).any():
+        rows, columns = np.nonzero(kept >= 0)
+        priority = probs.copy()
+        priority[rows, kept[rows, columns]] = 2.0  # above any probability
+    ids = np.argpartition(-priority, k - 1, axis=1)[:, :k]
     values = np.take_along_axis(probs, ids, axis=1)
     order = np.argsort(-values, axis=1, kind="stable")
     ids, values = np.take_along_axis(ids, order, axis=1), np.take_along_axis(values, order, axis=1)

@@ -13,6 +13,7 @@ import pytest
 from data import bson_md5_dict
 from cli.runner import UserError
 from predict import ensemble, predict, prob_store, probability
+from predict.predictor import image_ensembles, make_variants, product_classes
 from predict.submission import read_submission
 from tests.flat_models import SIZE, save_flat_model
 from tests.helpers import product, run, write_bson, write_category_csv
@@ -175,6 +176,83 @@ def test_top_k_keeps_small_probabilities_and_zeros_only_where_the_network_gave_t
     np.testing.assert_allclose(dense[0, 3:], 1e-20, rtol=2e-2)  # the zero of class 4: never a spurious zero ...
     assert (dense[1, 3:] == 0).all()  # ... but where every other class was zero, they stay zero
     np.testing.assert_allclose(dense.sum(axis=1), probs.sum(axis=1), rtol=1e-3)
+
+
+def test_top_k_keeps_the_named_classes_whatever_their_probability():
+    rng = np.random.default_rng(0)
+    probs = rng.dirichlet(np.ones(40), size=3).astype(np.float32)
+    probs[0, 7] = 0.0        # a class the network gave 0 (float32 underflow)
+    probs[1, 9] = 1e-30      # one far below the top
+    kept = np.array([[7, -1], [9, 7], [-1, -1]])
+    ids, logs, rest, tail_log_mean = probability.top_k(probs, 5, kept)
+    plain = probability.top_k(probs, 5)
+    assert 7 in ids[0] and {7, 9} <= set(ids[1].tolist())
+    assert ids[2].tolist() == plain[0][2].tolist()  # a row without named classes: the top 5
+    assert set(ids[0].tolist()) - {7} <= set(plain[0][0].tolist())  # the others: the largest
+    values = np.exp(logs.astype(np.float32))
+    assert (np.diff(values, axis=1) <= 0).all()  # still the largest first
+    dense = probability.from_top_k(ids, logs, tail_log_mean, 40)
+    assert dense[0, 7] == 0.0 and probability.from_top_k(*[a for a in plain[:2]], plain[3], 40)[0, 7] > 0
+    np.testing.assert_allclose(dense[1, 9], 1e-30, rtol=2e-2)
+    np.testing.assert_allclose(rest + np.exp(logs.astype(np.float64)).sum(axis=1), probs.sum(axis=1), rtol=1e-3)
+
+
+def overridden_products():
+    """Two products of one model over 40 classes whose category the MD5 overrides and the network's smallest
+    probabilities decide, as a direct run sees them: (means (1, pictures, C), overrides {picture: one-hot},
+    the named classes). m0: one picture answered (class 30), the other gave class 30 exactly 0, so every class
+    scores -inf and the original takes class 0. m1: two pictures answered by different classes (30, 35) tie
+    at 1.0, broken by the third picture's probabilities of them, far outside its top classes."""
+    rng = np.random.default_rng(1)
+    one_hot = {c: np.eye(40, dtype=np.float64)[c] for c in (30, 35)}
+    zero = rng.dirichlet(np.ones(40), size=(1, 2))
+    zero[0, 1, 30] = 0.0
+    tie = rng.dirichlet(np.ones(40), size=(1, 3))
+    tie[0, 2, :] = np.r_[np.full(20, 0.05 - 1e-4), np.full(20, 1e-6)]  # the top 20 hold nearly all
+    tie[0, 2, 30], tie[0, 2, 35] = 1e-7, 4e-7
+    return [(zero.astype(np.float32), {0: one_hot[30]}, [30]),
+            (tie.astype(np.float32), {0: one_hot[30], 1: one_hot[35]}, [30, 35])]
+
+
+def test_the_named_classes_make_the_store_decide_as_the_direct_run():
+    variants = make_variants(1, [1])  # m0 of the model, e1.m0, e1.m1
+    directs = []
+    for means, overrides, named in overridden_products():
+        decoded = np.ones(means.shape[1], bool)
+        direct = product_classes(image_ensembles(means, decoded, overrides, [1]), variants)
+        directs.append(direct)
+
+        def from_store(kept):
+            ids, logs, _, tail = probability.top_k(means[0], 10, kept)
+            dense = probability.from_top_k(ids, logs, tail, 40)[None]
+            return product_classes(image_ensembles(dense, decoded, overrides, [1]), variants)
+
+        assert from_store(np.tile(named, (means.shape[1], 1))) == direct
+        assert from_store(None) != direct  # the top 10 alone: the tail's mean decides otherwise
+    assert directs[0][0] == 0 and directs[1][2] == 35  # m0: all -inf, class 0; m1: 1 + 4e-7 beats 1 + 1e-7
+
+
+def test_the_writer_keeps_each_products_named_classes_for_every_picture(tmp_path):
+    from data.bson_index import BsonIndex
+    from tests.helpers import make_jpeg
+    docs = [product(1, [make_jpeg(1, size=8), make_jpeg(2, size=8)], None), product(2, [make_jpeg(3, size=8)], None)]
+    index = BsonIndex.open(write_bson(tmp_path / "t.bson", docs), progress=False)
+    writer = prob_store.StoreWriter(str(tmp_path / "store"), index, 0, 2, 40, ["m"], 4,
+                                    {"multi_view": 1, "cate_level": 3})
+    means = np.random.default_rng(0).dirichlet(np.ones(40), size=(1, 3)).astype(np.float32)
+    means[0, 0, 30] = 0.0
+    means[0, 1, 31] = 1e-9
+    named = [np.array([30, 31, 32]), np.array([])]  # at most K // 2 = 2 are kept: 30 and 31
+    for row, pictures in enumerate((slice(0, 2), slice(2, 3))):
+        count = pictures.stop - pictures.start
+        writer.write(row, means[:, pictures], np.ones(count, bool), [b"x" * 16] * count, None, named[row])
+    writer.commit()
+    top = prob_store.Store(str(tmp_path / "store")).ranges[0].array("top_class")[0]
+    assert all({30, 31} <= set(row.tolist()) and 32 not in row.tolist() for row in top[:2])
+    assert top[2].tolist() == probability.top_k(means[0, 2:], 4)[0][0].tolist()  # nothing named: the top 4
+    rebuilt = prob_store.Store(str(tmp_path / "store")).model_rows(0, 2)
+    assert rebuilt[0, 0, 30] == 0.0 and rebuilt[0, 1, 30] == pytest.approx(means[0, 1, 30], rel=2e-2)
+    assert rebuilt[0, 1, 31] == pytest.approx(1e-9, rel=2e-2)
 
 
 def test_agreement_grows_with_k(setup):

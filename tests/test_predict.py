@@ -247,6 +247,32 @@ def test_level1_overrides_set_sub_class_ids():
     np.testing.assert_allclose(l1([shared])[0], [2 / 3, 0.0])
 
 
+def test_the_store_keeps_the_classes_the_dictionary_names_for_a_products_pictures():
+    categories = Categories([1000, 1001, 1002], ["a"] * 3, ["b"] * 3, ["c0", "c1", "c2"])
+    shared, known, unknown = b"s" * 16, b"k" * 16, b"u" * 16
+    entries = {shared: [1000, 1002, 1002, 4242], known: [1001]}  # 4242: not in the CSV, not a class
+    for kind in ("unique", "majority", "l1"):  # whatever the run's kind: the store serves every kind
+        override = _override(entries, kind, categories)
+        assert override.named_classes([unknown, shared, known, known]).tolist() == [2, 0, 1]  # most counted first
+        assert override.named_classes([unknown]).tolist() == []
+
+    class Recorder:
+        feature_dims = None  # no features kept
+
+        def __init__(self):
+            self.named = []
+
+        def write(self, row, means, decoded, digests, features, named):
+            self.named.append((row, named.tolist()))
+
+    predictor = Predictor([TableModel([[0.5, 0.5, 0.0]])], 3, 3, make_variants(1, []), 10, 2,
+                          _override(entries, "unique", categories), store=Recorder())
+    for item in (prepared(10, [0, 0], digests=[unknown, known]), prepared(11, [0], digests=[unknown])):
+        predictor.add(item)
+    predictor.flush()
+    assert sorted(predictor.store.named) == [(0, [1]), (1, [])]
+
+
 def test_md5_override_replaces_a_known_picture():
     model = TableModel([[0.8, 0.2]])
     known, unknown, conflicted = b"k" * 16, b"u" * 16, b"c" * 16
