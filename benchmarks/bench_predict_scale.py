@@ -409,7 +409,8 @@ def run_scale(args, scale):
                "ensemble": dataclasses.asdict(ensemble_processes[0]) | {"wall_s": ensemble_processes[0].wall_s},
                "store_bytes": store_bytes, "forward_views_per_s": per_model,
                "forward_together_views_per_s": statistics.median(together),
-               "forward_samples": len(rates), "load_average": [load_before, load_after], **logged}
+               "forward_samples": len(rates), "load_average": [load_before, load_after],
+               "agreement": output_agreement(run_dir), **logged}
     if not args.keep_outputs:
         shutil.rmtree(run_dir)
     return figures
@@ -492,7 +493,27 @@ def process_table(f):
               f"{d['forward_made_s'] / f['run_s']:.2f} of the passes made, {d['forward_needed_s'] / f['run_s']:.2f} "
               f"of the distinct pictures' (target >= 0.9). The predictor logged {f['forward_share']:.0%} of its run "
               f"in forward passes."]
+    if f.get("agreement"):
+        lines += ["", "| output | products the store's ensemble gives the direct run's category |", "|---|---:|"]
+        lines += [f"| {tag} | {same:,} of {total:,} ({same / total:.2%}) |" for tag, (same, total) in f["agreement"].items()]
     return "\n".join(lines)
+
+
+def output_agreement(run_dir):
+    """{output: [products with the same category, products]} of the direct run's outputs (predict*.csv) against
+    predict.ensemble's from the store (ensemble*.csv), product by product."""
+    import pandas as pd
+    found = {}
+    for name in sorted(os.listdir(run_dir)):
+        if not (name.startswith("predict") and name.endswith(".csv")):
+            continue
+        direct = pd.read_csv(os.path.join(run_dir, name))
+        from_store = pd.read_csv(os.path.join(run_dir, "ensemble" + name[len("predict"):]))
+        if not np.array_equal(direct["_id"].values, from_store["_id"].values):
+            raise ValueError(f"{name}: the two runs list other products")
+        same = int((direct["category_id"].values == from_store["category_id"].values).sum())
+        found[name[len("predict"):-len(".csv")].lstrip(".") or "main (all models, m0)"] = [same, len(direct)]
+    return found
 
 
 def to_full(small, large, key_of):

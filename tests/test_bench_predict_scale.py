@@ -138,3 +138,15 @@ def test_the_repeated_pictures_file_grows_with_the_pictures_and_the_models():
         (1000 * row_bytes * 2 / 1e9, 2000 * row_bytes * 2 / 1e9, 2000 * row_bytes * 14 / 1e9))
     in_memory = dict(large, reuse_cache_mb=10)  # the cache's code had no such file
     assert not any(name.startswith("repeated pictures' file") for name, *_ in bench.extrapolation_rows(in_memory))
+
+
+def test_the_outputs_of_both_runs_are_compared_product_by_product(tmp_path):
+    for prefix, categories in (("predict", [5, 6, 7]), ("ensemble", [5, 9, 7])):
+        for tag in ("", ".e1.m1"):
+            (tmp_path / f"{prefix}{tag}.csv").write_text(
+                "_id,category_id\n" + "".join(f"{i},{c}\n" for i, c in enumerate(categories)))
+    (tmp_path / "ensemble.e1.m1.csv").write_text("_id,category_id\n0,5\n1,6\n2,7\n")
+    assert bench.output_agreement(str(tmp_path)) == {"main (all models, m0)": [2, 3], "e1.m1": [3, 3]}
+    (tmp_path / "ensemble.csv").write_text("_id,category_id\n0,5\n2,7\n1,6\n")
+    with pytest.raises(ValueError, match="other products"):
+        bench.output_agreement(str(tmp_path))
