@@ -502,16 +502,16 @@ def process_table(f):
 def output_agreement(run_dir):
     """{output: [products with the same category, products]} of the direct run's outputs (predict*.csv) against
     predict.ensemble's from the store (ensemble*.csv), product by product."""
-    import pandas as pd
+    from predict.submission import read_submission
     found = {}
     for name in sorted(os.listdir(run_dir)):
         if not (name.startswith("predict") and name.endswith(".csv")):
             continue
-        direct = pd.read_csv(os.path.join(run_dir, name))
-        from_store = pd.read_csv(os.path.join(run_dir, "ensemble" + name[len("predict"):]))
-        if not np.array_equal(direct["_id"].values, from_store["_id"].values):
+        direct_ids, direct = read_submission(os.path.join(run_dir, name))
+        store_ids, from_store = read_submission(os.path.join(run_dir, "ensemble" + name[len("predict"):]))
+        if not np.array_equal(direct_ids, store_ids):
             raise ValueError(f"{name}: the two runs list other products")
-        same = int((direct["category_id"].values == from_store["category_id"].values).sum())
+        same = int((direct == from_store).sum())
         found[name[len("predict"):-len(".csv")].lstrip(".") or "main (all models, m0)"] = [same, len(direct)]
     return found
 

@@ -113,37 +113,43 @@ class Md5Override:
         answered[found >= 0] = judged[where]
         return answered
 
-    def named_classes(self, digests, found=None):
-        """The classes the dictionary names for any of a product's pictures (whatever the override kind: the
-        store serves them all), each entry's most counted first, in picture order, without repeats."""
-        named = []
-        positions = self.table.find(digests) if found is None else found
-        for at in positions[positions >= 0].tolist():
-            entry = self.table.entry(at)  # {category_id: count}
-            by_count = sorted(entry, key=entry.get, reverse=True)  # stable: first seen first among equals
-            named.extend(int(c) for c in labels_of(self.categories, by_count, self.cate_level) if c >= 0)
-        return np.asarray(list(dict.fromkeys(named)), dtype=np.int64)
-
-    def __call__(self, digests, found=None):
-        """{image position: override probability} for the images of one product; `found`: the table's
-        `find(digests)`, when already known (the forward plan's)."""
-        if self.kind == "none" or not len(digests):
-            return {}
-        overrides = {}
+    def lookup(self, digests, found=None, named=False):
+        """(overrides, named classes) of one product's pictures, each dictionary entry read once: overrides
+        {image position: override probability}; with `named`, the classes the dictionary names for any of the
+        pictures, whatever the override kind (the probability store serves them all), each entry's most counted
+        first, in picture order, without repeats (else None). `found`: the table's `find(digests)`, when
+        already known (the forward plan's)."""
+        overrides, named_classes = {}, [] if named else None
+        if not len(digests) or (self.kind == "none" and not named):
+            return overrides, None if named_classes is None else np.zeros(0, np.int64)
         positions = self.table.find(digests) if found is None else found
         for position, at in enumerate(positions.tolist()):
             if at < 0:
                 continue
             entry = self.table.entry(at)  # {category_id: count}, first seen first
-            if self.kind == "unique" and len(entry) > 1:
+            overridden = not (self.kind == "none" or (self.kind == "unique" and len(entry) > 1))
+            if not (overridden or named):
                 continue
             labels = labels_of(self.categories, list(entry), self.cate_level)
             known = labels >= 0  # a category missing from the CSV cannot be predicted
-            vector = probability.md5_override(labels[known], np.asarray(list(entry.values()))[known],
-                                              self.num_classes, self.kind)
+            counts = np.asarray(list(entry.values()))
+            if named:
+                most_first = np.argsort(-counts, kind="stable")  # first seen first among equal counts
+                named_classes.extend(labels[most_first][known[most_first]].tolist())
+            if not overridden:
+                continue
+            vector = probability.md5_override(labels[known], counts[known], self.num_classes, self.kind)
             if vector is not None:
                 overrides[position] = vector
-        return overrides
+        return overrides, None if named_classes is None else np.asarray(list(dict.fromkeys(named_classes)), np.int64)
+
+    def named_classes(self, digests, found=None):
+        """The classes the dictionary names for any of a product's pictures (`lookup`'s)."""
+        return self.lookup(digests, found, named=True)[1]
+
+    def __call__(self, digests, found=None):
+        """{image position: override probability} for the images of one product (`lookup`'s)."""
+        return self.lookup(digests, found)[0]
 
 
 def image_ensembles(model_probs, decoded, overrides, ensemble_sizes, digests=None):
@@ -472,14 +478,14 @@ class Predictor:
         prepared = pending.prepared
         if self.mosaic_models:
             self._apply_mosaic(pending)
-        overrides = {}
+        overrides, named = {}, None
         if self.md5_override is not None:
             found = None if self.plan is None or self.plan.found is None else \
                 self.plan.found[pending.first_image:pending.first_image + prepared.num_images]
-            overrides = self.md5_override(prepared.digests, found)
+            # the store keeps the classes the dictionary names, read in the same pass as the overrides
+            overrides, named = self.md5_override.lookup(prepared.digests, found, named=self.store is not None)
         self.images_overridden += len(overrides)
         if self.store is not None:
-            named = None if self.md5_override is None else self.md5_override.named_classes(prepared.digests, found)
             self.store.write(pending.row, pending.means, prepared.valid, prepared.digests, pending.features, named)
         digests = prepared.digests if self.product_unique_md5 else None
         image_probs = image_ensembles(pending.means, prepared.valid, overrides, self.ensemble_sizes, digests)

@@ -11,12 +11,13 @@ import numpy as np
 import pytest
 
 from data import bson_md5_dict
+from data.bson_index import BsonIndex
 from cli.runner import UserError
 from predict import ensemble, predict, prob_store, probability
 from predict.predictor import image_ensembles, make_variants, product_classes
 from predict.submission import read_submission
 from tests.flat_models import SIZE, save_flat_model
-from tests.helpers import product, run, write_bson, write_category_csv
+from tests.helpers import make_jpeg, product, run, write_bson, write_category_csv
 
 NUM_CLASSES = 120
 FIRST = 2000
@@ -233,8 +234,6 @@ def test_the_named_classes_make_the_store_decide_as_the_direct_run():
 
 
 def test_the_writer_keeps_each_products_named_classes_for_every_picture(tmp_path):
-    from data.bson_index import BsonIndex
-    from tests.helpers import make_jpeg
     docs = [product(1, [make_jpeg(1, size=8), make_jpeg(2, size=8)], None), product(2, [make_jpeg(3, size=8)], None)]
     index = BsonIndex.open(write_bson(tmp_path / "t.bson", docs), progress=False)
     writer = prob_store.StoreWriter(str(tmp_path / "store"), index, 0, 2, 40, ["m"], 4,
