@@ -15,6 +15,11 @@ a JSON meta file:
                product (older stores kept only the largest); rest, the mass of the
                other classes (float32); tail_log_mean, the mean log of their positive
                probabilities (float16), which stands for each of them when rebuilding.
+  named classes, exactly: named_class (images, W), the first W = meta.json's `named_exact` of those
+               classes (-1: none), and named_prob (models, images, W), their image means in float32 as
+               computed, which replace the float16 values when rebuilding. Where answered pictures of
+               different categories tie, the direct run is decided by the float64 rounding of 1 + a tiny
+               probability, which no float16 log keeps (stores without `named_exact` read as before).
 The store serves every MD5 override type, so a run that writes it forwards the pictures the
 dictionary answers too (repeated pictures are still forwarded once).
 
@@ -46,6 +51,9 @@ _RANGE = re.compile(r"^products-(\d+)-(\d+)$")
 PRODUCT_ARRAYS = ("product_id", "num_images", "category_id")
 IMAGE_ARRAYS = ("image_product", "image_index", "md5", "decoded")
 MODEL_ARRAYS = ("top_class", "top_log_prob", "rest", "tail_log_mean")
+# the named classes whose image means are kept exactly (float32) per picture: Kaggle's products have 1-4 pictures,
+# and the default override (unique) names one class per answered picture
+NAMED_EXACT = 4
 # the run settings that must agree for stores to be combined
 SHARED_SETTINGS = ("num_classes", "multi_view", "cate_level")
 FEATURE_DTYPES = {"float16": np.float16, "uint8": np.uint8}
@@ -129,7 +137,10 @@ class StoreWriter:
                   "decoded": ((num_images,), bool), "top_class": ((num_models, num_images, self.top_k), class_dtype),
                   "top_log_prob": ((num_models, num_images, self.top_k), np.float16),
                   "rest": ((num_models, num_images), np.float32),
-                  "tail_log_mean": ((num_models, num_images), np.float16)}
+                  "tail_log_mean": ((num_models, num_images), np.float16),
+                  "named_class": ((num_images, NAMED_EXACT), class_dtype),
+                  "named_prob": ((num_models, num_images, NAMED_EXACT), np.float32)}
+        self.meta["named_exact"] = NAMED_EXACT
         self.arrays = {name: np.lib.format.open_memmap(os.path.join(self.temp, name + ".npy"), mode="w+",
                                                        dtype=dtype, shape=shape)
                        for name, (shape, dtype) in shapes.items()}
@@ -138,6 +149,7 @@ class StoreWriter:
         self.arrays["category_id"][:] = index.products["category_id"][start:stop] if index.has_labels else -1
         self.arrays["image_product"][:] = np.repeat(product_ids, counts)
         self.arrays["image_index"][:] = np.arange(num_images) - np.repeat(self.first_image, counts)
+        self.arrays["named_class"][:] = -1
         self._remap()  # the per-product and per-image columns just written leave this process's memory
         self.feature_dims = None if feature_dims is None else [int(dim) for dim in feature_dims]
         self.feature_views = feature_views
@@ -169,11 +181,12 @@ class StoreWriter:
         """Product `row` of the range: `means` (models, its images, C) image means, `decoded` per image;
         `features`: per model, (views, its images, D) float32 (zeros for an undecoded picture);
         `named_classes`: the classes the MD5 dictionary names for its pictures, which every picture of the
-        product keeps among its K whatever their probability (at most K // 2 of them, the first). Kept until
+        product keeps among its K whatever their probability (at most K // 2 of them, the first), the first
+        NAMED_EXACT of them also exactly (named_class, named_prob). Kept until
         WRITE_IMAGES pictures wait, then reduced to their top K together: per product, the dozen numpy
         calls of the reduction cost more than the reduction itself."""
         if len(decoded):
-            named = np.zeros(0, np.int64) if named_classes is None else np.asarray(named_classes)[:self.top_k // 2]
+            named = np.zeros(0, np.int64) if named_classes is None else np.asarray(named_classes, np.int64)
             self.waiting.append((int(self.first_image[row]), means, decoded, digests, features, named))
             self.waiting_images += len(decoded)
             if self.waiting_images >= WRITE_IMAGES:
@@ -184,20 +197,26 @@ class StoreWriter:
         if not self.waiting:
             return
         means = np.concatenate([entry[1] for entry in self.waiting], axis=1)  # (models, pictures, C)
-        named = np.full((means.shape[1], max(len(entry[5]) for entry in self.waiting)), -1, np.int64)
+        kept_width = self.top_k // 2
+        named = np.full((means.shape[1], min(kept_width, max(len(entry[5]) for entry in self.waiting))), -1, np.int64)
         offset = 0
         for entry in self.waiting:  # each picture of a product keeps its product's named classes
-            named[offset:offset + len(entry[2]), :len(entry[5])] = entry[5]
+            kept_named = entry[5][:kept_width]
+            named[offset:offset + len(entry[2]), :len(kept_named)] = kept_named
             offset += len(entry[2])
         named = np.broadcast_to(named, (means.shape[0], *named.shape)).reshape(means.shape[0] * len(named), -1)
         kept = [values.reshape(means.shape[0], means.shape[1], *values.shape[1:])
                 for values in probability.top_k(means.reshape(-1, means.shape[-1]), self.top_k, named)]
         offset = 0
-        for at, _, decoded, digests, features, _ in self.waiting:
+        for at, _, decoded, digests, features, product_named in self.waiting:
             count = len(decoded)
             for name, values in zip(MODEL_ARRAYS, kept):
                 self.arrays[name][:, at:at + count] = values[:, offset:offset + count]
             self.arrays["md5"][at:at + count] = digests
+            exact = product_named[:NAMED_EXACT]
+            if len(exact):
+                self.arrays["named_class"][at:at + count, :len(exact)] = exact
+                self.arrays["named_prob"][:, at:at + count, :len(exact)] = means[:, offset:offset + count][:, :, exact]
             self.arrays["decoded"][at:at + count] = decoded
             for m, values in enumerate(features or ()):
                 self.arrays[features_name(m)][:, at:at + count] = self.encoders[m].encode(values)
@@ -271,6 +290,13 @@ class _Range:
                     "decoded": (num_images,), "top_class": (models, num_images, k),
                     "top_log_prob": (models, num_images, k), "rest": (models, num_images),
                     "tail_log_mean": (models, num_images)}
+        self.named_exact = self.meta.get("named_exact", 0)  # 0: an older store, without the exact named classes
+        if not isinstance(self.named_exact, int) or self.named_exact < 0:
+            raise UserError(f"{meta_path}: named_exact: expected a count, got {self.named_exact!r}")
+        if self.named_exact:
+            for name, shape in (("named_class", (num_images, self.named_exact)),
+                                ("named_prob", (models, num_images, self.named_exact))):
+                arrays[name], expected[name] = _load(folder, name), shape
         features = self.meta.get("features", [])
         if not isinstance(features, list) or len(features) not in (0, models):
             raise UserError(f"{meta_path}: features: expected one entry per model ({models})")
@@ -341,8 +367,13 @@ class Store:
         """Dense (models, images, C) float32 probabilities of images [first, last) of the store."""
         parts = []
         for part, rows in self._pieces(first, last):
-            parts.append(probability.from_top_k(part.array("top_class")[:, rows], part.array("top_log_prob")[:, rows],
-                                                part.array("tail_log_mean")[:, rows], self.meta["num_classes"]))
+            dense = probability.from_top_k(part.array("top_class")[:, rows], part.array("top_log_prob")[:, rows],
+                                           part.array("tail_log_mean")[:, rows], self.meta["num_classes"])
+            if part.named_exact:  # the named classes' values as computed, in place of their float16 logs
+                named = part.array("named_class")[rows]
+                images, slots = np.nonzero(named >= 0)
+                dense[:, images, named[images, slots]] = part.array("named_prob")[:, rows][:, images, slots]
+            parts.append(dense)
         return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=1)
 
     def features(self, model_index, first, last):

@@ -3,6 +3,7 @@
 Three small networks over 120 classes (more than the K=50 kept) predict generated products with
 repeated and dictionary-known pictures; the store's ensembles must give the direct run's
 categories for every output, MD5 type, shard layout and store combination."""
+import json
 import os
 import shutil
 
@@ -252,6 +253,72 @@ def test_the_writer_keeps_each_products_named_classes_for_every_picture(tmp_path
     rebuilt = prob_store.Store(str(tmp_path / "store")).model_rows(0, 2)
     assert rebuilt[0, 0, 30] == 0.0 and rebuilt[0, 1, 30] == pytest.approx(means[0, 1, 30], rel=2e-2)
     assert rebuilt[0, 1, 31] == pytest.approx(1e-9, rel=2e-2)
+
+
+def half_ulp_tie():
+    """A product of three pictures over 40 classes whose m1 category the float64 rounding of the direct run
+    decides: pictures 1 and 2 are answered by classes 36 and 31 (1.0 each), and picture 0 gives class 36
+    1.1105e-16, just above half of float64's spacing at 1 (1.1102e-16), so that 1 + it rounds up and 36 wins.
+    Its float16 log rounds it to 1.0956e-16, 1 + which is 1: the tie then goes to 31, the first class."""
+    means = np.random.default_rng(2).dirichlet(np.ones(40), size=(1, 3)).astype(np.float32)
+    means[0, 0, 36], means[0, 0, 31] = 1.1105e-16, 1e-20
+    one_hot = np.eye(40, dtype=np.float64)
+    return means, {1: one_hot[36], 2: one_hot[31]}, np.array([36, 31])
+
+
+def test_the_store_keeps_the_named_classes_values_exactly(tmp_path):
+    means, overrides, named = half_ulp_tie()
+    docs = [product(1, [make_jpeg(i, size=8) for i in range(3)], None), product(2, [make_jpeg(3, size=8)], None)]
+    index = BsonIndex.open(write_bson(tmp_path / "t.bson", docs), progress=False)
+    writer = prob_store.StoreWriter(str(tmp_path / "store"), index, 0, 2, 40, ["m"], 10,
+                                    {"multi_view": 1, "cate_level": 3})
+    other = np.random.default_rng(3).dirichlet(np.ones(40), size=(1, 1)).astype(np.float32)
+    writer.write(0, means, np.ones(3, bool), [b"x" * 16] * 3, None, named)
+    writer.write(1, other, np.ones(1, bool), [b"y" * 16], None, np.zeros(0, np.int64))
+    writer.commit()
+    store = prob_store.Store(str(tmp_path / "store"))
+    part = store.ranges[0]
+    assert part.meta["named_exact"] == prob_store.NAMED_EXACT
+    assert part.array("named_class")[:, :2].tolist() == [[36, 31]] * 3 + [[-1, -1]]
+    rebuilt = store.model_rows(0, 4)
+    assert (rebuilt[0, :3, [36, 31]] == means[0, :, [36, 31]]).all()  # as computed, to the bit
+    assert (rebuilt[0, 3] == probability.from_top_k(*[part.array(n)[:, 3:] for n in
+                                                      ("top_class", "top_log_prob", "tail_log_mean")], 40)[0, 0]).all()
+
+    variants = make_variants(1, [1])  # m0 of the model, e1.m0, e1.m1
+    decoded = np.ones(3, bool)
+    direct = product_classes(image_ensembles(means, decoded, overrides, [1]), variants)
+    assert direct[2] == 36
+    assert product_classes(image_ensembles(rebuilt[:, :3], decoded, overrides, [1]), variants) == direct
+    logs_only = probability.from_top_k(*[part.array(n)[:, :3] for n in ("top_class", "top_log_prob", "tail_log_mean")],
+                                       40)
+    assert product_classes(image_ensembles(logs_only, decoded, overrides, [1]), variants)[2] == 31  # float16: 31
+
+
+def test_a_store_without_the_exact_named_classes_reads_as_before(tmp_path):
+    """Stores written before named_exact existed, and a meta file that gives a nonsense count."""
+    means, _, named = half_ulp_tie()
+    docs = [product(1, [make_jpeg(i, size=8) for i in range(3)], None)]
+    index = BsonIndex.open(write_bson(tmp_path / "t.bson", docs), progress=False)
+    writer = prob_store.StoreWriter(str(tmp_path / "store"), index, 0, 1, 40, ["m"], 10,
+                                    {"multi_view": 1, "cate_level": 3})
+    writer.write(0, means, np.ones(3, bool), [b"x" * 16] * 3, None, named)
+    folder = writer.commit()
+    meta_path = os.path.join(folder, prob_store.META)
+    with open(meta_path) as fh:
+        meta = json.load(fh)
+    for name in ("named_class", "named_prob"):
+        os.remove(os.path.join(folder, name + ".npy"))
+    with open(meta_path, "w") as fh:
+        json.dump({key: value for key, value in meta.items() if key != "named_exact"}, fh)
+    store = prob_store.Store(str(tmp_path / "store"))
+    part = store.ranges[0]
+    expected = probability.from_top_k(*[part.array(n) for n in ("top_class", "top_log_prob", "tail_log_mean")], 40)
+    assert (store.model_rows(0, 3) == expected).all()
+    with open(meta_path, "w") as fh:
+        json.dump(dict(meta, named_exact="four"), fh)
+    with pytest.raises(UserError, match="named_exact"):
+        prob_store.Store(str(tmp_path / "store"))
 
 
 def test_agreement_grows_with_k(setup):
