@@ -103,7 +103,7 @@ def top_k(probs, k, kept=None):
         rows, columns = np.nonzero(kept >= 0)
         priority = probs.copy()
         priority[rows, kept[rows, columns]] = 2.0  # above any probability
-    ids = np.argpartition(-priority, k - 1, axis=1)[:, :k]
+    ids = largest_ids(priority, k)
     values = np.take_along_axis(probs, ids, axis=1)
     order = np.argsort(-values, axis=1, kind="stable")
     ids, values = np.take_along_axis(ids, order, axis=1), np.take_along_axis(values, order, axis=1)
@@ -119,6 +119,44 @@ def top_k(probs, k, kept=None):
                  - np.take_along_axis(log_or_zero, ids, axis=1).sum(axis=1, dtype=np.float64))
     tail_log_mean = np.where(tail_count > 0, tail_logs / np.maximum(tail_count, 1), -np.inf)
     return ids, logs, np.maximum(rest, 0).astype(np.float32), tail_log_mean.astype(np.float16)
+
+
+SAMPLE_STRIDE = 8  # largest_ids: every 8th class estimates each row's threshold
+
+
+def largest_ids(values, k):
+    """(n, C) -> (n, k) the column ids of each row's k largest values, in no order (among equal values at the
+    k-th, any of them), as np.argpartition's but about 3 times faster at C = 5,270, k = 50, where it was most of
+    the probability store's time: every SAMPLE_STRIDE-th class of a row sets a threshold that about 1.5 k of its
+    values pass, and only those are partitioned. A row where fewer than k or more than 8 k pass (many equal
+    values) is partitioned whole."""
+    n, c = values.shape
+    if c <= 4 * k or n == 0:
+        return np.argpartition(values, c - k, axis=1)[:, c - k:]
+    sample = np.sort(values[:, ::SAMPLE_STRIDE], axis=1)  # numpy sorts faster than it partitions
+    threshold = sample[:, -min(sample.shape[1], -(-3 * k // (2 * SAMPLE_STRIDE)))]
+    passed = values >= threshold[:, None]
+    counts = np.count_nonzero(passed, axis=1)
+    ids = np.empty((n, k), dtype=np.intp)
+    whole = np.flatnonzero((counts < k) | (counts > 8 * k))
+    if len(whole):
+        ids[whole] = np.argpartition(values[whole], c - k, axis=1)[:, c - k:]
+        passed[whole] = False
+        counts[whole] = 0
+    rows = np.flatnonzero(counts)
+    if len(rows):
+        flat = np.flatnonzero(passed)  # row by row
+        row_of = flat // c
+        starts = np.cumsum(counts) - counts
+        at = np.arange(len(flat)) - starts[row_of]  # each candidate's place among its row's
+        width = int(counts.max())
+        candidates = np.full((n, width), -1, dtype=np.intp)
+        candidate_values = np.full((n, width), -np.inf, dtype=np.float64)
+        candidates[row_of, at] = flat - row_of * c
+        candidate_values[row_of, at] = values.reshape(-1)[flat]
+        picked = np.argpartition(candidate_values[rows], width - k, axis=1)[:, width - k:]
+        ids[rows] = np.take_along_axis(candidates[rows], picked, axis=1)
+    return ids
 
 
 def from_top_k(ids, logs, tail_log_mean, num_classes):

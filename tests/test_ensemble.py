@@ -180,6 +180,28 @@ def test_top_k_keeps_small_probabilities_and_zeros_only_where_the_network_gave_t
     np.testing.assert_allclose(dense.sum(axis=1), probs.sum(axis=1), rtol=1e-3)
 
 
+def test_largest_ids_selects_as_a_whole_partition_does():
+    """The sampled threshold's selection holds the same values as np.argpartition's on softmax rows of
+    several spreads, and on the rows it hands to the whole partition: fewer than k values pass (a few
+    large ones), too many pass (ties: rows of zeros and a constant row), and k close to C."""
+    rng = np.random.default_rng(4)
+    rows = [rng.dirichlet(np.full(5270, alpha), size=40) for alpha in (0.05, 1.0, 50.0)]
+    sparse = np.zeros((3, 5270))
+    sparse[0, :30] = rng.random(30)           # 30 positive values: fewer than k pass
+    sparse[1, ::7] = rng.random(753)          # a sample of positives, the rest zero: ties at 0
+    sparse[2, :] = 1 / 5270                   # every value equal
+    rows.append(sparse)
+    probs = np.concatenate(rows).astype(np.float32)
+    for k in (1, 50, 200, 5000):
+        ids = probability.largest_ids(probs, k)
+        assert ids.shape == (len(probs), k) and all(len(set(row)) == k for row in ids.tolist())
+        expected = np.sort(np.take_along_axis(probs, np.argpartition(-probs, k - 1, axis=1)[:, :k], axis=1), axis=1)
+        assert (np.sort(np.take_along_axis(probs, ids, axis=1), axis=1) == expected).all(), k
+    small = probs[:, :100]  # C <= 4 k: partitioned whole
+    assert (np.sort(np.take_along_axis(small, probability.largest_ids(small, 30), axis=1), axis=1) ==
+            np.sort(small, axis=1)[:, -30:]).all()
+
+
 def test_top_k_keeps_the_named_classes_whatever_their_probability():
     rng = np.random.default_rng(0)
     probs = rng.dirichlet(np.ones(40), size=3).astype(np.float32)
