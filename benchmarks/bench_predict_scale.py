@@ -51,6 +51,7 @@ from benchmarks.bench_scale import (DEFAULT_WORK_DIR, PREDICT_NETWORK, PREDICT_S
 from benchmarks.kaggle_counts import ANSWERED_SHARE, REPEAT_SHARE, kaggle_test_picture_counts
 from benchmarks.report import print_tables
 from cli.reporting import Timer
+from predict.engine import CPU_ENGINE_THREADS, ENGINE_THREADS_VAR
 
 log = logging.getLogger("bench_predict_scale")
 
@@ -65,6 +66,7 @@ POLL_SECONDS = 0.5
 ORIGINAL_TRAINING_RATES = {"M01": 589, "M02": 273, "M03": 273, "M04": 552, "M05": 380, "M06": 533, "M07": 338,
                            "M08": 276, "M09": 338, "M10": 635, "M11": 278, "M12": 273, "M13": 269, "M14": 246}
 FORWARD_PER_TRAINING_STEP = 3
+MXNET_DEFAULT_THREADS = 1  # MXNET_CPU_WORKER_NTHREADS unset: the reference of the runs before predict.engine
 MEMORY_TARGET_GB = 1.5  # issue 23: every prediction process, at Kaggle's test counts, whatever the number of models
 ANSWERED, REPEAT, NEW = 0, 1, 2  # kinds of test picture
 
@@ -228,7 +230,12 @@ def descendants(root):
     return found
 
 
-def watch(argv, root_name, log_path):
+def engine_env(threads):
+    """The environment with MXNet's CPU operator threads set (MXNET_CPU_WORKER_NTHREADS, predict.engine)."""
+    return dict(os.environ, **{ENGINE_THREADS_VAR: str(threads)})
+
+
+def watch(argv, root_name, log_path, env=None):
     """Run `argv` from the repository root, its output to `log_path`; poll it and its children every
     POLL_SECONDS. Returns (wall seconds, [ProcessFigures], the peak RSS wait4 reports for the root)."""
     figures = {}
@@ -236,7 +243,7 @@ def watch(argv, root_name, log_path):
     with open(log_path, "ab") as log_file:
         log_file.write(f"$ {' '.join(argv)}\n".encode())
         log_file.flush()
-        process = subprocess.Popen(argv, cwd=REPO_ROOT, stdout=log_file, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(argv, cwd=REPO_ROOT, stdout=log_file, stderr=subprocess.STDOUT, env=env)
         while True:
             now = time.monotonic()
             for pid in [process.pid] + descendants(process.pid):
@@ -347,13 +354,15 @@ def forward_rates(models, num_classes, batches, repeats):
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def forward_rate_together(models, num_classes, batches, repeats):
+def forward_rate_together(models, num_classes, batches, repeats, engine_threads=MXNET_DEFAULT_THREADS):
     """Views/s through all the models at once, their passes overlapped as in a run
-    (bench_predict.forward_speed_together, batch BATCH_SIZE), `repeats` times, in a child."""
+    (bench_predict.forward_speed_together, batch BATCH_SIZE), `repeats` times, in a child whose MXNet runs
+    `engine_threads` CPU operators at once."""
     call = f"forward_speed_together({[tuple(m) for m in models]!r}, {PREDICT_SIZE}, {BATCH_SIZE}, {batches}, {num_classes})"
     code = ("import json, logging; logging.disable(logging.WARNING); from benchmarks.bench_predict import "
             f"forward_speed_together; print(json.dumps([{call} for _ in range({repeats})]))")
-    done = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, check=True)
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, check=True,
+                          env=engine_env(engine_threads))
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
@@ -383,15 +392,21 @@ def run_scale(args, scale):
         os.remove(log_path)
     log.info("scale %g: %s products, %s pictures; %d models, cache %s MB; log %s", scale,
              f"{test_set['products']:,}", f"{test_set['pictures']:,}", args.models, reuse_mb, log_path)
-    rates = forward_rates(models, num_classes, args.forward_batches, args.repeats)
-    together = forward_rate_together(models, num_classes, args.forward_batches, args.repeats)
+
+    def references():  # the same networks alone, and together with the run's and with MXNet's default threads
+        return (forward_rates(models, num_classes, args.forward_batches, args.repeats),
+                forward_rate_together(models, num_classes, args.forward_batches, args.repeats, CPU_ENGINE_THREADS),
+                forward_rate_together(models, num_classes, args.forward_batches, args.repeats))
+
+    rates, together, together_default = references()
     load_before = os.getloadavg()[0]
     wall, processes = watch(predict_argv(paths, models, store, os.path.join(run_dir, "predict.csv"), reuse_mb,
-                                         args.workers), "predictor (predict.predict)", log_path)
+                                         args.workers), "predictor (predict.predict)", log_path,
+                            engine_env(CPU_ENGINE_THREADS))
     load_after = os.getloadavg()[0]
     # measured after the run as well: a busy neighbour then weighs on both sides alike
-    rates += forward_rates(models, num_classes, args.forward_batches, args.repeats)
-    together += forward_rate_together(models, num_classes, args.forward_batches, args.repeats)
+    after = references()
+    rates, together, together_default = rates + after[0], together + after[1], together_default + after[2]
     with open(log_path, errors="replace") as fh:
         logged = parse_predict_log(fh.read())
     store_bytes = folder_bytes(store)
@@ -408,7 +423,8 @@ def run_scale(args, scale):
                "ensemble_wall_s": ensemble_wall,
                "ensemble": dataclasses.asdict(ensemble_processes[0]) | {"wall_s": ensemble_processes[0].wall_s},
                "store_bytes": store_bytes, "forward_views_per_s": per_model,
-               "forward_together_views_per_s": statistics.median(together),
+               "forward_together_views_per_s": statistics.median(together), "engine_threads": CPU_ENGINE_THREADS,
+               "forward_together_default_views_per_s": statistics.median(together_default),
                "forward_samples": len(rates), "load_average": [load_before, load_after],
                "agreement": output_agreement(run_dir), **logged}
     if not args.keep_outputs:
@@ -484,7 +500,10 @@ def process_table(f):
               f"| repeats reused from the cache / repeated pictures the cache took | {f['reused']:,} / {cached} |",
               "", f"Store: {gb(f['store_bytes'])} on disk. Forward rate of the {f['models']} networks together "
               + ("(their passes overlapped as in a run: bench_predict.forward_speed_together, median of "
-                 f"{f['forward_samples']} before and after): " if f.get("forward_together_views_per_s") else
+                 f"{f['forward_samples']} before and after"
+                 + (f", MXNet running {f['engine_threads']} CPU operators at once as the run did"
+                    if f.get("engine_threads") else "") + "): "
+                 if f.get("forward_together_views_per_s") else
                  f"(each alone, in turn: bench_predict's measure, median of {f['forward_samples']} before and "
                  "after): ") +
               f"{d['ensemble_rate']:,.0f} views/s; end to end {d['end_to_end_rate']:,.0f} views/s of the test set "
@@ -493,6 +512,12 @@ def process_table(f):
               f"{d['forward_made_s'] / f['run_s']:.2f} of the passes made, {d['forward_needed_s'] / f['run_s']:.2f} "
               f"of the distinct pictures' (target >= 0.9). The predictor logged {f['forward_share']:.0%} of its run "
               f"in forward passes."]
+    if f.get("forward_together_default_views_per_s"):
+        default_rate = f["forward_together_default_views_per_s"]
+        lines[-1] += (f" With MXNet's default of one CPU operator at a time (the reference of the runs before "
+                      f"predict.engine) the networks forward {default_rate:,.0f} views/s "
+                      f"(with {f['engine_threads']}: {d['ensemble_rate'] / default_rate:.2f}x as many): end to end "
+                      f"is {f['forwarded'] * VIEWS / default_rate / f['run_s']:.2f} of that rate.")
     if f.get("agreement"):
         lines += ["", "| output | products the store's ensemble gives the direct run's category |", "|---|---:|"]
         lines += [f"| {tag} | {same:,} of {total:,} ({same / total:.2%}) |" for tag, (same, total) in f["agreement"].items()]

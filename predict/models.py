@@ -13,8 +13,12 @@ import json
 import logging
 import os
 
-import mxnet as mx
-import numpy as np
+from predict.engine import use_prediction_engine
+
+use_prediction_engine()  # before MXNet loads: it reads its engine settings then
+
+import mxnet as mx  # noqa: E402
+import numpy as np  # noqa: E402
 
 from cli.runner import UserError
 from data.categories import LABEL_KINDS, short_digest

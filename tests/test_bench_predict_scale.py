@@ -150,3 +150,21 @@ def test_the_outputs_of_both_runs_are_compared_product_by_product(tmp_path):
     (tmp_path / "ensemble.csv").write_text("_id,category_id\n0,5\n2,7\n1,6\n")
     with pytest.raises(ValueError, match="other products"):
         bench.output_agreement(str(tmp_path))
+
+
+def test_the_throughput_is_judged_against_the_networks_at_the_runs_engine_threads():
+    """The reference runs MXNet as the run did (predict.engine's CPU operator threads); the rate at MXNet's
+    default, one at a time (the earlier runs' reference), is reported beside it, not judged."""
+    run = dict(figures(0.5, anon=400e6, file_backed=300e6, store_bytes=1e9), groups_not_cached=0, reused=100,
+               repeated_groups=100, forward_share=0.4, forward_samples=6, engine_threads=2,
+               forward_together_views_per_s=40.0, forward_together_default_views_per_s=20.0)
+    ensemble = {"name": "x", "cpu_s": 1.0}
+    run["ensemble"].update(ensemble)
+    for process in run["processes"]:
+        process.update(wall_s=100.0, cpu_s=10.0)
+    table = bench.process_table(run)
+    # 900 pictures x 2 views made: 45 s of forward at 40 views/s, 90 s at 20; the run took 110 s
+    assert "running 2 CPU operators at once as the run did): 40 views/s" in table
+    assert "end to end / forward = 0.41 of the passes made" in table
+    assert "forward 20 views/s (with 2: 2.00x as many): end to end is 0.82 of that rate" in table
+    assert "0.41 of the passes made (FAIL)" in bench.extrapolation_table(run)
