@@ -167,6 +167,7 @@ class ProcessFigures:
     first_seen: float
     last_seen: float = 0.0
     cpu_s: float = 0.0
+    main_cpu_s: float = 0.0  # of its main thread alone (predict.predict's: the Python; MXNet's threads are the rest)
     peak_rss: int = 0   # VmHWM, bytes
     peak_anon: int = 0  # the largest RssAnon polled
     peak_file: int = 0  # the largest RssFile polled (mapped files: the store's memory maps)
@@ -179,10 +180,11 @@ class ProcessFigures:
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
-def read_stat(pid):
-    """(parent pid, CPU seconds) of a process, or None once it is gone."""
+def read_stat(pid, thread=None):
+    """(parent pid, CPU seconds) of a process, or of its `thread` (a thread id; the main thread's is the pid),
+    or None once it is gone."""
     try:
-        with open(f"/proc/{pid}/stat") as fh:
+        with open(f"/proc/{pid}/stat" if thread is None else f"/proc/{pid}/task/{thread}/stat") as fh:
             fields = fh.read().rpartition(")")[2].split()
     except OSError:
         return None
@@ -253,6 +255,8 @@ def watch(argv, root_name, log_path, env=None):
                 key = (pid, root_name if pid == process.pid else process_name(pid, root_name))
                 item = figures.setdefault(key, ProcessFigures(key[1] or str(pid), now))
                 item.last_seen, item.cpu_s = now, stat[1]
+                main = read_stat(pid, thread=pid)
+                item.main_cpu_s = main[1] if main is not None else item.main_cpu_s
                 item.peak_rss = max(item.peak_rss, memory.get("VmHWM", 0))
                 item.peak_anon = max(item.peak_anon, memory.get("RssAnon", 0))
                 item.peak_file = max(item.peak_file, memory.get("RssFile", 0))
@@ -485,6 +489,10 @@ def process_table(f):
         lines.append(f"| {p['name']} | {p['wall_s']:.1f} s | {p['cpu_s']:.1f} s | {p['cpu_s'] * per_k:.2f} s | "
                      f"{gb(p['peak_rss'])} | {gb(p['peak_anon'])} | {gb(p['peak_file'])} |")
     hash_s = "n/a" if f["hash_s"] is None else f"{f['hash_s']:.1f} s"
+    main = f["processes"][0].get("main_cpu_s")
+    if main:
+        lines.append(f"| of the predictor: its main thread (reduction, store, messages; MXNet's threads are the rest) "
+                     f"| | {main:.1f} s | {main * per_k:.2f} s | | | |")
     lines += [f"| of the predictor: the hashing pre-pass | {hash_s} | | | | | |",
               f"| of the predictor: first product to last (`predict.run`'s seconds) | {f['run_s']:.1f} s | | | | | |"]
     if "load_average" in f:
@@ -632,6 +640,17 @@ def gpu_rows(large):
     return forward_hours / 3600, needed_hours / 3600
 
 
+def main_thread_budget(large, target_models=ORIGINAL_MODELS):
+    """(ms of the 14 models' forward passes per test picture on the original's 8 GPUs (gpu_rows, as made), ms of
+    the predictor's main thread per test picture at 14 models: the measured figure x 14 / m, as most of its work
+    is per model), or None without the main thread's figure (runs before it was measured)."""
+    main = large["processes"][0].get("main_cpu_s")
+    if not main:
+        return None
+    pictures = large["pictures"] / large["scale"]
+    return gpu_rows(large)[0] * 3600e3 / pictures, main * 1e3 / large["pictures"] * target_models / large["models"]
+
+
 def extrapolation_table(large, small=None):
     label = f"scale {large['scale']:g}" + ("" if small is None else f" (slope from scale {small['scale']:g})")
     lines = [f"| figure | measured ({label}, {large['models']} models) | Kaggle's counts, {large['models']} models | "
@@ -656,6 +675,13 @@ def extrapolation_table(large, small=None):
     lines += ["", f"On the original's 8 GPUs (its logs record no prediction speed: a forward pass taken as a third "
                   f"of each model's logged training step), the {ORIGINAL_MODELS} models' passes take {made:.1f} h as "
                   f"made, {needed:.1f} h if every distinct picture were forwarded once."]
+    budget = main_thread_budget(large)
+    if budget is not None:
+        gpu_ms, main_ms = budget
+        lines[-1] += (f" That is {gpu_ms:.1f} ms per test picture, against {main_ms:.2f} ms of the predictor's main "
+                      f"thread at {ORIGINAL_MODELS} models (measured per picture x {ORIGINAL_MODELS}/{large['models']}): "
+                      + ("the pipeline keeps up with the GPUs." if main_ms < gpu_ms else
+                         "the predictor's main thread would be slower than the GPUs."))
     return "\n".join(lines)
 
 

@@ -168,3 +168,16 @@ def test_the_throughput_is_judged_against_the_networks_at_the_runs_engine_thread
     assert "end to end / forward = 0.41 of the passes made" in table
     assert "forward 20 views/s (with 2: 2.00x as many): end to end is 0.82 of that rate" in table
     assert "0.41 of the passes made (FAIL)" in bench.extrapolation_table(run)
+
+
+def test_the_predictors_main_thread_against_the_original_gpus(monkeypatch):
+    """Its CPU per picture, scaled to 14 models, set beside the 14 models' passes per picture on 8 GPUs."""
+    run = figures(0.5, anon=400e6, file_backed=300e6, store_bytes=1e9)
+    assert bench.main_thread_budget(run) is None  # runs before the main thread was measured
+    run["processes"][0]["main_cpu_s"] = 2.0  # 2 ms per picture at 2 models: 14 ms at 14
+    monkeypatch.setattr(bench, "gpu_rows", lambda large: (1000 / 0.5 * 0.02 / 3600, 0.0))  # 20 ms a picture
+    gpu_ms, main_ms = bench.main_thread_budget(run)
+    assert (gpu_ms, main_ms) == pytest.approx((20.0, 14.0))
+    assert "the pipeline keeps up with the GPUs" in bench.extrapolation_table(run)
+    run["processes"][0]["main_cpu_s"] = 4.0
+    assert "would be slower than the GPUs" in bench.extrapolation_table(run)
